@@ -1,0 +1,51 @@
+# The two commands of SPEC §3: `make demo` and `make test`. Everything is installed from nothing:
+# .venv (python3.11), the package with pinned dependencies, and Spark's Glue 5 JARs into .jars/.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+JARS := .jars/delta-spark_2.12-3.3.0.jar .jars/delta-storage-3.3.0.jar .jars/hadoop-aws-3.3.4.jar .jars/aws-java-sdk-bundle-1.12.262.jar
+# Spark 3.5 needs Java 8/11/17: prefer a 17 JDK when the default java is another version.
+JAVA17 := $(shell for d in $$JAVA_HOME /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/*17*; do \
+  [ -x "$$d/bin/java" ] && "$$d/bin/java" -version 2>&1 | grep -q '"17\.' && { echo $$d; break; }; done)
+export JAVA_HOME := $(JAVA17)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast bench lint clean doctor
+
+install: $(VENV)/.installed $(JARS)
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "python3.11 not found: install Python 3.11" >&2; exit 1; }
+	@[ -n "$(JAVA17)" ] || { echo "no Java 17 JDK found (Spark 3.5 needs Java 17): apt-get install openjdk-17-jdk-headless" >&2; exit 1; }
+	[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(JARS): scripts/jars-pom.xml
+	@command -v mvn >/dev/null || { echo "mvn not found: apt-get install maven (it resolves Spark's JARs once)" >&2; exit 1; }
+	mvn -q -B -f scripts/jars-pom.xml dependency:copy-dependencies -DexcludeTransitive=true -DoutputDirectory=$(CURDIR)/.jars
+	touch $(JARS)
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+test: install
+	$(BIN)/ruff check etl_framework scripts tests
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python scripts/bench
+
+lint: install
+	$(BIN)/ruff check etl_framework scripts tests
+
+doctor: install
+	$(BIN)/etl doctor
+
+clean:
+	rm -rf $(VENV) .jars .etl data reports

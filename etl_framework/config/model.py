@@ -1,0 +1,376 @@
+"""The one model of the config language: job files, workflow files and environment configs (SPEC §4).
+
+Every key a user can write is a field here; validation, the JSON Schema (`etl schema`), the defaults and the YAML
+reference in the README all come from these classes. Checks that need more than one field or outside knowledge
+(SQL parsing, GX registry, cron, references between files) live in `checks.py`, not here, so that the model stays
+importable in milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+SourceFormat = Literal["csv", "json", "parquet", "delta", "catalog"]
+TargetFormat = Literal["delta", "parquet"]
+WriteMode = Literal["append", "overwrite", "overwrite_partitions", "merge"]
+BadRecords = Literal["fail", "drop", "quarantine"]
+OnFail = Literal["fail", "quarantine", "warn"]
+SchemaChange = Literal["log", "update", "fail"]
+JobState = Literal["SUCCEEDED", "STOPPED", "FAILED", "TIMEOUT"]
+CrawlerState = Literal["SUCCEEDED", "FAILED", "CANCELLED"]
+NodeState = Literal["SUCCEEDED", "STOPPED", "FAILED", "TIMEOUT", "CANCELLED"]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (with a 'did you mean'), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------------------------------- job file
+
+
+class Incremental(Strict):
+    """Bookmark of an incremental source (SPEC §6): `files` remembers processed files by path, size and mtime;
+    `watermark` remembers the highest value of `column` written."""
+
+    mode: Literal["files", "watermark"]
+    column: str | None = Field(None, description="watermark column (mode: watermark only)")
+
+    @model_validator(mode="after")
+    def _column_matches_mode(self) -> Incremental:
+        if self.mode == "watermark" and not self.column:
+            raise ValueError("incremental mode 'watermark' needs 'column'")
+        if self.mode == "files" and self.column:
+            raise ValueError("'column' is only for incremental mode 'watermark'")
+        return self
+
+
+class Source(Strict):
+    """One input; it becomes a temp view named by its key in `sources`."""
+
+    format: SourceFormat
+    path: str | None = Field(None, description="file or folder (csv/json/parquet/delta)")
+    table: str | None = Field(None, description="database.table (format: catalog)")
+    options: dict[str, Any] = Field(default_factory=dict, description="Spark reader options")
+    schema_: dict[str, str] | Literal["infer", "catalog"] | None = Field(
+        None,
+        alias="schema",
+        description="column -> Spark SQL type, or 'infer', or 'catalog'; default: infer (catalog for catalog sources)",
+    )
+    incremental: Incremental | None = None
+    bad_records: BadRecords = Field("fail", description="what to do with malformed rows")
+    push_down_predicate: str | None = Field(None, description="partition predicate (format: catalog)")
+
+    @model_validator(mode="after")
+    def _location(self) -> Source:
+        if self.format == "catalog":
+            if not self.table:
+                raise ValueError("a 'catalog' source needs 'table: database.table'")
+            if self.path:
+                raise ValueError("a 'catalog' source takes its location from the catalog; remove 'path'")
+            if "." not in self.table:
+                raise ValueError(f"table '{self.table}' must be 'database.table'")
+        else:
+            if not self.path:
+                raise ValueError(f"a '{self.format}' source needs 'path'")
+            if self.push_down_predicate:
+                raise ValueError("'push_down_predicate' is only for format 'catalog'")
+        return self
+
+
+class CrawlSpec(Strict):
+    """A crawl run before extract: discovers schema and partitions of a source into the catalog."""
+
+    source: str | None = Field(None, description="name of a source of this job (its path is crawled)")
+    path: str | None = Field(None, description="folder to crawl, instead of 'source'")
+    database: str
+    table: str | None = Field(None, description="default: the crawled folder's name, as Glue names it")
+    schema_change: SchemaChange = "log"
+
+    @model_validator(mode="after")
+    def _one_location(self) -> CrawlSpec:
+        if bool(self.source) == bool(self.path):
+            raise ValueError("a crawl entry needs exactly one of 'source' or 'path'")
+        return self
+
+
+class Dedupe(Strict):
+    keys: list[str] = Field(min_length=1)
+    order_by: str | list[str] | None = Field(
+        None, description="SQL ORDER BY terms; the first row per key in this order is kept"
+    )
+
+
+class Join(Strict):
+    with_: str = Field(alias="with", description="name of a source view to join with")
+    on: str | list[str] = Field(description="column names (equi-join) or a SQL condition")
+    how: Literal["inner", "left", "right", "full", "left_semi", "left_anti", "cross"] = "inner"
+
+
+class Union(Strict):
+    with_: list[str] = Field(alias="with", min_length=1, description="source views appended to the current data")
+    by_name: bool = True
+    allow_missing_columns: bool = False
+    distinct: bool = False
+
+
+class Aggregate(Strict):
+    group_by: list[str] = Field(default_factory=list)
+    aggs: dict[str, str] = Field(min_length=1, description="output column -> aggregate SQL expression")
+
+
+STEP_KINDS = (
+    "sql", "select", "filter", "with_columns", "rename", "cast", "drop", "dedupe", "join", "union",
+    "aggregate", "python",
+)
+
+
+class TransformStep(Strict):
+    """One transform step: exactly one of the keys below. Each step reads the previous step's result
+    (the first step: the first source); `sql` steps see every source as a view and the previous result as the view `previous`."""
+
+    name: str | None = Field(None, description="optional label shown in progress and run records")
+    sql: str | None = Field(None, description="a Spark SQL query")
+    select: list[str] | None = Field(None, description="SQL expressions")
+    filter: str | None = Field(None, description="SQL boolean expression; rows where it is true are kept")
+    with_columns: dict[str, str] | None = Field(None, description="column -> SQL expression")
+    rename: dict[str, str] | None = Field(None, description="old name -> new name")
+    cast: dict[str, str] | None = Field(None, description="column -> Spark SQL type")
+    drop: list[str] | None = None
+    dedupe: Dedupe | None = None
+    join: Join | None = None
+    union: Union | None = None
+    aggregate: Aggregate | None = None
+    python: str | None = Field(None, description="'package.module:function', called as function(df, ctx) -> df")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TransformStep:
+        kinds = [k for k in STEP_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a transform step needs exactly one of " + ", ".join(STEP_KINDS)
+                + (f" (found {', '.join(kinds)})" if kinds else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+
+    @property
+    def arg(self) -> Any:
+        return getattr(self, self.kind)
+
+
+class Expectation(BaseModel):
+    """A Great Expectations expectation: its type in `expect` and GX's own keyword arguments beside it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    expect: str = Field(description="GX expectation type, e.g. expect_column_values_to_not_be_null")
+    on_fail: OnFail = "fail"
+    name: str | None = Field(None, description="rule name used in results and quarantine; default derived")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def rule_name(self) -> str:
+        if self.name:
+            return self.name
+        col = self.kwargs.get("column")
+        return f"{self.expect}({col})" if col else self.expect
+
+
+class Target(Strict):
+    format: TargetFormat = "delta"
+    path: str
+    partition_by: list[str] = Field(default_factory=list)
+    mode: WriteMode = "append"
+    merge_keys: list[str] = Field(default_factory=list, description="merge only (delta)")
+    options: dict[str, Any] = Field(default_factory=dict, description="Spark writer options")
+    quarantine_path: str | None = Field(None, description="default: '<path>_quarantine' (a Delta table)")
+
+    @model_validator(mode="after")
+    def _merge(self) -> Target:
+        if self.mode == "merge":
+            if not self.merge_keys:
+                raise ValueError("mode 'merge' needs 'merge_keys'")
+            if self.format != "delta":
+                raise ValueError("mode 'merge' needs format 'delta'")
+        elif self.merge_keys:
+            raise ValueError("'merge_keys' is only for mode 'merge'")
+        return self
+
+
+class Register(Strict):
+    database: str
+    table: str
+    description: str | None = None
+
+
+class Retries(Strict):
+    max_attempts: int = Field(1, ge=1, le=10, description="attempts in all, the first included")
+    backoff_seconds: float = Field(0, ge=0)
+    backoff_rate: float = Field(2.0, ge=1.0)
+
+
+class GlueJobSettings(Strict):
+    """Per-job overrides of the env config's Glue settings (deploy)."""
+
+    worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] | None = None
+    number_of_workers: int | None = Field(None, ge=1)
+
+
+class JobConfig(Strict):
+    job: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, description="defaults; override with --param k=v")
+    sources: dict[str, Source] = Field(min_length=1)
+    crawl: list[CrawlSpec] = Field(default_factory=list)
+    transform: list[TransformStep] = Field(default_factory=list)
+    quality: list[Expectation] = Field(default_factory=list)
+    target: Target
+    register: Register | None = None
+    retries: Retries = Field(default_factory=Retries)
+    timeout_minutes: int | None = Field(None, ge=1, description="default: none locally, 2880 on Glue")
+    glue: GlueJobSettings | None = None
+
+
+# ---------------------------------------------------------------------------------------------- workflow file
+
+
+class WorkflowCrawler(Strict):
+    path: str
+    database: str
+    table: str | None = Field(None, description="default: the crawled folder's name, as Glue names it")
+    schema_change: SchemaChange = "log"
+
+
+class Action(Strict):
+    job: str | None = None
+    crawler: str | None = None
+    arguments: dict[str, Any] = Field(default_factory=dict, description="override job params")
+    timeout_minutes: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Action:
+        if bool(self.job) == bool(self.crawler):
+            raise ValueError("an action names exactly one of 'job' or 'crawler'")
+        if self.crawler and self.arguments:
+            raise ValueError("'arguments' are only for job actions")
+        return self
+
+    @property
+    def node(self) -> str:
+        return self.job or self.crawler or ""
+
+
+class Condition(Strict):
+    job: str | None = None
+    crawler: str | None = None
+    state: NodeState
+
+    @model_validator(mode="after")
+    def _one(self) -> Condition:
+        if bool(self.job) == bool(self.crawler):
+            raise ValueError("a condition names exactly one of 'job' or 'crawler'")
+        return self
+
+    @property
+    def node(self) -> str:
+        return self.job or self.crawler or ""
+
+
+class Watch(Strict):
+    path: str
+    pattern: str = "*"
+
+
+class Batch(Strict):
+    """Glue's EventBatchingCondition."""
+
+    size: int = Field(1, ge=1, le=100)
+    window_seconds: int = Field(900, ge=1, le=900)
+
+
+class Trigger(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["on_demand", "scheduled", "conditional", "event"]
+    schedule: str | None = Field(None, description="AWS Glue cron: cron(Min Hour DoM Month DoW Year), UTC")
+    logical: Literal["and", "any"] = "and"
+    conditions: list[Condition] = Field(default_factory=list)
+    watch: Watch | None = None
+    batch: Batch | None = None
+    actions: list[Action] = Field(min_length=1)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> Trigger:
+        need = {"scheduled": "schedule", "conditional": "conditions", "event": "watch"}
+        for kind, key in need.items():
+            if self.type == kind and not getattr(self, key):
+                raise ValueError(f"a {kind} trigger needs '{key}'")
+            if self.type != kind and getattr(self, key):
+                raise ValueError(f"'{key}' is only for {kind} triggers")
+        if self.batch and self.type != "event":
+            raise ValueError("'batch' is only for event triggers")
+        return self
+
+
+class WorkflowConfig(Strict):
+    workflow: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    max_concurrent_runs: int | None = Field(None, ge=1, description="default: unlimited, as in Glue")
+    run_properties: dict[str, Any] = Field(default_factory=dict)
+    jobs: dict[str, str] = Field(default_factory=dict, description="job name -> job file, relative to this file")
+    crawlers: dict[str, WorkflowCrawler] = Field(default_factory=dict)
+    triggers: list[Trigger] = Field(min_length=1)
+    executor: Literal["inline", "subprocess"] = Field(
+        "inline", description="inline: jobs share one Spark session; subprocess: one spark-submit per job"
+    )
+    concurrency: int = Field(2, ge=1, description="nodes running at once in a run")
+
+
+# ------------------------------------------------------------------------------------------------ env config
+
+
+class StateConfig(Strict):
+    backend: Literal["sqlite", "dynamodb"] = "sqlite"
+    path: str = Field(".etl/state.db", description="sqlite: the state file, relative to the project")
+    table_prefix: str = Field("etl_", description="dynamodb: prefix of the state tables")
+
+
+class CatalogConfig(Strict):
+    backend: Literal["local", "glue"] = "local"
+    path: str = Field(".etl/catalog.db", description="local: the catalog file, relative to the project")
+
+
+class AwsConfig(Strict):
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="override for every AWS client (e.g. a moto server)")
+
+
+class DeployConfig(Strict):
+    s3_prefix: str = Field(description="s3://bucket/prefix where scripts, wheel and configs are uploaded")
+    role: str = Field(description="IAM role ARN of the Glue jobs and crawlers")
+    glue_version: str = "5.0"
+    worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] = "G.1X"
+    number_of_workers: int = Field(2, ge=1)
+    name_prefix: str = Field("", description="prefix of every Glue resource name")
+
+
+class EnvConfig(Strict):
+    vars: dict[str, Any] = Field(default_factory=dict, description="referenced as ${env.NAME}")
+    state: StateConfig = Field(default_factory=StateConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    spark: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Spark conf overrides")
+    deploy: DeployConfig | None = None

@@ -1,0 +1,141 @@
+"""The SparkSession every local run uses: `spark-conf/spark-defaults.conf` of the project (else the packaged
+default) plus the env config's `spark:` block, with the Glue 5 JARs from the project-local `.jars/` folder.
+
+Reading the same file that `spark-submit --properties-file` reads keeps `etl run` and `spark-submit` identical.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from etl_framework.errors import EtlError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+PATH_KEYS = ("spark.jars",)
+
+
+def packaged_conf_dir() -> Path:
+    return Path(str(resources.files("etl_framework") / "resources" / "spark-conf"))
+
+
+def conf_dir(project_root: Path | None) -> Path:
+    if project_root is not None and (project_root / "spark-conf" / "spark-defaults.conf").is_file():
+        return project_root / "spark-conf"
+    return packaged_conf_dir()
+
+
+def read_defaults(path: Path) -> dict[str, str]:
+    """Parse a spark-defaults.conf (key, whitespace, value; `#` comments) the way spark-submit does."""
+    conf: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        conf[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+    return conf
+
+
+def jars_dir(project_root: Path | None) -> Path:
+    env = os.environ.get("ETL_JARS_DIR")
+    if env:
+        return Path(env)
+    for base in [project_root, Path(__file__).resolve().parents[2]]:
+        if base is not None and (base / ".jars").is_dir():
+            return base / ".jars"
+    return (project_root or Path.cwd()) / ".jars"
+
+
+def resolve_conf(project_root: Path | None, overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    """The effective Spark conf, with relative JAR and log4j paths made absolute."""
+    cdir = conf_dir(project_root)
+    conf = read_defaults(cdir / "spark-defaults.conf")
+    jdir = jars_dir(project_root)
+    if "spark.jars" in conf:
+        jars = []
+        for item in conf["spark.jars"].split(","):
+            item = item.strip()
+            p = Path(item)
+            if not p.is_absolute():
+                p = jdir / p.name if item.startswith(".jars/") else (project_root or Path.cwd()) / p
+            jars.append(str(p))
+        missing = [j for j in jars if not Path(j).is_file()]
+        if missing:
+            raise EtlError(
+                "Spark's JARs are missing: " + ", ".join(Path(m).name for m in missing)
+                + f" (looked in {jdir}).\n  what to do: run `make install` in the project (it resolves them"
+                " from Maven Central into .jars/ once)"
+            )
+        conf["spark.jars"] = ",".join(jars)
+    opts = conf.get("spark.driver.extraJavaOptions", "")
+    if "spark-conf/log4j2.properties" in opts:
+        conf["spark.driver.extraJavaOptions"] = opts.replace(
+            "spark-conf/log4j2.properties", str(cdir / "log4j2.properties")
+        )
+    for k, v in (overrides or {}).items():
+        conf[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    return conf
+
+
+def java_home() -> str | None:
+    """A Java 17 home (Spark 3.5 does not run on 21+); None when the default `java` is fine."""
+    def version(java: str) -> int | None:
+        try:
+            out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20).stderr
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        for token in out.replace('"', " ").split():
+            if token[:1].isdigit():
+                head = token.split(".")[0]
+                major = int(token.split(".")[1]) if head == "1" else int(head)
+                return major
+        return None
+
+    current = os.environ.get("JAVA_HOME")
+    java = str(Path(current) / "bin" / "java") if current else shutil.which("java")
+    if java and version(java) in (8, 11, 17):
+        return current
+    for cand in sorted(Path("/usr/lib/jvm").glob("*17*")):
+        if (cand / "bin" / "java").exists() and version(str(cand / "bin" / "java")) == 17:
+            return str(cand)
+    raise EtlError(
+        "no Java 17 found (Spark 3.5 runs on Java 8, 11 or 17, not 21+).\n"
+        "  what to do: install OpenJDK 17 (apt-get install openjdk-17-jdk-headless) or set JAVA_HOME to one"
+    )
+
+
+_SESSION: SparkSession | None = None
+
+
+def get_spark(
+    project_root: Path | None = None, overrides: dict[str, Any] | None = None, app_name: str = "etl"
+) -> SparkSession:
+    """Create (once per process) or return the shared local SparkSession."""
+    global _SESSION
+    if _SESSION is not None:
+        return _SESSION
+    home = java_home()
+    if home:
+        os.environ["JAVA_HOME"] = home
+    conf = resolve_conf(project_root, overrides)
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:  # spark-submit or Glue already made one
+        _SESSION = active
+        return active
+    builder = SparkSession.builder.appName(app_name)
+    if "spark.master" not in conf and not os.environ.get("SPARK_MASTER"):
+        builder = builder.master(os.environ.get("ETL_SPARK_MASTER", "local[2]"))
+    for k, v in conf.items():
+        builder = builder.config(k, v)
+    _SESSION = builder.getOrCreate()
+    _SESSION.sparkContext.setLogLevel("ERROR")
+    return _SESSION

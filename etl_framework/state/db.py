@@ -1,0 +1,22 @@
+"""One SQLite file holds all local state; each concern (runs, workflows, bookmarks, scheduler) owns its tables."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection that tolerates other processes: WAL journal, 30 s busy timeout, autocommit off.
+
+    Use `with conn:` for a transaction, or `BEGIN IMMEDIATE` when a read-then-write must exclude other writers
+    (e.g. the max_concurrent_runs check).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn

@@ -1,0 +1,26 @@
+"""Shared fixtures: the repository root (itself an etl project) and a throwaway project per test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the example project (conf/, jobs/, spark-conf/) in a temp dir, with its own state and data."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    for name in ("conf", "jobs", "spark-conf"):
+        if (REPO / name).exists():
+            shutil.copytree(REPO / name, root / name)
+    return root
