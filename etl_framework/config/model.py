@@ -8,6 +8,7 @@ importable in milliseconds.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -227,6 +228,11 @@ class GlueJobSettings(Strict):
 
     worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] | None = None
     number_of_workers: int | None = Field(None, ge=1)
+
+
+# `register` is a field name users write; pydantic warns that it shadows ABCMeta.register of the class (not of
+# instances, where the field value is what `cfg.register` returns).
+warnings.filterwarnings("ignore", message='Field name "register" in "JobConfig" shadows', category=UserWarning)
 
 
 class JobConfig(Strict):
