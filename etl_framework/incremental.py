@@ -263,3 +263,38 @@ def reconcile(cached: Bookmark, deltas: list[BookmarkDelta]) -> Bookmark:
     for delta in deltas:
         result = delta.apply(result)
     return result
+
+
+# ------------------------------------------------------------------------------------------- engine helpers
+
+
+def storage_options(aws: dict[str, Any] | None) -> dict[str, str] | None:
+    """delta-rs options for s3 targets (endpoint of the env config, path-style, plain HTTP for a local moto)."""
+    if not aws or not aws.get("endpoint_url"):
+        return None
+    opts = {"AWS_ENDPOINT_URL": aws["endpoint_url"], "AWS_REGION": aws.get("region") or "us-east-1",
+            "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true", "AWS_FORCE_PATH_STYLE": "true"}
+    return opts
+
+
+def committed_deltas(target_format: str, target_path: str, job: str, after_version: int,
+                     aws: dict[str, Any] | None = None) -> list[BookmarkDelta]:
+    """Bookmark deltas the target committed after `after_version` (the table is the truth)."""
+    if target_format == "delta":
+        path = target_path.replace("s3a://", "s3://", 1)
+        return deltas_from_delta_table(path, job, after_version, storage_options(aws))
+    if target_path.startswith(("s3://", "s3a://")):
+        return []  # Parquet manifests on S3 are read by the write stage itself
+    return deltas_from_manifest(target_path, job, after_version)
+
+
+def current_bookmark(store: Any, job: str, target_format: str, target_path: str,
+                     aws: dict[str, Any] | None = None) -> Bookmark:
+    """The cached bookmark reconciled with the target's commits; the cache is updated when it lagged."""
+    cached: Bookmark = store.get(job)
+    missing = committed_deltas(target_format, target_path, job, cached.version, aws)
+    if not missing:
+        return cached
+    truth = reconcile(cached, missing)
+    store.put(truth, action="reconcile")
+    return truth
