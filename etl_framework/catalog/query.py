@@ -1,0 +1,192 @@
+"""`etl query`: SQL over the tables registered in the catalog, answered by DuckDB (in-process, no JVM).
+
+Each `database.table` the query names becomes a DuckDB view `database.table` over the table's files: Parquet via
+`read_parquet` with Hive partitioning (only the partitions the catalog holds, as Athena reads them), CSV via
+`read_csv`, JSON via `read_json_auto`, Delta via delta-rs (`deltalake.DeltaTable(...).to_pyarrow_dataset()`,
+registered as an Arrow dataset: it honours the transaction log, and DuckDB's own delta extension would need a
+download). A count over a registered table answers in well under a second instead of the ~10 s a Spark start takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from etl_framework.catalog import types as ty
+from etl_framework.catalog.base import Catalog, Table, TableNotFound
+from etl_framework.errors import EtlError, UsageError
+
+
+class QueryError(UsageError):
+    """A query that does not parse or does not run (exit 2)."""
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
+
+
+def referenced_tables(sql: str) -> list[tuple[str, str]]:
+    """The `database.table` names a query reads (CTE names excluded); errors for SQL that does not parse."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        trees = sqlglot.parse(sql, read="duckdb")
+    except ParseError as e:
+        err = e.errors[0] if e.errors else {}
+        where = f" at line {err.get('line')}, column {err.get('col')}" if err.get("line") else ""
+        raise QueryError(f"the query does not parse{where}: {err.get('description', str(e))}\n  what to do: fix "
+                         "the SQL (DuckDB dialect; name tables as database.table)") from e
+    trees = [t for t in trees if t is not None]
+    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
+        raise QueryError("`etl query` takes exactly one SELECT query (e.g. SELECT count(*) FROM db.table)")
+    tree = trees[0]
+    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+    out: list[tuple[str, str]] = []
+    bare: list[str] = []
+    for t in tree.find_all(exp.Table):
+        if not t.name:
+            continue  # a table function such as read_parquet(...)
+        if not t.db:
+            if t.name not in ctes:
+                bare.append(t.name)
+            continue
+        if (t.db, t.name) not in out:
+            out.append((t.db, t.name))
+    if bare:
+        raise QueryError(f"table {bare[0]} needs its database: write it as DATABASE.{bare[0]} "
+                         "(`etl catalog list` shows the tables)")
+    return out
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _local(location: str) -> str:
+    return location.removeprefix("file://")
+
+
+def _delta_dataset(location: str, aws: Any) -> Any:
+    from deltalake import DeltaTable
+
+    opts: dict[str, str] = {}
+    uri = location
+    if location.startswith(("s3://", "s3a://")):
+        uri = "s3://" + location.split("://", 1)[1]
+        opts["AWS_REGION"] = getattr(aws, "region", None) or "us-east-1"
+        if getattr(aws, "endpoint_url", None):
+            opts.update(AWS_ENDPOINT_URL=aws.endpoint_url, AWS_ALLOW_HTTP="true")
+    return DeltaTable(_local(uri), storage_options=opts or None).to_pyarrow_dataset()
+
+
+def _view_sql(con: Any, t: Table, catalog: Catalog, aws: Any, n: int) -> str:
+    """The SELECT a view over table `t` is defined by (registering Arrow datasets on `con` when needed)."""
+    if t.is_delta:
+        name = f"__etl_delta_{n}"
+        con.register(name, _delta_dataset(t.location, aws))
+        return f"SELECT * FROM {_ident(name)}"
+    if t.location.startswith(("s3://", "s3a://")):
+        import pyarrow.dataset as ds
+
+        from etl_framework.catalog.crawler import open_fs
+
+        fs, root, _ = open_fs(t.location, aws)
+        name = f"__etl_ds_{n}"
+        fmt = {"parquet": "parquet", "csv": "csv", "json": "json"}[t.format]
+        con.register(name, ds.dataset(root, filesystem=fs, format=fmt, partitioning="hive",
+                                      exclude_invalid_files=True))
+        return f"SELECT * FROM {_ident(name)}"
+    location = _local(t.location).rstrip("/")
+    if t.partition_keys:
+        parts = catalog.get_partitions(t.database, t.name)
+        dirs = [_local(p.location).rstrip("/") for p in parts]
+    else:
+        dirs = [location]
+    ext = {"parquet": "*.parquet", "csv": "*", "json": "*"}[t.format]
+    import glob
+    import os
+
+    files = sorted(
+        f for d in dirs for f in glob.glob(os.path.join(glob.escape(d), "**", ext), recursive=True)
+        if os.path.isfile(f) and not any(p.startswith(("_", ".")) for p in os.path.relpath(f, location).split(os.sep))
+    )
+    columns = [(c.name, c.type) for c in [*t.columns, *t.partition_keys]]
+    if not files:  # a registered table with no data yet: an empty, typed view
+        cols = ", ".join(f"CAST(NULL AS {_duck(typ)}) AS {_ident(c)}" for c, typ in columns)
+        return f"SELECT {cols} WHERE false"
+    flist = "[" + ", ".join(_sql_str(f) for f in files) + "]"
+    hive = "true" if t.partition_keys else "false"
+    hive_types = ""
+    if t.partition_keys:
+        hive_types = ", hive_types = {" + ", ".join(
+            f"{_sql_str(k.name)}: {_sql_str(ty.duckdb_type(k.type))}" for k in t.partition_keys) + "}"
+    if t.format == "parquet":
+        return f"SELECT * FROM read_parquet({flist}, hive_partitioning = {hive}, union_by_name = true{hive_types})"
+    if t.format == "csv":
+        delim = t.serde_parameters.get("field.delim", ",")
+        header = "true" if t.parameters.get("skip.header.line.count") == "1" else "false"
+        cols = "{" + ", ".join(f"{_sql_str(c.name)}: {_sql_str(_duck(c.type))}" for c in t.columns) + "}"
+        return (f"SELECT * FROM read_csv({flist}, header = {header}, delim = {_sql_str(delim)}, columns = {cols}, "
+                f"hive_partitioning = {hive}{hive_types})")
+    return f"SELECT * FROM read_json_auto({flist}, hive_partitioning = {hive}{hive_types})"
+
+
+def _duck(hive_type: str) -> str:
+    t = hive_type.lower()
+    if t.startswith(("array<", "struct<", "map<")):
+        return "VARCHAR" if t.startswith("map<") else _duck_nested(t)
+    return ty.duckdb_type(t)
+
+
+def _duck_nested(t: str) -> str:
+    # DuckDB spells nested Hive types differently; for the few CSV/empty-view cases, JSON text is enough.
+    return "JSON"
+
+
+def run_query(catalog: Catalog, sql: str, aws: Any = None, limit: int | None = None) -> QueryResult:
+    """Run one SELECT over catalog tables. Unknown tables and SQL errors raise QueryError/TableNotFound (exit 2)."""
+    import duckdb
+
+    refs = referenced_tables(sql)
+    tables = []
+    for db, name in refs:
+        t = catalog.get_table(db, name)
+        if t is None:
+            raise TableNotFound(db, name)
+        tables.append(t)
+    con = duckdb.connect(":memory:")
+    try:
+        for n, t in enumerate(tables):
+            try:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(t.database)}")
+                con.execute(f"CREATE VIEW {_ident(t.database)}.{_ident(t.name)} AS {_view_sql(con, t, catalog, aws, n)}")
+            except (duckdb.Error, OSError) as e:
+                raise EtlError(f"cannot read table {t.full_name} at {t.location}: {e}\n  what to do: check that "
+                               "its files are there (`etl catalog show` gives the location)") from e
+            except Exception as e:
+                raise EtlError(f"cannot read table {t.full_name} at {t.location}: {e}") from e
+        try:
+            cur = con.execute(sql)
+            cols = [d[0] for d in cur.description or []]
+            rows = cur.fetchmany(limit) if limit else cur.fetchall()
+        except duckdb.ParserException as e:
+            raise QueryError(f"the query does not parse: {str(e).splitlines()[0]}") from e
+        except duckdb.CatalogException as e:
+            raise QueryError(f"{str(e).splitlines()[0]}\n  what to do: check table and column names "
+                             "(`etl catalog show DB.TABLE` lists the columns)") from e
+        except duckdb.Error as e:
+            raise QueryError(f"the query failed: {str(e).splitlines()[0]}") from e
+        return QueryResult(cols, rows)
+    finally:
+        con.close()
