@@ -337,6 +337,8 @@ class RunProperties:
     def get_all(self) -> dict[str, Any]:
         return self.store.get_properties(self.run_id)
 
+    as_dict = get_all  # the name `engine.context.properties_dict` looks for
+
     def put(self, key: str | dict[str, Any], value: Any = None) -> None:
         values = dict(key) if isinstance(key, dict) else {key: value}
         self.store.put_properties(self.run_id, values)

@@ -1,0 +1,297 @@
+"""How workflow nodes run (SPEC §7 executors).
+
+- `inline`: every job of the run shares this process's one SparkSession and runs in its own thread (fastest: one
+  JVM start per workflow run). A thread cannot be killed, so a timeout cancels the attempt's Spark job group
+  (`setJobGroup(..., interruptOnCancel=True)` + `cancelJobGroup`) and keeps cancelling it until the thread ends.
+- `subprocess`: every job attempt is its own `spark-submit scripts/etl_job.py` with Glue-style arguments
+  (`--JOB_NAME --JOB_RUN_ID --job_config --env --WORKFLOW_NAME --WORKFLOW_RUN_ID --<param> <value>`), isolated as
+  on Glue; a timeout kills its process group. Its output goes to `<state dir>/logs/<run id>/<node>.<attempt>.log`.
+
+Crawlers run in-process in both (they are pure Python and light). Both load the job config at STARTING: a job
+whose config does not load at run time (a deleted file, a bad param, an unknown `${run.X}`) is ERROR, not FAILED.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from etl_framework.config.errors import ConfigErrors
+from etl_framework.engine.workflow import NodeOutcome, NodeTask
+from etl_framework.errors import EtlError
+
+KILL_GRACE_SECONDS = 10.0
+
+
+def new_job_run_id() -> str:
+    """Glue's job run id shape: jr_ + 64 hex digits."""
+    return "jr_" + secrets.token_hex(32)
+
+
+class _Base:
+    name = "base"
+
+    def __init__(self, project: Any, env: str = "local", *, progress: Any = None) -> None:
+        self.project, self.env = project, env
+        self.env_config = project.env_config(env)
+        self.progress = progress or (lambda _m: None)
+
+    # -------------------------------------------------------------------------------------------- crawlers
+
+    def run_crawler(self, task: NodeTask) -> NodeOutcome:
+        from etl_framework.catalog import catalog_for
+        from etl_framework.catalog.crawler import run_crawler
+
+        spec = task.spec.crawler
+        if spec is None:
+            return NodeOutcome("FAILED", f"crawler {task.node} has no definition", retryable=False)
+        task.on_running(None)
+        catalog = catalog_for(self.env_config, self.project.root)
+        try:
+            res = run_crawler(
+                catalog, self.env_config.state.path, task.node, spec.path, spec.database, spec.table,
+                spec.schema_change, aws=self.env_config.aws, cancel=task.cancelled,
+            )
+        finally:
+            close = getattr(catalog, "close", None)
+            if callable(close):
+                close()
+        return NodeOutcome(res.state, res.message if res.state != "SUCCEEDED" else None)
+
+    # -------------------------------------------------------------------------------------------- jobs
+
+    def preload(self, task: NodeTask) -> NodeOutcome | None:
+        """Load the job config as the attempt will (params, `${run.X}`): a problem here is ERROR (not retried)."""
+        from etl_framework.config.load import load_job
+
+        path = task.spec.job_path
+        if path is None or not Path(path).is_file():
+            return NodeOutcome("ERROR", f"job file {path} does not exist", retryable=False)
+        run_vars = task.run_properties.run_vars() if task.run_properties is not None else None
+        try:
+            load_job(path, self.project, self.env, params=task.arguments, run=run_vars)
+        except ConfigErrors as e:
+            return NodeOutcome("ERROR", f"job {task.node} cannot start, its config is invalid:\n{e}", retryable=False)
+        except EtlError as e:
+            return NodeOutcome("ERROR", f"job {task.node} cannot start: {e}", retryable=False)
+        return None
+
+    def run(self, task: NodeTask) -> NodeOutcome:
+        if task.kind == "crawler":
+            return self.run_crawler(task)
+        bad = self.preload(task)
+        if bad is not None:
+            return bad
+        return self.run_job(task)
+
+    def run_job(self, task: NodeTask) -> NodeOutcome:
+        raise NotImplementedError
+
+
+def outcome_of(result: Any) -> NodeOutcome:
+    """A NodeOutcome from the runtime's JobRunResult(run_id, status, error, exit_code)."""
+    status = str(getattr(result, "status", "FAILED")).upper()
+    exit_code = getattr(result, "exit_code", None)
+    error = getattr(result, "error", None)
+    if status not in ("SUCCEEDED", "FAILED", "ERROR", "STOPPED", "TIMEOUT"):
+        status = "SUCCEEDED" if exit_code == 0 else "FAILED"
+    return NodeOutcome(
+        status, None if status == "SUCCEEDED" else (str(error) if error else f"exit code {exit_code}"),
+        job_run_id=getattr(result, "run_id", None), exit_code=exit_code,
+        # a quality gate (exit 3) or a config problem (exit 2) fails the same way on every attempt
+        retryable=exit_code not in (2, 3),
+    )
+
+
+class InlineExecutor(_Base):
+    """Jobs in threads of this process, sharing one SparkSession (created on the first job, not before: a
+    crawler-only run starts no JVM)."""
+
+    name = "inline"
+
+    def __init__(self, project: Any, env: str = "local", *, job_runner: Any = None, progress: Any = None) -> None:
+        super().__init__(project, env, progress=progress)
+        self._spark: Any = None
+        self._lock = threading.Lock()
+        self.job_runner = job_runner
+
+    def spark(self) -> Any:
+        with self._lock:
+            if self._spark is None:
+                from etl_framework.runtime.spark import get_spark
+
+                self._spark = get_spark(self.project.root, self.env_config.spark)
+            return self._spark
+
+    def run_job(self, task: NodeTask) -> NodeOutcome:
+        runner = self.job_runner
+        if runner is None:
+            try:
+                from etl_framework.engine.job import run_job as runner
+            except ImportError as e:
+                return NodeOutcome("ERROR", f"the job runtime is not available: {e}", retryable=False)
+        try:
+            spark = self.spark()
+        except EtlError as e:
+            return NodeOutcome("ERROR", f"job {task.node} cannot start: {e}", retryable=False)
+        sc = spark.sparkContext
+        sc.setJobGroup(task.group_id, f"workflow {task.workflow} run {task.run_id} job {task.node}", True)
+        task.on_running(None)
+        try:
+            result = runner(
+                task.spec.job_path, project=self.project, env=self.env, params=dict(task.arguments),
+                run_properties=task.run_properties, workflow_run_id=task.run_id, spark=spark,
+            )
+        except EtlError as e:
+            return NodeOutcome("FAILED", str(e), job_run_id=getattr(e, "run_id", None),
+                               exit_code=e.exit_code, retryable=e.exit_code not in (2, 3))
+        finally:
+            try:
+                sc.setLocalProperty("spark.jobGroup.id", None)
+            except Exception:  # noqa: BLE001, S110 - the session may be gone at shutdown
+                pass
+        return outcome_of(result)
+
+    def cancel(self, task: NodeTask) -> None:
+        task.cancelled.set()
+        if task.kind == "job" and self._spark is not None:
+            self._spark.sparkContext.cancelJobGroup(task.group_id)
+
+
+class SubprocessExecutor(_Base):
+    """Each job attempt is `spark-submit scripts/etl_job.py ...` in its own process group."""
+
+    name = "subprocess"
+
+    def __init__(self, project: Any, env: str = "local", *, progress: Any = None) -> None:
+        super().__init__(project, env, progress=progress)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        self._props_file: Path | None = None
+
+    def entry_script(self) -> Path:
+        for base in (self.project.root, Path(__file__).resolve().parents[2]):
+            p = base / "scripts" / "etl_job.py"
+            if p.is_file():
+                return p
+        raise EtlError("scripts/etl_job.py not found in the project or the package\n  what to do: run the workflow"
+                       " with --executor inline, or restore scripts/etl_job.py")
+
+    def spark_submit(self) -> str:
+        cand = Path(sys.executable).parent / "spark-submit"
+        found = str(cand) if cand.exists() else shutil.which("spark-submit")
+        if not found:
+            raise EtlError("spark-submit not found next to python or on PATH\n  what to do: install pyspark in this "
+                           "environment (`make install`) or use --executor inline")
+        return found
+
+    def properties_file(self) -> Path:
+        """The effective Spark conf (spark-defaults.conf + env `spark:` block, JAR paths absolute) as a file."""
+        with self._lock:
+            if self._props_file is None:
+                from etl_framework.runtime.spark import resolve_conf
+
+                conf = resolve_conf(self.project.root, self.env_config.spark)
+                d = Path(self.env_config.state.path).parent / "spark"
+                d.mkdir(parents=True, exist_ok=True)
+                path = d / f"spark-defaults.{os.getpid()}.conf"
+                path.write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
+                self._props_file = path
+            return self._props_file
+
+    def command(self, task: NodeTask, job_run_id: str) -> list[str]:
+        from etl_framework.runtime.args import to_glue_arguments
+
+        cmd = [
+            self.spark_submit(), "--properties-file", str(self.properties_file()), str(self.entry_script()),
+            "--JOB_NAME", task.node, "--JOB_RUN_ID", job_run_id, "--job_config", str(task.spec.job_path),
+            "--env", self.env, "--project_dir", str(self.project.root),
+            "--WORKFLOW_NAME", task.workflow, "--WORKFLOW_RUN_ID", task.run_id,
+        ]
+        for k, v in to_glue_arguments(task.arguments).items():
+            cmd += [k, v]
+        return cmd
+
+    def log_path(self, task: NodeTask) -> Path:
+        d = Path(self.env_config.state.path).parent / "logs" / task.run_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{task.node}.{task.attempt}.log"
+
+    def run_job(self, task: NodeTask) -> NodeOutcome:
+        from etl_framework.runtime.spark import java_home
+
+        job_run_id = new_job_run_id()
+        try:
+            cmd = self.command(task, job_run_id)
+            home = java_home()
+        except EtlError as e:
+            return NodeOutcome("ERROR", f"job {task.node} cannot start: {e}", retryable=False)
+        env = dict(os.environ)
+        if home:
+            env["JAVA_HOME"] = home
+        env["ETL_PROJECT_DIR"] = str(self.project.root)
+        log = self.log_path(task)
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    cwd=self.project.root)
+            with self._lock:
+                self.procs[task.group_id] = proc
+            task.on_running(job_run_id)
+            code = proc.wait()
+        with self._lock:
+            self.procs.pop(task.group_id, None)
+        if code == 0:
+            return NodeOutcome("SUCCEEDED", job_run_id=job_run_id, exit_code=0)
+        tail = _error_tail(log)
+        msg = f"spark-submit exited with {code}" + (f": {tail}" if tail else "") + f" (log: {log})"
+        return NodeOutcome("ERROR" if code == 2 else "FAILED", msg, job_run_id=job_run_id, exit_code=code,
+                           retryable=code not in (2, 3))
+
+    def cancel(self, task: NodeTask) -> None:
+        task.cancelled.set()
+        with self._lock:
+            proc = self.procs.get(task.group_id)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+
+        def hard_kill() -> None:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        t = threading.Timer(KILL_GRACE_SECONDS, hard_kill)
+        t.daemon = True
+        t.start()
+
+
+def _error_tail(log: Path, lines: int = 6) -> str:
+    """The job's own error lines (`error: ...` and what follows), else the last lines of its output."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for i, line in enumerate(text):
+        if line.startswith("error:"):
+            return "\n".join(text[i:i + lines]).strip()
+    return "\n".join(t for t in text[-lines:] if t.strip()).strip()
+
+
+def make_executor(name: str, project: Any, env: str = "local", **kw: Any) -> InlineExecutor | SubprocessExecutor:
+    if name == "subprocess":
+        return SubprocessExecutor(project, env, **kw)
+    if name == "inline":
+        return InlineExecutor(project, env, **kw)
+    raise EtlError(f"unknown executor {name!r}: use inline or subprocess")
