@@ -380,3 +380,6 @@ class EnvConfig(Strict):
     aws: AwsConfig = Field(default_factory=AwsConfig)
     spark: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Spark conf overrides")
     deploy: DeployConfig | None = None
+    executor: Literal["inline", "subprocess"] | None = Field(
+        None, description="workflow executor for this environment (overrides the workflow file's; --executor wins)"
+    )
