@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 
 from etl_framework.scheduler.store import SchedulerStore
 
-NextFire = Callable[[str, datetime], datetime]
+NextFire = Callable[[str, datetime], datetime | None]  # None: the schedule never fires again
 MAX_COUNTED_TICKS = 10_000  # counting missed ticks of `cron(* * * * ? *)` over a long outage stays cheap
+SCHEDULED_TIME = "scheduled_time"  # run property: the tick this run was started for (ISO, UTC)
 LATE_AFTER = timedelta(seconds=60)  # a tick handled later than this counts as missed (the scheduler was down)
 
 
-def default_next_fire(expr: str, after: datetime) -> datetime:
+def default_next_fire(expr: str, after: datetime) -> datetime | None:
     from etl_framework.config.cron import next_fire
 
     return next_fire(expr, after)
@@ -57,17 +58,17 @@ def due_ticks(expr: str, last_tick: datetime, now: datetime, next_fire: NextFire
     MAX_COUNTED_TICKS; past it the latest tick is found from a short window before now)."""
     latest, count = None, 0
     t = next_fire(expr, last_tick)
-    while t <= now:
+    while t is not None and t <= now:
         latest, count = t, count + 1
         if count >= MAX_COUNTED_TICKS:
             for window in (timedelta(hours=1), timedelta(days=1), timedelta(days=31), timedelta(days=366)):
                 start = max(last_tick, now - window)
                 t = next_fire(expr, start)
-                if t <= now:
+                if t is not None and t <= now:
                     break
             else:
                 return latest, count
-            while t <= now:
+            while t is not None and t <= now:
                 latest = t
                 t = next_fire(expr, t)
             return latest, count
@@ -100,7 +101,7 @@ def check_schedule(
     note = f"scheduled tick {tick.isoformat()}"
     if missed:
         note += f"; {missed} earlier tick(s) missed while the scheduler was down, started once"
-    props = dict(properties or {})
+    props = {**(properties or {}), SCHEDULED_TIME: tick.isoformat()}
     firing_id = store.fire_schedule(workflow, trigger, expr, last_tick, tick, now, props, note)
     if firing_id is None:
         return None

@@ -395,6 +395,11 @@ class Scheduler:
                 self.log("run refused by max_concurrent_runs (another process started one): waiting",
                          level="warn", workflow=e.workflow, trigger=e.trigger, run_id=e.run_id)
                 continue
+            if e.outcome == "not started" and f is not None:
+                self.store.mark_failed(f.firing_id, f"run did not start: {e.detail}")
+                self.log(f"run did not start: {e.detail}", level="error", workflow=e.workflow, trigger=e.trigger,
+                         run_id=e.run_id)
+                continue
             level = "info" if e.outcome == "COMPLETED" else "warn"
             self.log(f"run ended: {e.outcome}{' — ' + e.detail if e.detail else ''}", level=level,
                      workflow=e.workflow, trigger=e.trigger, run_id=e.run_id)

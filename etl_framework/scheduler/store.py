@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS scheduler_firings (
   due_at     TEXT NOT NULL,        -- the tick, or the moment the batch closed
   batch_id   INTEGER,
   properties TEXT NOT NULL,        -- JSON run properties given to the run
-  state      TEXT NOT NULL,        -- waiting | starting | started
+  state      TEXT NOT NULL,        -- waiting | starting | started | failed (could not start)
   run_id     TEXT,
   created_at TEXT NOT NULL,
   started_at TEXT,
@@ -277,6 +277,12 @@ class SchedulerStore:
                 " WHERE firing_id=?",
                 (ts(now), note, firing_id),
             )
+
+    def mark_failed(self, firing_id: int, note: str) -> None:
+        """The run could not start for a reason that retrying will not fix (e.g. its config broke)."""
+        with self.conn:
+            self.conn.execute("UPDATE scheduler_firings SET state='failed', note=? WHERE firing_id=?",
+                              (note, firing_id))
 
     def mark_waiting(self, firing_id: int, note: str | None = None) -> None:
         """Back to the queue (limit reached, or a start that never happened)."""

@@ -17,14 +17,6 @@ from etl_framework.scheduler.store import SchedulerLock, SchedulerStore, StoreLo
 T0 = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 
 
-def simple_next_fire(expr: str, after: datetime) -> datetime:
-    """Glue cron for the simple expressions used here (the real translation is config/cron.py's, tested there)."""
-    from cronsim import CronSim
-
-    fields = expr.strip()[len("cron("):-1].split()[:5]
-    return next(CronSim(" ".join("*" if f == "?" else f for f in fields), after))
-
-
 class Clock:
     def __init__(self, t: datetime = T0) -> None:
         self.t = t
@@ -86,7 +78,7 @@ def make(tmp_path: Path, wfs: StaticWorkflows, clock: Clock, starter: FakeStarte
     log = SchedulerLog(stream=io.StringIO(), clock=clock)
     starter = starter or FakeStarter()
     sched = Scheduler(SchedulerStore(tmp_path / "state.db"), starter, wfs, clock=clock, log=log,
-                      next_fire=simple_next_fire, settle_seconds=settle, wall=lambda: 0.0,
+                      settle_seconds=settle, wall=lambda: 0.0,
                       use_notifications=False)
     sched.recover()
     return sched, starter, log

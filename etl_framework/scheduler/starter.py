@@ -1,0 +1,198 @@
+"""The real starter: each workflow run is its own `etl workflow run` process (Glue-like isolation: a run's Spark
+session, memory and crash stay its own), started from a given trigger with the run id the scheduler chose.
+
+- max_concurrent_runs is checked before spawning (the workflow store's live RUNNING runs plus our own children that
+  have not registered yet); the engine checks it again atomically, and a child refused there is reported as
+  'refused' so its firing waits again;
+- a child gets SIGTERM when the scheduler dies (Linux PR_SET_PDEATHSIG), even by SIGKILL: no run goes on without
+  its scheduler, and the run it leaves RUNNING is marked STOPPED (resumable) by `recover()`;
+- each child's output goes to `<state dir>/scheduler-runs/<run_id>.log`, so the scheduler's own log stays
+  structured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from etl_framework.scheduler.service import RunEnded, SchedulerLog, WorkflowEntry
+
+PR_SET_PDEATHSIG = 1
+REFUSED_MARK = "max_concurrent_runs"
+KILL_AFTER_TERM_SECONDS = 15.0
+
+
+def _die_with_parent(parent_pid: int) -> Any:
+    def pre() -> None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except Exception:  # noqa: BLE001 - not Linux: the orphan is marked on the next restart instead
+            return
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return pre
+
+
+@dataclass
+class Child:
+    proc: subprocess.Popen
+    run_id: str
+    workflow: str
+    trigger: str
+    log_path: Path
+    started: float
+
+
+class SubprocessStarter:
+    def __init__(self, project_root: Path, env: str, state_path: Path, *, python: str = sys.executable,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.project_root, self.env, self.state_path = Path(project_root), env, Path(state_path)
+        self.python = python
+        self.extra_env = extra_env or {}
+        self.log_dir = self.state_path.parent / "scheduler-runs"
+        self.children: dict[str, Child] = {}
+        self._store: Any = None
+        self._last_recover = 0.0
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from etl_framework.state.workflows import WorkflowStore
+
+            self._store = WorkflowStore(self.state_path)
+        return self._store
+
+    def command(self, wf: WorkflowEntry, trigger: str, properties: dict[str, Any], run_id: str) -> list[str]:
+        props = [a for k, v in properties.items() for a in ("--property", f"{k}={json.dumps(v, default=str)}")]
+        return [
+            self.python, "-c", "from etl_framework.cli import main; main()",
+            "--project-dir", str(self.project_root), "--env", self.env,
+            "workflow", "run", str(wf.path), "--trigger", trigger, "--run-id", run_id, *props,
+        ]
+
+    def live_runs(self, workflow: str) -> set[str]:
+        from etl_framework.state.workflows import owner_alive
+
+        with self.store.lock:
+            rows = self.store.conn.execute(
+                "SELECT * FROM workflow_runs WHERE workflow = ? AND state = 'RUNNING'", (workflow,)
+            ).fetchall()
+        live = {r["run_id"] for r in rows if owner_alive(r)}
+        mine = {c.run_id for c in self.children.values() if c.workflow == workflow and c.proc.poll() is None}
+        return live | mine
+
+    def start(self, wf: WorkflowEntry, trigger: str, properties: dict[str, Any], run_id: str) -> str | None:
+        limit = wf.config.max_concurrent_runs
+        if limit is not None and len(self.live_runs(wf.name)) >= limit:
+            return None
+        if wf.path is None:
+            raise RuntimeError(f"workflow {wf.name} has no file to run")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{run_id}.log"
+        env = {**os.environ, **self.extra_env, "ETL_SCHEDULER_PID": str(os.getpid())}
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                self.command(wf, trigger, properties, run_id), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, cwd=str(self.project_root), env=env, start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - single-threaded spawn from the loop
+            )
+        self.children[run_id] = Child(proc, run_id, wf.name, trigger, log_path, time.monotonic())
+        return run_id
+
+    def _tail(self, path: Path, n: int = 4000) -> str:
+        try:
+            with path.open("rb") as f:
+                f.seek(max(0, path.stat().st_size - n))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _outcome(self, c: Child) -> RunEnded:
+        run = self.store.get_run(c.run_id)
+        if run is None:
+            tail = self._tail(c.log_path)
+            if REFUSED_MARK in tail:
+                return RunEnded(c.run_id, c.workflow, c.trigger, "refused")
+            last = next((ln for ln in reversed(tail.strip().splitlines()) if ln.strip()), "")
+            return RunEnded(c.run_id, c.workflow, c.trigger, "not started",
+                            f"exit {c.proc.returncode}: {last} (output: {c.log_path})")
+        if run["state"] == "RUNNING":
+            from etl_framework.state.workflows import mark_orphaned_runs
+
+            mark_orphaned_runs(self.store, c.workflow)
+            run = self.store.get_run(c.run_id) or run
+        stats = run.get("statistics") or {}
+        detail = ""
+        if stats:
+            detail = (f"{stats.get('SucceededActions', 0)}/{stats.get('TotalActions', 0)} actions succeeded, "
+                      f"{stats.get('FailedActions', 0)} failed")
+        if run.get("error"):
+            detail += ("; " if detail else "") + str(run["error"]).splitlines()[0]
+        return RunEnded(c.run_id, c.workflow, c.trigger, run["state"], detail + f" (output: {c.log_path})")
+
+    def poll(self) -> list[RunEnded]:
+        ended = []
+        for run_id, c in list(self.children.items()):
+            if c.proc.poll() is None:
+                continue
+            del self.children[run_id]
+            ended.append(self._outcome(c))
+        if time.monotonic() - self._last_recover > 10:
+            self.recover()
+        return ended
+
+    def active(self) -> list[str]:
+        return [r for r, c in self.children.items() if c.proc.poll() is None]
+
+    def run_exists(self, run_id: str) -> bool:
+        return self.store.get_run(run_id) is not None
+
+    def recover(self) -> list[str]:
+        from etl_framework.state.workflows import mark_orphaned_runs
+
+        self._last_recover = time.monotonic()
+        mine = set(self.active())
+        marked = mark_orphaned_runs(self.store)
+        return [r for r in marked if r not in mine]
+
+    def stop(self, grace_seconds: float, log: SchedulerLog) -> list[str]:
+        deadline = time.monotonic() + max(0.0, grace_seconds)
+        while self.active() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        late = {r: self.children[r] for r in self.active()}
+        for c in late.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(c.proc.pid, signal.SIGTERM)
+        kill_at = time.monotonic() + KILL_AFTER_TERM_SECONDS
+        while any(c.proc.poll() is None for c in late.values()) and time.monotonic() < kill_at:
+            time.sleep(0.2)
+        for c in late.values():
+            if c.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(c.proc.pid, signal.SIGKILL)
+                c.proc.wait(10)
+        if late:
+            from etl_framework.state.workflows import mark_orphaned_runs
+
+            mark_orphaned_runs(self.store)
+            reason = (f"stopped by the scheduler's shutdown after its grace period of {grace_seconds:g}s; resume it "
+                      "with `etl workflow resume {run_id}`")
+            with self.store.tx() as conn:
+                for run_id in late:
+                    conn.execute(
+                        "UPDATE workflow_runs SET error = ? WHERE run_id = ? AND state = 'STOPPED'",
+                        (reason.replace("{run_id}", run_id), run_id),
+                    )
+        return list(late)
