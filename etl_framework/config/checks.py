@@ -1,13 +1,641 @@
-"""Semantic checks beyond the model (filled in next)."""
+"""Semantic checks that need more than the model: SQL parsing (sqlglot, Spark dialect), references between steps
+and sources, Great Expectations types and keyword arguments (from the generated snapshot, never importing GX),
+`${run.X}` references, Glue cron syntax, and the workflow graph (unknown nodes, condition states, cycles,
+conditions that can never be met, duplicate names).
+
+Every check returns `ConfigError`s positioned in the YAML; none raises on bad input.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from etl_framework.config.errors import ConfigError
+from etl_framework.config.interpolate import REF, RUN_BUILTINS, Context, references
+from etl_framework.config.loader import YamlDoc, suggest
+
+if TYPE_CHECKING:
+    from etl_framework.config.load import LoadedJob, LoadedWorkflow
+    from etl_framework.config.project import Project
+
+JOB_STATES = ("SUCCEEDED", "STOPPED", "FAILED", "TIMEOUT")
+CRAWLER_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+PYTHON_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def check_job(loaded: Any, project: Any, run_known: bool = False) -> list:
+def _guard(errors: list[ConfigError], fn: Callable[[], list[ConfigError]]) -> None:
+    """A bug in one check must not hide the other errors nor print a traceback (ETL_DEBUG=1 re-raises)."""
+    try:
+        errors += fn()
+    except Exception:
+        if os.environ.get("ETL_DEBUG"):
+            raise
+
+
+# ------------------------------------------------------------------------------------------ interpolation map
+
+
+def substitute(raw: str, ctx: Context) -> tuple[str, Callable[[int], int]]:
+    """Interpolate `raw` for checking (unknown references stay as written) and return a function that maps an
+    offset in the result back to the offset in `raw`, so SQL errors point into the YAML."""
+    from etl_framework.config.interpolate import interpolate_str
+
+    out: list[str] = []
+    segs: list[tuple[int, int, int, bool]] = []  # new_start, raw_start, length_new, replaced
+    pos = 0
+    new = 0
+    for m in REF.finditer(raw):
+        if m.start() > pos:
+            seg = raw[pos: m.start()]
+            segs.append((new, pos, len(seg), False))
+            out.append(seg)
+            new += len(seg)
+        piece = m.group(0)
+        value = interpolate_str(piece, ctx, []) if piece != "$${" else "${"
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        segs.append((new, m.start(), len(text), True))
+        out.append(text)
+        new += len(text)
+        pos = m.end()
+    if pos < len(raw):
+        segs.append((new, pos, len(raw) - pos, False))
+        out.append(raw[pos:])
+
+    def back(offset: int) -> int:
+        for start, raw_start, length, replaced in segs:
+            if start <= offset < start + length:
+                return raw_start if replaced else raw_start + (offset - start)
+        return len(raw)
+
+    return "".join(out), back
+
+
+def _check_ctx(loaded: LoadedJob, env_vars: dict[str, Any]) -> Context:
+    return Context(env=env_vars, params=loaded.params, run=None,
+                   placeholder=lambda scope, name: f"{scope}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}")
+
+
+# ---------------------------------------------------------------------------------------------------- SQL
+
+
+def _line_col_to_offset(text: str, line: int, col: int) -> int:
+    lines = text.split("\n")
+    return sum(len(x) + 1 for x in lines[: max(line - 1, 0)]) + max(col - 1, 0)
+
+
+def _parse_error(e: Exception, text: str, prefix: int) -> tuple[str, int]:
+    """(message, offset into the user's text) of a sqlglot ParseError / TokenError."""
+    errs = getattr(e, "errors", None)
+    if errs:
+        first = errs[0]
+        desc = first.get("description") or "syntax error"
+        line, col = first.get("line") or 1, first.get("col") or 1
+        hl = first.get("highlight") or ""
+        off = _line_col_to_offset(text, line, col) - max(len(hl) - 1, 0) - prefix
+        near = f" near '{hl}'" if hl else ""
+        return f"{desc}{near}", max(off, 0)
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    m = re.search(r"[Ll]ine (\d+), [Cc]ol(?:umn)?:? (\d+)", msg)
+    off = _line_col_to_offset(text, int(m.group(1)), int(m.group(2))) - prefix if m else 0
+    return msg, max(off, 0)
+
+
+def parse_query(sql: str) -> tuple[Any, str | None, int]:
+    """(tree, error message, error offset) of a `sql:` step."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        trees = [t for t in sqlglot.parse(sql, read="spark") if t is not None]
+    except SqlglotError as e:
+        msg, off = _parse_error(e, sql, 0)
+        return None, f"SQL does not parse: {msg}", off
+    except (RecursionError, ValueError, TypeError, KeyError, IndexError) as e:
+        return None, f"SQL does not parse: {type(e).__name__}", 0
+    if not trees:
+        return None, "empty SQL: write a query, e.g. SELECT * FROM previous", 0
+    if len(trees) > 1:
+        return None, "one query per sql step (found several statements separated by ';')", sql.find(";")
+    tree = trees[0]
+    if not isinstance(tree, exp.Query):
+        return None, (f"a sql step must be a query (SELECT ..., WITH ..., ... UNION ...); this parses as "
+                      f"{type(tree).__name__}: check the keywords"), 0
+    return tree, None, 0
+
+
+def parse_expression(text: str, kind: str = "expr") -> tuple[Any, str | None, int]:
+    """Parse a SQL expression as Spark would inside a query. `kind`: expr | order | condition."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    if not isinstance(text, str) or not text.strip():
+        return None, "empty SQL expression", 0
+    prefix = {"expr": "SELECT ", "order": "SELECT 1 ORDER BY ", "condition": "SELECT 1 WHERE "}[kind]
+    sql = prefix + text
+    try:
+        trees = [t for t in sqlglot.parse(sql, read="spark") if t is not None]
+    except SqlglotError as e:
+        msg, off = _parse_error(e, sql, len(prefix))
+        return None, f"SQL expression does not parse: {msg}", off
+    except (RecursionError, ValueError, TypeError, KeyError, IndexError) as e:
+        return None, f"SQL expression does not parse: {type(e).__name__}", 0
+    if len(trees) != 1 or not isinstance(trees[0], exp.Select):
+        return None, "not a single SQL expression", 0
+    tree = trees[0]
+    extra = [k for k in ("from_", "from", "where", "group", "having", "order", "limit", "joins")
+             if tree.args.get(k) and not (kind == "order" and k == "order")
+             and not (kind == "condition" and k == "where")]
+    if kind == "expr" and len(tree.expressions) != 1:
+        return None, "one SQL expression expected (found a list: write one expression per entry)", 0
+    if extra:
+        clause = extra[0].rstrip("_").upper()
+        return None, f"a SQL expression expected, found a clause ({clause}): write only the expression", 0
+    return tree, None, 0
+
+
+def _spark_type_error(t: str) -> str | None:
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    if not isinstance(t, str) or not t.strip():
+        return "empty type"
+    try:
+        dt = exp.DataType.build(t, dialect="spark")
+    except (SqlglotError, ValueError, TypeError, KeyError, AttributeError) as e:
+        del e
+        return f"'{t}' is not a Spark SQL type: use e.g. string, int, long, double, decimal(10,2), date, " \
+               "timestamp, boolean"
+    if dt.this == exp.DataType.Type.USERDEFINED:
+        return f"'{t}' is not a Spark SQL type: use e.g. string, int, long, double, decimal(10,2), date, " \
+               "timestamp, boolean"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- job
+
+
+def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path, dict[str, Any]]]:
+    """(workflow file, run_properties) of every workflow in the project (jobs/ and the job's folder) that names
+    this job file; cached per project."""
+    from ruamel.yaml import YAML
+
+    cache: dict[Path, list[tuple[Path, Path, dict[str, Any]]]] = getattr(project, "_wf_cache", None) or {}
+    folders = {job_path.parent.resolve()}
+    if project is not None and project.jobs_dir.is_dir():
+        folders.add(project.jobs_dir.resolve())
+    found: list[tuple[Path, dict[str, Any]]] = []
+    yaml = YAML(typ="safe")
+    for folder in folders:
+        if folder not in cache:
+            entries: list[tuple[Path, Path, dict[str, Any]]] = []
+            for wf in _yaml_files(folder):
+                try:
+                    data = yaml.load(wf.read_text(encoding="utf-8"))
+                except Exception:  # noqa: BLE001, S112 - a broken workflow file is reported when it is validated
+                    continue
+                if not (isinstance(data, dict) and "workflow" in data and isinstance(data.get("jobs"), dict)):
+                    continue
+                props = data.get("run_properties") if isinstance(data.get("run_properties"), dict) else {}
+                for rel in data["jobs"].values():
+                    if isinstance(rel, str):
+                        entries.append((wf, (wf.parent / rel).resolve(), props))
+            cache[folder] = entries
+        for wf, jp, props in cache[folder]:
+            if jp == job_path.resolve() and (wf, props) not in found:
+                found.append((wf, props))
+    if project is not None:
+        try:
+            object.__setattr__(project, "_wf_cache", cache)
+        except (AttributeError, TypeError):
+            pass
+    return found
+
+
+def _yaml_files(folder: Path) -> Iterator[Path]:
+    for p in sorted(folder.rglob("*")):
+        if p.suffix in (".yaml", ".yml") and p.is_file() and not any(
+                part.startswith(".") for part in p.relative_to(folder).parts):
+            yield p
+
+
+def _strings(data: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    if isinstance(data, str):
+        yield path, data
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            yield from _strings(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _strings(v, path + (i,))
+
+
+def check_run_refs(doc: YamlDoc, allowed: set[str], where: str) -> list[ConfigError]:
+    errors = []
+    for path, text in _strings(doc.data):
+        if "${" not in text:
+            continue
+        for scope, name, off in references(text):
+            if scope == "run" and name not in allowed:
+                line, col = doc.scalar_pos(path, off)
+                errors.append(ConfigError(doc.file, line, col, f"unknown run property '${{run.{name}}}': valid "
+                                          f"are {', '.join(sorted(allowed))} ({where})" + suggest(name, allowed)))
+    return errors
+
+
+def check_job(loaded: LoadedJob, project: Project | None, run_known: bool = False) -> list[ConfigError]:
+    """All semantic checks of one job file."""
+    doc = loaded.doc
+    if doc is None:
+        return []
+    errors: list[ConfigError] = []
+    env_vars = project.env_config(loaded.env).vars if project is not None else {}
+    ctx = _check_ctx(loaded, env_vars)
+    if not run_known:
+        def runs() -> list[ConfigError]:
+            wfs = workflows_using(loaded.path, project)
+            allowed = set(RUN_BUILTINS)
+            for _, props in wfs:
+                allowed |= {str(k) for k in props}
+            where = "built-ins" + (", plus run_properties of " + ", ".join(w.name for w, _ in wfs) if wfs else
+                                   "; no workflow of the project uses this job, so no run_properties")
+            return check_run_refs(doc, allowed, where)
+        _guard(errors, runs)
+    _guard(errors, lambda: _check_sources(loaded, doc, ctx))
+    _guard(errors, lambda: _check_steps(loaded, doc, ctx))
+    _guard(errors, lambda: _check_quality(loaded, doc))
+    _guard(errors, lambda: _check_target(loaded, doc))
+    return errors
+
+
+def _check_sources(loaded: LoadedJob, doc: YamlDoc, ctx: Context) -> list[ConfigError]:
+    cfg = loaded.config
+    errors: list[ConfigError] = []
+    names = list(cfg.sources)
+    for name, src in cfg.sources.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            errors.append(doc.error(("sources", name), f"source name '{name}' must be a SQL identifier (letters, "
+                                    "digits, '_'): it becomes a view name", at_key=True))
+        if isinstance(src.schema_, dict):
+            for col, typ in src.schema_.items():
+                why = _spark_type_error(typ)
+                if why:
+                    errors.append(doc.error(("sources", name, "schema", col), f"sources.{name}.schema.{col}: {why}"))
+        if src.push_down_predicate:
+            errors += _expr_error(doc, ("sources", name, "push_down_predicate"), ctx, "condition")
+        if src.schema_ == "catalog" and src.format != "catalog":
+            errors.append(doc.error(("sources", name, "schema"), "schema 'catalog' is for format 'catalog' sources; "
+                                    "give the columns (name: type) or 'infer'"))
+    for i, c in enumerate(cfg.crawl):
+        if c.source and c.source not in cfg.sources:
+            errors.append(doc.error(("crawl", i, "source"), f"crawl source '{c.source}' is not a source of this "
+                                    f"job (sources: {', '.join(names)})" + suggest(c.source, names)))
+        elif c.source and cfg.sources[c.source].format == "catalog":
+            errors.append(doc.error(("crawl", i, "source"), f"source '{c.source}' is read from the catalog; crawl "
+                                    "a path instead ('path:')"))
+    return errors
+
+
+def _expr_error(doc: YamlDoc, path: tuple, ctx: Context, kind: str = "expr") -> list[ConfigError]:
+    raw = _raw(doc, path)
+    if not isinstance(raw, str):
+        return []
+    text, back = substitute(raw, ctx)
+    _, msg, off = parse_expression(text, kind)
+    if msg:
+        line, col = doc.scalar_pos(path, back(off))
+        return [ConfigError(doc.file, line, col, f"{_label(path)}: {msg}")]
     return []
 
 
-def check_workflow(loaded: Any, project: Any) -> list:
-    return []
+def _raw(doc: YamlDoc, path: tuple) -> Any:
+    node = doc.data
+    for p in path:
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _label(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (("." if out else "") + str(p))
+    return out
+
+
+def _check_steps(loaded: LoadedJob, doc: YamlDoc, ctx: Context) -> list[ConfigError]:
+    from sqlglot import exp
+
+    cfg = loaded.config
+    errors: list[ConfigError] = []
+    sources = list(cfg.sources)
+    for i, step in enumerate(cfg.transform):
+        base = ("transform", i)
+        kind = step.kind
+        if kind == "sql":
+            raw = _raw(doc, base + ("sql",))
+            if not isinstance(raw, str):
+                continue
+            text, back = substitute(raw, ctx)
+            tree, msg, off = parse_query(text)
+            if msg:
+                line, col = doc.scalar_pos(base + ("sql",), back(off))
+                errors.append(ConfigError(doc.file, line, col, f"transform[{i}].sql: {msg}"))
+                continue
+            ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+            for table in tree.find_all(exp.Table):
+                if table.db or not table.name:
+                    continue  # database.table: read from the catalog
+                if table.name in ctes or table.name in cfg.sources or table.name == "previous":
+                    continue
+                start = (table.this.meta or {}).get("start", 0) if isinstance(table.this, exp.Expression) else 0
+                line, col = doc.scalar_pos(base + ("sql",), back(start))
+                known = sources + ["previous"]
+                errors.append(ConfigError(doc.file, line, col, f"transform[{i}].sql reads '{table.name}', which is "
+                                          f"neither a source ({', '.join(sources)}), nor 'previous' (the result of "
+                                          "the step before), nor a CTE, nor a catalog table database.table"
+                                          + suggest(table.name, known)))
+        elif kind == "filter":
+            errors += _expr_error(doc, base + ("filter",), ctx, "condition")
+        elif kind == "select":
+            for j in range(len(step.select or [])):
+                errors += _expr_error(doc, base + ("select", j), ctx, "expr")
+        elif kind == "with_columns":
+            for col in step.with_columns or {}:
+                errors += _expr_error(doc, base + ("with_columns", col), ctx, "expr")
+        elif kind == "aggregate" and step.aggregate:
+            for col in step.aggregate.aggs:
+                errors += _expr_error(doc, base + ("aggregate", "aggs", col), ctx, "expr")
+            for j in range(len(step.aggregate.group_by)):
+                errors += _expr_error(doc, base + ("aggregate", "group_by", j), ctx, "expr")
+        elif kind == "dedupe" and step.dedupe and step.dedupe.order_by is not None:
+            if isinstance(step.dedupe.order_by, str):
+                errors += _expr_error(doc, base + ("dedupe", "order_by"), ctx, "order")
+            else:
+                for j in range(len(step.dedupe.order_by)):
+                    errors += _expr_error(doc, base + ("dedupe", "order_by", j), ctx, "order")
+        elif kind == "join" and step.join:
+            if step.join.with_ not in cfg.sources:
+                errors.append(doc.error(base + ("join", "with"), f"transform[{i}].join.with: '{step.join.with_}' "
+                                        f"is not a source of this job (sources: {', '.join(sources)})"
+                                        + suggest(step.join.with_, sources)))
+            if isinstance(step.join.on, str):
+                errors += _expr_error(doc, base + ("join", "on"), ctx, "condition")
+            if step.join.how == "cross" and step.join.on:
+                errors.append(doc.error(base + ("join", "on"), "a cross join takes no 'on'"))
+        elif kind == "union" and step.union:
+            for j, other in enumerate(step.union.with_):
+                if other not in cfg.sources:
+                    errors.append(doc.error(base + ("union", "with", j), f"transform[{i}].union.with: '{other}' is "
+                                            f"not a source of this job (sources: {', '.join(sources)})"
+                                            + suggest(other, sources)))
+        elif kind == "cast":
+            for col, typ in (step.cast or {}).items():
+                why = _spark_type_error(typ)
+                if why:
+                    errors.append(doc.error(base + ("cast", col), f"transform[{i}].cast.{col}: {why}"))
+        elif kind == "python" and step.python and not PYTHON_REF.match(step.python):
+            errors.append(doc.error(base + ("python",), f"transform[{i}].python: '{step.python}' must be "
+                                    "'package.module:function' (called as function(df, ctx) -> df)"))
+    return errors
+
+
+def _check_quality(loaded: LoadedJob, doc: YamlDoc) -> list[ConfigError]:
+    from etl_framework.config.gx_registry import EXPECTATIONS
+
+    errors: list[ConfigError] = []
+    names: dict[str, int] = {}
+    for i, e in enumerate(loaded.config.quality):
+        base = ("quality", i)
+        info = EXPECTATIONS.get(e.expect)
+        if info is None:
+            hint = suggest(e.expect, list(EXPECTATIONS))
+            if not hint and not e.expect.startswith("expect_"):
+                hint = "; expectation types start with 'expect_' (see `etl schema --kind job` for the list)"
+            errors.append(doc.error(base + ("expect",), f"quality[{i}]: unknown expectation type '{e.expect}' "
+                                    "(not in Great Expectations' registry)" + hint))
+            continue
+        allowed = info["kwargs"]
+        for k in e.kwargs:
+            if k not in allowed:
+                errors.append(doc.error(base + (k,), f"quality[{i}]: {e.expect} has no keyword argument '{k}'"
+                                        + (suggest(k, allowed) or f" (it takes: {', '.join(_user_kwargs(allowed))})"),
+                                        at_key=True))
+        missing = [k for k in info["required"] if k not in e.kwargs]
+        if missing:
+            errors.append(doc.error(base, f"quality[{i}]: {e.expect} needs {', '.join(missing)}", at_key=True))
+        if e.on_fail == "quarantine" and not info["row_level"]:
+            errors.append(doc.error(base + ("on_fail",), f"quality[{i}]: on_fail 'quarantine' needs a row-level "
+                                    f"expectation (column values, column pairs, multicolumn); {e.expect} is "
+                                    f"{info['domain'].replace('_', '-')}-level: use 'fail' or 'warn'"))
+        rule = e.rule_name
+        if rule in names:
+            errors.append(doc.error(base, f"quality[{i}]: the rule name '{rule}' is already used by quality"
+                                    f"[{names[rule]}]: give one of them a distinct 'name:'", at_key=True))
+        names.setdefault(rule, i)
+    return errors
+
+
+def _user_kwargs(kwargs: list[str]) -> list[str]:
+    hidden = {"catch_exceptions", "meta", "notes", "result_format", "windows", "description", "severity"}
+    return [k for k in kwargs if k not in hidden]
+
+
+def _check_target(loaded: LoadedJob, doc: YamlDoc) -> list[ConfigError]:
+    t = loaded.config.target
+    errors: list[ConfigError] = []
+    if t.mode == "overwrite_partitions" and not t.partition_by:
+        errors.append(doc.error(("target", "mode"), "mode 'overwrite_partitions' needs 'partition_by' (it replaces "
+                                "only the partitions present in the data)"))
+    seen: set[str] = set()
+    for j, col in enumerate(t.partition_by):
+        if col in seen:
+            errors.append(doc.error(("target", "partition_by", j), f"partition column '{col}' is listed twice"))
+        seen.add(col)
+    return errors
+
+
+# ----------------------------------------------------------------------------------------------- workflow
+
+
+def check_workflow(loaded: LoadedWorkflow, project: Project | None) -> list[ConfigError]:
+    doc = loaded.doc
+    if doc is None:
+        return []
+    errors: list[ConfigError] = []
+    _guard(errors, lambda: _check_names(loaded, doc))
+    _guard(errors, lambda: _check_triggers(loaded, doc))
+    _guard(errors, lambda: _check_graph(loaded, doc))
+    _guard(errors, lambda: check_run_refs(doc, set(RUN_BUILTINS) | {str(k) for k in loaded.config.run_properties},
+                                          "built-ins, plus this workflow's run_properties"))
+    return errors
+
+
+def _check_names(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
+    cfg = loaded.config
+    errors: list[ConfigError] = []
+    seen: dict[str, int] = {}
+    for i, t in enumerate(cfg.triggers):
+        if t.name in seen:
+            errors.append(doc.error(("triggers", i, "name"), f"duplicate trigger name '{t.name}' (also "
+                                    f"triggers[{seen[t.name]}]): trigger names are unique in a workflow"))
+        seen.setdefault(t.name, i)
+    for name in cfg.crawlers:
+        if name in cfg.jobs:
+            errors.append(doc.error(("crawlers", name), f"'{name}' is both a job and a crawler: node names are "
+                                    "unique in a workflow", at_key=True))
+    for name in list(cfg.jobs) + list(cfg.crawlers):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            where = "jobs" if name in cfg.jobs else "crawlers"
+            errors.append(doc.error((where, name), f"node name '{name}' may use letters, digits, '_', '.', '-' "
+                                    "only", at_key=True))
+    return errors
+
+
+def _node_error(cfg: Any, doc: YamlDoc, path: tuple, job: str | None, crawler: str | None) -> ConfigError | None:
+    if job:
+        if job in cfg.jobs:
+            return None
+        if job in cfg.crawlers:
+            return doc.error(path + ("job",), f"'{job}' is a crawler: write 'crawler: {job}'")
+        return doc.error(path + ("job",), f"unknown job '{job}': not under 'jobs:' of this workflow (jobs: "
+                         f"{', '.join(cfg.jobs) or 'none'})" + suggest(job, list(cfg.jobs)))
+    if crawler:
+        if crawler in cfg.crawlers:
+            return None
+        if crawler in cfg.jobs:
+            return doc.error(path + ("crawler",), f"'{crawler}' is a job: write 'job: {crawler}'")
+        return doc.error(path + ("crawler",), f"unknown crawler '{crawler}': not under 'crawlers:' of this "
+                         f"workflow (crawlers: {', '.join(cfg.crawlers) or 'none'})"
+                         + suggest(crawler, list(cfg.crawlers)))
+    return None
+
+
+def _check_triggers(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
+    from etl_framework.config.cron import CronError, parse
+
+    cfg = loaded.config
+    errors: list[ConfigError] = []
+    for i, t in enumerate(cfg.triggers):
+        base = ("triggers", i)
+        if t.schedule is not None:
+            try:
+                parse(t.schedule)
+            except CronError as e:
+                line, col = doc.scalar_pos(base + ("schedule",), e.offset)
+                errors.append(ConfigError(doc.file, line, col, f"trigger '{t.name}': invalid schedule: {e}"))
+        for j, c in enumerate(t.conditions):
+            path = base + ("conditions", j)
+            err = _node_error(cfg, doc, path, c.job, c.crawler)
+            if err:
+                errors.append(err)
+                continue
+            if c.job and c.state not in JOB_STATES:
+                errors.append(doc.error(path + ("state",), f"a condition on job '{c.job}' cannot watch state "
+                                        f"{c.state}: Glue watches jobs for {', '.join(JOB_STATES)}"))
+            if c.crawler and c.state not in CRAWLER_STATES:
+                errors.append(doc.error(path + ("state",), f"a condition on crawler '{c.crawler}' cannot watch "
+                                        f"state {c.state}: Glue watches crawlers for {', '.join(CRAWLER_STATES)}"))
+        seen_nodes: set[str] = set()
+        for j, a in enumerate(t.actions):
+            path = base + ("actions", j)
+            err = _node_error(cfg, doc, path, a.job, a.crawler)
+            if err:
+                errors.append(err)
+                continue
+            if a.node in seen_nodes:
+                errors.append(doc.error(path, f"trigger '{t.name}' starts '{a.node}' twice", at_key=True))
+            seen_nodes.add(a.node)
+            if a.job and a.job in loaded.jobs and a.arguments:
+                params = loaded.jobs[a.job].config.params
+                for k in a.arguments:
+                    if k not in params:
+                        errors.append(doc.error(path + ("arguments", k), f"job '{a.job}' has no param '{k}' "
+                                                f"(params: {', '.join(params) or 'none'})"
+                                                + suggest(str(k), list(params)), at_key=True))
+    return errors
+
+
+def _check_graph(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
+    """Cycles, and conditions that can never be met (their node is started by no trigger, or only by triggers
+    that can never fire)."""
+    cfg = loaded.config
+    errors: list[ConfigError] = []
+    nodes = set(cfg.jobs) | set(cfg.crawlers)
+    started_by: dict[str, list[int]] = {}
+    for i, t in enumerate(cfg.triggers):
+        for a in t.actions:
+            started_by.setdefault(a.node, []).append(i)
+    starters = [i for i, t in enumerate(cfg.triggers) if t.type != "conditional"]
+    if not starters:
+        errors.append(doc.error(("triggers",), "no trigger starts this workflow: add an on_demand, scheduled or "
+                                "event trigger", at_key=True))
+    # conditions on nodes that no trigger starts
+    for i, t in enumerate(cfg.triggers):
+        for j, c in enumerate(t.conditions):
+            if c.node in nodes and c.node not in started_by:
+                errors.append(doc.error(("triggers", i, "conditions", j), f"this condition can never be met: no "
+                                        f"trigger starts '{c.node}'", at_key=True))
+    # reachability: which conditional triggers can ever fire
+    reached: set[str] = set()
+    fired: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for i, t in enumerate(cfg.triggers):
+            if i in fired:
+                continue
+            conds = [c.node for c in t.conditions]
+            if t.type != "conditional":
+                ok = True
+            elif t.logical == "and":
+                ok = all(n in reached for n in conds)
+            else:
+                ok = any(n in reached for n in conds)
+            if ok:
+                fired.add(i)
+                reached |= {a.node for a in t.actions}
+                changed = True
+    for i, t in enumerate(cfg.triggers):
+        if t.type == "conditional" and i not in fired:
+            never = [c.node for c in t.conditions if c.node not in reached]
+            direct = [n for n in never if n not in started_by]
+            if never and len(direct) < len(never):  # not already reported at the condition itself
+                errors.append(doc.error(("triggers", i, "name"), f"trigger '{t.name}' can never fire: "
+                                        f"{', '.join(n for n in never if n in started_by)} only start(s) after "
+                                        "triggers that can never fire"))
+    # cycles: node -> nodes started by a trigger watching it
+    edges: dict[str, list[tuple[str, int]]] = {}
+    for i, t in enumerate(cfg.triggers):
+        for c in t.conditions:
+            for a in t.actions:
+                edges.setdefault(c.node, []).append((a.node, i))
+    color: dict[str, int] = {}
+    reported: set[frozenset[str]] = set()
+
+    def dfs(n: str, stack: list[str]) -> None:
+        color[n] = 1
+        for m, i in edges.get(n, []):
+            if color.get(m) == 1:
+                cycle = stack[stack.index(m):] + [m] if m in stack else [n, m]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    errors.append(doc.error(("triggers", i, "name"), f"workflow cycle: {' -> '.join(cycle)} "
+                                            f"(trigger '{cfg.triggers[i].name}' closes it); Glue workflows are "
+                                            "acyclic"))
+            elif color.get(m) is None:
+                dfs(m, stack + [m])
+        color[n] = 2
+
+    for n in sorted(edges):
+        if color.get(n) is None:
+            dfs(n, [n])
+    return errors

@@ -47,3 +47,18 @@ def write_schemas(folder: Path) -> list[Path]:
         path.write_text(schema_text(kind))
         out.append(path)
     return out
+
+
+def combined_schema() -> dict[str, Any]:
+    """One schema accepting a job or a workflow file (for an editor glob over jobs/*.yaml)."""
+    job, wf = json_schema("job"), json_schema("workflow")
+    defs: dict[str, Any] = {**job.pop("$defs", {}), **wf.pop("$defs", {})}
+    for s in (job, wf):
+        s.pop("$schema", None)
+    defs["JobFile"], defs["WorkflowFile"] = job, wf
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "etl_framework job or workflow file",
+        "oneOf": [{"$ref": "#/$defs/JobFile"}, {"$ref": "#/$defs/WorkflowFile"}],
+        "$defs": defs,
+    }

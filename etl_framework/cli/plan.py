@@ -1,0 +1,31 @@
+"""`etl plan WORKFLOW.yaml [--format text|mermaid|dot]`: the workflow's graph (triggers -> nodes, conditions),
+after the same checks as `etl validate`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+def register(group: click.Group) -> None:
+    @group.command("plan")
+    @click.argument("workflow", type=click.Path(path_type=Path))
+    @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
+                  show_default=True)
+    @click.pass_context
+    def plan(ctx: click.Context, workflow: Path, fmt: str) -> None:
+        """Show a workflow's triggers, nodes and run order (text), or its graph as Mermaid or Graphviz DOT."""
+        from etl_framework.config.load import load_workflow
+        from etl_framework.config.project import Project
+        from etl_framework.errors import UsageError
+        from etl_framework.graph import render
+
+        obj = ctx.obj or {}
+        if not workflow.is_file():
+            raise UsageError(f"workflow file {workflow} not found\n  what to do: pass a workflow YAML file, e.g. "
+                             "jobs/nightly_trips.yaml")
+        project = Project.discover(obj.get("project_dir"), start=workflow)
+        loaded = load_workflow(workflow, project, obj.get("env", "local"))
+        sys.stdout.write(render(loaded.config, fmt))
