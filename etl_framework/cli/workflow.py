@@ -165,7 +165,7 @@ def render_status(run: dict[str, Any]) -> str:
             note = (note + " " if note else "") + f"(copied from {n['copied_from']})"
         if n.get("error") and n["state"] not in ("SUCCEEDED", None):
             first = n["error"].strip().splitlines()[0]
-            note = (note + " " if note else "") + first[:100]
+            note = (note + " " if note else "") + first[:200]
         rows.append((n["node"], n["kind"], n["state"] or "not run", str(n["attempts"] or "-"), _duration(n), note))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
