@@ -1,0 +1,193 @@
+"""The register stage (SPEC §5): create or update the target's table in the catalog (columns, partition keys,
+location, format), add the partitions the run wrote, and keep the Athena DDL with the run.
+
+The table is registered the way Glue's crawlers and Athena record it (see catalog/base.py `new_table`): a Delta
+target becomes an Athena Delta table (`table_type=DELTA`), a Parquet target a Hive-style external table whose
+partitions are added one by one, so that Athena sees only committed partitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl_framework.catalog.base import Catalog, Column, Partition, Table, new_table
+from etl_framework.catalog.ddl import table_ddl
+from etl_framework.errors import JobFailed
+
+# Hive's FileUtils.escapePathName: the characters Spark percent-encodes in partition folder names.
+_HIVE_ESCAPE = set('"#%\'*/:=?\\\x7f{[]^')
+
+
+def hive_escape(value: str) -> str:
+    return "".join(f"%{ord(ch):02X}" if ch in _HIVE_ESCAPE or ord(ch) < 32 else ch for ch in value)
+
+
+def glue_location(path: str) -> str:
+    """Glue and Athena name S3 locations s3://; Hadoop's s3a:// is the same place."""
+    if path.startswith("s3a://"):
+        return "s3://" + path[len("s3a://"):]
+    return path.removeprefix("file://").rstrip("/") if "://" not in path.removeprefix("file://") else path
+
+
+def partition_value_text(value: Any) -> str:
+    """A partition value as Spark writes it into the folder name (and Glue keeps it): dates ISO, None as Hive's
+    default partition."""
+    if value is None:
+        return "__HIVE_DEFAULT_PARTITION__"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat") and not hasattr(value, "hour"):
+        return value.isoformat()
+    if hasattr(value, "hour"):  # datetime: Spark's partition folder form
+        return value.strftime("%Y-%m-%d %H:%M:%S") + (
+            f".{value.microsecond:06d}".rstrip("0") if value.microsecond else "")
+    return str(value)
+
+
+@dataclass
+class RegisterResult:
+    table: Table
+    action: str  # created | updated | unchanged
+    partitions_added: list[list[str]] = field(default_factory=list)
+    ddl: str = ""
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "table": self.table.full_name, "action": self.action, "format": self.table.format,
+            "location": self.table.location, "partitions_added": len(self.partitions_added), "ddl": self.ddl,
+        }
+
+
+def spark_to_hive(dt: Any) -> str:
+    """A Spark DataType as the Hive/Glue type string."""
+    name = dt.simpleString()
+    return name.replace("timestamp_ntz", "timestamp").replace("void", "string")
+
+
+def register_target(
+    catalog: Catalog,
+    database: str,
+    table_name: str,
+    fmt: str,
+    location: str,
+    fields: list[tuple[str, str]],
+    partition_by: list[str],
+    partition_values: list[dict[str, Any]] | None = None,
+    description: str = "",
+) -> RegisterResult:
+    """Create or update `database.table_name` for a written target and add the given partitions (values by
+    partition column). Returns what changed and the Athena DDL."""
+    loc = glue_location(location)
+    types = dict(fields)
+    columns = [Column(n, t) for n, t in fields if n not in partition_by]
+    keys = [Column(k, types.get(k, "string")) for k in partition_by]
+    wanted = new_table(database, table_name, fmt, loc, columns, keys, description=description)
+    catalog.ensure_database(database)
+    existing = catalog.get_table(database, table_name)
+    if existing is None:
+        catalog.create_table(wanted)
+        action = "created"
+    elif _same(existing, wanted):
+        wanted = existing
+        action = "unchanged"
+    else:
+        wanted.description = wanted.description or existing.description
+        catalog.update_table(wanted)
+        action = "updated"
+    added: list[list[str]] = []
+    parts: list[Partition] = []
+    if keys and partition_values:
+        have = {tuple(p.values) for p in catalog.get_partitions(database, table_name)}
+        seen: set[tuple[str, ...]] = set()
+        for pv in partition_values:
+            vals = tuple(partition_value_text(pv.get(k.name)) for k in keys)
+            if vals in have or vals in seen:
+                continue
+            seen.add(vals)
+            folder = "/".join(f"{hive_escape(k.name)}={hive_escape(v)}" for k, v in zip(keys, vals, strict=True))
+            parts.append(Partition(list(vals), f"{loc.rstrip('/')}/{folder}/"))
+        if parts:
+            catalog.add_partitions(database, table_name, parts)
+            added = sorted(p.values for p in parts)
+    return RegisterResult(wanted, action, added, table_ddl(wanted, parts))
+
+
+def _same(a: Table, b: Table) -> bool:
+    keys = ("columns", "partition_keys", "location", "classification", "input_format", "output_format", "serde",
+            "serde_parameters")
+    da, db = a.to_dict(), b.to_dict()
+    if any(da[k] != db[k] for k in keys):
+        return False
+    return all(a.parameters.get(k) == v for k, v in b.parameters.items())
+
+
+# ------------------------------------------------------------------------------------------------ the stage
+
+
+def _written_partitions(state: Any, partition_by: list[str]) -> list[dict[str, Any]] | None:
+    """The partitions this run wrote: from the write result when the write stage reports them, else the distinct
+    partition values of the data that was written."""
+    for holder in (state, getattr(state, "write_result", None), getattr(state, "write", None)):
+        if holder is None:
+            continue
+        for attr in ("partitions_written", "written_partitions", "partitions"):
+            val = getattr(holder, attr, None) if not isinstance(holder, dict) else holder.get(attr)
+            if isinstance(val, list | tuple):
+                out = []
+                for item in val:
+                    if isinstance(item, dict):
+                        out.append(item)
+                    elif isinstance(item, list | tuple):
+                        out.append(dict(zip(partition_by, item, strict=False)))
+                return out
+    df = getattr(state, "df", None)
+    if df is None or not partition_by:
+        return None
+    return [r.asDict() for r in df.select(*partition_by).distinct().collect()]
+
+
+def _target_fields(state: Any, fmt: str, path: str) -> list[tuple[str, str]]:
+    spark = getattr(state, "spark", None)
+    schema = None
+    if spark is not None:
+        try:
+            schema = spark.read.format(fmt).load(path).schema
+        except Exception:  # noqa: BLE001 - fall back to the written DataFrame's schema
+            schema = None
+    if schema is None and getattr(state, "df", None) is not None:
+        schema = state.df.schema
+    if schema is None:
+        raise RuntimeError(f"cannot read the schema of the target at {path}")
+    return [(f.name, spark_to_hive(f.dataType)) for f in schema.fields]
+
+
+def run_register(state: Any) -> RegisterResult | None:
+    """Register the job's target (its `register:` block); None when the job registers nothing."""
+    from etl_framework.catalog import catalog_for
+    from etl_framework.catalog.base import CatalogError
+
+    cfg = state.loaded.config
+    reg = cfg.register
+    if reg is None:
+        return None
+    target = cfg.target
+    try:
+        fields = _target_fields(state, target.format, target.path)
+        catalog = getattr(state, "catalog", None) or catalog_for(state.env_config, getattr(
+            getattr(state, "project", None), "root", None))
+        result = register_target(
+            catalog, reg.database, reg.table, target.format, target.path, fields, list(target.partition_by),
+            _written_partitions(state, list(target.partition_by)), reg.description or cfg.description,
+        )
+    except CatalogError as e:
+        raise JobFailed(cfg.job, "register", str(e), "check the catalog settings (catalog: in the env config); "
+                        "the data is written, `etl resume RUN_ID` re-runs only the register stage") from e
+    except RuntimeError as e:
+        raise JobFailed(cfg.job, "register", str(e), "check that the write stage wrote the target") from e
+    metrics = getattr(state, "metrics", None)
+    if isinstance(metrics, dict):
+        metrics["register"] = result.metrics()
+    if hasattr(state, "ddl"):
+        state.ddl = result.ddl
+    return result
