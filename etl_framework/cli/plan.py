@@ -14,8 +14,10 @@ def register(group: click.Group) -> None:
     @click.argument("workflow", type=click.Path(path_type=Path))
     @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
                   show_default=True)
+    @click.option("--run", "run_id", default=None, metavar="RUN_ID",
+                  help="colour the nodes with the states of this workflow run (`etl workflow status --list`)")
     @click.pass_context
-    def plan(ctx: click.Context, workflow: Path, fmt: str) -> None:
+    def plan(ctx: click.Context, workflow: Path, fmt: str, run_id: str | None) -> None:
         """Show a workflow's triggers, nodes and run order (text), or its graph as Mermaid or Graphviz DOT."""
         from etl_framework.config.load import load_workflow
         from etl_framework.config.project import Project
@@ -28,4 +30,10 @@ def register(group: click.Group) -> None:
                              "jobs/nightly_trips.yaml")
         project = Project.discover(obj.get("project_dir"), start=workflow)
         loaded = load_workflow(workflow, project, obj.get("env", "local"))
-        sys.stdout.write(render(loaded.config, fmt))
+        states = None
+        if run_id:
+            from etl_framework.state.workflows import run_states
+
+            states = run_states(project.env_config(obj.get("env", "local")).state.path, run_id,
+                                loaded.config.workflow)
+        sys.stdout.write(render(loaded.config, fmt, states))

@@ -362,6 +362,24 @@ class RunProperties:
         return f"RunProperties({self.run_id})"
 
 
+def run_states(state_path: str | Path, run_id: str, workflow: str | None = None) -> dict[str, str]:
+    """node -> state of a workflow run (for `etl plan --run`); nodes that did not run are left out."""
+    store = WorkflowStore(state_path)
+    try:
+        run = store.get_run(run_id)
+    finally:
+        store.close()
+    if run is None:
+        from etl_framework.errors import UsageError
+
+        raise UsageError(f"no workflow run {run_id} in {state_path}\n  what to do: `etl workflow status --list`")
+    if workflow and run["workflow"] != workflow:
+        from etl_framework.errors import UsageError
+
+        raise UsageError(f"run {run_id} is a run of workflow {run['workflow']}, not {workflow}")
+    return {n["node"]: n["state"] for n in run["nodes"] if n["state"]}
+
+
 def mark_orphaned_runs(store: WorkflowStore, workflow: str | None = None) -> list[str]:
     """Mark RUNNING runs whose owning process is gone as STOPPED (with the reason), their unfinished nodes as STOPPED
     (crawlers CANCELLED), and return their ids. Such runs can then be resumed with `etl workflow resume`."""

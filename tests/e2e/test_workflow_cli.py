@@ -81,6 +81,9 @@ def test_failing_crawler_mid_workflow_then_resume_reruns_only_failed_and_downstr
     assert status.returncode == 0
     assert rec["run_id"] in status.stdout and "raw_b" in status.stdout and "does not exist" in status.stdout
     assert "hint: resume it" in status.stdout
+    plan = etl(proj, "plan", "jobs/crawl_chain.yaml", "--run", rec["run_id"], "--format", "dot")
+    assert plan.returncode == 0, plan.stderr
+    assert r"raw_b\nFAILED" in plan.stdout and r"raw_a\nSUCCEEDED" in plan.stdout
 
     (proj / "data" / "raw" / "b").mkdir()
     (proj / "data" / "raw" / "b" / "x.csv").write_text("k\n1\n")
