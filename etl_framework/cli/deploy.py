@@ -1,0 +1,88 @@
+"""`etl deploy --env ENV [--dry-run] [--prune] [--json]`: the project's jobs, crawlers, workflows and triggers on
+AWS Glue (SPEC §8). Progress and the diff go to stderr; `--json` prints the plan/result alone on stdout."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from etl_framework.cli.common import err, print_json
+
+SYMBOL = {"create": "+", "update": "~", "replace": "±", "delete": "-", "orphan": "!", "unchanged": "="}
+
+
+def _short(value: Any, limit: int = 70) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render(result: Any, verbose: bool = False) -> list[str]:
+    plan = result.plan
+    lines: list[str] = []
+    for c in plan.changes:
+        if c.action == "unchanged" and not verbose:
+            continue
+        head = f"  {SYMBOL.get(c.action, '?')} {c.action:<9} {c.kind:<8} {c.name}"
+        if c.note and c.kind == "artifact":
+            head += f"  ({c.note})"
+        elif c.action == "orphan":
+            head += "  (not defined by the project; --prune removes it)" if not result.prune else ""
+        elif c.note:
+            head += f"  ({c.note})"
+        lines.append(head)
+        for f, (old, new) in c.fields.items():
+            lines.append(f"      {f}: {_short(old)} -> {_short(new)}")
+    return lines
+
+
+def register(group: click.Group) -> None:
+    @group.command("deploy")
+    @click.option("--env", "env_opt", default=None, help="environment config conf/<env>.yaml (default: the global --env)")
+    @click.option("--dry-run", is_flag=True, help="print the diff and change nothing")
+    @click.option("--prune", is_flag=True, help="also delete our Glue resources and S3 files the project no longer defines")
+    @click.option("--wheel", "wheel_path", type=click.Path(dir_okay=False),
+                  help="deploy this framework wheel instead of building one")
+    @click.option("--verbose", "-v", is_flag=True, help="list unchanged resources too")
+    @click.option("--json", "as_json", is_flag=True, help="machine-readable plan/result on stdout")
+    @click.pass_context
+    def deploy_cmd(ctx: click.Context, env_opt: str | None, dry_run: bool, prune: bool, wheel_path: str | None,
+                   verbose: bool, as_json: bool) -> None:
+        """Create or update the project's Glue jobs, crawlers, workflows and triggers (idempotent)."""
+        from etl_framework.config.project import Project
+        from etl_framework.deploy.run import deploy
+
+        obj = ctx.obj or {}
+        env = env_opt or obj.get("env") or "local"
+        project = Project.discover(obj.get("project_dir"))
+        t0 = time.monotonic()
+        err(f"deploy: project {project.root}, env {env}{' (dry run)' if dry_run else ''}")
+        result = deploy(project, env, dry_run=dry_run, prune=prune, progress=lambda m: err(f"  .. {m}"),
+                        wheel_path=wheel_path)
+        for w in result.warnings:
+            err(f"warning: {w}")
+        for line in render(result, verbose):
+            err(line)
+        s = result.plan.summary()
+        unchanged = s.get("unchanged", 0)
+        todo = {k: s.get(k, 0) for k in ("create", "update", "replace")}
+        orphans = s.get("orphan", 0) + s.get("delete", 0)
+        counts = ", ".join(f"{n} to {k}" for k, n in todo.items() if n)
+        took = f"{time.monotonic() - t0:.1f}s"
+        if not result.plan.pending and not (prune and orphans):
+            err(f"nothing to change: {unchanged} resources up to date"
+                + (f"; {orphans} orphaned (run with --prune to remove)" if orphans and not prune else "")
+                + f" ({took})")
+        elif dry_run:
+            err(f"dry run: {counts or 'nothing to create or update'}"
+                + (f", {orphans} to delete" if prune and orphans else "")
+                + f", {unchanged} unchanged; nothing was changed ({took})")
+        else:
+            done = len(result.applied)
+            err(f"deployed: {done} change{'s' if done != 1 else ''} applied"
+                + (f" ({counts})" if counts else "")
+                + (f", {orphans} deleted" if prune and orphans else "")
+                + f", {unchanged} unchanged ({took})")
+        if as_json:
+            print_json(result.to_json())

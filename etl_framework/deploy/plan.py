@@ -1,0 +1,484 @@
+"""Plan and apply: compare the desired state with what S3 and Glue hold, then make only the differences.
+
+Every resource is read back before anything is written, so a second deploy writes nothing and an interrupted
+deploy is completed by the next one (what was made is `unchanged`, the rest is created). Resources tagged as ours
+(`etl:managed-by=etl_framework`, `etl:env=ENV`) with the name prefix that the project no longer defines are listed
+as orphans and deleted only with `--prune`.
+
+Emulators: moto (5.2) has no UpdateJob, UpdateCrawler or UpdateTrigger. Against an `aws.endpoint_url`, an update
+that fails because the API is not implemented falls back to delete + create of that resource (said in the output);
+against AWS the Update* APIs are used.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl_framework.deploy.spec import (
+    MANAGED_TAG,
+    Artifact,
+    DesiredState,
+    Resource,
+)
+from etl_framework.errors import EtlError
+
+SHA_KEY = "etl-sha256"
+UNCHANGEABLE = {"trigger": ("Type", "WorkflowName")}  # Glue cannot update these: delete + create
+MANAGED_S3 = ("scripts/", "wheels/", "project/")
+
+
+class DeployError(EtlError):
+    """A deploy step failed; names the API call, the resource and what to do."""
+
+
+@dataclass
+class Change:
+    kind: str  # artifact | database | job | crawler | workflow | trigger
+    name: str
+    action: str  # create | update | replace | unchanged | orphan | delete
+    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    note: str = ""
+    resource: Resource | Artifact | None = field(default=None, repr=False)
+    actual: dict[str, Any] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "name": self.name, "action": self.action}
+        if self.fields:
+            out["fields"] = {k: {"from": a, "to": b} for k, (a, b) in self.fields.items()}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass
+class Plan:
+    changes: list[Change]
+    warnings: list[str] = field(default_factory=list)
+
+    def by_action(self, action: str) -> list[Change]:
+        return [c for c in self.changes if c.action == action]
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.action in ("create", "update", "replace")]
+
+    def summary(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.changes:
+            out[c.action] = out.get(c.action, 0) + 1
+        return out
+
+
+# ------------------------------------------------------------------------------------------------- comparison
+
+
+def normalize(value: Any) -> Any:
+    """Drop what Glue leaves out or fills in as empty (None, {}, []), so equal configs compare equal."""
+    if isinstance(value, dict):
+        out = {k: normalize(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [], "")}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value
+
+
+def field_diff(desired: dict[str, Any], actual: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Changed fields as dotted paths (dicts are walked, lists compared whole): {path: (actual, desired)}."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(desired) | set(actual), key=str):
+        a, d = actual.get(key), desired.get(key)
+        if a == d:
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(d, dict):
+            out.update(field_diff(d, a, path + "."))
+        else:
+            out[path] = (a, d)
+    return out
+
+
+def compared(kind: str, spec: dict[str, Any], actual: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The desired spec and the same fields of the actual resource, normalized."""
+    keys = [k for k in spec if k != "Name"]
+    want = normalize({k: spec[k] for k in keys})
+    have = normalize({k: actual.get(k) for k in keys})
+    if kind == "job" and "Command" in have:  # Glue adds Runtime etc. to Command; compare what we set
+        have["Command"] = {k: v for k, v in have["Command"].items() if k in want.get("Command", {})}
+    return want, have
+
+
+def trigger_active(actual: dict[str, Any]) -> bool:
+    return actual.get("State") in ("ACTIVATED", "ACTIVATING")
+
+
+# ------------------------------------------------------------------------------------------------------ AWS
+
+
+class Aws:
+    """The boto3 clients of one deploy, with the env config's region and endpoint."""
+
+    def __init__(self, region: str, endpoint_url: str | None = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.region, self.endpoint_url = region, endpoint_url
+        cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+        kw: dict[str, Any] = {"region_name": region, "endpoint_url": endpoint_url, "config": cfg}
+        self.glue = boto3.client("glue", **kw)
+        self.s3 = boto3.client("s3", **kw)
+        self.sts = boto3.client("sts", **kw)
+        self.iam = boto3.client("iam", **kw)
+        self.account: str | None = None
+
+
+def error_code(e: Exception) -> str:
+    resp = getattr(e, "response", None) or {}
+    return str(resp.get("Error", {}).get("Code", ""))
+
+
+def error_message(e: Exception) -> str:
+    resp = getattr(e, "response", None) or {}
+    msg = str(resp.get("Error", {}).get("Message", "") or e)
+    if "<html" in msg.lower() or "<!doctype" in msg.lower():
+        msg = f"HTTP {resp.get('ResponseMetadata', {}).get('HTTPStatusCode', '?')} from the endpoint"
+    return msg.strip()
+
+
+def is_not_found(e: Exception) -> bool:
+    return error_code(e) in ("EntityNotFoundException", "404", "NoSuchKey", "NotFound", "NoSuchEntity")
+
+
+def is_unimplemented(e: Exception) -> bool:
+    code = error_code(e)
+    return code in ("500", "NotImplemented", "InternalFailure", "UnknownOperationException") or \
+        "not been implemented" in str(e)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    m = re.match(r"^s3a?://([^/]+)/?(.*)$", uri)
+    if not m:
+        raise EtlError(f"deploy.s3_prefix {uri!r} is not an s3:// URI\n  what to do: set it to s3://bucket/prefix")
+    return m.group(1), m.group(2)
+
+
+class Deployer:
+    """Reads, plans and applies one desired state."""
+
+    def __init__(self, desired: DesiredState, aws: Aws, progress: Any = None) -> None:
+        self.desired, self.aws = desired, aws
+        self.progress = progress or (lambda msg: None)
+        self.unimplemented: set[str] = set()
+        self.calls: list[str] = []  # write calls made, for the report
+
+    # -- errors ------------------------------------------------------------------------------------------------
+
+    def call(self, api: str, what: str, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except ClientError as e:
+            raise DeployError(
+                f"{api} for {what} failed: {error_code(e)}: {error_message(e)}\n  what to do: fix the cause and "
+                "run `etl deploy` again; what was already deployed stays and the next deploy continues from here"
+            ) from e
+        except BotoCoreError as e:
+            raise DeployError(f"{api} for {what} failed: {e}\n  what to do: check aws.region / aws.endpoint_url "
+                              "and your network, then run `etl deploy` again") from e
+
+    def write(self, api: str, what: str, fn: Any, **kwargs: Any) -> Any:
+        self.calls.append(f"{api} {what}")
+        return self.call(api, what, fn, **kwargs)
+
+    # -- preflight ---------------------------------------------------------------------------------------------
+
+    def preflight(self) -> list[str]:
+        """Credentials, role and bucket, checked before anything is written. Returns warnings."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        d = self.desired.deploy
+        warnings: list[str] = []
+        nothing = "nothing was deployed"
+        try:
+            ident = self.aws.sts.get_caller_identity()
+            self.aws.account = ident.get("Account")
+        except (NoCredentialsError, PartialCredentialsError):
+            raise DeployError(
+                f"no AWS credentials found; {nothing}\n  what to do: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY), or run `aws sso login`, then deploy again") from None
+        except EndpointConnectionError as e:
+            raise DeployError(f"cannot reach AWS ({e}); {nothing}\n  what to do: check aws.region and "
+                              "aws.endpoint_url in the env config, and your network") from None
+        except ClientError as e:
+            raise DeployError(f"AWS rejected the credentials: {error_code(e)}: {error_message(e)}; {nothing}\n"
+                              "  what to do: refresh or fix your AWS credentials") from None
+        except BotoCoreError as e:
+            raise DeployError(f"cannot check the AWS credentials: {e}; {nothing}") from None
+        m = re.match(r"^arn:aws[a-z-]*:iam::(\d{12}):role/(?:.*/)?([\w+=,.@-]+)$", d.role or "")
+        if not m:
+            raise DeployError(
+                f"deploy.role {d.role!r} is not an IAM role ARN; {nothing}\n  what to do: set deploy.role in "
+                f"conf/{self.desired.env}.yaml to arn:aws:iam::ACCOUNT:role/NAME, a role Glue can assume")
+        try:
+            self.aws.iam.get_role(RoleName=m.group(2))
+        except ClientError as e:
+            if error_code(e) == "NoSuchEntity":
+                raise DeployError(
+                    f"IAM role {d.role} does not exist; {nothing}\n  what to do: create it (trusting "
+                    "glue.amazonaws.com, with AWSGlueServiceRole and access to the S3 prefix) or fix deploy.role"
+                ) from None
+            warnings.append(f"could not check role {d.role} ({error_code(e)}); Glue will check it")
+        bucket, _ = split_s3(d.s3_prefix)
+        try:
+            self.aws.s3.head_bucket(Bucket=bucket)
+        except ClientError as e:
+            code = error_code(e)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise DeployError(
+                    f"S3 bucket {bucket} (deploy.s3_prefix {d.s3_prefix}) does not exist; {nothing}\n"
+                    f"  what to do: create it (aws s3 mb s3://{bucket} --region {self.aws.region}) or fix "
+                    "deploy.s3_prefix") from None
+            raise DeployError(f"cannot use S3 bucket {bucket}: {code}: {error_message(e)}; {nothing}\n"
+                              "  what to do: give your credentials s3:ListBucket/PutObject on it") from None
+        return warnings
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def read(self, kind: str, name: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        g = self.aws.glue
+        getters = {
+            "job": (g.get_job, {"JobName": name}, "Job"),
+            "crawler": (g.get_crawler, {"Name": name}, "Crawler"),
+            "workflow": (g.get_workflow, {"Name": name}, "Workflow"),
+            "trigger": (g.get_trigger, {"Name": name}, "Trigger"),
+            "database": (g.get_database, {"Name": name}, "Database"),
+        }
+        fn, kwargs, key = getters[kind]
+        try:
+            return fn(**kwargs)[key]
+        except ClientError as e:
+            if is_not_found(e):
+                return None
+            api = "Get" + kind.capitalize()
+            raise DeployError(f"Glue {api} for {kind} {name} failed: {error_code(e)}: {error_message(e)}") from e
+
+    def read_artifact(self, art: Artifact) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(art.uri)
+        try:
+            head = self.aws.s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            if is_not_found(e):
+                return None
+            raise DeployError(f"S3 HeadObject for {art.uri} failed: {error_code(e)}: {error_message(e)}") from e
+        return {"sha256": (head.get("Metadata") or {}).get(SHA_KEY), "size": head.get("ContentLength")}
+
+    def orphans(self) -> list[Change]:
+        """Our resources (tag + prefix) and S3 artifacts that the project no longer defines."""
+        g, d = self.aws.glue, self.desired.deploy
+        tags = self.desired.tags
+        wanted = {(r.kind, r.name) for r in self.desired.resources}
+        out: list[Change] = []
+
+        def names(api: str, fn: Any, key: str, **kw: Any) -> list[str]:
+            found: list[str] = []
+            token = None
+            while True:
+                args = dict(kw, **({"NextToken": token} if token else {}))
+                resp = self.call(api, "the account", fn, **args)
+                found += resp.get(key, [])
+                token = resp.get("NextToken")
+                if not token:
+                    return found
+
+        listed = {
+            "trigger": names("Glue ListTriggers", g.list_triggers, "TriggerNames", Tags=tags),
+            "job": names("Glue ListJobs", g.list_jobs, "JobNames", Tags=tags),
+            "crawler": names("Glue ListCrawlers", g.list_crawlers, "CrawlerNames", Tags=tags),
+        }
+        workflows = []
+        for wname in names("Glue ListWorkflows", g.list_workflows, "Workflows"):
+            if not wname.startswith(d.name_prefix) or ("workflow", wname) in wanted:
+                continue
+            arn = f"arn:aws:glue:{self.aws.region}:{self.aws.account or '123456789012'}:workflow/{wname}"
+            wtags = self.call("Glue GetTags", f"workflow {wname}", g.get_tags, ResourceArn=arn).get("Tags", {})
+            if all(wtags.get(k) == v for k, v in tags.items()):
+                workflows.append(wname)
+        listed["workflow"] = workflows
+        for kind in ("trigger", "workflow", "job", "crawler"):
+            for n in sorted(listed[kind]):
+                if n.startswith(d.name_prefix) and (kind, n) not in wanted:
+                    out.append(Change(kind, n, "orphan", note="not defined by the project any more"))
+        bucket, prefix = split_s3(d.s3_prefix)
+        wanted_keys = {split_s3(a.uri)[1] for a in self.desired.artifacts}
+        for sub in MANAGED_S3:
+            base = f"{prefix.rstrip('/')}/{sub}" if prefix else sub
+            for page in self.aws.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+                for obj in page.get("Contents", []):
+                    if obj["Key"] not in wanted_keys:
+                        out.append(Change("artifact", f"s3://{bucket}/{obj['Key']}", "orphan",
+                                          note="not part of this deploy any more"))
+        return out
+
+    # -- planning ----------------------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        changes: list[Change] = []
+        for art in self.desired.artifacts:
+            have = self.read_artifact(art)
+            if have is None:
+                changes.append(Change("artifact", art.uri, "create", note=art.label, resource=art))
+            elif have["sha256"] != art.sha256:
+                changes.append(Change("artifact", art.uri, "update", {"sha256": (have["sha256"], art.sha256)},
+                                      note=art.label, resource=art))
+            else:
+                changes.append(Change("artifact", art.uri, "unchanged", note=art.label, resource=art))
+        for res in self.desired.resources:
+            actual = self.read(res.kind, res.name)
+            if actual is None:
+                changes.append(Change(res.kind, res.name, "create", resource=res))
+                continue
+            if res.kind == "database":  # never changed or removed: it holds tables
+                changes.append(Change(res.kind, res.name, "unchanged", resource=res, actual=actual))
+                continue
+            want, have = compared(res.kind, res.spec, actual)
+            diff = field_diff(want, have)
+            if res.kind == "trigger" and res.spec["Type"] != "ON_DEMAND" and trigger_active(actual) != res.enabled:
+                diff["State"] = (actual.get("State"), "ACTIVATED" if res.enabled else "DEACTIVATED")
+            if not diff:
+                changes.append(Change(res.kind, res.name, "unchanged", resource=res, actual=actual))
+                continue
+            fixed = UNCHANGEABLE.get(res.kind, ())
+            action = "replace" if any(f.split(".")[0] in fixed for f in diff) else "update"
+            changes.append(Change(res.kind, res.name, action, diff, resource=res, actual=actual))
+        changes += self.orphans()
+        return Plan(changes, list(self.desired.warnings))
+
+    # -- applying ----------------------------------------------------------------------------------------------
+
+    def apply(self, plan: Plan, prune: bool = False) -> list[Change]:
+        """Make the plan's changes in dependency order; returns the changes made."""
+        done: list[Change] = []
+        order = {"artifact": 0, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4}
+        for c in sorted(plan.pending, key=lambda c: order[c.kind]):
+            self.apply_one(c)
+            done.append(c)
+        if prune:
+            rorder = {"trigger": 0, "workflow": 1, "job": 2, "crawler": 2, "artifact": 3}
+            for c in sorted(plan.by_action("orphan"), key=lambda c: rorder[c.kind]):
+                self.delete(c.kind, c.name)
+                c.action = "delete"
+                done.append(c)
+        return done
+
+    def apply_one(self, c: Change) -> None:
+        if c.kind == "artifact":
+            art = c.resource
+            assert isinstance(art, Artifact)
+            bucket, key = split_s3(art.uri)
+            self.write("S3 PutObject", art.uri, self.aws.s3.put_object, Bucket=bucket, Key=key, Body=art.data,
+                       Metadata={SHA_KEY: art.sha256})
+            return
+        res = c.resource
+        assert isinstance(res, Resource)
+        if c.action == "create":
+            self.create(res)
+        elif c.action == "replace":
+            self.delete(res.kind, res.name)
+            self.create(res)
+        else:
+            self.update(res, c)
+
+    def create(self, res: Resource) -> None:
+        g, tags, what = self.aws.glue, self.desired.tags, f"{res.kind} {res.name}"
+        spec = dict(res.spec)
+        if res.kind == "database":
+            self.write("Glue CreateDatabase", what, g.create_database,
+                       DatabaseInput={"Name": res.name, "Description": "created by etl deploy"})
+        elif res.kind == "job":
+            self.write("Glue CreateJob", what, g.create_job, **spec, Tags=tags)
+        elif res.kind == "crawler":
+            self.write("Glue CreateCrawler", what, g.create_crawler, **spec, Tags=tags)
+        elif res.kind == "workflow":
+            self.write("Glue CreateWorkflow", what, g.create_workflow, **spec, Tags=tags)
+        elif res.kind == "trigger":
+            start = res.enabled and spec["Type"] != "ON_DEMAND"
+            self.write("Glue CreateTrigger", what, g.create_trigger, **spec, StartOnCreation=start, Tags=tags)
+
+    def update(self, res: Resource, c: Change) -> None:
+        g, what = self.aws.glue, f"{res.kind} {res.name}"
+        spec = {k: v for k, v in res.spec.items() if k != "Name"}
+        only_state = set(c.fields) == {"State"}
+        if res.kind == "workflow":
+            self.write("Glue UpdateWorkflow", what, g.update_workflow, Name=res.name, **spec)
+            return
+        if res.kind == "trigger" and only_state:
+            self._set_trigger_state(res)
+            return
+        apis = {
+            "job": ("Glue UpdateJob", g.update_job, {"JobName": res.name, "JobUpdate": spec}),
+            "crawler": ("Glue UpdateCrawler", g.update_crawler, dict(res.spec)),
+            "trigger": ("Glue UpdateTrigger", g.update_trigger,
+                        {"Name": res.name, "TriggerUpdate": {k: v for k, v in res.spec.items()
+                                                             if k not in ("Type", "WorkflowName")}}),
+        }
+        api, fn, kwargs = apis[res.kind]
+        if res.kind in self.unimplemented:
+            self._replace_on_emulator(res, c)
+            return
+        from botocore.exceptions import ClientError
+
+        try:
+            self.calls.append(f"{api} {what}")
+            fn(**kwargs)
+        except ClientError as e:
+            if self.aws.endpoint_url and is_unimplemented(e):
+                self.unimplemented.add(res.kind)
+                self._replace_on_emulator(res, c)
+                return
+            raise DeployError(
+                f"{api} for {what} failed: {error_code(e)}: {error_message(e)}\n  what to do: fix the cause and "
+                "run `etl deploy` again; what was already deployed stays and the next deploy continues from here"
+            ) from e
+        if res.kind == "trigger" and "State" in c.fields:
+            self._set_trigger_state(res)
+
+    def _replace_on_emulator(self, res: Resource, c: Change) -> None:
+        c.note = (c.note + "; " if c.note else "") + "the endpoint lacks the Update API: replaced (delete + create)"
+        self.delete(res.kind, res.name)
+        self.create(res)
+
+    def _set_trigger_state(self, res: Resource) -> None:
+        g, what = self.aws.glue, f"trigger {res.name}"
+        if res.enabled:
+            self.write("Glue StartTrigger", what, g.start_trigger, Name=res.name)
+        else:
+            self.write("Glue StopTrigger", what, g.stop_trigger, Name=res.name)
+
+    def delete(self, kind: str, name: str) -> None:
+        g, what = self.aws.glue, f"{kind} {name}"
+        if kind == "artifact":
+            bucket, key = split_s3(name)
+            self.write("S3 DeleteObject", name, self.aws.s3.delete_object, Bucket=bucket, Key=key)
+        elif kind == "job":
+            self.write("Glue DeleteJob", what, g.delete_job, JobName=name)
+        elif kind == "crawler":
+            self.write("Glue DeleteCrawler", what, g.delete_crawler, Name=name)
+        elif kind == "workflow":
+            self.write("Glue DeleteWorkflow", what, g.delete_workflow, Name=name)
+        elif kind == "trigger":
+            self.write("Glue DeleteTrigger", what, g.delete_trigger, Name=name)
+
+
+__all__ = ["MANAGED_TAG", "Aws", "Change", "DeployError", "Deployer", "Plan"]

@@ -1,0 +1,142 @@
+"""`etl deploy`: load the project for the env, build the wheel, check everything Glue would reject, check
+credentials/role/bucket, plan, and (unless --dry-run) apply. Order matters: nothing is written before every check
+passed, and the plan is computed from what AWS really holds, so re-running after an interruption completes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etl_framework.config.errors import ConfigError, ConfigErrors
+from etl_framework.errors import EtlError, UsageError
+
+
+@dataclass
+class DeployResult:
+    env: str
+    dry_run: bool
+    prune: bool
+    plan: Any
+    applied: list[Any] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    write_calls: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "dry_run": self.dry_run,
+            "prune": self.prune,
+            "changed": bool(self.applied),
+            "summary": self.plan.summary(),
+            "changes": [c.to_json() for c in self.plan.changes],
+            "applied": [c.to_json() for c in self.applied],
+            "warnings": self.warnings,
+            "write_calls": len(self.write_calls),
+        }
+
+
+def collect_project(project: Any, env: str) -> tuple[dict[str, Any], dict[str, Any], list[Path]]:
+    """Every job and workflow file under jobs/ (and the job files workflows name), loaded for `env`.
+    Returns (jobs by name, workflows by name, files to upload)."""
+    from etl_framework.config.load import file_kind, load_job, load_workflow
+    from etl_framework.config.loader import load_yaml
+    from etl_framework.config.project import display_path
+
+    root: Path = project.root.resolve()
+    jobs_dir: Path = project.jobs_dir
+    if not jobs_dir.is_dir():
+        raise UsageError(f"no jobs/ folder in project {root}\n  what to do: add job files under jobs/")
+    files = sorted(p for p in jobs_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and not any(part.startswith(".") for part in p.relative_to(jobs_dir).parts))
+    errors: list[ConfigError] = []
+    jobs: dict[str, Any] = {}
+    job_files: dict[str, Path] = {}
+    workflows: dict[str, Any] = {}
+
+    def add_job(lj: Any) -> None:
+        name = lj.config.job
+        other = job_files.get(name)
+        if other is not None and other != lj.path.resolve():
+            errors.append(ConfigError(display_path(lj.path), 1, 1, f"job '{name}' is also defined in "
+                                                                   f"{display_path(other)}: job names must be unique"))
+            return
+        jobs[name], job_files[name] = lj, lj.path.resolve()
+
+    for path in files:
+        if path.suffix not in (".yaml", ".yml"):
+            continue
+        try:
+            kind = file_kind(load_yaml(path, display=display_path(path)).data)
+            if kind == "job":
+                add_job(load_job(path, project, env))
+            elif kind == "workflow":
+                lw = load_workflow(path, project, env)
+                workflows[lw.config.workflow] = lw
+                for lj in lw.jobs.values():
+                    add_job(lj)
+        except ConfigErrors as e:
+            errors += e.errors
+    if errors:
+        raise ConfigErrors(errors)
+    upload = list(files)
+    for p in job_files.values():
+        if p not in [f.resolve() for f in upload]:
+            try:
+                p.relative_to(root)
+            except ValueError:
+                raise UsageError(f"job file {p} is outside the project {root}\n  what to do: move it under "
+                                 "jobs/ so that deploy can upload it") from None
+            upload.append(p)
+    if not jobs and not workflows:
+        raise UsageError(f"no job or workflow files under {jobs_dir}: nothing to deploy")
+    return jobs, workflows, upload
+
+
+def entry_script(project: Any) -> Path:
+    from etl_framework.deploy.build import source_root
+
+    candidates = [project.root / "scripts" / "etl_job.py"]
+    try:
+        candidates.append(source_root() / "scripts" / "etl_job.py")
+    except EtlError:
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise EtlError("the entry script scripts/etl_job.py was not found (looked in "
+                   + ", ".join(str(c) for c in candidates) + ")")
+
+
+def deploy(project: Any, env: str, dry_run: bool = False, prune: bool = False,
+           progress: Any = None, aws: Any = None, wheel_path: str | Path | None = None) -> DeployResult:
+    from etl_framework.deploy.build import build_wheel, load_wheel
+    from etl_framework.deploy.plan import Aws, Deployer
+    from etl_framework.deploy.spec import build_desired
+
+    say = progress or (lambda msg: None)
+    env_cfg = project.env_config(env)
+    if env_cfg.deploy is None:
+        raise UsageError(f"conf/{env}.yaml has no 'deploy:' block\n  what to do: add deploy: {{s3_prefix: "
+                         "s3://bucket/prefix, role: arn:aws:iam::ACCOUNT:role/NAME}} to it")
+    jobs, workflows, files = collect_project(project, env)
+    if wheel_path:
+        wheel = load_wheel(Path(wheel_path))
+    else:
+        say("building the framework wheel")
+        wheel = build_wheel()
+    desired = build_desired(project, env, env_cfg, jobs, workflows, files, entry_script(project), wheel)
+    aws = aws or Aws(env_cfg.aws.region, env_cfg.aws.endpoint_url)
+    deployer = Deployer(desired, aws, say)
+    say(f"checking credentials, role {env_cfg.deploy.role} and {env_cfg.deploy.s3_prefix}")
+    warnings = list(desired.warnings) + deployer.preflight()
+    say("reading what is deployed")
+    plan = deployer.plan()
+    result = DeployResult(env, dry_run, prune, plan, warnings=warnings)
+    if not dry_run:
+        n = len(plan.pending) + (len(plan.by_action("orphan")) if prune else 0)
+        if n:
+            say(f"applying {n} change{'s' if n != 1 else ''}")
+        result.applied = deployer.apply(plan, prune=prune)
+    result.write_calls = deployer.calls
+    return result

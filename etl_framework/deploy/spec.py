@@ -1,0 +1,348 @@
+"""What `etl deploy` wants to exist: the S3 artifacts and the Glue resources of a project for one env, as the
+exact parameters of Glue's Create* APIs. Pure (no AWS call), so the translation is unit-testable and every
+problem Glue would reject is caught before the first call.
+
+Naming: every Glue resource is `deploy.name_prefix` + its name; triggers are `name_prefix + workflow + "__" +
+trigger`, because Glue trigger names are global and two workflows usually both have a `start` trigger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etl_framework.config.errors import ConfigError, ConfigErrors
+from etl_framework.config.model import DeployConfig, EnvConfig, JobConfig, Trigger, WorkflowConfig
+from etl_framework.errors import UsageError
+from etl_framework.runtime.args import to_glue_arguments
+
+MANAGED_TAG = "etl:managed-by"
+MANAGED_VALUE = "etl_framework"
+ENV_TAG = "etl:env"
+DEFAULT_TIMEOUT = 2880  # minutes: Glue's default for glueetl jobs
+GLUE_SPARK = {"5.0": "3.5", "4.0": "3.3", "3.0": "3.1", "2.0": "2.4"}
+SPARK_WORKER_TYPES = ("G.1X", "G.2X", "G.4X", "G.8X")
+DELTA_CONF = (
+    "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
+    " --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog"
+)
+SCHEMA_CHANGE = {
+    # Glue forces LOG/LOG for crawlers that re-crawl new folders only; `update` therefore re-crawls everything.
+    "log": ({"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}, "CRAWL_NEW_FOLDERS_ONLY"),
+    "fail": ({"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}, "CRAWL_NEW_FOLDERS_ONLY"),
+    "update": ({"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "DEPRECATE_IN_DATABASE"},
+               "CRAWL_EVERYTHING"),
+}
+KIND_ORDER = ("database", "job", "crawler", "workflow", "trigger")
+
+
+@dataclass
+class Artifact:
+    """One S3 object to upload."""
+
+    uri: str
+    data: bytes
+    label: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Resource:
+    """One Glue resource: `spec` holds the Create API parameters (tags apart)."""
+
+    kind: str
+    name: str
+    spec: dict[str, Any]
+    source: str = ""
+    enabled: bool = True  # triggers: activated after creation (never for on-demand ones)
+
+
+@dataclass
+class DesiredState:
+    env: str
+    deploy: DeployConfig
+    artifacts: list[Artifact] = field(default_factory=list)
+    resources: list[Resource] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {MANAGED_TAG: MANAGED_VALUE, ENV_TAG: self.env}
+
+    def of(self, kind: str) -> list[Resource]:
+        return [r for r in self.resources if r.kind == kind]
+
+
+def s3_join(prefix: str, *parts: str) -> str:
+    return "/".join([prefix.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def to_s3(path: str) -> str:
+    """Glue reads s3:// (Spark's s3a:// locally is the same object)."""
+    for scheme in ("s3a://", "s3n://"):
+        if path.startswith(scheme):
+            return "s3://" + path[len(scheme):]
+    return path
+
+
+def job_spec(cfg: JobConfig, params: dict[str, Any], d: DeployConfig, env: str, *, job_uri: str,
+             project_uri: str, script_uri: str, wheel_uri: str, temp_uri: str) -> dict[str, Any]:
+    glue = cfg.glue
+    args = {
+        "--job_config": job_uri,
+        "--env": env,
+        "--project_dir": project_uri,
+        "--datalake-formats": "delta",
+        "--additional-python-modules": wheel_uri,
+        "--conf": DELTA_CONF,
+        "--enable-glue-datacatalog": "true",
+        "--job-bookmark-option": "job-bookmark-disable",  # the framework keeps its own bookmarks
+        "--TempDir": temp_uri,
+    }
+    args.update(to_glue_arguments(params))
+    return {
+        "Name": d.name_prefix + cfg.job,
+        "Description": cfg.description,
+        "Role": d.role,
+        "Command": {"Name": "glueetl", "ScriptLocation": script_uri, "PythonVersion": "3"},
+        "DefaultArguments": args,
+        "MaxRetries": cfg.retries.max_attempts - 1,
+        "Timeout": cfg.timeout_minutes or DEFAULT_TIMEOUT,
+        "GlueVersion": d.glue_version,
+        "WorkerType": (glue.worker_type if glue and glue.worker_type else d.worker_type),
+        "NumberOfWorkers": (glue.number_of_workers if glue and glue.number_of_workers else d.number_of_workers),
+    }
+
+
+def crawler_spec(name: str, path: str, database: str, table: str | None, schema_change: str, d: DeployConfig,
+                 workflow: str) -> tuple[dict[str, Any], str | None]:
+    """Glue crawler parameters, and a warning when the table name cannot be what the YAML says."""
+    policy, recrawl = SCHEMA_CHANGE[schema_change]
+    spec: dict[str, Any] = {
+        "Name": d.name_prefix + name,
+        "Role": d.role,
+        "DatabaseName": database,
+        "Description": f"etl_framework crawler '{name}' of workflow '{workflow}' (schema_change: {schema_change})",
+        "Targets": {"S3Targets": [{"Path": to_s3(path)}]},
+        "SchemaChangePolicy": dict(policy),
+        "RecrawlPolicy": {"RecrawlBehavior": recrawl},
+    }
+    warning = None
+    folder = path.rstrip("/").rsplit("/", 1)[-1]
+    if table and table != folder:
+        if table.endswith(folder) and len(table) > len(folder):
+            spec["TablePrefix"] = table[: -len(folder)]
+        else:
+            warning = (f"crawler {name}: Glue names the table after the folder ('{folder}'), not '{table}'; "
+                       f"the Glue crawler creates {database}.{folder}")
+    return spec, warning
+
+
+def predicate(t: Trigger, prefix: str, crawlers: set[str]) -> dict[str, Any]:
+    conds = []
+    for c in t.conditions:
+        if c.crawler or c.node in crawlers:
+            conds.append({"LogicalOperator": "EQUALS", "CrawlerName": prefix + c.node, "CrawlState": c.state})
+        else:
+            conds.append({"LogicalOperator": "EQUALS", "JobName": prefix + c.node, "State": c.state})
+    return {"Logical": "AND" if t.logical == "and" else "ANY", "Conditions": conds}
+
+
+def trigger_spec(wf: WorkflowConfig, t: Trigger, d: DeployConfig) -> dict[str, Any]:
+    prefix = d.name_prefix
+    actions: list[dict[str, Any]] = []
+    for a in t.actions:
+        if a.crawler:
+            actions.append({"CrawlerName": prefix + a.crawler})
+        else:
+            act: dict[str, Any] = {"JobName": prefix + (a.job or "")}
+            if a.arguments:
+                act["Arguments"] = to_glue_arguments(a.arguments)
+            if a.timeout_minutes:
+                act["Timeout"] = a.timeout_minutes
+            actions.append(act)
+    spec: dict[str, Any] = {
+        "Name": trigger_name(prefix, wf.workflow, t.name),
+        "WorkflowName": prefix + wf.workflow,
+        "Type": t.type.upper(),
+        "Actions": actions,
+    }
+    if t.type == "scheduled":
+        spec["Schedule"] = t.schedule
+    elif t.type == "conditional":
+        spec["Predicate"] = predicate(t, prefix, set(wf.crawlers))
+    elif t.type == "event":
+        batch = t.batch
+        spec["EventBatchingCondition"] = {
+            "BatchSize": batch.size if batch else 1,
+            "BatchWindow": batch.window_seconds if batch else 900,
+        }
+    return spec
+
+
+def trigger_name(prefix: str, workflow: str, trigger: str) -> str:
+    return f"{prefix}{workflow}__{trigger}"
+
+
+def workflow_spec(wf: WorkflowConfig, d: DeployConfig) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "Name": d.name_prefix + wf.workflow,
+        "Description": wf.description,
+        "DefaultRunProperties": {k: v if isinstance(v, str) else str(v) for k, v in wf.run_properties.items()},
+    }
+    if wf.max_concurrent_runs:
+        spec["MaxConcurrentRuns"] = wf.max_concurrent_runs
+    return spec
+
+
+def _yaml_pos(path: Path, key: str) -> tuple[int, int]:
+    """Line/column of `key:` in a file (for env config errors; the env config keeps no positions)."""
+    try:
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            m = re.match(rf"^(\s*){re.escape(key)}\s*:", line)
+            if m:
+                return i, len(m.group(1)) + 1
+    except OSError:
+        pass
+    return 1, 1
+
+
+def check_worker_settings(spec: dict[str, Any], job_file: str, from_job: dict[str, tuple[int, int]],
+                          env_file: Path, display_env: str) -> list[ConfigError]:
+    """What Glue would reject for a glueetl job, caught before any call."""
+    errors: list[ConfigError] = []
+    wt, n, name = spec["WorkerType"], spec["NumberOfWorkers"], spec["Name"]
+
+    def at(key: str) -> tuple[str, int, int]:
+        if key in from_job:
+            return (job_file, *from_job[key])
+        return (display_env, *_yaml_pos(env_file, key))
+
+    if wt not in SPARK_WORKER_TYPES:
+        why = "streaming jobs" if wt == "G.025X" else "Ray jobs" if wt == "Z.2X" else "other job types"
+        f, line, col = at("worker_type")
+        errors.append(ConfigError(f, line, col, f"Glue job {name}: worker type {wt} is for {why}, not for Spark "
+                                                f"ETL (glueetl) jobs; use one of {', '.join(SPARK_WORKER_TYPES)}"))
+    if n < 2:
+        f, line, col = at("number_of_workers")
+        errors.append(ConfigError(f, line, col, f"Glue job {name}: number_of_workers {n} is below Glue's minimum "
+                                                "of 2 for Spark jobs (one driver + executors); use 2 or more"))
+    gv = spec["GlueVersion"]
+    if GLUE_SPARK.get(gv) != "3.5":
+        f, line, col = (display_env, *_yaml_pos(env_file, "glue_version"))
+        have = f"Glue {gv} runs Spark {GLUE_SPARK[gv]}" if gv in GLUE_SPARK else f"Glue version {gv} is unknown"
+        errors.append(ConfigError(f, line, col, f"{have}, but this project runs Spark 3.5 locally; use "
+                                                "glue_version \"5.0\" (Spark 3.5.4, Python 3.11, Delta 3.3)"))
+    return errors
+
+
+def check_paths(cfg: JobConfig, job_file: str, pos: Any) -> list[ConfigError]:
+    """A job deployed to Glue must read and write S3, not this machine's disk."""
+    errors: list[ConfigError] = []
+    places: list[tuple[tuple[Any, ...], str | None]] = [(("sources", k, "path"), s.path) for k, s in cfg.sources.items()]
+    places.append((("target", "path"), cfg.target.path))
+    for where, path in places:
+        if path and not path.startswith(("s3://", "s3a://", "s3n://")):
+            line, col = pos(where)
+            errors.append(ConfigError(job_file, line, col, f"job {cfg.job}: path {path} is not on S3; a Glue job "
+                                                           "cannot read this machine's files (set the env's "
+                                                           "vars to s3:// roots)"))
+    return errors
+
+
+def unique(resources: list[Resource]) -> list[Resource]:
+    """Drop exact duplicates (a crawler shared by two workflows); conflicting ones are an error."""
+    seen: dict[tuple[str, str], Resource] = {}
+    for r in resources:
+        key = (r.kind, r.name)
+        if key in seen:
+            if seen[key].spec != r.spec:
+                raise UsageError(f"{r.kind} {r.name} is defined differently in {seen[key].source} and {r.source}\n"
+                                 "  what to do: give them different names, or make the definitions equal")
+            continue
+        seen[key] = r
+    return list(seen.values())
+
+
+def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, Any], workflows: dict[str, Any],
+                  files: list[Path], script: Path, wheel: Any) -> DesiredState:
+    """The full desired state. `jobs`: name -> LoadedJob, `workflows`: name -> LoadedWorkflow, `files`: project
+    files to upload (relative layout kept under `<s3_prefix>/project/`)."""
+    from etl_framework.config.project import display_path
+
+    d = env_cfg.deploy
+    assert d is not None
+    prefix = d.s3_prefix.rstrip("/")
+    project_uri = s3_join(prefix, "project") + "/"
+    script_uri = s3_join(prefix, "scripts", "etl_job.py")
+    wheel_uri = s3_join(prefix, "wheels", wheel.filename)
+    state = DesiredState(env=env, deploy=d)
+    state.artifacts.append(Artifact(script_uri, script.read_bytes(), "entry script"))
+    state.artifacts.append(Artifact(wheel_uri, wheel.data, "framework wheel"))
+    root = project.root
+    env_file = project.env_file(env)
+    state.artifacts.append(Artifact(s3_join(project_uri, "conf", f"{env}.yaml"), env_file.read_bytes(),
+                                    "env config"))
+    for f in files:
+        rel = f.resolve().relative_to(root).as_posix()
+        state.artifacts.append(Artifact(s3_join(project_uri, rel), f.read_bytes(), "project file"))
+
+    errors: list[ConfigError] = []
+    resources: list[Resource] = []
+    databases: dict[str, str] = {}
+    for name, lj in sorted(jobs.items()):
+        cfg: JobConfig = lj.config
+        rel = lj.path.resolve().relative_to(root).as_posix()
+        spec = job_spec(cfg, lj.params, d, env, job_uri=s3_join(project_uri, rel), project_uri=project_uri,
+                        script_uri=script_uri, wheel_uri=wheel_uri, temp_uri=s3_join(prefix, "tmp") + "/")
+        jf = display_path(lj.path)
+        from_job: dict[str, tuple[int, int]] = {}
+        doc = lj.doc
+        if cfg.glue and doc is not None:
+            if cfg.glue.worker_type:
+                from_job["worker_type"] = doc.pos(("glue", "worker_type"))
+            if cfg.glue.number_of_workers:
+                from_job["number_of_workers"] = doc.pos(("glue", "number_of_workers"))
+        errors += check_worker_settings(spec, jf, from_job, env_file, display_path(env_file))
+        errors += check_paths(cfg, jf, (lambda p, doc=doc: doc.pos(p) if doc else (1, 1)))
+        resources.append(Resource("job", spec["Name"], spec, jf))
+        for c in cfg.crawl:
+            databases.setdefault(c.database, jf)
+        if cfg.register:
+            databases.setdefault(cfg.register.database, jf)
+    for wname, lw in sorted(workflows.items()):
+        wf: WorkflowConfig = lw.config
+        wfile = display_path(lw.path)
+        for cname, c in sorted(wf.crawlers.items()):
+            if not c.path.startswith(("s3://", "s3a://", "s3n://")):
+                line, col = lw.doc.pos(("crawlers", cname, "path")) if lw.doc else (1, 1)
+                errors.append(ConfigError(wfile, line, col, f"crawler {cname}: path {c.path} is not on S3; a Glue "
+                                                            "crawler crawls S3 (set the env's vars to s3:// roots)"))
+            spec, warning = crawler_spec(cname, c.path, c.database, c.table, c.schema_change, d, wname)
+            if warning:
+                state.warnings.append(warning)
+            resources.append(Resource("crawler", spec["Name"], spec, wfile))
+            databases.setdefault(c.database, wfile)
+        resources.append(Resource("workflow", d.name_prefix + wname, workflow_spec(wf, d), wfile))
+        for t in wf.triggers:
+            spec = trigger_spec(wf, t, d)
+            resources.append(Resource("trigger", spec["Name"], spec, wfile, enabled=t.enabled))
+            if t.type == "event" and t.watch:
+                state.warnings.append(
+                    f"trigger {spec['Name']}: Glue fires EVENT triggers from Amazon EventBridge; route "
+                    f"'Object Created' events of {to_s3(t.watch.path)} to workflow {d.name_prefix + wname} "
+                    "(see docs/deploy.md)")
+    if errors:
+        raise ConfigErrors(errors)
+    for db, src in sorted(databases.items()):
+        resources.append(Resource("database", db, {"Name": db}, src))
+    resources = unique(resources)
+    resources.sort(key=lambda r: (KIND_ORDER.index(r.kind), r.name))
+    state.resources = resources
+    return state
