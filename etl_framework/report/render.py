@@ -399,12 +399,12 @@ def workflow_rows(wf: WorkflowRun, runs: dict[str, JobRun]) -> list[_Row]:
                          f"{n.name}: {n.state}, {fmt_duration(n.duration)}"))
         label = n.name + (f" ({len(n.attempts)} attempts)" if len(n.attempts) > 1 else "")
         rows.append(_Row(label, bars))
-        for rid in n.job_run_ids:
+        for i, rid in enumerate(n.job_run_ids):
             if rid in runs:
                 sub = _stage_rows(runs[rid], 1)
                 if len(n.job_run_ids) > 1:
                     for r in sub:
-                        r.label = f"{r.label} (run {rid[-6:]})"
+                        r.label = f"{r.label} (attempt {runs[rid].attempt or i + 1})"
                 rows.extend(sub)
     return rows
 
@@ -434,10 +434,11 @@ def stages_table(stages: list[Stage]) -> str:
     for s in stages:
         metric_names += [k for k in s.metrics if k not in metric_names]
     headers = ["stage", "status", "started", "duration", *metric_names, "error"]
+    several = len({s.attempt for s in stages}) > 1
     rows = []
     for s in stages:
         rows.append([
-            f"<b>{esc(s.name)}</b>" + (f" <span class=meta>(attempt {s.attempt})</span>" if s.attempt else ""),
+            f"<b>{esc(s.name)}</b>" + (f" <span class=meta>(attempt {s.attempt})</span>" if several else ""),
             badge(s.status), esc(fmt_time(s.started_at)), esc(fmt_duration(s.duration)),
             *[fmt_metric(m, s.metrics[m]) if m in s.metrics else "—" for m in metric_names],
             f'<span class="err">{esc(s.error)}</span>' if s.error else "",
