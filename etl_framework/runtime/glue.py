@@ -41,7 +41,8 @@ def aws_client(service: str, aws: AwsConfig | None = None, **kwargs: Any) -> Any
     """A boto3 client with the env config's region and endpoint override (a moto server in tests)."""
     import boto3
 
-    region = aws.region if aws else os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    region = aws.region if aws else (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                                     or "us-east-1")
     endpoint = aws.endpoint_url if aws else None
     return boto3.client(service, region_name=region, endpoint_url=endpoint, **kwargs)
 
@@ -90,6 +91,12 @@ class GlueRunProperties:
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.put(key, value)
+
+    get_all = as_dict
+
+    def run_vars(self) -> dict[str, Any]:
+        """What `${run.X}` sees: the properties plus `id` (the workflow run id)."""
+        return {**self.as_dict(), "id": self.run_id}
 
     def update(self, values: dict[str, Any]) -> None:
         props = {k: v if isinstance(v, str) else str(v) for k, v in values.items()}
@@ -181,6 +188,10 @@ class GlueEntry:
 
     @classmethod
     def prepare(cls, argv: list[str], aws: AwsConfig | None = None) -> GlueEntry:
+        """Start the Glue job, fetch the project and open the run properties (with the env config's `aws:`
+        block once the project is there, so that an endpoint override applies to them too)."""
+        from etl_framework.config.project import Project
+
         session = GlueJobSession.start(argv)
         args = session.args
         project_uri = _arg(argv, "project_dir")
@@ -190,7 +201,36 @@ class GlueEntry:
         else:
             root = Path(project_uri or ".").resolve()
             job_path = root / args.job_config
+        if aws is None:
+            aws = Project(root).env_config(args.env).aws
         return cls(session, root, job_path, run_properties_for(args, aws))
+
+
+def declared_params(job_path: Path) -> set[str]:
+    """The params a job file declares: only these of Glue's `--k v` arguments are job params."""
+    from etl_framework.config.loader import load_yaml
+
+    data = load_yaml(job_path).data
+    params = data.get("params") if isinstance(data, dict) else None
+    return set(params) if isinstance(params, dict) else set()
+
+
+def run_in_glue(argv: list[str]) -> int:
+    """The Glue branch of `scripts/etl_job.py`: GlueContext + Job.init, the same `run_job` as locally, Job.commit
+    only when the run succeeded. Returns the exit code (non-zero makes Glue mark the job run FAILED)."""
+    from etl_framework.config.project import Project
+    from etl_framework.engine.job import run_job
+
+    entry = GlueEntry.prepare(argv)
+    args = entry.session.args
+    declared = declared_params(entry.job_path)
+    params = {k: v for k, v in args.params.items() if k in declared}
+    result = run_job(entry.job_path, project=Project(entry.project_root), env=args.env, params=params,
+                     run_properties=entry.run_properties, workflow_run_id=args.workflow_run_id,
+                     spark=entry.session.spark, run_id=args.job_run_id)
+    if result.status == "SUCCEEDED":
+        entry.session.commit()
+    return int(result.exit_code)
 
 
 def _arg(argv: list[str], name: str) -> str | None:

@@ -1,0 +1,138 @@
+"""The translation of the YAML into Glue API parameters, the checks made before any call, the diff, and the wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+from etl_framework.config.model import DeployConfig, JobConfig, WorkflowConfig
+from etl_framework.deploy.build import build_wheel
+from etl_framework.deploy.plan import compared, field_diff, normalize
+from etl_framework.deploy.spec import (
+    check_worker_settings,
+    crawler_spec,
+    job_spec,
+    trigger_spec,
+    workflow_spec,
+)
+
+D = DeployConfig(s3_prefix="s3://b/etl", role="arn:aws:iam::123456789012:role/r", name_prefix="p_")
+
+WF = WorkflowConfig.model_validate({
+    "workflow": "wf",
+    "jobs": {"a": "a.yaml", "b": "b.yaml"},
+    "crawlers": {"raw": {"path": "s3a://data/raw/trips/", "database": "raw"}},
+    "triggers": [
+        {"name": "go", "type": "on_demand", "actions": [{"crawler": "raw"}]},
+        {"name": "any", "type": "conditional", "logical": "any",
+         "conditions": [{"crawler": "raw", "state": "FAILED"}, {"job": "a", "state": "TIMEOUT"}],
+         "actions": [{"job": "b", "arguments": {"x": 1.5, "on": True}, "timeout_minutes": 9}]},
+        {"name": "ev", "type": "event", "watch": {"path": "s3://data/in/"}, "actions": [{"job": "a"}]},
+    ],
+})
+
+
+def test_schema_change_policies() -> None:
+    log, _ = crawler_spec("c", "s3://d/x/", "raw", None, "log", D, "wf")
+    assert log["SchemaChangePolicy"] == {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}
+    assert log["RecrawlPolicy"] == {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"}
+    upd, _ = crawler_spec("c", "s3://d/x/", "raw", None, "update", D, "wf")
+    assert upd["SchemaChangePolicy"] == {"UpdateBehavior": "UPDATE_IN_DATABASE",
+                                         "DeleteBehavior": "DEPRECATE_IN_DATABASE"}
+    # Glue rejects UPDATE_IN_DATABASE with CRAWL_NEW_FOLDERS_ONLY: an updating crawler re-crawls everything
+    assert upd["RecrawlPolicy"] == {"RecrawlBehavior": "CRAWL_EVERYTHING"}
+    fail, _ = crawler_spec("c", "s3://d/x/", "raw", None, "fail", D, "wf")
+    assert fail["SchemaChangePolicy"] == log["SchemaChangePolicy"]
+
+
+def test_crawler_table_names_follow_glue() -> None:
+    same, w = crawler_spec("c", "s3a://d/raw/trips/", "raw", "trips", "log", D, "wf")
+    assert "TablePrefix" not in same and w is None
+    assert same["Targets"] == {"S3Targets": [{"Path": "s3://d/raw/trips/"}]}
+    assert same["Name"] == "p_c"
+    pre, w = crawler_spec("c", "s3://d/raw/trips/", "raw", "raw_trips", "log", D, "wf")
+    assert pre["TablePrefix"] == "raw_" and w is None
+    other, w = crawler_spec("c", "s3://d/raw/trips/", "raw", "journeys", "log", D, "wf")
+    assert "TablePrefix" not in other and w is not None and "raw.trips" in w
+
+
+def test_triggers_translate_one_to_one() -> None:
+    go, anyt, ev = (trigger_spec(WF, t, D) for t in WF.triggers)
+    assert go == {"Name": "p_wf__go", "WorkflowName": "p_wf", "Type": "ON_DEMAND",
+                  "Actions": [{"CrawlerName": "p_raw"}]}
+    assert anyt["Predicate"] == {"Logical": "ANY", "Conditions": [
+        {"LogicalOperator": "EQUALS", "CrawlerName": "p_raw", "CrawlState": "FAILED"},
+        {"LogicalOperator": "EQUALS", "JobName": "p_a", "State": "TIMEOUT"}]}
+    assert anyt["Actions"] == [{"JobName": "p_b", "Arguments": {"--x": "1.5", "--on": "true"}, "Timeout": 9}]
+    assert ev["Type"] == "EVENT" and ev["EventBatchingCondition"] == {"BatchSize": 1, "BatchWindow": 900}
+
+
+def test_workflow_without_limit_leaves_max_concurrent_runs_out() -> None:
+    assert "MaxConcurrentRuns" not in workflow_spec(WF, D)
+    wf2 = WF.model_copy(update={"max_concurrent_runs": 2, "run_properties": {"n": 1}})
+    assert workflow_spec(wf2, D) == {"Name": "p_wf", "Description": "", "DefaultRunProperties": {"n": "1"},
+                                     "MaxConcurrentRuns": 2}
+
+
+def _job(**extra: object) -> JobConfig:
+    return JobConfig.model_validate({"job": "j", "sources": {"s": {"format": "csv", "path": "s3://d/s/"}},
+                                     "target": {"path": "s3://d/t"}, **extra})
+
+
+def test_job_spec_defaults_and_overrides() -> None:
+    kw = {"job_uri": "s3://b/etl/project/jobs/j.yaml", "project_uri": "s3://b/etl/project/",
+          "script_uri": "s3://b/etl/scripts/etl_job.py", "wheel_uri": "s3://b/etl/wheels/w.whl",
+          "temp_uri": "s3://b/t/"}
+    spec = job_spec(_job(), {"k": 2}, D, "prod", **kw)
+    assert (spec["MaxRetries"], spec["Timeout"], spec["WorkerType"], spec["NumberOfWorkers"]) == (0, 2880, "G.1X", 2)
+    assert spec["DefaultArguments"]["--k"] == "2" and spec["DefaultArguments"]["--env"] == "prod"
+    spec = job_spec(_job(retries={"max_attempts": 3}, timeout_minutes=30,
+                         glue={"worker_type": "G.4X", "number_of_workers": 8}), {}, D, "prod", **kw)
+    assert (spec["MaxRetries"], spec["Timeout"], spec["WorkerType"], spec["NumberOfWorkers"]) == (2, 30, "G.4X", 8)
+
+
+def test_worker_settings_glue_rejects(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.yaml"
+    env_file.write_text("deploy:\n  s3_prefix: s3://b/etl\n  worker_type: Z.2X\n  glue_version: '4.0'\n")
+    spec = {"Name": "p_j", "WorkerType": "Z.2X", "NumberOfWorkers": 1, "GlueVersion": "4.0"}
+    errors = check_worker_settings(spec, "jobs/j.yaml", {"number_of_workers": (7, 22)}, env_file, "conf/prod.yaml")
+    text = [str(e) for e in errors]
+    assert text[0].startswith("conf/prod.yaml:3:3: Glue job p_j: worker type Z.2X is for Ray jobs")
+    assert text[1].startswith("jobs/j.yaml:7:22: Glue job p_j: number_of_workers 1 is below")
+    assert text[2].startswith("conf/prod.yaml:4:3: Glue 4.0 runs Spark 3.3")
+    ok = {"Name": "p_j", "WorkerType": "G.2X", "NumberOfWorkers": 2, "GlueVersion": "5.0"}
+    assert check_worker_settings(ok, "j", {}, env_file, "e") == []
+
+
+def test_diff_ignores_what_glue_leaves_empty_and_names_changed_fields() -> None:
+    spec = {"Name": "n", "Role": "r", "DefaultArguments": {"--a": "1", "--b": "2"}, "Description": ""}
+    actual = {"Name": "n", "Role": "r", "DefaultArguments": {"--a": "1", "--b": "3"}, "Description": None,
+              "CreatedOn": "x", "MaxCapacity": 2.0}
+    want, have = compared("job", spec, actual)
+    assert field_diff(want, have) == {"DefaultArguments.--b": ("3", "2")}
+    assert normalize({"a": {}, "b": [], "c": None, "d": {"e": None}}) == {}
+
+
+def test_the_wheel_is_reproducible_installable_and_leaves_glue_provided_packages_out(tmp_path: Path) -> None:
+    a, b = build_wheel(), build_wheel()
+    assert a.data == b.data and a.filename == "etl_framework-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(BytesIO(a.data)) as zf:
+        meta = zf.read("etl_framework-0.1.0.dist-info/METADATA").decode()
+        names = zf.namelist()
+    assert "Requires-Dist: great-expectations==1.24.1" in meta
+    for provided in ("pyspark", "delta-spark", "boto3", "pandas", "numpy", "pyarrow"):
+        assert f"Requires-Dist: {provided}" not in meta
+    assert "etl_framework/runtime/args.py" in names and not any("__pycache__" in n for n in names)
+    whl = tmp_path / a.filename
+    whl.write_bytes(a.data)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                    str(target), str(whl)], check=True, capture_output=True)
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import etl_framework.runtime.args as m; print(m.__file__)"
+    out = subprocess.run([sys.executable, "-I", "-c", code, str(target)],
+                         check=True, capture_output=True, text=True).stdout
+    assert out.startswith(str(target))
+    assert (target / "bin" / "etl").is_file()  # the console script
