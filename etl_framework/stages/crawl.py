@@ -17,13 +17,12 @@ def crawler_name(job: str, spec: Any) -> str:
 def run_crawl(state: Any) -> list[CrawlerRunResult]:
     from etl_framework.catalog import catalog_for
 
-    cfg = state.loaded.config
+    cfg = state.config if hasattr(state, "config") else state.loaded.config
     if not cfg.crawl:
         return []
-    project_root = getattr(getattr(state, "project", None), "root", None)
-    catalog = getattr(state, "catalog", None) or catalog_for(state.env_config, project_root)
+    catalog = getattr(state, "catalog", None) or catalog_for(state.env_config, getattr(state, "project_root", None))
     log = getattr(state, "log", None)
-    progress = log if callable(log) else None
+    progress = (lambda m: log.info(m, "crawl")) if hasattr(log, "info") else None
     results: list[CrawlerRunResult] = []
     for spec in cfg.crawl:
         if spec.source:
@@ -45,5 +44,5 @@ def run_crawl(state: Any) -> list[CrawlerRunResult]:
             raise JobFailed(cfg.job, "crawl", f"crawler {res.crawler} {res.state}: {msg}", hint)
     metrics = getattr(state, "metrics", None)
     if isinstance(metrics, dict):
-        metrics["crawl"] = [r.to_dict() for r in results]
+        metrics.setdefault("crawl", {})["crawlers"] = [r.to_dict() for r in results]
     return results

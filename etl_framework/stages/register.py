@@ -125,24 +125,33 @@ def _same(a: Table, b: Table) -> bool:
 # ------------------------------------------------------------------------------------------------ the stage
 
 
+def _parse_partition_path(text: str, partition_by: list[str]) -> dict[str, Any] | None:
+    """'k=v/k2=v2' (a partition folder, as the write stage reports it) as {k: v}."""
+    from urllib.parse import unquote
+
+    out: dict[str, Any] = {}
+    for seg in text.strip("/").split("/"):
+        key, eq, value = seg.partition("=")
+        if not eq:
+            return None
+        out[unquote(key)] = unquote(value)
+    return out if list(out) == partition_by else None
+
+
 def _written_partitions(state: Any, partition_by: list[str]) -> list[dict[str, Any]] | None:
-    """The partitions this run wrote: from the write result when the write stage reports them, else the distinct
+    """The partitions this run wrote: from the write stage's result when it lists them all, else the distinct
     partition values of the data that was written."""
-    for holder in (state, getattr(state, "write_result", None), getattr(state, "write", None)):
-        if holder is None:
-            continue
-        for attr in ("partitions_written", "written_partitions", "partitions"):
-            val = getattr(holder, attr, None) if not isinstance(holder, dict) else holder.get(attr)
-            if isinstance(val, list | tuple):
-                out = []
-                for item in val:
-                    if isinstance(item, dict):
-                        out.append(item)
-                    elif isinstance(item, list | tuple):
-                        out.append(dict(zip(partition_by, item, strict=False)))
-                return out
+    if not partition_by:
+        return None
+    wr = getattr(state, "write_result", None)
+    if isinstance(wr, dict) and isinstance(wr.get("partitions"), list):
+        listed = wr["partitions"]
+        if int(wr.get("partitions_touched", len(listed))) <= len(listed):
+            parsed = [_parse_partition_path(str(p), partition_by) for p in listed]
+            if all(p is not None for p in parsed):
+                return [p for p in parsed if p is not None]
     df = getattr(state, "df", None)
-    if df is None or not partition_by:
+    if df is None:
         return None
     return [r.asDict() for r in df.select(*partition_by).distinct().collect()]
 
@@ -167,15 +176,14 @@ def run_register(state: Any) -> RegisterResult | None:
     from etl_framework.catalog import catalog_for
     from etl_framework.catalog.base import CatalogError
 
-    cfg = state.loaded.config
+    cfg = state.config if hasattr(state, "config") else state.loaded.config
     reg = cfg.register
     if reg is None:
         return None
     target = cfg.target
     try:
         fields = _target_fields(state, target.format, target.path)
-        catalog = getattr(state, "catalog", None) or catalog_for(state.env_config, getattr(
-            getattr(state, "project", None), "root", None))
+        catalog = getattr(state, "catalog", None) or catalog_for(state.env_config, getattr(state, "project_root", None))
         result = register_target(
             catalog, reg.database, reg.table, target.format, target.path, fields, list(target.partition_by),
             _written_partitions(state, list(target.partition_by)), reg.description or cfg.description,
@@ -187,7 +195,13 @@ def run_register(state: Any) -> RegisterResult | None:
         raise JobFailed(cfg.job, "register", str(e), "check that the write stage wrote the target") from e
     metrics = getattr(state, "metrics", None)
     if isinstance(metrics, dict):
-        metrics["register"] = result.metrics()
-    if hasattr(state, "ddl"):
-        state.ddl = result.ddl
+        metrics.setdefault("register", {}).update(result.metrics())
+        metrics["register"]["partitions"] = result.partitions_added[:100]
+    extras = getattr(state, "extras", None)
+    if isinstance(extras, dict):
+        extras["ddl"] = result.ddl
+    log = getattr(state, "log", None)
+    if hasattr(log, "info"):
+        log.info(f"{result.action} {result.table.full_name} ({result.table.format}, {result.table.location}), "
+                 f"{len(result.partitions_added)} partition(s) added", "register")
     return result

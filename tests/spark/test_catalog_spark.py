@@ -59,8 +59,9 @@ def make_state(tmp_path: Path, spark, cat, df, target_format="delta", partition_
                    "partition_by": list(partition_by)},
         "register": {"database": "curated", "table": "zones"},
     })
-    return SimpleNamespace(loaded=SimpleNamespace(config=cfg, path=tmp_path / "job.yaml"), env_config=env,
-                           spark=spark, df=df, catalog=cat, metrics={}, ddl=None, project=None)
+    # the fields of engine.job.JobRunState the register stage reads
+    return SimpleNamespace(config=cfg, env_config=env, spark=spark, df=df, catalog=cat, metrics={"register": {}},
+                           extras={}, write_result=None, project_root=tmp_path)
 
 
 def test_catalog_source_applies_options_and_push_down_predicate(tmp_path, spark):
@@ -97,7 +98,7 @@ def test_register_delta_target_then_query_counts(tmp_path, spark):
     df = read_catalog_source(spark, cat, Source.model_validate(
         {"format": "catalog", "table": "raw.zones", "options": {"nullValue": "NA"}}))
     state = make_state(tmp_path, spark, cat, df)
-    target = state.loaded.config.target.path
+    target = state.config.target.path
     df.write.format("delta").partitionBy("region").mode("append").save(target)
     res = run_register(state)
     assert res.action == "created"
@@ -107,7 +108,8 @@ def test_register_delta_target_then_query_counts(tmp_path, spark):
     assert [(k.name, k.type) for k in t.partition_keys] == [("region", "string")]
     assert t.location == target
     assert sorted(p.values for p in cat.get_partitions("curated", "zones")) == [["eu"], ["us"]]
-    assert "TBLPROPERTIES ('table_type'='DELTA')" in state.ddl and state.metrics["register"]["action"] == "created"
+    kept = state.metrics["register"]  # kept with the run by the engine
+    assert "TBLPROPERTIES ('table_type'='DELTA')" in kept["ddl"] and kept["action"] == "created"
     # the independent reader agrees on the data
     n = DeltaTable(target).to_pyarrow_table(filesystem=pafs.SubTreeFileSystem(target, pafs.LocalFileSystem())).num_rows
     assert n == 5
@@ -133,14 +135,18 @@ def test_register_parquet_target_adds_written_partitions_and_ddl(tmp_path, spark
         [(1, 2.5, dt.date(2024, 1, 1)), (2, 1.0, dt.date(2024, 1, 2)), (3, 4.0, dt.date(2024, 1, 2))],
         "id long, amount double, day date")
     state = make_state(tmp_path, spark, cat, df, target_format="parquet", partition_by=("day",))
-    target = state.loaded.config.target.path
+    target = state.config.target.path
     df.write.partitionBy("day").parquet(target)
-    res = run_register(state)
-    assert [p for p in res.partitions_added] == [["2024-01-01"], ["2024-01-02"]]
+    # the write stage reports the partitions it touched: only those are added
+    state.write_result = {"partitions": ["day=2024-01-02"], "partitions_touched": 1}
+    assert run_register(state).partitions_added == [["2024-01-02"]]
+    state.write_result = None  # no report: the distinct partition values of the written data
+    assert run_register(state).partitions_added == [["2024-01-01"]]
     t = cat.get_table("curated", "zones")
     assert t.partition_keys[0].type == "date" and t.format == "parquet"
-    assert "PARTITIONED BY (`day` date)" in state.ddl and "STORED AS PARQUET" in state.ddl
-    assert f"LOCATION '{target}/day=2024-01-02/'" in state.ddl
+    ddl = state.metrics["register"]["ddl"]
+    assert "PARTITIONED BY (`day` date)" in ddl and "STORED AS PARQUET" in ddl
+    assert f"LOCATION '{target}/day=2024-01-01/'" in ddl
     assert run_query(cat, "SELECT sum(amount), count(DISTINCT day) FROM curated.zones").rows == [(7.5, 2)]
 
 
@@ -152,7 +158,7 @@ def test_register_against_glue_on_moto_reads_back_with_boto3(tmp_path, spark, mo
     cat = GlueCatalog(region="us-east-1", endpoint_url=moto_server)
     df = spark.createDataFrame([(1, "a", "eu"), (2, "b", "us")], "id long, name string, region string")
     state = make_state(tmp_path, spark, cat, df)
-    target = state.loaded.config.target.path
+    target = state.config.target.path
     df.write.format("delta").partitionBy("region").save(target)
     res = run_register(state)
     assert res.action == "created"
