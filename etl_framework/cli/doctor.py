@@ -1,0 +1,126 @@
+"""`etl doctor`: is this machine ready to run jobs? Python, the venv and its pinned packages, Java 17, Spark's
+JARs, the project's configs and state folder — each with the command that fixes it. Starts no JVM."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from etl_framework.cli.common import print_json
+
+PINNED = ("pyspark", "delta-spark", "great-expectations", "deltalake", "pydantic", "sqlglot")
+
+
+def _java_major(java: str) -> tuple[int | None, str]:
+    try:
+        out = subprocess.run([java, "-version"], check=False, capture_output=True, text=True, timeout=20).stderr
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, str(e)
+    first = out.splitlines()[0] if out else ""
+    for token in first.replace('"', " ").split():
+        if token[:1].isdigit():
+            head = token.split(".")[0]
+            return (int(token.split(".")[1]) if head == "1" else int(head)), first
+    return None, first
+
+
+def checks(project_dir: str | None, env: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool, detail: str, fix: str = "") -> None:
+        out.append({"check": name, "ok": ok, "detail": detail, "fix": "" if ok else fix})
+
+    v = sys.version_info
+    add("python", (v.major, v.minor) == (3, 11), f"{v.major}.{v.minor}.{v.micro} at {sys.executable}",
+        "install Python 3.11 and run `make install` (it creates .venv with it)")
+    in_venv = sys.prefix != sys.base_prefix
+    add("venv", in_venv, sys.prefix if in_venv else "not running inside a virtualenv",
+        "run `make install`, then use .venv/bin/etl (or `source .venv/bin/activate`)")
+    missing, versions = [], []
+    for pkg in PINNED:
+        try:
+            versions.append(f"{pkg} {importlib.metadata.version(pkg)}")
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(pkg)
+    add("packages", not missing, ", ".join(versions) if not missing else "missing: " + ", ".join(missing),
+        "run `make install` (pip install -e '.[dev]' into .venv)")
+
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    major, text = _java_major(java) if java else (None, "no `java` on PATH and JAVA_HOME unset")
+    if major not in (8, 11, 17):
+        alt = sorted(Path("/usr/lib/jvm").glob("*17*")) if Path("/usr/lib/jvm").is_dir() else []
+        alt = [a for a in alt if (a / "bin" / "java").exists()]
+        if alt:
+            add("java", True, f"default java is {major} ({text}); Spark will use {alt[0]} (Java 17)")
+        else:
+            add("java", False, f"{text or 'no java'} (Spark 3.5 needs Java 17; 21+ does not work)",
+                "apt-get install openjdk-17-jdk-headless (or set JAVA_HOME to a Java 17 JDK)")
+    else:
+        add("java", True, f"{text} ({java})")
+
+    project = None
+    try:
+        from etl_framework.config.project import Project
+
+        project = Project.discover(project_dir)
+        add("project", True, str(project.root))
+    except Exception as e:  # noqa: BLE001
+        add("project", False, str(e).splitlines()[0], "cd into a project, pass --project-dir, or `etl init DIR`")
+
+    from etl_framework.runtime.spark import conf_dir, jars_dir, read_defaults
+
+    root = project.root if project else None
+    cdir = conf_dir(root)
+    conf = read_defaults(cdir / "spark-defaults.conf")
+    jdir = jars_dir(root)
+    jars = [Path(j.strip()).name for j in conf.get("spark.jars", "").split(",") if j.strip()]
+    absent = [j for j in jars if not (jdir / j).is_file()]
+    add("spark jars", not absent, f"{len(jars)} JARs in {jdir}" if not absent else
+        f"missing in {jdir}: {', '.join(absent)}",
+        "run `make install` (resolves them once from Maven Central into .jars/; needs `mvn`)")
+    add("spark conf", True, str(cdir / "spark-defaults.conf"))
+
+    if project is not None:
+        try:
+            cfg = project.env_config(env)
+            state = Path(cfg.state.path)
+            state.parent.mkdir(parents=True, exist_ok=True)
+            writable = os.access(state.parent, os.W_OK)
+            add(f"env {env}", True, f"state {cfg.state.backend} {cfg.state.path}, catalog {cfg.catalog.backend}")
+            add("state folder", writable, str(state.parent), f"make {state.parent} writable")
+        except Exception as e:  # noqa: BLE001
+            add(f"env {env}", False, str(e).splitlines()[0], f"fix conf/{env}.yaml (etl validate conf/{env}.yaml)")
+    return out
+
+
+def register(group: click.Group) -> None:
+    group.add_command(doctor)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="the checks as JSON on stdout")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check Python, the venv, Java 17, Spark's JARs and the project; say which command fixes what."""
+    results = checks(ctx.obj.get("project_dir") if ctx.obj else None, ctx.obj.get("env", "local") if ctx.obj
+                     else "local")
+    bad = [r for r in results if not r["ok"]]
+    if as_json:
+        print_json(results)
+    else:
+        for r in results:
+            mark = click.style("ok  ", fg="green") if r["ok"] else click.style("FAIL", fg="red")
+            click.echo(f"{mark} {r['check']:<12} {r['detail']}")
+            if r["fix"]:
+                click.echo(f"     {'':<12} fix: {r['fix']}")
+        click.echo("ready to run jobs" if not bad else f"{len(bad)} problem(s): fix them and run `etl doctor` again")
+    if bad:
+        ctx.exit(1)

@@ -1,0 +1,82 @@
+"""`etl run JOB.yaml [--param k=v ...] [--json] [--no-report]`: run one job locally (SPEC §9).
+
+Progress goes to stderr; with `--json` the run record (stages, metrics) is the only thing on stdout. Exit code 0
+on success, 1 when the run failed, 2 for a bad config or usage, 3 when the quality gate failed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from etl_framework.cli.common import err, print_json
+
+
+def register(group: click.Group) -> None:
+    group.add_command(run)
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, str]:
+    from etl_framework.errors import UsageError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE, e.g. --param min_distance=0.5")
+        out[key.strip()] = value
+    return out
+
+
+def write_run_report(project: Any, run_id: str, env: str) -> Path | None:
+    """The HTML report of the run, when the report module is installed (never fails the command)."""
+    try:
+        from etl_framework.report import write_report  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        return Path(write_report(project, run_id=run_id, env=env))
+    except Exception as e:  # noqa: BLE001 - a report problem must not change the run's exit code
+        err(f"note: no report written ({type(e).__name__}: {e})")
+        return None
+
+
+@click.command()
+@click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="override a job param (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print the run record as JSON on stdout")
+@click.option("--no-report", is_flag=True, help="do not write the HTML run report")
+@click.pass_context
+def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bool, no_report: bool) -> None:
+    """Run the job JOB_FILE: crawl, extract, transform, quality gate, write, register."""
+    from etl_framework.config.load import project_for
+    from etl_framework.config.project import Project
+    from etl_framework.engine.job import run_job
+    from etl_framework.errors import UsageError
+    from etl_framework.state.runs import open_run_store
+
+    env = ctx.obj.get("env", "local") if ctx.obj else "local"
+    project_dir = ctx.obj.get("project_dir") if ctx.obj else None
+    if not job_file.exists():
+        raise UsageError(f"job file {job_file} does not exist\n  what to do: give the path of a job YAML file, "
+                         "e.g. `etl run jobs/trips_clean.yaml`")
+    project = project_for(job_file, project_dir) if job_file.exists() else Project.discover(project_dir)
+    result = run_job(job_file, project=project, env=env, params=parse_params(params) or None)
+    report = None if no_report else write_run_report(project, result.run_id, env)
+    if report is not None:
+        err(f"report: {report}")
+    if as_json:
+        store = open_run_store(project.env_config(env))
+        try:
+            record = store.get_run(result.run_id) or result.to_dict()
+        finally:
+            store.close()
+        if report is not None:
+            record["report"] = str(report)
+        print_json(record)
+    if result.exception is not None:
+        raise result.exception
+    if not as_json:
+        err(f"run {result.run_id} succeeded; details: etl show {result.run_id}")

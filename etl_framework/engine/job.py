@@ -1,0 +1,413 @@
+"""The stage chain of one job run: crawl -> extract -> transform -> quality -> write -> register (SPEC §1, §5).
+
+Every stage is a function `run_<stage>(state: JobRunState) -> None` in `etl_framework.stages.<stage>` that reads
+and sets fields of the shared `JobRunState` and puts its numbers into `state.metrics[<stage>]`. The chain runs a
+stage only when the job configures it (crawl, quality, register are optional blocks); a stage whose module is not
+installed is recorded as skipped. Each stage's start, end, duration, status and metrics land in the run store as
+they happen, so `etl show` (and `etl resume`) see exactly how far a run got.
+
+`run_job` is the one entry point (CLI, spark-submit script, Glue, workflow engine): it never raises for a failed
+run; it records it and returns a `JobRunResult` with the exit code of SPEC §9.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from etl_framework.engine.context import JobContext, LocalRunProperties, properties_dict
+from etl_framework.errors import EtlError, JobFailed
+from etl_framework.log import JobLog, fmt_bytes, fmt_count, python_logger
+
+if TYPE_CHECKING:
+    from etl_framework.config.model import EnvConfig, JobConfig
+    from etl_framework.config.project import Project
+    from etl_framework.state.base import RunStore
+
+
+def new_run_id() -> str:
+    """Glue-like job run id: jr_<utc yyyymmddThhmmss>_<6 hex>."""
+    return f"jr_{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}_{secrets.token_hex(3)}"
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class JobRunState:
+    """Everything the stages of one run share. Other stages add what they need to `extras`."""
+
+    config: JobConfig
+    run_id: str
+    spark: Any  # this run's SparkSession (its own temp views and SQL conf, the shared SparkContext)
+    log: JobLog
+    ctx: JobContext
+    store: RunStore | None = None
+    env: str = "local"
+    env_config: EnvConfig | None = None
+    project_root: Path | None = None
+    job_path: Path | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    workflow_run_id: str | None = None
+    views: dict[str, Any] = field(default_factory=dict)  # source key -> DataFrame
+    source_paths: dict[str, list[str]] = field(default_factory=dict)  # set before extract: read exactly these
+    input_files: dict[str, list[str]] = field(default_factory=dict)  # source key -> files the read covers
+    bad_records: dict[str, Any] = field(default_factory=dict)  # source key -> malformed rows (quarantine)
+    df: Any = None  # the data to write (transform output; the quality gate may narrow it)
+    quarantine_df: Any = None  # rows the quality gate set aside (written by the write stage)
+    quality_result: Any = None
+    write_result: dict[str, Any] | None = None
+    write_options: dict[str, Any] = field(default_factory=dict)  # extra writer options (e.g. Delta txnAppId)
+    commit_metadata: dict[str, Any] = field(default_factory=dict)  # Delta userMetadata / Parquet manifest
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    observations: dict[str, Any] = field(default_factory=dict)  # rows counted while Spark runs the plan
+    stage: str = "start"
+    extras: dict[str, Any] = field(default_factory=dict)
+    _catalog: Any = None
+
+    @property
+    def job(self) -> str:
+        return self.config.job
+
+    @property
+    def catalog(self) -> Any:
+        """The env's catalog (local SQLite or Glue), opened on first use."""
+        if self._catalog is None:
+            from etl_framework.catalog import catalog_for
+
+            if self.env_config is None:
+                raise EtlError("no env config: the catalog is unknown")
+            self._catalog = catalog_for(self.env_config, self.project_root)
+        return self._catalog
+
+    def fail(self, message: str, hint: str = "") -> JobFailed:
+        return JobFailed(self.job, self.stage, message, hint, run_id=self.run_id)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str
+    function: str
+    applies: Callable[[JobConfig], bool]
+
+    def resolve(self) -> Callable[[JobRunState], None] | None:
+        if importlib.util.find_spec(self.module) is None:
+            return None
+        fn = getattr(importlib.import_module(self.module), self.function, None)
+        return fn if callable(fn) else None
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("crawl", "etl_framework.stages.crawl", "run_crawl", lambda c: bool(c.crawl)),
+    Stage("extract", "etl_framework.stages.extract", "run_extract", lambda c: True),
+    Stage("transform", "etl_framework.stages.transform", "run_transform", lambda c: True),
+    Stage("quality", "etl_framework.stages.quality", "run_quality", lambda c: bool(c.quality)),
+    Stage("write", "etl_framework.stages.write", "run_write", lambda c: True),
+    Stage("register", "etl_framework.stages.register", "run_register", lambda c: c.register is not None),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+@dataclass
+class JobRunResult:
+    run_id: str
+    job: str
+    status: str  # SUCCEEDED | FAILED | STOPPED
+    exit_code: int
+    error: str | None = None
+    error_stage: str | None = None
+    hint: str | None = None
+    duration_s: float = 0.0
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exception: JobFailed | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "job": self.job, "status": self.status, "exit_code": self.exit_code,
+                "error": self.error, "error_stage": self.error_stage, "hint": self.hint,
+                "duration_s": round(self.duration_s, 3), "metrics": self.metrics}
+
+
+def observed(obs: Any) -> int | None:
+    """Rows counted by a Spark Observation, or None when the plan it sits on never ran (never blocks)."""
+    jo = getattr(obs, "_jo", None)
+    if jo is None:
+        return None
+    try:
+        field_ = jo.getClass().getDeclaredField("metrics")
+        field_.setAccessible(True)
+        if not field_.get(jo).isDefined():
+            return None
+        value = obs.get.get("rows")
+        return int(value) if value is not None else None
+    except Exception:  # noqa: BLE001 - counting must never fail a run
+        return None
+
+
+def _summary(stage: str, m: dict[str, Any]) -> str:
+    parts = []
+    if stage == "extract" and m.get("sources"):
+        files = sum(int(s.get("files", 0)) for s in m["sources"].values())
+        parts.append(f"{len(m['sources'])} source(s), {files} file(s)")
+    if m.get("rows_written") is not None:
+        parts.append(f"{fmt_count(m['rows_written'])} rows")
+    if m.get("files_written") is not None:
+        parts.append(f"{m['files_written']} file(s), {fmt_bytes(m.get('bytes_written', 0))}")
+    if m.get("partitions_touched"):
+        parts.append(f"{m['partitions_touched']} partition(s)")
+    if m.get("reason"):
+        parts.append(str(m["reason"]))
+    return ", ".join(parts)
+
+
+def _finalize_counts(state: JobRunState) -> None:
+    """Rows per source and out of the transform are known once Spark ran the plan; put them on the stages."""
+    ext = state.metrics.get("extract")
+    if ext is not None:
+        total = 0
+        known = False
+        for name, info in ext.get("sources", {}).items():
+            obs = state.observations.get(f"extract.{name}")
+            n = observed(obs) if obs is not None else None
+            if n is not None:
+                info["rows"] = n
+                total += n
+                known = True
+        if known:
+            ext["rows_out"] = total
+        if state.store is not None:
+            state.store.update_stage_metrics(state.run_id, "extract", ext, attempt=state.attempt)
+    tr = state.metrics.get("transform")
+    if tr is not None and "transform" in state.observations:
+        n = observed(state.observations["transform"])
+        if n is not None:
+            tr["rows_out"] = n
+            if ext is not None and ext.get("rows_out") is not None:
+                tr["rows_in"] = ext["rows_out"]
+            if state.store is not None:
+                state.store.update_stage_metrics(state.run_id, "transform", tr, attempt=state.attempt)
+
+
+def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable[str] = ()) -> None:
+    """Run the chain on `state`; raises JobFailed (already recorded on the stage) when a stage fails."""
+    from etl_framework.engine.errors import explain
+
+    skip = set(skip)
+    store = state.store
+    for seq, stage in enumerate(stages, 1):
+        name = stage.name
+        reason = None
+        fn = None
+        if not stage.applies(state.config):
+            reason = "not configured"
+        elif name in skip:
+            reason = "checkpointed by an earlier attempt"
+        else:
+            fn = stage.resolve()
+            if fn is None:
+                reason = "not available"
+        if reason is not None:
+            if store is not None:
+                store.finish_stage(state.run_id, name, status="SKIPPED", duration_s=0.0,
+                                   metrics={"reason": reason}, attempt=state.attempt, seq=seq)
+            continue
+        assert fn is not None
+        state.stage = name
+        state.metrics[name] = {}
+        started, t0 = utcnow(), time.monotonic()
+        if store is not None:
+            store.start_stage(state.run_id, name, seq, started, attempt=state.attempt)
+        state.log.stage_start(name)
+        try:
+            with state.log.heartbeat(name, state.spark):
+                fn(state)
+            if name == "write":
+                _finalize_counts(state)
+        except BaseException as e:
+            dur = time.monotonic() - t0
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                failure = JobFailed(state.job, name, "interrupted", run_id=state.run_id)
+                status = "FAILED"
+            else:
+                failure = e if isinstance(e, JobFailed) else explain(e, state, name)
+                status = "FAILED"
+            failure.run_id = state.run_id
+            if store is not None:
+                store.finish_stage(state.run_id, name, status=status, duration_s=round(dur, 3),
+                                   metrics=state.metrics.get(name), error=failure.render(),
+                                   attempt=state.attempt, seq=seq)
+            state.log.stage_end(name, status, dur)
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            raise failure from (None if isinstance(e, JobFailed) else e)
+        dur = time.monotonic() - t0
+        state.metrics[name]["duration_s"] = round(dur, 3)
+        if store is not None:
+            store.finish_stage(state.run_id, name, status="SUCCEEDED", duration_s=round(dur, 3),
+                               metrics=state.metrics[name], attempt=state.attempt, seq=seq)
+        state.log.stage_end(name, "SUCCEEDED", dur, _summary(name, state.metrics[name]))
+
+
+def run_loaded(
+    config: JobConfig,
+    *,
+    spark: Any = None,
+    store: RunStore | None = None,
+    env: str = "local",
+    env_config: EnvConfig | None = None,
+    project_root: Path | None = None,
+    job_path: Path | None = None,
+    params: dict[str, Any] | None = None,
+    run_properties: Any = None,
+    workflow_run_id: str | None = None,
+    run_id: str | None = None,
+    attempt: int = 1,
+    skip_stages: Iterable[str] = (),
+    prepare: Callable[[JobRunState], None] | None = None,
+    quiet: bool | None = None,
+) -> JobRunResult:
+    """Run an already loaded job config (tests and engines that load jobs themselves use this directly)."""
+    from etl_framework.config.interpolate import redact
+    from etl_framework.stages.write import preflight, target_key
+
+    run_id = run_id or new_run_id()
+    params = dict(params if params is not None else config.params)
+    props = run_properties if run_properties is not None else LocalRunProperties()
+    log = JobLog(config.job, run_id, quiet=quiet)
+    t0 = time.monotonic()
+    if store is not None:
+        store.create_run({
+            "run_id": run_id, "job": config.job, "env": env, "job_path": str(job_path) if job_path else None,
+            "params": redact(params), "status": "RUNNING", "attempt": attempt, "started_at": utcnow(),
+            "workflow_run_id": workflow_run_id,
+        })
+    log.info(f"run {run_id} started (env {env})")
+    lock = target_key(config.target.path)
+    locked = False
+    state: JobRunState | None = None
+    failure: JobFailed | None = None
+    interrupted = False
+    stage = "start"
+    try:
+        if store is not None:
+            from etl_framework.state.base import TargetLocked
+
+            try:
+                store.acquire_target_lock(lock, run_id, config.job)
+                locked = True
+            except TargetLocked as e:
+                h = e.holder
+                raise JobFailed(config.job, "write", f"another run is writing the same target: run "
+                                f"{h.get('run_id')} of job {h.get('job')} (pid {h.get('pid')} on {h.get('host')}, "
+                                f"since {h.get('acquired_at')}) holds {lock}",
+                                f"wait for run {h.get('run_id')} to finish (etl show {h.get('run_id')}); if its "
+                                "process is gone, the next run takes the lock over by itself") from None
+        stage = "write"
+        preflight(config)
+        stage = "start"
+        if spark is None:
+            from etl_framework.runtime.spark import get_spark
+
+            spark = get_spark(project_root, (env_config.spark if env_config else None) or None)
+        session = spark.newSession()
+        ctx = JobContext(job=config.job, run_id=run_id, env=env, params=params, spark=session,
+                         logger=python_logger(log), run_properties=props, workflow_run_id=workflow_run_id,
+                         project_root=project_root, job_path=job_path)
+        state = JobRunState(config=config, run_id=run_id, spark=session, log=log, ctx=ctx, store=store, env=env,
+                            env_config=env_config, project_root=project_root, job_path=job_path, params=params,
+                            attempt=attempt, workflow_run_id=workflow_run_id)
+        if prepare is not None:
+            prepare(state)
+        execute(state, skip=skip_stages)
+    except JobFailed as e:
+        failure = e
+    except EtlError as e:
+        failure = JobFailed(config.job, state.stage if state else stage, str(e))
+    except (KeyboardInterrupt, SystemExit):
+        interrupted = True
+        failure = JobFailed(config.job, state.stage if state else stage, "interrupted")
+    except Exception as e:  # noqa: BLE001 - a run records its failure, it never crashes the caller
+        from etl_framework.engine.errors import explain
+
+        failure = explain(e, state, state.stage if state else stage)
+    finally:
+        duration = time.monotonic() - t0
+        status = "SUCCEEDED" if failure is None else ("STOPPED" if interrupted else "FAILED")
+        exit_code = 0 if failure is None else failure.exit_code
+        if failure is not None:
+            failure.run_id = run_id
+        if store is not None:
+            store.update_run(run_id, status=status, ended_at=utcnow(), duration_s=round(duration, 3),
+                             error=failure.render() if failure else None,
+                             error_stage=failure.stage if failure else None, exit_code=exit_code)
+            if locked:
+                store.release_target_lock(lock, run_id)
+        if failure is None:
+            log.info(f"run {run_id} succeeded in {duration:.1f}s")
+        else:
+            log.info(f"run {run_id} {status.lower()} in {duration:.1f}s")
+        if interrupted:
+            raise KeyboardInterrupt
+    return JobRunResult(
+        run_id=run_id, job=config.job, status=status, exit_code=exit_code,
+        error=failure.message if failure else None, error_stage=failure.stage if failure else None,
+        hint=failure.hint if failure else None, duration_s=duration,
+        metrics=state.metrics if state else {}, exception=failure,
+    )
+
+
+def run_job(
+    job_path: Path | str,
+    *,
+    project: Project,
+    env: str = "local",
+    params: dict[str, Any] | None = None,
+    run_properties: Any = None,
+    workflow_run_id: str | None = None,
+    spark: Any = None,
+    run_id: str | None = None,
+    attempt: int = 1,
+    skip_stages: Iterable[str] = (),
+    prepare: Callable[[JobRunState], None] | None = None,
+    quiet: bool | None = None,
+) -> JobRunResult:
+    """Load and run one job file. Config errors raise `ConfigErrors` (exit 2) before any run is recorded; a
+    failure of the run itself is recorded and returned, never raised."""
+    from etl_framework.config.load import load_job
+    from etl_framework.state.runs import open_run_store
+
+    run_id = run_id or new_run_id()
+    props = run_properties if run_properties is not None else LocalRunProperties()
+    run_vars = {"id": workflow_run_id or run_id, "job_run_id": run_id,
+                "date": datetime.now(UTC).strftime("%Y-%m-%d"), **properties_dict(props)}
+    loaded = load_job(Path(job_path), project, env=env, params=params, run=run_vars)
+    env_config = project.env_config(env)
+    store = open_run_store(env_config)
+    try:
+        return run_loaded(
+            loaded.config, spark=spark, store=store, env=env, env_config=env_config, project_root=project.root,
+            job_path=loaded.path, params=loaded.params, run_properties=props, workflow_run_id=workflow_run_id,
+            run_id=run_id, attempt=attempt, skip_stages=skip_stages, prepare=prepare, quiet=quiet,
+        )
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+
+
+def debug() -> bool:
+    return bool(os.environ.get("ETL_DEBUG"))

@@ -1,0 +1,289 @@
+"""Extract (SPEC §5): read every source into a DataFrame and a temp view named by its key.
+
+Choices where the SPEC is silent:
+- Malformed rows (`bad_records`, csv and json only — parquet and delta carry their own schema): `fail` is Spark's
+  FAILFAST mode (the run fails at the first malformed row, naming the file), `drop` is DROPMALFORMED, `quarantine`
+  is PERMISSIVE with a corrupt-record column: good rows go on, malformed ones are written by the write stage to
+  `<target>_bad_records` with the source, file, reason, the columns that did not parse and the raw record.
+- A CSV with `header: true` and an explicit schema has its header checked against the schema (Spark's
+  `enforceSchema: false`), so a file whose columns moved fails instead of loading shifted data.
+- Parquet and Delta sources with an explicit schema are checked against the file schema before any data is read:
+  a missing column or a changed type fails the run; safe widenings (int -> bigint, float -> double) are cast.
+- A Parquet folder written by this framework is read through its commit manifest (only committed files).
+- Rows read per source are counted during the write (a Spark Observation), not by an extra pass; parquet and
+  delta sources are not counted, because an observation would stop filter and partition pushdown into the scan.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from etl_framework.errors import JobFailed
+
+if TYPE_CHECKING:
+    from etl_framework.config.model import Source
+    from etl_framework.engine.job import JobRunState
+
+STAGE = "extract"
+TEXT_FORMATS = ("csv", "json")
+CORRUPT_COL = "_corrupt_record"
+PARSE_MODES = {"fail": "FAILFAST", "drop": "DROPMALFORMED", "quarantine": "PERMISSIVE"}
+WIDENINGS = {
+    ("tinyint", "smallint"), ("tinyint", "int"), ("tinyint", "bigint"), ("smallint", "int"),
+    ("smallint", "bigint"), ("int", "bigint"), ("float", "double"), ("int", "double"), ("bigint", "double"),
+    ("date", "timestamp"),
+}
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def local_path(path: str) -> str:
+    return path.removeprefix("file://")
+
+
+def option_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def ddl(schema: dict[str, str]) -> str:
+    return ", ".join(f"`{c}` {t}" for c, t in schema.items())
+
+
+def parse_schema(state: JobRunState, name: str, schema: dict[str, str]) -> Any:
+    """The StructType of a declared schema; a type Spark does not know fails here, before reading."""
+    from pyspark.sql.types import _parse_datatype_string
+
+    try:
+        return _parse_datatype_string(ddl(schema))
+    except Exception:
+        for col, typ in schema.items():
+            try:
+                _parse_datatype_string(f"`{col}` {typ}")
+            except Exception:  # noqa: BLE001
+                raise JobFailed(state.job, STAGE, f"source '{name}': column '{col}' has type '{typ}', which is not "
+                                f"a Spark SQL type", "use a Spark SQL type name: string, int, bigint/long, double, "
+                                "decimal(p,s), boolean, date, timestamp, array<...>, ...") from None
+        raise
+
+
+def run_extract(state: JobRunState) -> None:
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    metrics: dict[str, Any] = {"sources": {}}
+    for name, src in state.config.sources.items():
+        df = read_source(state, name, src)
+        if src.format in TEXT_FORMATS:
+            obs = Observation()
+            df = obs._on(df, F.count(F.lit(1)).alias("rows"))
+            state.observations[f"extract.{name}"] = obs
+        df.createOrReplaceTempView(name)
+        state.views[name] = df
+        info: dict[str, Any] = {"format": src.format, "path": src.path or src.table}
+        files = state.input_files.get(name)
+        if files is not None:
+            info["files"] = len(files)
+            size = _local_bytes(files)
+            if size is not None:
+                info["bytes"] = size
+        metrics["sources"][name] = info
+        state.log.info(f"source {name}: {src.format} {src.path or src.table}"
+                       + (f", {info['files']} file(s)" if "files" in info else ""), STAGE)
+    state.metrics[STAGE].update(metrics)
+
+
+def _local_bytes(files: list[str]) -> int | None:
+    total = 0
+    for f in files:
+        if not is_local(f):
+            return None
+        p = local_path(f)
+        try:
+            total += os.path.getsize(p)
+        except OSError:
+            return None
+    return total
+
+
+def _check_exists(state: JobRunState, name: str, src: Source, paths: list[str]) -> None:
+    for p in paths:
+        if is_local(p) and not any(ch in p for ch in "*?[") and not os.path.exists(local_path(p)):
+            raise JobFailed(
+                state.job, STAGE, f"source '{name}': input path {p} does not exist",
+                "check the source's 'path' (and the env config's vars it uses), or create the data "
+                "(sample data: python scripts/generate_data.py --out data/raw)")
+        if (is_local(p) and os.path.isdir(local_path(p)) and src.format in ("csv", "json", "parquet")
+                and not _has_data_files(local_path(p))):
+            raise JobFailed(state.job, STAGE, f"source '{name}': input folder {p} holds no data files",
+                                "put the input files there, or point 'path' at the folder that holds them")
+
+
+def _has_data_files(folder: str) -> bool:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        if any(not f.startswith(("_", ".")) for f in files):
+            return True
+    return False
+
+
+def read_source(state: JobRunState, name: str, src: Source) -> Any:
+    """One source as a DataFrame (lazy: Spark reads the data when the write runs)."""
+    from etl_framework.config.interpolate import resolve_secrets
+
+    if src.format == "catalog":
+        return _read_catalog(state, name, src)
+    assert src.path is not None
+    spark = state.spark
+    override = state.source_paths.get(name)
+    paths = list(override) if override is not None else [src.path]
+    options = {k: option_value(v) for k, v in resolve_secrets(dict(src.options)).items()}
+    declared = parse_schema(state, name, src.schema_) if isinstance(src.schema_, dict) else None
+    if override is not None and not paths:
+        if declared is None:
+            raise JobFailed(state.job, STAGE, f"source '{name}' has no files to read and no declared schema",
+                            "declare the source's schema so that an empty input gives an empty table")
+        state.input_files[name] = []
+        return spark.createDataFrame([], declared)
+    _check_exists(state, name, src, paths)
+    try:
+        if src.format in TEXT_FORMATS:
+            df = _read_text(state, name, src, paths, options, declared)
+        elif src.format == "parquet":
+            df = _read_parquet(state, name, paths, options)
+        else:
+            df = _read_delta(state, name, paths, options)
+        if declared is not None and src.format in ("parquet", "delta"):
+            df = conform(state, name, df, declared)
+        state.input_files.setdefault(name, _input_files(df))
+    except JobFailed:
+        raise
+    except Exception as e:  # noqa: BLE001 - Spark's reader errors, made readable
+        from etl_framework.engine.errors import explain
+
+        raise explain(e, state, STAGE, source=name) from None
+    return df
+
+
+def _input_files(df: Any) -> list[str]:
+    try:
+        return sorted(df.inputFiles())
+    except Exception:  # noqa: BLE001 - a plan without file scans
+        return []
+
+
+def _read_text(state: JobRunState, name: str, src: Source, paths: list[str], options: dict[str, str],
+               declared: Any) -> Any:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    spark = state.spark
+    opts = dict(options)
+    header = opts.get("header", "false").lower() == "true"
+    if src.format == "csv" and declared is None and "inferSchema" not in opts:
+        opts["inferSchema"] = "true"
+    if src.format == "csv" and header and declared is not None and "enforceSchema" not in opts:
+        opts["enforceSchema"] = "false"
+    mode = PARSE_MODES[src.bad_records]
+    opts.setdefault("mode", mode)
+    reader = spark.read.format(src.format).options(**opts)
+    if src.bad_records != "quarantine":
+        return reader.schema(declared).load(paths) if declared is not None else reader.load(paths)
+    schema = declared if declared is not None else reader.load(paths).schema
+    fields = [f for f in schema.fields if f.name != CORRUPT_COL]
+    with_corrupt = StructType([*fields, StructField(CORRUPT_COL, StringType(), True)])
+    raw = (spark.read.format(src.format).options(**opts).option("mode", "PERMISSIVE")
+           .option("columnNameOfCorruptRecord", CORRUPT_COL).schema(with_corrupt).load(paths))
+    data_cols = [f.name for f in fields]
+    good = raw.filter(F.col(CORRUPT_COL).isNull()).drop(CORRUPT_COL)
+    unparsed = F.array_join(F.array_compact(F.array(*[
+        F.when(F.col(f"`{c}`").isNull(), F.lit(c)) for c in data_cols])), ",")
+    reason = (f"malformed {src.format} record: it does not parse with the schema of source '{name}' "
+              "(a value that does not convert to its column type, or a wrong number of fields)")
+    bad = raw.filter(F.col(CORRUPT_COL).isNotNull()).select(
+        F.lit(name).alias("source"),
+        F.input_file_name().alias("file"),
+        F.lit(reason).alias("reason"),
+        unparsed.alias("unparsed_columns"),
+        F.col(CORRUPT_COL).alias("raw_record"),
+        F.lit(state.run_id).alias("run_id"),
+        F.current_timestamp().alias("extracted_at"),
+    )
+    state.bad_records[name] = bad
+    return good
+
+
+def _read_parquet(state: JobRunState, name: str, paths: list[str], options: dict[str, str]) -> Any:
+    from etl_framework.stages.write import committed_files, read_committed_parquet
+
+    spark = state.spark
+    if len(paths) == 1:
+        files = committed_files(spark, paths[0])
+        if files is not None:  # a table written by this framework: only what its manifest committed
+            state.input_files[name] = files
+            return read_committed_parquet(spark, paths[0], options)
+    return spark.read.options(**options).parquet(*paths)
+
+
+def _read_delta(state: JobRunState, name: str, paths: list[str], options: dict[str, str]) -> Any:
+    if len(paths) != 1:
+        raise JobFailed(state.job, STAGE, f"source '{name}': a Delta source is one table path, got {len(paths)}")
+    path = paths[0]
+    if is_local(path) and not os.path.isdir(os.path.join(local_path(path), "_delta_log")):
+        raise JobFailed(state.job, STAGE, f"source '{name}': {path} is not a Delta table (no _delta_log folder)",
+                        "point 'path' at a Delta table, or use the format the data is in (parquet, csv, json)")
+    return state.spark.read.format("delta").options(**options).load(path)
+
+
+def conform(state: JobRunState, name: str, df: Any, declared: Any) -> Any:
+    """Check a self-describing source against its declared schema; cast safe widenings, fail on the rest."""
+    from pyspark.sql import functions as F
+
+    actual = {f.name.lower(): f for f in df.schema.fields}
+    missing = [f.name for f in declared.fields if f.name.lower() not in actual]
+    changed = []
+    cols = []
+    for f in declared.fields:
+        a = actual.get(f.name.lower())
+        if a is None:
+            continue
+        have, want = a.dataType.simpleString(), f.dataType.simpleString()
+        if have == want:
+            cols.append(F.col(f"`{a.name}`").alias(f.name))
+        elif (have, want) in WIDENINGS:
+            cols.append(F.col(f"`{a.name}`").cast(f.dataType).alias(f.name))
+        else:
+            changed.append(f"column '{f.name}' is {have} in the data, declared {want}")
+    if missing or changed:
+        parts = []
+        if missing:
+            parts.append("missing column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
+        parts += changed
+        have_cols = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in df.schema.fields)
+        raise JobFailed(state.job, STAGE, f"source '{name}' does not match its declared schema: "
+                        + "; ".join(parts) + f" (the data has: {have_cols})",
+                        f"update the 'schema:' of source '{name}' to the data's columns (add a `cast` step to "
+                        "change a type), or fix the data")
+    return df.select(*cols)
+
+
+def _read_catalog(state: JobRunState, name: str, src: Source) -> Any:
+    try:
+        from etl_framework.catalog.source import read_catalog_source
+    except ImportError:
+        raise JobFailed(state.job, STAGE, f"source '{name}': format 'catalog' is not available in this version",
+                        "read the table's files directly (format parquet/delta/csv with its path)") from None
+    try:
+        df = read_catalog_source(state.spark, state.catalog, src)
+    except JobFailed:
+        raise
+    except Exception as e:  # noqa: BLE001
+        from etl_framework.engine.errors import explain
+
+        raise explain(e, state, STAGE, source=name) from None
+    state.input_files.setdefault(name, _input_files(df))
+    return df
