@@ -31,8 +31,12 @@ KILL_GRACE_SECONDS = 10.0
 
 
 def new_job_run_id() -> str:
-    """Glue's job run id shape: jr_ + 64 hex digits."""
-    return "jr_" + secrets.token_hex(32)
+    """A job run id as the job runtime makes them (Glue's shape, jr_...)."""
+    try:
+        from etl_framework.engine.job import new_run_id
+    except ImportError:
+        return "jr_" + secrets.token_hex(32)
+    return new_run_id()
 
 
 class _Base:
@@ -74,7 +78,10 @@ class _Base:
         path = task.spec.job_path
         if path is None or not Path(path).is_file():
             return NodeOutcome("ERROR", f"job file {path} does not exist", retryable=False)
-        run_vars = task.run_properties.run_vars() if task.run_properties is not None else None
+        run_vars = None
+        if task.run_properties is not None:
+            run_vars = {**task.run_properties.run_vars(), "workflow": task.workflow, "env": self.env,
+                        "job": task.node}
         try:
             load_job(path, self.project, self.env, params=task.arguments, run=run_vars)
         except ConfigErrors as e:
@@ -141,13 +148,15 @@ class InlineExecutor(_Base):
             spark = self.spark()
         except EtlError as e:
             return NodeOutcome("ERROR", f"job {task.node} cannot start: {e}", retryable=False)
+        job_run_id = new_job_run_id()
         sc = spark.sparkContext
         sc.setJobGroup(task.group_id, f"workflow {task.workflow} run {task.run_id} job {task.node}", True)
-        task.on_running(None)
+        task.on_running(job_run_id)
         try:
             result = runner(
                 task.spec.job_path, project=self.project, env=self.env, params=dict(task.arguments),
                 run_properties=task.run_properties, workflow_run_id=task.run_id, spark=spark,
+                run_id=job_run_id, attempt=task.attempt,
             )
         except EtlError as e:
             return NodeOutcome("FAILED", str(e), job_run_id=getattr(e, "run_id", None),
