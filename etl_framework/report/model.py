@@ -32,10 +32,60 @@ class Stage:
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     attempt: int | None = None
+    seq: int | None = None
 
     @property
     def duration(self) -> float | None:
         return _duration(self.started_at, self.ended_at, self.duration_s)
+
+    # The headline numbers of a stage, whatever the stage called them (extract counts per source).
+    def _sources(self, key: str) -> int | None:
+        srcs = self.metrics.get("sources")
+        if not isinstance(srcs, dict):
+            return None
+        vals = [_int(v.get(key)) for v in srcs.values() if isinstance(v, dict)]
+        vals = [v for v in vals if v is not None]
+        return sum(vals) if vals else None
+
+    @property
+    def rows_in(self) -> int | None:
+        return _int(self.metrics.get("rows_in"))
+
+    @property
+    def rows_out(self) -> int | None:
+        m = self.metrics
+        v = _int(_get(m, "rows_out", "rows_written", "rows"))
+        return v if v is not None else self._sources("rows")
+
+    @property
+    def bytes(self) -> int | None:
+        v = _int(_get(self.metrics, "bytes", "bytes_written", "bytes_read"))
+        return v if v is not None else self._sources("bytes")
+
+    @property
+    def files(self) -> int | None:
+        v = _int(_get(self.metrics, "files", "files_written", "files_read"))
+        return v if v is not None else self._sources("files")
+
+    @property
+    def partitions(self) -> int | None:
+        v = _get(self.metrics, "partitions_touched", "partitions_added", "partitions")
+        if isinstance(v, list):
+            return len(v)
+        return _int(v)
+
+    @property
+    def other_metrics(self) -> dict[str, Any]:
+        """Metrics beyond the headline numbers (shown as details)."""
+        shown = {"rows_in", "rows_out", "rows_written", "bytes", "bytes_written", "bytes_read", "files",
+                 "files_written", "files_read", "duration_s"}
+        if self.rows_out is not None and "rows_out" not in self.metrics and "rows_written" not in self.metrics:
+            shown.add("rows")
+        if isinstance(_get(self.metrics, "partitions_touched"), int | float):
+            shown.add("partitions_touched")
+        elif not isinstance(self.metrics.get("partitions"), list):
+            shown.add("partitions")
+        return {k: v for k, v in self.metrics.items() if k not in shown}
 
 
 @dataclass
@@ -296,6 +346,7 @@ def stage_from_dict(d: dict[str, Any], fallback_name: str = "?") -> Stage:
         metrics=metrics,
         error=_error_text(_get(d, "error", "error_message")),
         attempt=_int(_get(d, "attempt")),
+        seq=_int(_get(d, "seq")),
     )
 
 
@@ -368,12 +419,19 @@ def job_run_from_dict(d: dict[str, Any]) -> JobRun:
         elif not all(isinstance(v, dict) for v in quality_raw.values()):
             quality_raw = []  # a summary without per-expectation results
     quality = [expectation_from_dict(q) for q in _as_list(quality_raw) if isinstance(q, dict)]
+    qstage = next((s for s in reversed(stages) if s.name == "quality"), None)
+    if not quality and qstage is not None:
+        # the gate may keep its results in its stage metrics only
+        raw = _get(qstage.metrics, "results", "expectations", default=[])
+        quality = [expectation_from_dict(q) for q in _as_list(raw) if isinstance(q, dict)]
     quarantine = _quarantine(_get(d, "quarantine", "quarantine_counts", "quarantined"))
     if not quarantine:
         # the quality block may keep the counts itself
         qb = _as_dict(_get(d, "quality", default={}))
         quarantine = _quarantine(_get(qb, "quarantine", "quarantine_counts", "quarantined"))
-        total = _int(_get(qb, "quarantined_rows", default=_get(d, "quarantined_rows")))
+        qm = qstage.metrics if qstage is not None else {}
+        total = _int(_get(qb, "quarantined_rows", default=_get(d, "quarantined_rows", default=_get(
+            qm, "quarantined_rows", "quarantined", "rows_quarantined"))))
         if total:
             quarantine = {"rows": total, **{k: v for k, v in quarantine.items() if k != "rows"}}
     err = _get(d, "error")
@@ -491,10 +549,16 @@ def workflow_run_from_dict(d: dict[str, Any]) -> WorkflowRun:
 
 
 def sort_stages(stages: list[Stage]) -> list[Stage]:
-    """Stages in the order they ran (by start time), the fixed chain order where times are missing."""
-    def key(s: Stage) -> tuple[int, float, int]:
-        rank = STAGE_ORDER.index(s.name) if s.name in STAGE_ORDER else len(STAGE_ORDER)
-        return (0 if s.started_at else 1, s.started_at.timestamp() if s.started_at else 0.0, rank)
+    """Stages in the order they ran: by attempt, then by the recorded sequence number when every stage has one,
+    else in the fixed chain order (then by start time)."""
+    def rank(s: Stage) -> int:
+        return STAGE_ORDER.index(s.name) if s.name in STAGE_ORDER else len(STAGE_ORDER)
+
+    if stages and all(s.seq is not None for s in stages):
+        return sorted(stages, key=lambda s: (s.attempt or 0, s.seq or 0, rank(s)))
+
+    def key(s: Stage) -> tuple[int, int, float]:
+        return (s.attempt or 0, rank(s), s.started_at.timestamp() if s.started_at else 0.0)
     return sorted(stages, key=key)
 
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from etl_framework.report.model import (
-    METRIC_ORDER,
     BookmarkState,
     Edge,
     ExpectationResult,
@@ -70,7 +69,9 @@ table { border-collapse:collapse; margin:6px 0 10px; font-size:13px; }
 th, td { border:1px solid var(--line); padding:4px 8px; text-align:left; vertical-align:top; }
 th { background:var(--panel); font-weight:600; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
-td.err { color:#8e0000; max-width:520px; white-space:pre-wrap; }
+.err { color:#8e0000; white-space:pre-wrap; }
+table.stages td:last-child { max-width:460px; font-size:12px; }
+details pre { margin:4px 0; white-space:pre-wrap; word-break:break-all; }
 code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px; }
 pre.error { background:#ffebee; border:1px solid #ef9a9a; padding:8px 10px; white-space:pre-wrap; margin:6px 0; }
 section.jobrun { border:1px solid var(--line); border-radius:8px; padding:4px 16px 10px; margin:16px 0; }
@@ -149,11 +150,6 @@ def fmt_value(value: Any, limit: int = 160) -> str:
     if len(text) <= limit:
         return f'<span class="mono">{esc(text)}</span>'
     return f'<span class="mono" title="{esc(text)}">{esc(text[:limit])}…</span>'
-
-
-def fmt_metric(name: str, value: Any) -> str:
-    return fmt_bytes(value) if "bytes" in name else fmt_number(value) if not isinstance(value, dict | list) \
-        else fmt_value(value)
 
 
 def anchor(kind: str, name: str) -> str:
@@ -371,6 +367,8 @@ def gantt_svg(rows: list[_Row], now: datetime) -> str:
 def _stage_rows(run: JobRun, indent: int) -> list[_Row]:
     rows = []
     for s in sort_stages(run.stages):
+        if s.started_at is None and s.status == "SKIPPED":
+            continue  # nothing ran: the stages table says why
         start = s.started_at
         end = s.ended_at
         if start and not end and s.duration_s is not None:
@@ -426,24 +424,51 @@ def _table(headers: list[str], rows: Iterable[list[str]], numeric: set[int] | No
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def stage_details(s: Stage) -> str:
+    """Metrics beyond the headline columns: short scalars inline, the rest (sources, paths, partition lists) in a
+    fold-out, so that the table stays readable whatever a stage records."""
+    extra = s.other_metrics
+    if not extra:
+        return ""
+    inline = [f"{esc(k)}={esc(_shorten(_scalar_text(v), 40))}" for k, v in extra.items()
+              if isinstance(v, str | int | float | bool) and k not in ("path",) and len(str(v)) <= 40]
+    text = ", ".join(inline)
+    folded = {k: v for k, v in extra.items() if not (isinstance(v, str | int | float | bool) and
+                                                     k != "path" and len(str(v)) <= 40)}
+    if folded:
+        body = esc(json.dumps(folded, indent=1, default=str, sort_keys=True))
+        text += (f'<details><summary>{", ".join(esc(k) for k in folded)}</summary>'
+                 f'<pre class="mono">{body}</pre></details>')
+    return f'<span class="mono">{text}</span>' if not folded else text
+
+
 def stages_table(stages: list[Stage]) -> str:
     if not stages:
         return '<p class="empty">no stage records</p>'
     stages = sort_stages(stages)
-    metric_names = [m for m in METRIC_ORDER if any(m in s.metrics for s in stages)]
-    for s in stages:
-        metric_names += [k for k in s.metrics if k not in metric_names]
-    headers = ["stage", "status", "started", "duration", *metric_names, "error"]
     several = len({s.attempt for s in stages}) > 1
     rows = []
     for s in stages:
+        started = (f'<span title="{esc(fmt_time(s.started_at))}">{esc(s.started_at.strftime("%H:%M:%S"))}</span>'
+                   if s.started_at else "—")
+        error = f'<div class="err">{esc(s.error)}</div>' if s.error else ""
         rows.append([
             f"<b>{esc(s.name)}</b>" + (f" <span class=meta>(attempt {s.attempt})</span>" if several else ""),
-            badge(s.status), esc(fmt_time(s.started_at)), esc(fmt_duration(s.duration)),
-            *[fmt_metric(m, s.metrics[m]) if m in s.metrics else "—" for m in metric_names],
-            f'<span class="err">{esc(s.error)}</span>' if s.error else "",
+            badge(s.status), started, esc(fmt_duration(s.duration)),
+            fmt_number(s.rows_in), fmt_number(s.rows_out),
+            fmt_bytes(s.bytes) if s.bytes is not None else "—", fmt_number(s.files), fmt_number(s.partitions),
+            error + stage_details(s),
         ])
-    return _table(headers, rows, numeric=set(range(4, 4 + len(metric_names))), cls="stages")
+    return _table(["stage", "status", "started (UTC)", "duration", "rows in", "rows out", "bytes", "files",
+                   "partitions", "details / error"], rows, numeric={4, 5, 6, 7, 8}, cls="stages")
 
 
 def quality_table(results: list[ExpectationResult]) -> str:
