@@ -125,3 +125,17 @@ def test_query_parquet_json_delta(tmp_path: Path):
     for bad in ("SELECT 1; SELECT 2", "DROP TABLE db.pq", "SELECT * FROM (SELECT"):
         with pytest.raises(QueryError):
             run_query(cat, bad)
+
+
+def test_query_csv_bad_values_are_null_as_in_athena(tmp_path: Path):
+    """Rows past the crawler's sample may not parse as the column's type: Athena shows NULL, and so do we."""
+    d = tmp_path / "raw" / "dt=2024-01-01"
+    d.mkdir(parents=True)
+    good = "".join(f"{i},{i}.5,2024-01-01 10:00:00\n" for i in range(1200))
+    (d / "a.csv").write_text("id,amount,ts\n" + good + "1200,not-a-number,2024-01-01 10:00:00\n1201,2.5\n")
+    cat = LocalCatalog(tmp_path / "c.db")
+    assert run_crawler(cat, tmp_path / "s.db", "raw", str(tmp_path / "raw"), "db").ok
+    assert {c.name: c.type for c in cat.get_table("db", "raw").columns} == {
+        "id": "bigint", "amount": "double", "ts": "timestamp"}
+    res = run_query(cat, "SELECT count(*), count(amount), count(ts), max(id) FROM db.raw")
+    assert res.rows == [(1202, 1201, 1201, 1201)]
