@@ -143,7 +143,8 @@ def _view_sql(con: Any, t: Table, catalog: Catalog, aws: Any, n: int) -> str:
             [f"TRY_CAST({_ident(c.name)} AS {_duck(c.type)}) AS {_ident(c.name)}" for c in t.columns]
             + [_ident(k.name) for k in t.partition_keys])
         return (f"SELECT {select} FROM read_csv({flist}, header = {header}, delim = {_sql_str(delim)}, "
-                f"columns = {cols}, null_padding = true, hive_partitioning = {hive}{hive_types})")
+                f"columns = {cols}, auto_detect = false, quote = '\"', escape = '\"', strict_mode = false, "
+                f"null_padding = true, hive_partitioning = {hive}{hive_types})")
     return f"SELECT * FROM read_json_auto({flist}, hive_partitioning = {hive}{hive_types})"
 
 
