@@ -121,9 +121,17 @@ def read_plan(spark: SparkSession, plan: CatalogRead) -> DataFrame:
     return reader.format(plan.format).load(plan.paths)
 
 
-def read_catalog_source(spark: SparkSession, catalog: Catalog, source: Source) -> DataFrame:
-    """Glue `from_catalog` for a `format: catalog` source."""
+def read_catalog_source(spark: SparkSession, catalog: Catalog, source: Source,
+                        paths: list[str] | None = None) -> DataFrame:
+    """Glue `from_catalog` for a `format: catalog` source. `paths` (files, e.g. the new files of an incremental
+    source) narrows the read to those files, still within the partitions the predicate keeps."""
     plan = plan_catalog_read(spark, catalog, source)
+    if paths is not None and plan.format != "delta":
+        if plan.table.partition_keys:
+            folders = tuple(p.rstrip("/") + "/" for p in plan.paths)
+            plan.paths = [f for f in paths if spark_path(f).startswith(folders)]
+        else:
+            plan.paths = list(paths)
     try:
         return read_plan(spark, plan)
     except Exception as e:

@@ -79,6 +79,12 @@ def test_catalog_source_applies_options_and_push_down_predicate(tmp_path, spark)
     assert all("region=eu" in f for f in df.inputFiles())
     whole = read_catalog_source(spark, cat, Source.model_validate({"format": "catalog", "table": "raw.zones"}))
     assert whole.count() == 5
+    # given files (an incremental read's new files): only those, and only within the kept partitions
+    base = tmp_path / "raw" / "zones"
+    write(base / "region=eu" / "z2.csv", "zone_id,zone_name,pop\n6,Oslo,2\n")
+    files = [str(base / "region=eu" / "z2.csv"), str(base / "region=us" / "z.csv")]
+    some = read_catalog_source(spark, cat, src, paths=files)
+    assert [(r.zone_id, r.region) for r in some.collect()] == [(6, "eu")]
 
 
 def test_catalog_source_missing_table_is_a_clear_error(tmp_path, spark):
