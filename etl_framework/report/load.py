@@ -78,8 +78,9 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return dict(vars(obj))
 
 
-def recent_runs(state_path: Path, limit: int = RECENT) -> list[tuple[str, str, str, str]]:
-    """(started_at, kind, run_id, name+state) of the most recent job and workflow runs, newest first."""
+def recent_runs(state_path: Path, limit: int = RECENT, top_level: bool = False) -> list[tuple[str, str, str, str]]:
+    """(started_at, kind, run_id, name+state) of the most recent job and workflow runs, newest first;
+    `top_level`: leave out job runs that are part of a workflow run."""
     conn = _open(state_path)
     if conn is None:
         return []
@@ -97,8 +98,9 @@ def recent_runs(state_path: Path, limit: int = RECENT) -> list[tuple[str, str, s
             jobc = "job" if "job" in cols else ("job_name" if "job_name" in cols else "NULL")
             stc = "status" if "status" in cols else ("state" if "state" in cols else "NULL")
             tc = "started_at" if "started_at" in cols else ("start_time" if "start_time" in cols else "NULL")
+            where = "WHERE workflow_run_id IS NULL" if top_level and "workflow_run_id" in cols else ""
             for r in conn.execute(f"SELECT {idc} AS run_id, {jobc} AS job, {stc} AS status, {tc} AS started_at "
-                                  f"FROM {table} ORDER BY {tc} DESC LIMIT ?", (limit,)):
+                                  f"FROM {table} {where} ORDER BY {tc} DESC LIMIT ?", (limit,)):
                 out.append((str(r["started_at"] or ""), "job run", str(r["run_id"]), f"{r['job']} {r['status']}"))
     finally:
         conn.close()
@@ -322,8 +324,9 @@ def _not_found(kind: str, run_id: str, state_path: Path) -> UsageError:
 
 
 def latest_run(state_path: Path) -> tuple[str, str] | None:
-    """(kind, run_id) of the most recently started run, job or workflow."""
-    recent = recent_runs(state_path, 1)
+    """(kind, run_id) of the most recently started run: a workflow run, or a job run of its own (a job run
+    inside a workflow run is shown on its workflow run's page)."""
+    recent = recent_runs(state_path, 1, top_level=True)
     if not recent:
         return None
     return ("workflow" if recent[0][1] == "workflow run" else "job", recent[0][2])

@@ -214,6 +214,56 @@ def test_workflow_report_in_headless_chromium(chromium: str, project: Path, tmp_
         print(f"\nreport screenshot (CI artifact): {shot}\nreport page: {out}")
 
 
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real run of the example workflow (crawler, three jobs on local Spark) on a little generated data."""
+    import shutil as sh
+
+    root = tmp_path_factory.mktemp("real") / "proj"
+    root.mkdir()
+    for name in ("conf", "jobs", "spark-conf"):
+        if (REPO / name).exists():
+            sh.copytree(REPO / name, root / name)
+    subprocess.run([sys.executable, str(REPO / "scripts" / "generate_data.py"), "--rows", "200", "--files", "2",
+                    "--days", "2", "--out", str(root / "data" / "raw"), "--quiet"], check=True, timeout=120)
+    etl = Path(sys.executable).parent / "etl"
+    res = subprocess.run([str(etl), "--project-dir", str(root), "workflow", "run", "jobs/nightly_trips.yaml",
+                          "--json"], cwd=root, capture_output=True, text=True, timeout=900, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = json.loads(res.stdout)
+    return {"root": root, "record": record, "stderr": res.stderr}
+
+
+def test_report_of_a_real_workflow_run_in_headless_chromium(chromium: str, real_run: dict[str, Any],
+                                                            tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    record = real_run["record"]
+    out = tmp_path / "real.html"
+    etl = Path(sys.executable).parent / "etl"
+    res = subprocess.run([str(etl), "--project-dir", str(real_run["root"]), "report", "--workflow-run",
+                          record["run_id"], "-o", str(out)], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    seen = open_page(chromium, out, tmp_path / "profile")
+    assert seen["console"] == [] and seen["exceptions"] == [] and seen["logs"] == []
+    assert seen["requests"] == []
+    shown = {n["name"]: n["state"] for n in seen["nodes"]}
+    # every node of the run with the state the workflow store recorded, every trigger fired or not
+    for node in record["nodes"]:
+        assert shown[node["node"]] == node["state"], node
+    fired = {t["trigger"] for t in record["triggers"]}
+    assert {k for k, v in shown.items() if v == "FIRED"} == fired
+    assert set(shown) == {n["node"] for n in record["nodes"]} | {"start", "nightly", "after_crawl",
+                                                                 "after_curated", "on_new_files"}
+    page = out.read_text()
+    for node in record["nodes"]:
+        for rid in node.get("job_run_ids") or []:
+            assert f'id="run-{rid}"' in page  # each job run has its section
+    shot = screenshot(chromium, out, ARTIFACTS / "workflow_report_real_run.png", tmp_path / "profile2")
+    with capsys.disabled():
+        print(f"\nreal workflow run report screenshot (CI artifact): {shot}")
+
+
 def test_detector_sees_requests_and_console_errors(chromium: str, tmp_path: Path) -> None:
     """The checks above can fail: a page with an external image and a console error is caught."""
     bad = tmp_path / "bad.html"

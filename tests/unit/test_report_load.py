@@ -173,10 +173,14 @@ def test_write_report_default_path_and_latest_run(project: Path) -> None:
     path = write_report(made["project"], workflow_run_id=made["workflow_run_id"])
     assert path == project.resolve() / "reports" / f"{made['workflow_run_id']}.html"
     assert "trips_clean" in path.read_text()
-    # no id: the most recently started run, here the workflow's last job run
+    # no id: the most recently started run that is not part of a workflow run: here the workflow run
     latest = write_report(made["project"], out=project / "latest.html")
     assert latest == (project / "latest.html").resolve()
-    assert "<title>job run trip_stats</title>" in latest.read_text()
+    assert "<title>workflow run nightly_trips</title>" in latest.read_text()
+    # a job run of its own started later is the latest
+    runs = SqliteRunStore(made["state"])
+    _job_run(runs, "jr_alone", "zones_load", None, 100, "SUCCEEDED", [("extract", "SUCCEEDED", 100, 101, {}, None)])
+    assert "<title>job run zones_load</title>" in write_report(made["project"], out=project / "l2.html").read_text()
 
 
 def test_single_job_run_report(project: Path) -> None:

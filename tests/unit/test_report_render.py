@@ -274,3 +274,34 @@ def test_attempt_count_only_record_shows_attempts() -> None:
     assert [a.state for a in n.attempts] == ["FAILED", "FAILED", "SUCCEEDED"]
     page = render(Report(title="w", workflow=WorkflowRun(run_id="w", nodes=[n, Node(name="k")])))
     assert "SUCCEEDED ×3" in page
+
+
+def test_stage_headline_numbers_from_the_engine_metric_shapes() -> None:
+    """The job engine names its numbers per stage (extract per source, write rows_written/bytes_written, register
+    a partition list); the table shows them in the same columns and folds the rest away."""
+    run = job_run_from_dict(job_record(stages=[
+        {"stage": "crawl", "seq": 1, "status": "SKIPPED", "metrics": {"reason": "not configured"}},
+        {"stage": "extract", "seq": 2, "status": "SUCCEEDED", "started_at": at(1), "ended_at": at(5),
+         "metrics": {"sources": {"trips": {"format": "csv", "path": "/d/trips", "files": 2, "bytes": 19002,
+                                           "rows": 300},
+                                 "zones": {"format": "csv", "path": "/d/z.csv", "files": 1, "bytes": 244,
+                                           "rows": 16}}, "rows_out": 316, "duration_s": 4.0}},
+        {"stage": "write", "seq": 5, "status": "SUCCEEDED", "started_at": at(6), "ended_at": at(9),
+         "metrics": {"format": "delta", "mode": "append", "files_written": 2, "bytes_written": 20275,
+                     "partitions_touched": 2, "partitions": ["d=1", "d=2"], "rows_written": 294, "rows_in": 294}},
+        {"stage": "register", "seq": 6, "status": "SUCCEEDED", "started_at": at(9), "ended_at": at(10),
+         "metrics": {"partitions": [["2024-01-01"], ["2024-01-02"], ["2024-01-03"]], "action": "created"}},
+    ]))
+    ext, write, reg = run.stages[1], run.stages[2], run.stages[3]
+    assert (ext.rows_out, ext.bytes, ext.files) == (316, 19246, 3)
+    assert (write.rows_in, write.rows_out, write.bytes, write.files, write.partitions) == (294, 294, 20275, 2, 2)
+    assert reg.partitions == 3
+    assert set(write.other_metrics) == {"format", "mode", "partitions"}
+    page = render(Report(title="job run", job_runs=[run]))
+    table = page[page.index('class="stages"'):]
+    table = table[: table.index("</table>")]
+    assert [m for m in re.findall(r"<b>(\w+)</b>", table)] == ["crawl", "extract", "write", "register"]
+    assert "reason=not configured" in table and "format=delta" in table and "18.8 KiB" in table
+    assert "<summary>sources</summary>" in table  # per-source detail folded away
+    # a skipped stage that never started has no bar on the timeline
+    assert page.count('class="bar"') == 3
