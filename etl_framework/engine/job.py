@@ -282,6 +282,7 @@ def run_loaded(
 ) -> JobRunResult:
     """Run an already loaded job config (tests and engines that load jobs themselves use this directly)."""
     from etl_framework.config.interpolate import redact
+    from etl_framework.stages.extract import preflight as extract_preflight
     from etl_framework.stages.write import preflight, target_key
 
     run_id = run_id or new_run_id()
@@ -318,6 +319,9 @@ def run_loaded(
                                 "process is gone, the next run takes the lock over by itself") from None
         stage = "write"
         preflight(config)
+        stage = "extract"
+        if not skip_stages:
+            extract_preflight(config)
         stage = "start"
         if spark is None:
             from etl_framework.runtime.spark import get_spark

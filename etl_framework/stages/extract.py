@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from etl_framework.errors import JobFailed
 
 if TYPE_CHECKING:
-    from etl_framework.config.model import Source
+    from etl_framework.config.model import JobConfig, Source
     from etl_framework.engine.job import JobRunState
 
 STAGE = "extract"
@@ -121,6 +121,16 @@ def _check_exists(state: JobRunState, name: str, src: Source, paths: list[str]) 
                 and not _has_data_files(local_path(p))):
             raise JobFailed(state.job, STAGE, f"source '{name}': input folder {p} holds no data files",
                                 "put the input files there, or point 'path' at the folder that holds them")
+
+
+def preflight(config: JobConfig) -> None:
+    """Before Spark starts: every local input path exists (a missing one fails in a second, not after start-up)."""
+    from types import SimpleNamespace
+
+    shim = SimpleNamespace(job=config.job)
+    for name, src in config.sources.items():
+        if src.path:
+            _check_exists(shim, name, src, [src.path])  # type: ignore[arg-type]
 
 
 def _has_data_files(folder: str) -> bool:
