@@ -366,6 +366,7 @@ def gantt_svg(rows: list[_Row], now: datetime) -> str:
 
 def _stage_rows(run: JobRun, indent: int) -> list[_Row]:
     rows = []
+    several = len({s.attempt for s in run.stages}) > 1
     for s in sort_stages(run.stages):
         if s.started_at is None and s.status == "SKIPPED":
             continue  # nothing ran: the stages table says why
@@ -373,8 +374,9 @@ def _stage_rows(run: JobRun, indent: int) -> list[_Row]:
         end = s.ended_at
         if start and not end and s.duration_s is not None:
             end = start + timedelta(seconds=s.duration_s)
-        tip = f"{s.name}: {s.status}, {fmt_duration(s.duration)}"
-        rows.append(_Row(s.name, [(start, end if s.status not in ("RUNNING", "STARTING") else None, s.status,
+        label = f"{s.name} (attempt {s.attempt})" if several else s.name
+        tip = f"{label}: {s.status}, {fmt_duration(s.duration)}"
+        rows.append(_Row(label, [(start, end if s.status not in ("RUNNING", "STARTING") else None, s.status,
                                    tip)], indent))
     return rows
 
