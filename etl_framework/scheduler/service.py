@@ -33,6 +33,8 @@ from etl_framework.scheduler.schedules import (
 )
 from etl_framework.scheduler.store import Firing, SchedulerStore
 
+ORPHAN_CHECK_SECONDS = 10.0
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -259,14 +261,22 @@ class Scheduler:
         self._last_poll: dict[tuple[str, str], float] = {}
         self._waiting_logged: set[int] = set()
         self._run_firing: dict[str, Firing] = {}
+        self._last_orphan_check = 0.0
 
     # ------------------------------------------------------------------------------------------- recovery
 
+    def mark_orphans(self) -> None:
+        """Runs left RUNNING by a process that died (the scheduler's own, killed with it, or any other)."""
+        self._last_orphan_check = time.monotonic()
+        for run_id in self.starter.recover():
+            f = next((x for x in self.store.firings(("started",)) if x.run_id == run_id), None)
+            self.log(f"run {run_id} was RUNNING when its process (or the scheduler) died: marked STOPPED; resume "
+                     f"it with `etl workflow resume {run_id}`", level="warn", run_id=run_id,
+                     workflow=f.workflow if f else None, trigger=f.trigger if f else None)
+
     def recover(self) -> None:
         """After a (re)start: mark orphaned runs, settle firings whose start was interrupted."""
-        for run_id in self.starter.recover():
-            self.log(f"run {run_id} was RUNNING when its process (or the scheduler) died: marked STOPPED; resume "
-                     f"it with `etl workflow resume {run_id}`", level="warn", run_id=run_id)
+        self.mark_orphans()
         for f in self.store.firings(("starting",)):
             if f.run_id and self.starter.run_exists(f.run_id):
                 self.store.mark_started(f.firing_id, self.clock(), note="start confirmed after restart")
@@ -295,6 +305,8 @@ class Scheduler:
                     self._schedule(wf, trig, now)
                 elif trig.type == "event" and trig.watch:
                     self._events(wf, trig, now, dirty, force_scan)
+        if time.monotonic() - self._last_orphan_check >= ORPHAN_CHECK_SECONDS:
+            self.mark_orphans()
         self.reap()
         self.dispatch()
 

@@ -4,8 +4,11 @@ session, memory and crash stay its own), started from a given trigger with the r
 - max_concurrent_runs is checked before spawning (the workflow store's live RUNNING runs plus our own children that
   have not registered yet); the engine checks it again atomically, and a child refused there is reported as
   'refused' so its firing waits again;
-- a child gets SIGTERM when the scheduler dies (Linux PR_SET_PDEATHSIG), even by SIGKILL: no run goes on without
-  its scheduler, and the run it leaves RUNNING is marked STOPPED (resumable) by `recover()`;
+- a child is killed when the scheduler dies (Linux PR_SET_PDEATHSIG), even by SIGKILL: no run goes on without
+  its scheduler, and the run it leaves RUNNING is marked STOPPED with the reason (resumable) by `recover()` on
+  restart — deterministic, where a graceful stop in a dying process could be cut half-way;
+- a clean stop (SIGTERM to the scheduler) gives runs `--grace-seconds`, then sends SIGTERM to each run's process
+  (the engine stops its nodes and ends the run STOPPED), and SIGKILL to its process group if it is still there;
 - each child's output goes to `<state dir>/scheduler-runs/<run_id>.log`, so the scheduler's own log stays
   structured.
 """
@@ -36,13 +39,21 @@ def _die_with_parent(parent_pid: int) -> Any:
             import ctypes
 
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except Exception:  # noqa: BLE001 - not Linux: the orphan is marked on the next restart instead
             return
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
 
     return pre
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass
@@ -64,7 +75,6 @@ class SubprocessStarter:
         self.log_dir = self.state_path.parent / "scheduler-runs"
         self.children: dict[str, Child] = {}
         self._store: Any = None
-        self._last_recover = 0.0
 
     @property
     def store(self) -> Any:
@@ -149,8 +159,6 @@ class SubprocessStarter:
                 continue
             del self.children[run_id]
             ended.append(self._outcome(c))
-        if time.monotonic() - self._last_recover > 10:
-            self.recover()
         return ended
 
     def active(self) -> list[str]:
@@ -162,10 +170,26 @@ class SubprocessStarter:
     def recover(self) -> list[str]:
         from etl_framework.state.workflows import mark_orphaned_runs
 
-        self._last_recover = time.monotonic()
         mine = set(self.active())
+        self._wait_for_zombies(mine)
         marked = mark_orphaned_runs(self.store)
         return [r for r in marked if r not in mine]
+
+    def _wait_for_zombies(self, mine: set[str], timeout: float = 5.0) -> None:
+        """A run killed with its scheduler may still be a zombie (dead, not yet reaped) for a moment, and a zombie
+        looks alive to a pid check; give the reaper a few seconds so that the restart marks the run at once."""
+        import socket
+
+        with self.store.lock:
+            rows = self.store.conn.execute(
+                "SELECT run_id, owner_pid, owner_host FROM workflow_runs WHERE state = 'RUNNING'").fetchall()
+        pids = [r["owner_pid"] for r in rows
+                if r["run_id"] not in mine and r["owner_pid"] and r["owner_host"] == socket.gethostname()]
+        deadline = time.monotonic() + timeout
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if _is_zombie(p)]
+            if pids:
+                time.sleep(0.1)
 
     def stop(self, grace_seconds: float, log: SchedulerLog) -> list[str]:
         deadline = time.monotonic() + max(0.0, grace_seconds)
@@ -174,7 +198,7 @@ class SubprocessStarter:
         late = {r: self.children[r] for r in self.active()}
         for c in late.values():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(c.proc.pid, signal.SIGTERM)
+                os.kill(c.proc.pid, signal.SIGTERM)  # the engine itself: it cancels its Spark jobs and marks the run
         kill_at = time.monotonic() + KILL_AFTER_TERM_SECONDS
         while any(c.proc.poll() is None for c in late.values()) and time.monotonic() < kill_at:
             time.sleep(0.2)

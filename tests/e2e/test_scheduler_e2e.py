@@ -202,3 +202,128 @@ def test_scheduler_with_a_non_sqlite_state_backend_is_a_usage_error(tmp_path: Pa
                          check=False, capture_output=True, text=True, timeout=60, cwd=root)
     assert res.returncode == 2 and "state.backend is dynamodb" in res.stderr
 
+
+
+INGEST_JOB = """job: ingest
+sources:
+  inbox:
+    format: csv
+    path: ../data/inbox/
+    options: {header: true}
+    schema: {id: long, value: long}
+transform:
+  - python: holdstep:only_batch_files
+target:
+  format: parquet
+  path: ../data/out
+  mode: append
+"""
+
+HOLD_STEP = '''"""Test device: keep only the rows of this run's batch files (run property event_files); hold while ../HOLD
+exists, so that the test can kill the scheduler while the run is surely in the middle of its job."""
+import time
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+
+def only_batch_files(df, ctx):
+    root = Path(__file__).resolve().parents[1]
+    (root / "holding").write_text(ctx.workflow_run_id or "")
+    deadline = time.time() + 120
+    while (root / "HOLD").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    files = [Path(f).name for f in ctx.get_run_property("event_files", [])]
+    name = F.element_at(F.split(F.input_file_name(), "/"), -1)
+    return df.where(name.isin(files))
+'''
+
+INGEST_WF = """workflow: landing
+max_concurrent_runs: 1
+jobs: {ingest: ingest.yaml}
+triggers:
+  - name: on_files
+    type: event
+    watch: {path: ../data/inbox/, pattern: "*.csv"}
+    batch: {size: 2, window_seconds: 60}
+    actions: [{job: ingest}]
+"""
+
+
+def wait_file(path: Path, timeout: float, proc: Proc) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"no {path.name}; scheduler log:\n{proc.err.read_text()[-3000:]}"
+        time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_restart_marks_the_run_resumable_and_no_event_is_lost_or_doubled(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    root = make_project(tmp_path / "proj", {"landing": INGEST_WF})
+    (root / "conf" / "local.yaml").write_text(
+        "vars: {}\nstate: {path: ../.etl/state.db}\nspark: {spark.sql.shuffle.partitions: 1}\n")
+    (root / "jobs" / "ingest.yaml").write_text(INGEST_JOB)
+    (root / "jobs" / "holdstep.py").write_text(HOLD_STEP)
+    inbox = root / "data" / "inbox"
+    (root / "HOLD").write_text("")
+    s = Proc(root)
+    procs.append(s)
+    s.wait_for(lambda ls: any(x["message"] == "scheduler started" for x in ls), 30, "start")
+    for i, name in enumerate(["a.csv", "b.csv", "c.csv", "d.csv"], start=1):
+        (inbox / f".{name}").write_text(f"id,value\n{i},{i * 10}\n")
+    (inbox / ".a.csv").rename(inbox / "a.csv")
+    (inbox / ".b.csv").rename(inbox / "b.csv")
+    wait_file(root / "holding", 120, s)  # the first run is inside its job
+    (inbox / ".c.csv").rename(inbox / "c.csv")
+    (inbox / ".d.csv").rename(inbox / "d.csv")
+    s.wait_for(lambda ls: any("max_concurrent_runs (1) is reached" in x["message"] for x in ls), 30,
+               "the second batch to wait for the running one")
+    (first,) = runs(root)
+    assert first["state"] == "RUNNING"
+
+    # SIGKILL: the run dies with the scheduler; the restart marks it STOPPED (resumable) and starts the batch
+    # that was waiting — not the killed run's batch again
+    s.p.send_signal(signal.SIGKILL)
+    s.p.wait(10)
+    (root / "holding").unlink()
+    s2 = Proc(root, "--grace-seconds", "2", name="restart")
+    procs.append(s2)
+    wait_file(root / "holding", 120, s2)
+    killed, second = runs(root)
+    assert killed["run_id"] == first["run_id"] and killed["state"] == "STOPPED"
+    assert "ended without finishing" in killed["error"]
+    assert any(x.get("run_id") == killed["run_id"] and "marked STOPPED" in x["message"] for x in s2.lines())
+    assert [Path(f).name for f in killed["properties"]["event_files"]] == ["a.csv", "b.csv"]
+    assert [Path(f).name for f in second["properties"]["event_files"]] == ["c.csv", "d.csv"]
+    assert second["state"] == "RUNNING"
+
+    # SIGTERM with a run still busy after the grace period: it is stopped and marked, the scheduler exits 0
+    s2.p.send_signal(signal.SIGTERM)
+    assert s2.p.wait(90) == 0
+    (_, stopped) = runs(root)
+    assert stopped["state"] == "STOPPED" and "grace period of 2s" in stopped["error"]
+    assert any("stopped after the grace period" in x["message"] and x.get("run_id") == stopped["run_id"]
+               for x in s2.lines())
+
+    # both are resumable; once resumed every file's row is in the output exactly once
+    (root / "HOLD").unlink()
+    for run in (killed, stopped):
+        status = subprocess.run([*ETL, "--project-dir", str(root), "workflow", "status", run["run_id"]],
+                                check=False, capture_output=True, text=True, timeout=60, cwd=root)
+        assert f"etl workflow resume {run['run_id']}" in status.stdout
+        resumed = subprocess.run([*ETL, "--project-dir", str(root), "workflow", "resume", run["run_id"]],
+                                 check=False, capture_output=True, text=True, timeout=180, cwd=root)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+    import pyarrow.parquet as pq
+
+    ids = sorted(pq.read_table(root / "data" / "out").column("id").to_pylist())
+    assert ids == [1, 2, 3, 4]  # none lost, none doubled
+
+    # a third start fires nothing: every file was an event once, every batch started once
+    n = len(runs(root))
+    again = subprocess.run([*ETL, "--project-dir", str(root), "scheduler", "--once"], check=False,
+                           capture_output=True, text=True, timeout=120, cwd=root)
+    assert again.returncode == 0, again.stderr
+    assert len(runs(root)) == n
