@@ -181,6 +181,7 @@ class _Node:
     not_before: float = 0.0
     task: NodeTask | None = None
     attempt_start: float = 0.0
+    running_since: float | None = None  # the timeout counts from RUNNING (not while the job starts)
     job_run_ids: list[str] = field(default_factory=list)
     error: str | None = None
     copied: bool = False
@@ -375,6 +376,7 @@ class WorkflowRun:
     def _start_attempt(self, name: str, node: _Node) -> None:
         node.attempts += 1
         node.attempt_start = self.now()
+        node.running_since = node.attempt_start if node.spec.kind == "crawler" else None
         if node.first_start is None:
             node.first_start = node.attempt_start
         timeout = node.timeout_minutes * minute_seconds() if node.timeout_minutes else None
@@ -428,8 +430,8 @@ class WorkflowRun:
         now = self.now()
         wake = now + 1.0
         for node in self.running.values():
-            if node.task and node.task.timeout_seconds:
-                wake = min(wake, node.attempt_start + node.task.timeout_seconds)
+            if node.task and node.task.timeout_seconds and node.running_since is not None:
+                wake = min(wake, node.running_since + node.task.timeout_seconds)
         for name in self.waiting:
             nb = self.nodes[name].not_before
             if nb > now:
@@ -464,6 +466,8 @@ class WorkflowRun:
         if node is None:
             return
         fields: dict[str, Any] = {}
+        if node.running_since is None:
+            node.running_since = self.now()
         if node.state == "STARTING":
             node.state = fields["state"] = "RUNNING"
         if job_run_id:
@@ -534,7 +538,8 @@ class WorkflowRun:
         now = self.now()
         for name, node in list(self.running.items()):
             task = node.task
-            if task is None or not task.timeout_seconds or now - node.attempt_start < task.timeout_seconds:
+            if (task is None or not task.timeout_seconds or node.running_since is None
+                    or now - node.running_since < task.timeout_seconds):
                 continue
             del self.running[name]
             task.cancelled.set()

@@ -172,6 +172,17 @@ def test_timeout_cancels_the_attempt_marks_timeout_and_is_not_retried(
     assert "timed out after 1 min" in node["error"]
 
 
+def test_timeout_counts_from_running_not_while_starting(
+    store: WorkflowStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ETL_MINUTE_SECONDS", "0.4")
+    cfg = workflow([START], ["a"])
+    ex = FakeExecutor({"a": [("ok", 0.1)]})
+    ex.start_delay["a"] = 0.6  # e.g. the shared Spark session starting up
+    res = run_engine(cfg, store, ex, node_specs=specs(cfg, timeouts={"a": 1})).start()
+    assert res.nodes["a"] == "SUCCEEDED"
+
+
 def test_action_timeout_overrides_job_timeout(store: WorkflowStore, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ETL_MINUTE_SECONDS", "0.2")
     cfg = workflow([{"name": "start", "type": "on_demand", "actions": [{"job": "a", "timeout_minutes": 1}]}], ["a"])

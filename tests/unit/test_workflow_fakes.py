@@ -29,6 +29,7 @@ class FakeExecutor:
         self.active = 0
         self.peak = 0
         self.hooks: dict[str, Any] = {}
+        self.start_delay: dict[str, float] = {}  # seconds spent STARTING before the attempt reports RUNNING
 
     def run(self, task: NodeTask) -> NodeOutcome:
         steps = self.script.get(task.node, [("ok", self.default)])
@@ -39,7 +40,8 @@ class FakeExecutor:
             self.active += 1
             self.peak = max(self.peak, self.active)
         try:
-            task.on_running(f"jr_{task.node}_{task.attempt}")
+            time.sleep(self.start_delay.get(task.node, 0.0))
+            task.on_running(f"jr_{task.node}_{task.attempt}" if task.kind == "job" else None)
             if task.node in self.hooks:
                 self.hooks[task.node](task)
             kind = step[0]
