@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Generate docs/reference.md: the YAML reference (every key of job files, workflow files and env configs, with
+"""Generate docs/reference.md: the YAML reference (every key of job files, workflow files and env configs,
+with
 its type, default, allowed values and description) from the pydantic config model, and the CLI reference from
-the click group. `tests/unit/test_report_reference.py` regenerates it and fails when the committed file differs,
+the click group. `tests/unit/test_report_reference.py` regenerates it and fails when the committed file
+differs,
 so the reference cannot drift from the code.
 
     python scripts/gen_reference.py           # write docs/reference.md
@@ -34,8 +36,11 @@ OUT = ROOT / "docs" / "reference.md"
 
 FILE_KINDS: list[tuple[str, type[BaseModel], str]] = [
     ("Job file", M.JobConfig, "`jobs/<name>.yaml`, top-level key `job:`; run with `etl run FILE`."),
-    ("Workflow file", M.WorkflowConfig,
-     "`jobs/<name>.yaml`, top-level key `workflow:`; run with `etl workflow run FILE`."),
+    (
+        "Workflow file",
+        M.WorkflowConfig,
+        "`jobs/<name>.yaml`, top-level key `workflow:`; run with `etl workflow run FILE`.",
+    ),
     ("Environment config", M.EnvConfig, "`conf/<env>.yaml`, chosen with `--env` (default `local`)."),
 ]
 
@@ -56,7 +61,8 @@ NOTES: dict[str, str] = {
     "Source.format": "`catalog` reads location, format and schema from the catalog (Glue from_catalog)",
     "Source.incremental": "bookmark of the source; absent: every run reads everything",
     "CrawlSpec.database": "catalog database of the crawled table",
-    "CrawlSpec.schema_change": "log: keep the table and record the change; update: update it; fail: stop the job",
+    "CrawlSpec.schema_change": "log: keep the table and record the change; update: update it; "
+    "fail: stop the job",
     "TransformStep.drop": "columns to drop",
     "TransformStep.dedupe": "keep one row per key",
     "TransformStep.join": "join with another source view",
@@ -69,12 +75,12 @@ NOTES: dict[str, str] = {
     "Union.distinct": "drop duplicate rows after the union",
     "Aggregate.group_by": "grouping columns (empty: one row for the whole data)",
     "Expectation.on_fail": "fail: stop before any write; quarantine: move failing rows aside (row-level "
-                           "expectations only); warn: record and go on",
+    "expectations only); warn: record and go on",
     "Target.format": "table format written",
     "Target.path": "table location (local path or s3://)",
     "Target.partition_by": "partition columns (Hive-style key=value folders)",
     "Target.mode": "overwrite_partitions replaces only the partitions present in the data; merge upserts on "
-                   "merge_keys",
+    "merge_keys",
     "Register.database": "catalog database (created when missing)",
     "Register.table": "catalog table name",
     "Register.description": "table description in the catalog",
@@ -85,16 +91,17 @@ NOTES: dict[str, str] = {
     "WorkflowConfig.workflow": "the workflow's name (also the Glue workflow name)",
     "WorkflowConfig.description": "free text",
     "WorkflowConfig.run_properties": "initial run properties, readable and writable by the jobs of a run "
-                                     "(`${run.X}`)",
+    "(`${run.X}`)",
     "WorkflowConfig.crawlers": "crawler name -> crawler",
     "WorkflowConfig.triggers": "what starts the nodes (Glue triggers)",
     "WorkflowCrawler.path": "folder to crawl",
     "WorkflowCrawler.database": "catalog database of the crawled table",
-    "WorkflowCrawler.schema_change": "log: keep the table and record the change; update: update it; fail: fail "
-                                     "the crawler",
+    "WorkflowCrawler.schema_change": "log: keep the table and record the change; update: update it; "
+    "fail: fail "
+    "the crawler",
     "Trigger.name": "unique in the workflow",
     "Trigger.type": "on_demand: starts a run; scheduled: on a cron; conditional: when watched nodes reach a "
-                    "state; event: on file arrival",
+    "state; event: on file arrival",
     "Trigger.logical": "and: every condition must hold; any: one is enough",
     "Trigger.conditions": "conditional triggers: the nodes and states watched",
     "Trigger.watch": "event triggers: the folder watched",
@@ -103,7 +110,8 @@ NOTES: dict[str, str] = {
     "Trigger.enabled": "a disabled trigger never fires",
     "Condition.job": "watched job (exactly one of job or crawler)",
     "Condition.crawler": "watched crawler",
-    "Condition.state": "jobs: SUCCEEDED, STOPPED, FAILED or TIMEOUT; crawlers: SUCCEEDED, FAILED or CANCELLED",
+    "Condition.state": "jobs: SUCCEEDED, STOPPED, FAILED or TIMEOUT; "
+    "crawlers: SUCCEEDED, FAILED or CANCELLED",
     "Watch.path": "folder watched for new files",
     "Watch.pattern": "glob of the file names that count",
     "Batch.size": "fire at this many events",
@@ -173,7 +181,9 @@ def type_text(t: Any, nested: list[type[BaseModel]]) -> str:
         return f"[{t.__name__}](#{_anchor(t)})"
     if t is Any:
         return "any"
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(t, getattr(t, "__name__", str(t)))
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
+        t, getattr(t, "__name__", str(t))
+    )
 
 
 def default_text(f: FieldInfo) -> str:
@@ -192,8 +202,15 @@ def default_text(f: FieldInfo) -> str:
 def constraints_text(f: FieldInfo) -> str:
     out = []
     for m in f.metadata:
-        for attr, sym in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("min_length", "min items"),
-                          ("max_length", "max items"), ("pattern", "pattern")):
+        for attr, sym in (
+            ("ge", "≥"),
+            ("gt", ">"),
+            ("le", "≤"),
+            ("lt", "<"),
+            ("min_length", "min items"),
+            ("max_length", "max items"),
+            ("pattern", "pattern"),
+        ):
             v = getattr(m, attr, None)
             if v is not None:
                 out.append(f"{sym} `{v}`" if attr == "pattern" else f"{sym} {v}")
@@ -209,22 +226,35 @@ def model_section(cls: type[BaseModel], nested: list[type[BaseModel]]) -> list[s
     for name, f in cls.model_fields.items():
         key = f.alias or name
         desc = f.description or NOTES.get(f"{cls.__name__}.{name}", "")
-        lines.append(f"| `{key}` | {_cell(type_text(f.annotation, nested))} | {_cell(default_text(f))} | "
-                     f"{_cell(constraints_text(f))} | {_cell(_text(desc))} |")
+        lines.append(
+            f"| `{key}` | {_cell(type_text(f.annotation, nested))} | {_cell(default_text(f))} | "
+            f"{_cell(constraints_text(f))} | {_cell(_text(desc))} |"
+        )
     extra = cls.model_config.get("extra")
     if extra == "allow":
-        lines += ["", ("Any other key is passed to the expectation as its keyword argument (GX's own names, "
-                      "`mostly` included).")]
+        lines += [
+            "",
+            (
+                "Any other key is passed to the expectation as its keyword argument (GX's own names, "
+                "`mostly` included)."
+            ),
+        ]
     elif extra == "forbid":
         lines += ["", "Any other key is an error."]
     return lines + [""]
 
 
 def yaml_reference() -> str:
-    lines = ["## YAML reference", "",
-             ("Generated from `etl_framework/config/model.py`. Every string value may use `${env.X}`, "
-             "`${params.X}`, `${run.X}` and `${secret:NAME}` (SPEC §4.2); relative paths resolve against the "
-             "file that names them."), ""]
+    lines = [
+        "## YAML reference",
+        "",
+        (
+            "Generated from `etl_framework/config/model.py`. Every string value may use `${env.X}`, "
+            "`${params.X}`, `${run.X}` and `${secret:NAME}` (SPEC §4.2); relative paths resolve against the "
+            "file that names them."
+        ),
+        "",
+    ]
     done: set[type] = set()
     for title, root, where in FILE_KINDS:
         lines += [f"### {title}", "", where, ""]
@@ -243,8 +273,9 @@ def yaml_reference() -> str:
 # ---------------------------------------------------------------------------------------------- CLI part
 
 
-def _commands(group: click.Group, ctx: click.Context, prefix: str) -> list[tuple[str, click.Command,
-                                                                                  click.Context]]:
+def _commands(
+    group: click.Group, ctx: click.Context, prefix: str
+) -> list[tuple[str, click.Command, click.Context]]:
     out = []
     for name in sorted(group.list_commands(ctx)):
         cmd = group.get_command(ctx, name)
@@ -262,7 +293,9 @@ def _param_rows(cmd: click.Command, ctx: click.Context) -> list[str]:
     for p in cmd.get_params(ctx):
         if isinstance(p, click.Argument):
             req = "required" if p.required else "optional"
-            rows.append(f"| `{p.make_metavar(ctx) if _takes_ctx(p) else p.make_metavar()}` | argument, {req} |")
+            rows.append(
+                f"| `{p.make_metavar(ctx) if _takes_ctx(p) else p.make_metavar()}` | argument, {req} |"
+            )
             continue
         if p is cmd.get_help_option(ctx) or p.name in ("help", "_click_default_help"):
             continue
@@ -282,11 +315,24 @@ def cli_reference() -> str:
     from etl_framework.cli import cli
 
     root_ctx = click.Context(cli, info_name="etl", **cli.context_settings)
-    lines = ["## CLI reference", "", ("Generated from the click commands of `etl_framework.cli`. Every command "
-             "takes `-h`/`--help`. Exit codes: 0 success, 1 a run failed, 2 bad config or usage, 3 a quality "
-             "gate failed."), "", "### etl", "",
-             inspect.cleandoc(cli.help or ""), "", "| option | description |", "|---|---|",
-             *_param_rows(cli, root_ctx), ""]
+    lines = [
+        "## CLI reference",
+        "",
+        (
+            "Generated from the click commands of `etl_framework.cli`. Every command "
+            "takes `-h`/`--help`. Exit codes: 0 success, 1 a run failed, 2 bad config or usage, 3 a quality "
+            "gate failed."
+        ),
+        "",
+        "### etl",
+        "",
+        inspect.cleandoc(cli.help or ""),
+        "",
+        "| option | description |",
+        "|---|---|",
+        *_param_rows(cli, root_ctx),
+        "",
+    ]
     for path, cmd, ctx in _commands(cli, root_ctx, "etl"):
         usage = " ".join(cmd.collect_usage_pieces(ctx))
         lines += [f"### {path}", "", f"`{path} {usage}`".rstrip(), ""]
@@ -299,8 +345,10 @@ def cli_reference() -> str:
     return "\n".join(lines)
 
 
-HEADER = ("# Reference\n\n<!-- generated by scripts/gen_reference.py from the config model and the CLI; do not "
-          "edit by hand: run `python scripts/gen_reference.py` -->\n")
+HEADER = (
+    "# Reference\n\n<!-- generated by scripts/gen_reference.py from the config model and the CLI; do not "
+    "edit by hand: run `python scripts/gen_reference.py` -->\n"
+)
 
 
 def render() -> str:

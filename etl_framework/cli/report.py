@@ -14,15 +14,22 @@ def register(group: click.Group) -> None:
 @click.command()
 @click.argument("run_id", required=False)
 @click.option("--workflow-run", "workflow_run_id", metavar="RUN_ID", help="report a workflow run")
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
-              help="output file (default: <project>/reports/<run_id>.html)")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False),
+    help="output file (default: <project>/reports/<run_id>.html)",
+)
 @click.option("--open", "open_browser", is_flag=True, help="open the report in the default browser")
 @click.pass_context
-def report(ctx: click.Context, run_id: str | None, workflow_run_id: str | None, out: str | None,
-           open_browser: bool) -> None:
+def report(
+    ctx: click.Context, run_id: str | None, workflow_run_id: str | None, out: str | None, open_browser: bool
+) -> None:
     """Write the HTML report of job run RUN_ID or of a workflow run (default: the most recent run).
 
-    A workflow run's page shows the graph with each node's state, a timeline of nodes, attempts and stages, and
+    A workflow run's page shows the graph with each node's state, a timeline of nodes, attempts and stages,
+    and
     every job run; a job run's page shows its stages with metrics, quality results, quarantine counts,
     bookmarks before and after, and errors. The file is self-contained: it opens offline.
     """
@@ -33,8 +40,9 @@ def report(ctx: click.Context, run_id: str | None, workflow_run_id: str | None, 
     if run_id and workflow_run_id:
         raise UsageError("give either RUN_ID or --workflow-run RUN_ID, not both")
     project = Project.discover(ctx.obj.get("project_dir"))
-    path = write_report(project, run_id=run_id, workflow_run_id=workflow_run_id, out=out,
-                        env=ctx.obj.get("env", "local"))
+    path = write_report(
+        project, run_id=run_id, workflow_run_id=workflow_run_id, out=out, env=ctx.obj.get("env", "local")
+    )
     err(f"report written: {path}")
     click.echo(str(path))
     if open_browser:

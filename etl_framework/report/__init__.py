@@ -18,9 +18,15 @@ def default_report_path(project: Any, run_id: str) -> Path:
     return Path(project.root) / "reports" / f"{safe}.html"
 
 
-def write_report(project: Any, run_id: str | None = None, workflow_run_id: str | None = None,
-                 out: str | Path | None = None, env: str = "local") -> Path:
-    """Render the report of a job run (`run_id`) or workflow run (`workflow_run_id`; neither: the latest run) and
+def write_report(
+    project: Any,
+    run_id: str | None = None,
+    workflow_run_id: str | None = None,
+    out: str | Path | None = None,
+    env: str = "local",
+) -> Path:
+    """Render the report of a job run (`run_id`) or workflow run (`workflow_run_id`; neither: the latest
+    run) and
     write it atomically; return its path. Raises UsageError (exit 2) naming recent runs for an unknown id."""
     from etl_framework.report.load import build_report
     from etl_framework.report.render import render

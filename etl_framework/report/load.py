@@ -1,6 +1,7 @@
 """Build a `Report` from the state stores (job runs, workflow runs, bookmarks) and the workflow file.
 
-Every read is defensive: a store that does not exist yet, a table an older version did not have, a workflow file
+Every read is defensive: a store that does not exist yet, a table an older version did not have, a workflow
+file
 that changed or vanished since the run — each becomes a note on the page, never an exception, because a report
 is most wanted exactly when something went wrong.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ from etl_framework.errors import UsageError
 from etl_framework.report.model import (
     Attempt,
     BookmarkState,
+    CrawlerRun,
     Edge,
     JobRun,
     Node,
     Report,
     WorkflowRun,
+    crawler_run_from_dict,
     graph_from_config,
     job_run_from_dict,
     parse_time,
@@ -45,7 +48,8 @@ def _open(state_path: Path) -> sqlite3.Connection | None:
 
 def job_run_record(state_path: Path, run_id: str) -> dict[str, Any] | None:
     """The job run record as the runs store returns it (its own API, so its JSON decoding applies); None when
-    the store cannot read it (e.g. a state file of an older version), and the caller falls back to raw rows."""
+    the store cannot read it (e.g. a state file of an older version), and the caller falls back to raw
+    rows."""
     if not Path(state_path).is_file():
         return None
     try:
@@ -78,7 +82,9 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return dict(vars(obj))
 
 
-def recent_runs(state_path: Path, limit: int = RECENT, top_level: bool = False) -> list[tuple[str, str, str, str]]:
+def recent_runs(
+    state_path: Path, limit: int = RECENT, top_level: bool = False
+) -> list[tuple[str, str, str, str]]:
     """(started_at, kind, run_id, name+state) of the most recent job and workflow runs, newest first;
     `top_level`: leave out job runs that are part of a workflow run."""
     conn = _open(state_path)
@@ -88,9 +94,14 @@ def recent_runs(state_path: Path, limit: int = RECENT, top_level: bool = False) 
     try:
         tables = _tables(conn)
         if "workflow_runs" in tables:
-            for r in conn.execute("SELECT run_id, workflow, state, started_at FROM workflow_runs "
-                                  "ORDER BY started_at DESC LIMIT ?", (limit,)):
-                out.append((str(r["started_at"] or ""), "workflow run", r["run_id"], f"{r['workflow']} {r['state']}"))
+            for r in conn.execute(
+                "SELECT run_id, workflow, state, started_at FROM workflow_runs "
+                "ORDER BY started_at DESC LIMIT ?",
+                (limit,),
+            ):
+                out.append(
+                    (str(r["started_at"] or ""), "workflow run", r["run_id"], f"{r['workflow']} {r['state']}")
+                )
         table = _job_runs_table(tables)
         if table:
             cols = _columns(conn, table)
@@ -99,9 +110,14 @@ def recent_runs(state_path: Path, limit: int = RECENT, top_level: bool = False) 
             stc = "status" if "status" in cols else ("state" if "state" in cols else "NULL")
             tc = "started_at" if "started_at" in cols else ("start_time" if "start_time" in cols else "NULL")
             where = "WHERE workflow_run_id IS NULL" if top_level and "workflow_run_id" in cols else ""
-            for r in conn.execute(f"SELECT {idc} AS run_id, {jobc} AS job, {stc} AS status, {tc} AS started_at "
-                                  f"FROM {table} {where} ORDER BY {tc} DESC LIMIT ?", (limit,)):
-                out.append((str(r["started_at"] or ""), "job run", str(r["run_id"]), f"{r['job']} {r['status']}"))
+            for r in conn.execute(
+                f"SELECT {idc} AS run_id, {jobc} AS job, {stc} AS status, {tc} AS started_at "
+                f"FROM {table} {where} ORDER BY {tc} DESC LIMIT ?",
+                (limit,),
+            ):
+                out.append(
+                    (str(r["started_at"] or ""), "job run", str(r["run_id"]), f"{r['job']} {r['status']}")
+                )
     finally:
         conn.close()
     out.sort(key=lambda t: t[0], reverse=True)
@@ -120,7 +136,8 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 
 def _job_run_raw(state_path: Path, run_id: str) -> dict[str, Any] | None:
-    """Fallback when the runs store's API is absent or changed: the row of the job runs table, with JSON columns
+    """Fallback when the runs store's API is absent or changed: the row of the job runs table, with JSON
+    columns
     decoded, plus stage rows if a stage table exists."""
     conn = _open(state_path)
     if conn is None:
@@ -139,9 +156,12 @@ def _job_run_raw(state_path: Path, run_id: str) -> dict[str, Any] | None:
             if st in tables and "stages" not in rec:
                 scol = "run_id" if "run_id" in _columns(conn, st) else None
                 if scol:
-                    rec["stages"] = [{k: _maybe_json(v) for k, v in dict(r).items()}
-                                     for r in conn.execute(f"SELECT * FROM {st} WHERE run_id = ? ORDER BY rowid",
-                                                           (run_id,))]
+                    rec["stages"] = [
+                        {k: _maybe_json(v) for k, v in dict(r).items()}
+                        for r in conn.execute(
+                            f"SELECT * FROM {st} WHERE run_id = ? ORDER BY rowid", (run_id,)
+                        )
+                    ]
         return rec
     finally:
         conn.close()
@@ -168,7 +188,9 @@ def workflow_run_record(state_path: Path, run_id: str) -> dict[str, Any] | None:
         store.close()
 
 
-def bookmarks_around(state_path: Path, job: str, run_id: str, started: datetime | None) -> list[BookmarkState]:
+def bookmarks_around(
+    state_path: Path, job: str, run_id: str, started: datetime | None
+) -> list[BookmarkState]:
     """Bookmarks before and after a run from the bookmark history: after = what this run committed (if it
     committed), before = the entry preceding it (or, if the run committed nothing, the last one before it)."""
     conn = _open(state_path)
@@ -177,8 +199,9 @@ def bookmarks_around(state_path: Path, job: str, run_id: str, started: datetime 
     try:
         if "bookmark_history" not in _tables(conn):
             return []
-        rows = conn.execute("SELECT id, run_id, action, data, at FROM bookmark_history WHERE job = ? ORDER BY id",
-                            (job,)).fetchall()
+        rows = conn.execute(
+            "SELECT id, run_id, action, data, at FROM bookmark_history WHERE job = ? ORDER BY id", (job,)
+        ).fetchall()
     finally:
         conn.close()
     if not rows:
@@ -204,6 +227,36 @@ def bookmarks_around(state_path: Path, job: str, run_id: str, started: datetime 
     return [BookmarkState(source=n, before=b.get(n), after=a.get(n)) for n in names]
 
 
+def crawler_runs_of(state_path: Path, nodes: list[Node]) -> list[CrawlerRun]:
+    """The crawler's own record of each crawler node's run: the crawler_runs row of that crawler whose start
+    falls within the node's run (the crawler does not know the workflow run id)."""
+    crawlers = [n for n in nodes if n.kind == "crawler" and n.started_at is not None]
+    if not crawlers:
+        return []
+    conn = _open(state_path)
+    if conn is None:
+        return []
+    out: list[CrawlerRun] = []
+    try:
+        if "crawler_runs" not in _tables(conn):
+            return []
+        for n in crawlers:
+            rows = conn.execute(
+                "SELECT * FROM crawler_runs WHERE crawler = ? ORDER BY rowid", (n.name,)
+            ).fetchall()
+            lo = n.started_at - timedelta(seconds=5)
+            hi = (n.ended_at or datetime.now(UTC)) + timedelta(seconds=5)
+            for r in rows:
+                cr = crawler_run_from_dict({k: _maybe_json(v) for k, v in dict(r).items()})
+                if cr.started_at is not None and lo <= cr.started_at <= hi:
+                    out.append(cr)
+    except sqlite3.Error:
+        return out
+    finally:
+        conn.close()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- job runs
 
 
@@ -224,7 +277,8 @@ def load_job_run(state_path: Path, run_id: str) -> JobRun | None:
 
 
 def _workflow_graph(project: Any, env: str, rec: dict[str, Any]) -> tuple[list[Node], list[Edge], str | None]:
-    """The graph of the workflow file the run used (its path is in the record); the file may have changed since."""
+    """The graph of the workflow file the run used (its path is in the record); the file may have changed
+    since."""
     path = rec.get("workflow_path")
     if not path:
         return [], [], "the run record does not name its workflow file: the graph shows nodes without edges"
@@ -252,7 +306,9 @@ def _workflow_graph(project: Any, env: str, rec: dict[str, Any]) -> tuple[list[N
     return nodes, edges, None
 
 
-def load_workflow_run(project: Any, env: str, state_path: Path, run_id: str) -> tuple[WorkflowRun, list[JobRun]]:
+def load_workflow_run(
+    project: Any, env: str, state_path: Path, run_id: str
+) -> tuple[WorkflowRun, list[JobRun]]:
     rec = workflow_run_record(state_path, run_id)
     if rec is None:
         raise LookupError(run_id)
@@ -299,13 +355,23 @@ def load_workflow_run(project: Any, env: str, state_path: Path, run_id: str) -> 
                 continue
             jr.node = n.name
             job_runs.append(jr)
-            attempts.append(Attempt(number=jr.attempt or i + 1, state=jr.status, started_at=jr.started_at,
-                                    ended_at=jr.ended_at, job_run_id=rid, error=jr.error))
+            attempts.append(
+                Attempt(
+                    number=jr.attempt or i + 1,
+                    state=jr.status,
+                    started_at=jr.started_at,
+                    ended_at=jr.ended_at,
+                    job_run_id=rid,
+                    error=jr.error,
+                )
+            )
         if attempts:
             n.attempts = attempts
         elif n.started_at and not n.attempts:
-            n.attempts = [Attempt(number=1, state=n.state, started_at=n.started_at, ended_at=n.ended_at,
-                                  error=n.error)]
+            n.attempts = [
+                Attempt(number=1, state=n.state, started_at=n.started_at, ended_at=n.ended_at, error=n.error)
+            ]
+    wf.crawler_runs = crawler_runs_of(state_path, wf.nodes)
     return wf, job_runs
 
 
@@ -315,12 +381,16 @@ def load_workflow_run(project: Any, env: str, state_path: Path, run_id: str) -> 
 def _not_found(kind: str, run_id: str, state_path: Path) -> UsageError:
     recent = recent_runs(state_path)
     if recent:
-        listing = "\n".join(f"    {rid}  ({k}, {desc}, started {start or '?'})" for start, k, rid, desc in recent)
+        listing = "\n".join(
+            f"    {rid}  ({k}, {desc}, started {start or '?'})" for start, k, rid, desc in recent
+        )
         more = f"\n  recent runs:\n{listing}"
     else:
         more = f"\n  (no run recorded yet in {state_path})"
-    return UsageError(f"no {kind} with id {run_id}{more}\n  what to do: pass one of these ids, e.g. "
-                      f"`etl report {recent[0][2] if recent else 'RUN_ID'}`, or list runs with `etl runs`")
+    return UsageError(
+        f"no {kind} with id {run_id}{more}\n  what to do: pass one of these ids, e.g. "
+        f"`etl report {recent[0][2] if recent else 'RUN_ID'}`, or list runs with `etl runs`"
+    )
 
 
 def latest_run(state_path: Path) -> tuple[str, str] | None:
@@ -332,16 +402,21 @@ def latest_run(state_path: Path) -> tuple[str, str] | None:
     return ("workflow" if recent[0][1] == "workflow run" else "job", recent[0][2])
 
 
-def build_report(project: Any, env: str, run_id: str | None = None, workflow_run_id: str | None = None) -> Report:
-    """The Report of a job run or workflow run (default: the most recent run); UsageError (exit 2) naming recent
+def build_report(
+    project: Any, env: str, run_id: str | None = None, workflow_run_id: str | None = None
+) -> Report:
+    """The Report of a job run or workflow run (default: the most recent run); UsageError (exit 2) naming
+    recent
     runs when the id is unknown."""
     state_path = Path(project.env_config(env).state.path)
     root = str(getattr(project, "root", ""))
     if run_id is None and workflow_run_id is None:
         found = latest_run(state_path)
         if found is None:
-            raise UsageError(f"no run recorded yet in {state_path}\n  what to do: run a job (`etl run JOB.yaml`) "
-                             "or a workflow (`etl workflow run WORKFLOW.yaml`) first")
+            raise UsageError(
+                f"no run recorded yet in {state_path}\n  what to do: run a job (`etl run JOB.yaml`) "
+                "or a workflow (`etl workflow run WORKFLOW.yaml`) first"
+            )
         kind, rid = found
         run_id, workflow_run_id = (None, rid) if kind == "workflow" else (rid, None)
     if workflow_run_id is None and run_id is not None:

@@ -77,9 +77,23 @@ class Stage:
     @property
     def other_metrics(self) -> dict[str, Any]:
         """Metrics beyond the headline numbers (shown as details)."""
-        shown = {"rows_in", "rows_out", "rows_written", "bytes", "bytes_written", "bytes_read", "files",
-                 "files_written", "files_read", "duration_s"}
-        if self.rows_out is not None and "rows_out" not in self.metrics and "rows_written" not in self.metrics:
+        shown = {
+            "rows_in",
+            "rows_out",
+            "rows_written",
+            "bytes",
+            "bytes_written",
+            "bytes_read",
+            "files",
+            "files_written",
+            "files_read",
+            "duration_s",
+        }
+        if (
+            self.rows_out is not None
+            and "rows_out" not in self.metrics
+            and "rows_written" not in self.metrics
+        ):
             shown.add("rows")
         if isinstance(_get(self.metrics, "partitions_touched"), int | float):
             shown.add("partitions_touched")
@@ -177,6 +191,22 @@ class Edge:
 
 
 @dataclass
+class CrawlerRun:
+    """A crawler's run as the catalog's crawler records it: what it found and changed."""
+
+    crawler: str
+    state: str = "UNKNOWN"
+    database: str | None = None
+    table: str | None = None
+    path: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    message: str = ""
+    changes: list[Any] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class WorkflowRun:
     run_id: str
     workflow: str = "?"
@@ -190,6 +220,7 @@ class WorkflowRun:
     resumed_from: str | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    crawler_runs: list[CrawlerRun] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -221,7 +252,8 @@ class Report:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """ISO text, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC. Bad input -> None."""
+    """ISO text, epoch seconds or milliseconds, or a datetime; naive times are taken as UTC. Bad input ->
+    None."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -254,7 +286,8 @@ def _duration(start: datetime | None, end: datetime | None, stored: float | None
 
 
 def _get(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
-    """The first present, non-None value among synonyms (records of different versions name things differently)."""
+    """The first present, non-None value among synonyms (records of different versions name things
+    differently)."""
     for k in keys:
         if k in d and d[k] is not None:
             return d[k]
@@ -285,7 +318,9 @@ def _as_list(value: Any) -> list[Any]:
         return loaded if isinstance(loaded, list) else []
     if isinstance(value, dict):
         # {name: {...}} -> [{name: name, ...}]
-        return [{"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v} for k, v in value.items()]
+        return [
+            {"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v} for k, v in value.items()
+        ]
     return []
 
 
@@ -408,8 +443,11 @@ def job_run_from_dict(d: dict[str, Any]) -> JobRun:
         d.setdefault(k, v)
     notes: list[str] = []
     stages_raw = _as_list(_get(d, "stages", default=[]))
-    stages = [stage_from_dict(s, fallback_name=f"stage {i + 1}") for i, s in enumerate(stages_raw)
-              if isinstance(s, dict)]
+    stages = [
+        stage_from_dict(s, fallback_name=f"stage {i + 1}")
+        for i, s in enumerate(stages_raw)
+        if isinstance(s, dict)
+    ]
     if "stages" not in d:
         notes.append("this run record has no stage records (written by an older version?)")
     quality_raw = _get(d, "quality", "quality_results", "expectations", default=[])
@@ -430,8 +468,17 @@ def job_run_from_dict(d: dict[str, Any]) -> JobRun:
         qb = _as_dict(_get(d, "quality", default={}))
         quarantine = _quarantine(_get(qb, "quarantine", "quarantine_counts", "quarantined"))
         qm = qstage.metrics if qstage is not None else {}
-        total = _int(_get(qb, "quarantined_rows", default=_get(d, "quarantined_rows", default=_get(
-            qm, "quarantined_rows", "quarantined", "rows_quarantined"))))
+        total = _int(
+            _get(
+                qb,
+                "quarantined_rows",
+                default=_get(
+                    d,
+                    "quarantined_rows",
+                    default=_get(qm, "quarantined_rows", "quarantined", "rows_quarantined"),
+                ),
+            )
+        )
         if total:
             quarantine = {"rows": total, **{k: v for k, v in quarantine.items() if k != "rows"}}
     err = _get(d, "error")
@@ -464,8 +511,9 @@ def job_run_from_dict(d: dict[str, Any]) -> JobRun:
         error=error,
         workflow_run_id=_get(d, "workflow_run_id"),
         node=_get(d, "node"),
-        message=_get(d, "message", "summary", "outcome") if isinstance(_get(d, "message", "summary", "outcome"),
-                                                                      str) else None,
+        message=_get(d, "message", "summary", "outcome")
+        if isinstance(_get(d, "message", "summary", "outcome"), str)
+        else None,
         notes=notes,
     )
 
@@ -476,14 +524,16 @@ def node_from_dict(name: str, d: dict[str, Any], kind: str | None = None) -> Nod
     for i, a in enumerate(_as_list(_get(d, "attempts", "attempt_history", default=[]))):
         if not isinstance(a, dict):
             continue
-        attempts.append(Attempt(
-            number=_int(_get(a, "attempt", "number")) or i + 1,
-            state=_state(_get(a, "state", "status")),
-            started_at=parse_time(_get(a, "started_at", "start", "start_time")),
-            ended_at=parse_time(_get(a, "ended_at", "end", "end_time", "finished_at")),
-            job_run_id=_get(a, "job_run_id", "run_id"),
-            error=_error_text(_get(a, "error", "error_message")),
-        ))
+        attempts.append(
+            Attempt(
+                number=_int(_get(a, "attempt", "number")) or i + 1,
+                state=_state(_get(a, "state", "status")),
+                started_at=parse_time(_get(a, "started_at", "start", "start_time")),
+                ended_at=parse_time(_get(a, "ended_at", "end", "end_time", "finished_at")),
+                job_run_id=_get(a, "job_run_id", "run_id"),
+                error=_error_text(_get(a, "error", "error_message")),
+            )
+        )
     run_ids = _get(d, "job_run_ids", "run_ids", default=None)
     if run_ids is None:
         single = _get(d, "job_run_id", "run_id")
@@ -497,7 +547,9 @@ def node_from_dict(name: str, d: dict[str, Any], kind: str | None = None) -> Nod
         # only a count was kept: show that many attempts, the last with the node's own times
         for i in range(int(n_attempts)):
             last = i == int(n_attempts) - 1
-            attempts.append(Attempt(number=i + 1, state=_state(_get(d, "state", "status")) if last else "FAILED"))
+            attempts.append(
+                Attempt(number=i + 1, state=_state(_get(d, "state", "status")) if last else "FAILED")
+            )
     return Node(
         name=name,
         kind=str(_get(d, "kind", "type", default=kind or "job")).lower(),
@@ -524,8 +576,13 @@ def workflow_run_from_dict(d: dict[str, Any]) -> WorkflowRun:
     edges = []
     for e in _as_list(_get(d, "edges", default=[])):
         if isinstance(e, dict) and _get(e, "src", "from", "source") and _get(e, "dst", "to", "target"):
-            edges.append(Edge(str(_get(e, "src", "from", "source")), str(_get(e, "dst", "to", "target")),
-                              str(_get(e, "label", "state", default=""))))
+            edges.append(
+                Edge(
+                    str(_get(e, "src", "from", "source")),
+                    str(_get(e, "dst", "to", "target")),
+                    str(_get(e, "label", "state", default="")),
+                )
+            )
         elif isinstance(e, list | tuple) and len(e) >= 2:
             edges.append(Edge(str(e[0]), str(e[1]), str(e[2]) if len(e) > 2 else ""))
     stats = {}
@@ -549,8 +606,10 @@ def workflow_run_from_dict(d: dict[str, Any]) -> WorkflowRun:
 
 
 def sort_stages(stages: list[Stage]) -> list[Stage]:
-    """Stages in the order they ran: by attempt, then by the recorded sequence number when every stage has one,
+    """Stages in the order they ran: by attempt, then by the recorded sequence number when every stage has
+    one,
     else in the fixed chain order (then by start time)."""
+
     def rank(s: Stage) -> int:
         return STAGE_ORDER.index(s.name) if s.name in STAGE_ORDER else len(STAGE_ORDER)
 
@@ -559,11 +618,13 @@ def sort_stages(stages: list[Stage]) -> list[Stage]:
 
     def key(s: Stage) -> tuple[int, int, float]:
         return (s.attempt or 0, rank(s), s.started_at.timestamp() if s.started_at else 0.0)
+
     return sorted(stages, key=key)
 
 
 def graph_from_config(cfg: Any) -> tuple[list[Node], list[Edge]]:
-    """Nodes and edges of a `WorkflowConfig` as Glue draws a workflow: triggers are nodes too; an edge goes from a
+    """Nodes and edges of a `WorkflowConfig` as Glue draws a workflow: triggers are nodes too; an edge goes
+    from a
     trigger to each node it starts, and from each watched node to the conditional trigger (labelled with the
     state it waits for)."""
     nodes: list[Node] = []
@@ -588,3 +649,20 @@ def graph_from_config(cfg: Any) -> tuple[list[Node], list[Edge]]:
             seen.add(name)
             nodes.append(Node(name=name, kind="job"))
     return nodes, edges
+
+
+def crawler_run_from_dict(d: dict[str, Any]) -> CrawlerRun:
+    d = _as_dict(d)
+    changes = _get(d, "changes", default=[])
+    return CrawlerRun(
+        crawler=str(_get(d, "crawler", "name", default="?")),
+        state=_state(_get(d, "state", "status")),
+        database=_get(d, "database"),
+        table=_get(d, "table_name", "table"),
+        path=_get(d, "path"),
+        started_at=parse_time(_get(d, "started", "started_at", "start_time")),
+        ended_at=parse_time(_get(d, "ended", "ended_at", "end_time")),
+        message=str(_get(d, "message", default="")),
+        changes=_as_list(changes) if not isinstance(changes, list) else changes,
+        stats=_as_dict(_get(d, "stats", default={})),
+    )

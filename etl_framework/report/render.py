@@ -1,8 +1,11 @@
-"""Render a `Report` as one self-contained static HTML file: inline CSS and SVG, no script, no font, no image, no
-link to anything outside the file, so it opens offline, can be mailed or archived as a CI artifact, and makes no
+"""Render a `Report` as one self-contained static HTML file: inline CSS and SVG, no script, no font, no
+image, no
+link to anything outside the file, so it opens offline, can be mailed or archived as a CI artifact, and
+makes no
 network request.
 
-The workflow graph is laid out here by topological layers (longest path from the start triggers), left to right;
+The workflow graph is laid out here by topological layers (longest path from the start triggers), left to
+right;
 the timeline is a Gantt chart of node attempts and of the stages of each job run.
 """
 
@@ -73,7 +76,8 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; }
 table.stages td:last-child { max-width:460px; font-size:12px; }
 details pre { margin:4px 0; white-space:pre-wrap; word-break:break-all; }
 code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px; }
-pre.error { background:#ffebee; border:1px solid #ef9a9a; padding:8px 10px; white-space:pre-wrap; margin:6px 0; }
+pre.error { background:#ffebee; border:1px solid #ef9a9a; padding:8px 10px; white-space:pre-wrap;
+            margin:6px 0; }
 section.jobrun { border:1px solid var(--line); border-radius:8px; padding:4px 16px 10px; margin:16px 0; }
 section.jobrun > h3 { margin-top:12px; }
 .svgwrap { overflow-x:auto; border:1px solid var(--line); border-radius:6px; background:#fff; padding:6px; }
@@ -97,7 +101,10 @@ def colors(state: str) -> tuple[str, str]:
 
 def badge(state: str) -> str:
     fill, text = colors(state)
-    return f'<span class="badge state-{esc(state.lower())}" style="background:{fill};color:{text}">{esc(state)}</span>'
+    return (
+        f'<span class="badge state-{esc(state.lower())}" style="background:{fill};color:{text}">'
+        f"{esc(state)}</span>"
+    )
 
 
 def fmt_time(dt: datetime | None) -> str:
@@ -197,8 +204,16 @@ def layers(nodes: list[str], edges: list[Edge]) -> list[list[str]]:
     pos: dict[str, float] = {}
     for layer in out:
         if pos:
-            layer.sort(key=lambda n: (sum(pos[p] for p in preds[n] if p in pos) / max(1, len(
-                [p for p in preds[n] if p in pos]))) if any(p in pos for p in preds[n]) else 1e9)
+            layer.sort(
+                key=lambda n: (
+                    (
+                        sum(pos[p] for p in preds[n] if p in pos)
+                        / max(1, len([p for p in preds[n] if p in pos]))
+                    )
+                    if any(p in pos for p in preds[n])
+                    else 1e9
+                )
+            )
         for i, n in enumerate(layer):
             pos[n] = float(i)
     return out
@@ -237,10 +252,15 @@ def graph_svg(wf: WorkflowRun) -> str:
         x += cw + COL_GAP
 
     parts = [
-        (f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width}" height="{height}" style="max-width:100%;height:auto" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="workflow graph">'),
-        ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#78909c"/></marker></defs>'),
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width}" height="{height}" '
+            'style="max-width:100%;height:auto" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="workflow graph">'
+        ),
+        (
+            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#78909c"/></marker></defs>'
+        ),
     ]
     for e in wf.edges:
         if e.src not in box or e.dst not in box:
@@ -254,12 +274,16 @@ def graph_svg(wf: WorkflowRun) -> str:
         else:
             mx = (x1 + x2) / 2
             path = f"M{x1:.1f},{y1:.1f} C{mx:.1f},{y1:.1f} {mx:.1f},{y2:.1f} {x2 - 2:.1f},{y2:.1f}"
-        parts.append(f'<path class="edge" d="{path}" fill="none" stroke="#78909c" stroke-width="1.4" '
-                     f'marker-end="url(#arrow)"><title>{esc(e.src)} → {esc(e.dst)} {esc(e.label)}</title></path>')
+        parts.append(
+            f'<path class="edge" d="{path}" fill="none" stroke="#78909c" stroke-width="1.4" '
+            f'marker-end="url(#arrow)"><title>{esc(e.src)} → {esc(e.dst)} {esc(e.label)}</title></path>'
+        )
         if e.label:
             lx, ly = (x1 + x2) / 2, (y1 + y2) / 2 - 4
-            parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" fill="#546e7a" text-anchor="middle" '
-                         f'paint-order="stroke" stroke="#fff" stroke-width="3">{esc(_shorten(e.label, 22))}</text>')
+            parts.append(
+                f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" fill="#546e7a" text-anchor="middle" '
+                f'paint-order="stroke" stroke="#fff" stroke-width="3">{esc(_shorten(e.label, 22))}</text>'
+            )
     for name in names:
         n = nodes[name]
         x0, y0, w, h = box[name]
@@ -274,33 +298,51 @@ def graph_svg(wf: WorkflowRun) -> str:
         if n.error:
             tip += f"\n{n.error}"
         link = f"#{anchor('node', n.name)}" if n.kind != "trigger" else ""
-        parts.append(f'<g class="node" data-node="{esc(n.name)}" data-kind="{esc(n.kind)}" '
-                     f'data-state="{esc(n.state)}">')
+        parts.append(
+            f'<g class="node" data-node="{esc(n.name)}" data-kind="{esc(n.kind)}" '
+            f'data-state="{esc(n.state)}">'
+        )
         if link:
             parts.append(f'<a href="{link}">')
         parts.append(f"<title>{esc(tip)}</title>")
         if n.kind == "trigger":
-            parts.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{w}" height="{h}" rx="{h / 2}" fill="{fill}" '
-                         f'stroke="#a1887f" stroke-dasharray="4 3"/>')
-            parts.append(f'<text x="{x0 + w / 2:.1f}" y="{y0 + 14:.1f}" font-size="11" text-anchor="middle" '
-                         f'fill="{text}" font-weight="600">{esc(_shorten(n.name, 22))}</text>')
-            parts.append(f'<text x="{x0 + w / 2:.1f}" y="{y0 + 26:.1f}" font-size="9.5" text-anchor="middle" '
-                         f'fill="{text}">{esc(_shorten(n.detail, 28))}</text>')
-            parts.append(f'<text class="state" x="{x0 + w / 2:.1f}" y="{y0 + 38:.1f}" font-size="9.5" '
-                         f'text-anchor="middle" fill="{text}" font-weight="600">'
-                         f'{esc(n.state.replace("_", " "))}</text>')
+            parts.append(
+                f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{w}" height="{h}" rx="{h / 2}" fill="{fill}" '
+                f'stroke="#a1887f" stroke-dasharray="4 3"/>'
+            )
+            parts.append(
+                f'<text x="{x0 + w / 2:.1f}" y="{y0 + 14:.1f}" font-size="11" text-anchor="middle" '
+                f'fill="{text}" font-weight="600">{esc(_shorten(n.name, 22))}</text>'
+            )
+            parts.append(
+                f'<text x="{x0 + w / 2:.1f}" y="{y0 + 26:.1f}" font-size="9.5" text-anchor="middle" '
+                f'fill="{text}">{esc(_shorten(n.detail, 28))}</text>'
+            )
+            parts.append(
+                f'<text class="state" x="{x0 + w / 2:.1f}" y="{y0 + 38:.1f}" font-size="9.5" '
+                f'text-anchor="middle" fill="{text}" font-weight="600">'
+                f"{esc(n.state.replace('_', ' '))}</text>"
+            )
         else:
             stroke = "#37474f" if n.kind == "job" else "#4e342e"
-            parts.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{w}" height="{h}" rx="7" fill="{fill}" '
-                         f'stroke="{stroke}" stroke-width="1.2"/>')
+            parts.append(
+                f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{w}" height="{h}" rx="7" fill="{fill}" '
+                f'stroke="{stroke}" stroke-width="1.2"/>'
+            )
             kind = "crawler" if n.kind == "crawler" else "job"
-            parts.append(f'<text x="{x0 + 8:.1f}" y="{y0 + 13:.1f}" font-size="9.5" fill="{text}" '
-                         f'opacity="0.85">{kind}</text>')
-            parts.append(f'<text x="{x0 + w / 2:.1f}" y="{y0 + 28:.1f}" font-size="13" text-anchor="middle" '
-                         f'fill="{text}" font-weight="600">{esc(_shorten(n.name, 22))}</text>')
+            parts.append(
+                f'<text x="{x0 + 8:.1f}" y="{y0 + 13:.1f}" font-size="9.5" fill="{text}" '
+                f'opacity="0.85">{kind}</text>'
+            )
+            parts.append(
+                f'<text x="{x0 + w / 2:.1f}" y="{y0 + 28:.1f}" font-size="13" text-anchor="middle" '
+                f'fill="{text}" font-weight="600">{esc(_shorten(n.name, 22))}</text>'
+            )
             extra = f" ×{len(n.attempts)}" if len(n.attempts) > 1 else ""
-            parts.append(f'<text class="state" x="{x0 + w / 2:.1f}" y="{y0 + 43:.1f}" font-size="11" '
-                         f'text-anchor="middle" fill="{text}">{esc(n.state)}{esc(extra)}</text>')
+            parts.append(
+                f'<text class="state" x="{x0 + w / 2:.1f}" y="{y0 + 43:.1f}" font-size="11" '
+                f'text-anchor="middle" fill="{text}">{esc(n.state)}{esc(extra)}</text>'
+            )
         if link:
             parts.append("</a>")
         parts.append("</g>")
@@ -312,8 +354,9 @@ def graph_svg(wf: WorkflowRun) -> str:
 
 
 class _Row:
-    def __init__(self, label: str, bars: list[tuple[datetime | None, datetime | None, str, str]],
-                 indent: int = 0) -> None:
+    def __init__(
+        self, label: str, bars: list[tuple[datetime | None, datetime | None, str, str]], indent: int = 0
+    ) -> None:
         self.label, self.bars, self.indent = label, bars, indent  # bars: (start, end, state, tooltip)
 
 
@@ -331,24 +374,35 @@ def gantt_svg(rows: list[_Row], now: datetime) -> str:
     def xpos(t: datetime) -> float:
         return label_w + (t - t0).total_seconds() / span * chart_w
 
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" class="gantt" width="{width}" height="{height}" style="max-width:100%;height:auto" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="timeline">'),
-             ('<defs><pattern id="running" width="8" height="8" patternUnits="userSpaceOnUse" '
-             'patternTransform="rotate(45)"><rect width="8" height="8" fill="#1565c0"/>'
-             '<rect width="4" height="8" fill="#64b5f6"/></pattern></defs>')]
+    parts = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="gantt" width="{width}" height="{height}" '
+            'style="max-width:100%;height:auto" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="timeline">'
+        ),
+        (
+            '<defs><pattern id="running" width="8" height="8" patternUnits="userSpaceOnUse" '
+            'patternTransform="rotate(45)"><rect width="8" height="8" fill="#1565c0"/>'
+            '<rect width="4" height="8" fill="#64b5f6"/></pattern></defs>'
+        ),
+    ]
     for i in range(6):  # axis: 5 intervals, labelled as offsets from the start
         x = label_w + chart_w * i / 5
         parts.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 6}" stroke="#eceff1"/>')
-        parts.append(f'<text x="{x:.1f}" y="{top - 10}" font-size="10" fill="#607d8b" text-anchor="middle">'
-                     f'+{esc(fmt_duration(span * i / 5))}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{top - 10}" font-size="10" fill="#607d8b" text-anchor="middle">'
+            f"+{esc(fmt_duration(span * i / 5))}</text>"
+        )
     for ri, row in enumerate(rows):
         y = top + ri * row_h
         if ri % 2 == 0:
             parts.append(f'<rect x="0" y="{y}" width="{width}" height="{row_h}" fill="#fafbfc"/>')
         weight = "600" if row.indent == 0 else "400"
-        parts.append(f'<text x="{6 + 14 * row.indent}" y="{y + 14}" font-size="{12 - row.indent}" '
-                     f'font-weight="{weight}" fill="#263238">{esc(_shorten(row.label, 30 - 2 * row.indent))}'
-                     f'<title>{esc(row.label)}</title></text>')
+        parts.append(
+            f'<text x="{6 + 14 * row.indent}" y="{y + 14}" font-size="{12 - row.indent}" '
+            f'font-weight="{weight}" fill="#263238">{esc(_shorten(row.label, 30 - 2 * row.indent))}'
+            f"<title>{esc(row.label)}</title></text>"
+        )
         for start, end, state, tip in row.bars:
             if start is None:
                 continue
@@ -358,8 +412,10 @@ def gantt_svg(rows: list[_Row], now: datetime) -> str:
             fill = "url(#running)" if running else colors(state)[0]
             h = row_h - 6 if row.indent == 0 else row_h - 10
             by = y + (row_h - h) / 2
-            parts.append(f'<rect class="bar" x="{x1:.1f}" y="{by:.1f}" width="{bw:.1f}" height="{h}" rx="2" '
-                         f'fill="{fill}" data-state="{esc(state)}"><title>{esc(tip)}</title></rect>')
+            parts.append(
+                f'<rect class="bar" x="{x1:.1f}" y="{by:.1f}" width="{bw:.1f}" height="{h}" rx="2" '
+                f'fill="{fill}" data-state="{esc(state)}"><title>{esc(tip)}</title></rect>'
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -376,27 +432,49 @@ def _stage_rows(run: JobRun, indent: int) -> list[_Row]:
             end = start + timedelta(seconds=s.duration_s)
         label = f"{s.name} (attempt {s.attempt})" if several else s.name
         tip = f"{label}: {s.status}, {fmt_duration(s.duration)}"
-        rows.append(_Row(label, [(start, end if s.status not in ("RUNNING", "STARTING") else None, s.status,
-                                   tip)], indent))
+        rows.append(
+            _Row(
+                label,
+                [(start, end if s.status not in ("RUNNING", "STARTING") else None, s.status, tip)],
+                indent,
+            )
+        )
     return rows
 
 
 def workflow_rows(wf: WorkflowRun, runs: dict[str, JobRun]) -> list[_Row]:
     rows: list[_Row] = []
-    ordered = sorted((n for n in wf.nodes if n.kind != "trigger"),
-                     key=lambda n: (n.started_at is None, n.started_at or datetime.max.replace(tzinfo=UTC)))
+    ordered = sorted(
+        (n for n in wf.nodes if n.kind != "trigger"),
+        key=lambda n: (n.started_at is None, n.started_at or datetime.max.replace(tzinfo=UTC)),
+    )
     for n in ordered:
         bars: list[tuple[datetime | None, datetime | None, str, str]] = []
         if n.attempts and any(a.started_at for a in n.attempts):
             for a in n.attempts:
-                bars.append((a.started_at, a.ended_at if a.state not in ("RUNNING", "STARTING") else None,
-                             a.state, f"{n.name} attempt {a.number}: {a.state}"
-                             + (f", {fmt_duration((a.ended_at - a.started_at).total_seconds())}"
-                                if a.started_at and a.ended_at else "")
-                             + (f"\n{a.error}" if a.error else "")))
+                bars.append(
+                    (
+                        a.started_at,
+                        a.ended_at if a.state not in ("RUNNING", "STARTING") else None,
+                        a.state,
+                        f"{n.name} attempt {a.number}: {a.state}"
+                        + (
+                            f", {fmt_duration((a.ended_at - a.started_at).total_seconds())}"
+                            if a.started_at and a.ended_at
+                            else ""
+                        )
+                        + (f"\n{a.error}" if a.error else ""),
+                    )
+                )
         else:
-            bars.append((n.started_at, n.ended_at if n.state not in ("RUNNING", "STARTING") else None, n.state,
-                         f"{n.name}: {n.state}, {fmt_duration(n.duration)}"))
+            bars.append(
+                (
+                    n.started_at,
+                    n.ended_at if n.state not in ("RUNNING", "STARTING") else None,
+                    n.state,
+                    f"{n.name}: {n.state}, {fmt_duration(n.duration)}",
+                )
+            )
         label = n.name + (f" ({len(n.attempts)} attempts)" if len(n.attempts) > 1 else "")
         rows.append(_Row(label, bars))
         for i, rid in enumerate(n.job_run_ids):
@@ -412,8 +490,9 @@ def workflow_rows(wf: WorkflowRun, runs: dict[str, JobRun]) -> list[_Row]:
 # ------------------------------------------------------------------------------------------------- sections
 
 
-def _table(headers: list[str], rows: Iterable[list[str]], numeric: set[int] | None = None,
-           cls: str = "") -> str:
+def _table(
+    headers: list[str], rows: Iterable[list[str]], numeric: set[int] | None = None, cls: str = ""
+) -> str:
     numeric = numeric or set()
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
@@ -435,20 +514,29 @@ def _scalar_text(value: Any) -> str:
 
 
 def stage_details(s: Stage) -> str:
-    """Metrics beyond the headline columns: short scalars inline, the rest (sources, paths, partition lists) in a
+    """Metrics beyond the headline columns: short scalars inline, the rest (sources, paths, partition lists)
+    in a
     fold-out, so that the table stays readable whatever a stage records."""
     extra = s.other_metrics
     if not extra:
         return ""
-    inline = [f"{esc(k)}={esc(_shorten(_scalar_text(v), 40))}" for k, v in extra.items()
-              if isinstance(v, str | int | float | bool) and k not in ("path",) and len(str(v)) <= 40]
+    inline = [
+        f"{esc(k)}={esc(_shorten(_scalar_text(v), 40))}"
+        for k, v in extra.items()
+        if isinstance(v, str | int | float | bool) and k not in ("path",) and len(str(v)) <= 40
+    ]
     text = ", ".join(inline)
-    folded = {k: v for k, v in extra.items() if not (isinstance(v, str | int | float | bool) and
-                                                     k != "path" and len(str(v)) <= 40)}
+    folded = {
+        k: v
+        for k, v in extra.items()
+        if not (isinstance(v, str | int | float | bool) and k != "path" and len(str(v)) <= 40)
+    }
     if folded:
         body = esc(json.dumps(folded, indent=1, default=str, sort_keys=True))
-        text += (f'<details><summary>{", ".join(esc(k) for k in folded)}</summary>'
-                 f'<pre class="mono">{body}</pre></details>')
+        text += (
+            f"<details><summary>{', '.join(esc(k) for k in folded)}</summary>"
+            f'<pre class="mono">{body}</pre></details>'
+        )
     return f'<span class="mono">{text}</span>' if not folded else text
 
 
@@ -459,18 +547,44 @@ def stages_table(stages: list[Stage]) -> str:
     several = len({s.attempt for s in stages}) > 1
     rows = []
     for s in stages:
-        started = (f'<span title="{esc(fmt_time(s.started_at))}">{esc(s.started_at.strftime("%H:%M:%S"))}</span>'
-                   if s.started_at else "—")
+        started = (
+            f'<span title="{esc(fmt_time(s.started_at))}">{esc(s.started_at.strftime("%H:%M:%S"))}</span>'
+            if s.started_at
+            else "—"
+        )
         error = f'<div class="err">{esc(s.error)}</div>' if s.error else ""
-        rows.append([
-            f"<b>{esc(s.name)}</b>" + (f" <span class=meta>(attempt {s.attempt})</span>" if several else ""),
-            badge(s.status), started, esc(fmt_duration(s.duration)),
-            fmt_number(s.rows_in), fmt_number(s.rows_out),
-            fmt_bytes(s.bytes) if s.bytes is not None else "—", fmt_number(s.files), fmt_number(s.partitions),
-            error + stage_details(s),
-        ])
-    return _table(["stage", "status", "started (UTC)", "duration", "rows in", "rows out", "bytes", "files",
-                   "partitions", "details / error"], rows, numeric={4, 5, 6, 7, 8}, cls="stages")
+        rows.append(
+            [
+                f"<b>{esc(s.name)}</b>"
+                + (f" <span class=meta>(attempt {s.attempt})</span>" if several else ""),
+                badge(s.status),
+                started,
+                esc(fmt_duration(s.duration)),
+                fmt_number(s.rows_in),
+                fmt_number(s.rows_out),
+                fmt_bytes(s.bytes) if s.bytes is not None else "—",
+                fmt_number(s.files),
+                fmt_number(s.partitions),
+                error + stage_details(s),
+            ]
+        )
+    return _table(
+        [
+            "stage",
+            "status",
+            "started (UTC)",
+            "duration",
+            "rows in",
+            "rows out",
+            "bytes",
+            "files",
+            "partitions",
+            "details / error",
+        ],
+        rows,
+        numeric={4, 5, 6, 7, 8},
+        cls="stages",
+    )
 
 
 def quality_table(results: list[ExpectationResult]) -> str:
@@ -482,15 +596,25 @@ def quality_table(results: list[ExpectationResult]) -> str:
         label = "passed" if q.success else ("unknown" if q.success is None else "failed")
         fill, text = colors(outcome)
         pct = "—" if q.unexpected_percent is None else f"{q.unexpected_percent:.2f} %"
-        rows.append([
-            f'<b>{esc(q.name)}</b><br><span class="mono">{esc(q.expect)}</span>' if q.expect and q.expect != q.name
-            else f"<b>{esc(q.name)}</b>",
-            esc(q.column or "—"),
-            f'<span class="badge" style="background:{fill};color:{text}">{label}</span>',
-            fmt_value(q.observed_value), fmt_number(q.unexpected_count), esc(pct), esc(q.action or "—"),
-        ])
-    return _table(["expectation", "column", "outcome", "observed value", "unexpected count", "unexpected %",
-                   "action"], rows, numeric={4, 5}, cls="quality")
+        rows.append(
+            [
+                f'<b>{esc(q.name)}</b><br><span class="mono">{esc(q.expect)}</span>'
+                if q.expect and q.expect != q.name
+                else f"<b>{esc(q.name)}</b>",
+                esc(q.column or "—"),
+                f'<span class="badge" style="background:{fill};color:{text}">{label}</span>',
+                fmt_value(q.observed_value),
+                fmt_number(q.unexpected_count),
+                esc(pct),
+                esc(q.action or "—"),
+            ]
+        )
+    return _table(
+        ["expectation", "column", "outcome", "observed value", "unexpected count", "unexpected %", "action"],
+        rows,
+        numeric={4, 5},
+        cls="quality",
+    )
 
 
 def _cursor(c: Any) -> str:
@@ -502,8 +626,9 @@ def _cursor(c: Any) -> str:
             files = c.get("files") or {}
             listing = "".join(f"<li class=mono>{esc(p)}</li>" for p in sorted(files)[:200])
             more = f"<li>… {len(files) - 200} more</li>" if len(files) > 200 else ""
-            return (f"{len(files)} file(s)" + (f"<details><summary>files</summary><ul>{listing}{more}</ul>"
-                                               f"</details>" if files else ""))
+            return f"{len(files)} file(s)" + (
+                f"<details><summary>files</summary><ul>{listing}{more}</ul></details>" if files else ""
+            )
         if mode == "watermark":
             return f'<span class="mono">{esc(c.get("column"))} = {esc(c.get("watermark"))}</span>'
     return fmt_value(c)
@@ -512,8 +637,11 @@ def _cursor(c: Any) -> str:
 def bookmarks_table(bms: list[BookmarkState]) -> str:
     if not bms:
         return '<p class="empty">no incremental sources (no bookmark)</p>'
-    return _table(["source", "before", "after"],
-                  [[f"<b>{esc(b.source)}</b>", _cursor(b.before), _cursor(b.after)] for b in bms], cls="bookmarks")
+    return _table(
+        ["source", "before", "after"],
+        [[f"<b>{esc(b.source)}</b>", _cursor(b.before), _cursor(b.after)] for b in bms],
+        cls="bookmarks",
+    )
 
 
 def quarantine_block(q: dict[str, int]) -> str:
@@ -528,8 +656,12 @@ def quarantine_block(q: dict[str, int]) -> str:
 def job_run_section(run: JobRun, standalone: bool, now: datetime) -> str:
     out = [f'<section class="jobrun" id="{anchor("run", run.run_id)}" data-job="{esc(run.job)}">']
     out.append(f"<h3>job <code>{esc(run.job)}</code> {badge(run.status)}</h3>")
-    meta = [f"run <code>{esc(run.run_id)}</code>", f"started {esc(fmt_time(run.started_at))}",
-            f"ended {esc(fmt_time(run.ended_at))}", f"duration {esc(fmt_duration(run.duration))}"]
+    meta = [
+        f"run <code>{esc(run.run_id)}</code>",
+        f"started {esc(fmt_time(run.started_at))}",
+        f"ended {esc(fmt_time(run.ended_at))}",
+        f"duration {esc(fmt_duration(run.duration))}",
+    ]
     if run.env:
         meta.append(f"env <code>{esc(run.env)}</code>")
     if run.attempt:
@@ -538,19 +670,25 @@ def job_run_section(run: JobRun, standalone: bool, now: datetime) -> str:
         meta.append(f"part of workflow run <code>{esc(run.workflow_run_id)}</code>")
     out.append('<div class="meta">' + "".join(f"<span>{m}</span>" for m in meta) + "</div>")
     if run.running:
-        out.append('<div class="banner running">This job run is still running: the report shows what is '
-                   'known so far.</div>')
+        out.append(
+            '<div class="banner running">This job run is still running: the report shows what is '
+            "known so far.</div>"
+        )
     if run.error:
         where = f"stage <b>{esc(run.error_stage)}</b>: " if run.error_stage else ""
         out.append(f'<pre class="error">{where}{esc(run.error)}</pre>')
     if run.message:
-        out.append(f'<p>{esc(run.message)}</p>')
+        out.append(f"<p>{esc(run.message)}</p>")
     for note in run.notes:
         out.append(f'<div class="banner note">{esc(note)}</div>')
     if run.params:
-        out.append("<details><summary>params</summary>" + _table(
-            ["param", "value"], [[f"<code>{esc(k)}</code>", fmt_value(v)] for k, v in run.params.items()]
-        ) + "</details>")
+        out.append(
+            "<details><summary>params</summary>"
+            + _table(
+                ["param", "value"], [[f"<code>{esc(k)}</code>", fmt_value(v)] for k, v in run.params.items()]
+            )
+            + "</details>"
+        )
     out.append("<h4>stages</h4>" + stages_table(run.stages))
     if standalone and run.stages:
         out.append("<h4>timeline</h4><div class=svgwrap>" + gantt_svg(_stage_rows(run, 0), now) + "</div>")
@@ -566,15 +704,69 @@ def nodes_table(wf: WorkflowRun, runs: dict[str, JobRun]) -> str:
     for n in wf.nodes:
         if n.kind == "trigger":
             continue
-        links = ", ".join(
-            f'<a href="#{anchor("run", r)}"><code>{esc(r)}</code></a>' if r in runs else f"<code>{esc(r)}</code>"
-            for r in n.job_run_ids) or "—"
+        links = (
+            ", ".join(
+                f'<a href="#{anchor("run", r)}"><code>{esc(r)}</code></a>'
+                if r in runs
+                else f"<code>{esc(r)}</code>"
+                for r in n.job_run_ids
+            )
+            or "—"
+        )
         attempts = "; ".join(f"#{a.number} {a.state}" for a in n.attempts) if n.attempts else "—"
-        rows.append([f'<b id="{anchor("node", n.name)}">{esc(n.name)}</b>', esc(n.kind), badge(n.state),
-                     esc(attempts), esc(fmt_time(n.started_at)), esc(fmt_duration(n.duration)), links,
-                     f'<span class="err">{esc(n.error)}</span>' if n.error else ""])
-    return _table(["node", "kind", "state", "attempts", "started", "duration", "job runs", "error"], rows,
-                  cls="nodes")
+        rows.append(
+            [
+                f'<b id="{anchor("node", n.name)}">{esc(n.name)}</b>',
+                esc(n.kind),
+                badge(n.state),
+                esc(attempts),
+                esc(fmt_time(n.started_at)),
+                esc(fmt_duration(n.duration)),
+                links,
+                f'<span class="err">{esc(n.error)}</span>' if n.error else "",
+            ]
+        )
+    return _table(
+        ["node", "kind", "state", "attempts", "started", "duration", "job runs", "error"], rows, cls="nodes"
+    )
+
+
+def _change_text(c: Any) -> str:
+    if not isinstance(c, dict):
+        return esc(c)
+    kind = c.get("change") or c.get("type") or "change"
+
+    def text(v: Any) -> str:
+        return json.dumps(v, default=str) if isinstance(v, list | dict) else _scalar_text(v)
+
+    rest = ", ".join(
+        f"{esc(k)}={esc(_shorten(text(v), 80))}" for k, v in c.items() if k not in ("change", "type")
+    )
+    return f"<b>{esc(kind)}</b>" + (f" <span class=mono>{rest}</span>" if rest else "")
+
+
+def crawler_runs_table(wf: WorkflowRun) -> str:
+    rows = []
+    for c in wf.crawler_runs:
+        changes = "<br>".join(_change_text(x) for x in c.changes[:20]) or "—"
+        if len(c.changes) > 20:
+            changes += f"<br>… {len(c.changes) - 20} more"
+        table = f"{c.database}.{c.table}" if c.database and c.table else (c.table or "—")
+        rows.append(
+            [
+                f'<b id="{anchor("crawl", c.crawler)}">{esc(c.crawler)}</b>',
+                badge(c.state),
+                f"<code>{esc(table)}</code>",
+                esc(
+                    fmt_duration(
+                        (c.ended_at - c.started_at).total_seconds() if c.started_at and c.ended_at else None
+                    )
+                ),
+                esc(c.message or "—"),
+                changes,
+            ]
+        )
+    return _table(["crawler", "state", "table", "duration", "result", "changes"], rows, cls="crawlers")
 
 
 def legend() -> str:
@@ -591,8 +783,12 @@ def render(report: Report) -> str:
     body: list[str] = []
     body.append(f'<header class="top"><h1>{esc(report.title)} {badge(status)}</h1>')
     if wf:
-        meta = [f"workflow run <code>{esc(wf.run_id)}</code>", f"started {esc(fmt_time(wf.started_at))}",
-                f"ended {esc(fmt_time(wf.ended_at))}", f"duration {esc(fmt_duration(wf.duration))}"]
+        meta = [
+            f"workflow run <code>{esc(wf.run_id)}</code>",
+            f"started {esc(fmt_time(wf.started_at))}",
+            f"ended {esc(fmt_time(wf.ended_at))}",
+            f"duration {esc(fmt_duration(wf.duration))}",
+        ]
         if wf.resumed_from:
             meta.append(f"resumes run <code>{esc(wf.resumed_from)}</code>")
     else:
@@ -602,9 +798,11 @@ def render(report: Report) -> str:
         meta.append(f"project <code>{esc(report.project)}</code>")
     body.append('<div class="meta">' + "".join(f"<span>{m}</span>" for m in meta) + "</div></header><main>")
     if report.running:
-        body.append('<div class="banner running" id="running-banner"><b>This run is still running.</b> The report '
-                    f'shows what was known at {esc(fmt_time(now))}; run <code>etl report</code> again for a '
-                    'newer picture.</div>')
+        body.append(
+            '<div class="banner running" id="running-banner"><b>This run is still running.</b> The report '
+            f"shows what was known at {esc(fmt_time(now))}; run <code>etl report</code> again for a "
+            "newer picture.</div>"
+        )
     if wf:
         if wf.error:
             body.append(f'<pre class="error">{esc(wf.error)}</pre>')
@@ -612,24 +810,45 @@ def render(report: Report) -> str:
             body.append(f'<div class="banner note">{esc(note)}</div>')
         if wf.statistics:
             keys = list(wf.statistics)
-            body.append("<h2>statistics</h2>" + _table(keys, [[fmt_number(wf.statistics[k]) for k in keys]],
-                                                       numeric=set(range(len(keys))), cls="stats"))
+            body.append(
+                "<h2>statistics</h2>"
+                + _table(
+                    keys,
+                    [[fmt_number(wf.statistics[k]) for k in keys]],
+                    numeric=set(range(len(keys))),
+                    cls="stats",
+                )
+            )
         if wf.run_properties:
-            body.append("<details><summary>run properties</summary>" + _table(
-                ["property", "value"],
-                [[f"<code>{esc(k)}</code>", fmt_value(v)] for k, v in wf.run_properties.items()]) + "</details>")
+            body.append(
+                "<details><summary>run properties</summary>"
+                + _table(
+                    ["property", "value"],
+                    [[f"<code>{esc(k)}</code>", fmt_value(v)] for k, v in wf.run_properties.items()],
+                )
+                + "</details>"
+            )
         body.append("<h2>graph</h2>" + legend() + '<div class="svgwrap">' + graph_svg(wf) + "</div>")
         body.append("<h2>nodes</h2>" + nodes_table(wf, runs))
-        body.append('<h2>timeline</h2><div class="svgwrap">' + gantt_svg(workflow_rows(wf, runs), now) + "</div>")
+        body.append(
+            '<h2>timeline</h2><div class="svgwrap">' + gantt_svg(workflow_rows(wf, runs), now) + "</div>"
+        )
+        if wf.crawler_runs:
+            body.append("<h2>crawler runs</h2>" + crawler_runs_table(wf))
         body.append("<h2>job runs</h2>")
         if not report.job_runs:
             body.append('<p class="empty">no job run of this workflow run was found in the state store</p>')
     for run in report.job_runs:
         body.append(job_run_section(run, standalone=wf is None, now=now))
     body.append("</main>")
-    body.append(f"<footer>generated by etl_framework at {esc(fmt_time(now))} · one self-contained file: no "
-                "script, no network</footer>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{esc(report.title)}</title><style>{CSS}</style></head><body>"
-            + "".join(body) + "</body></html>\n")
+    body.append(
+        f"<footer>generated by etl_framework at {esc(fmt_time(now))} · one self-contained file: no "
+        "script, no network</footer>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(report.title)}</title><style>{CSS}</style></head><body>"
+        + "".join(body)
+        + "</body></html>\n"
+    )

@@ -13,8 +13,9 @@ ETL = str(Path(sys.executable).parent / "etl")
 
 
 def etl(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ETL, "--project-dir", str(project), *args], capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [ETL, "--project-dir", str(project), *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_report_of_a_job_run_to_the_default_path(project: Path) -> None:

@@ -1,4 +1,5 @@
-"""docs/reference.md is generated from the config model and the CLI; these tests regenerate it and fail when the
+"""docs/reference.md is generated from the config model and the CLI; these tests regenerate it and fail when
+the
 committed file differs, so the README's reference cannot drift from the code."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def committed_part(heading: str) -> str:
     text = (REPO / "docs" / "reference.md").read_text()
     start = text.index(heading)
     end = text.find("\n## ", start + len(heading))
-    return text[start:] if end < 0 else text[start: end + 1]
+    return text[start:] if end < 0 else text[start : end + 1]
 
 
 def test_yaml_reference_matches_the_config_model() -> None:
@@ -60,7 +61,7 @@ def test_every_key_of_every_file_kind_is_documented() -> None:
         if cls in seen:
             continue
         seen.add(cls)
-        section = text[text.index(f"#### {cls.__name__}\n"):]
+        section = text[text.index(f"#### {cls.__name__}\n") :]
         section = section[: section.find("<a id=", 1)]
         for name, f in cls.model_fields.items():
             key = f.alias or name
@@ -71,7 +72,7 @@ def test_every_key_of_every_file_kind_is_documented() -> None:
             g.type_text(f.annotation, found)
             todo += found
     # the allowed values of a Literal are listed, the defaults shown
-    assert "| `mode` | one of `append`, `overwrite`, `overwrite_partitions`, `merge` | `\"append\"` |" in text
+    assert '| `mode` | one of `append`, `overwrite`, `overwrite_partitions`, `merge` | `"append"` |' in text
     assert "| `max_attempts` | integer | `1` | ≥ 1, ≤ 10 |" in text
 
 
