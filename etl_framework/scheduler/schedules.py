@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from etl_framework.scheduler.store import SchedulerStore
 
 NextFire = Callable[[str, datetime], datetime | None]  # None: the schedule never fires again
-MAX_COUNTED_TICKS = 10_000  # counting missed ticks of `cron(* * * * ? *)` over a long outage stays cheap
+MAX_COUNTED_TICKS = 1_000  # past this many missed ticks the count says "at least" (counting costs a cron step each)
 SCHEDULED_TIME = "scheduled_time"  # run property: the tick this run was started for (ISO, UTC)
 LATE_AFTER = timedelta(seconds=60)  # a tick handled later than this counts as missed (the scheduler was down)
 

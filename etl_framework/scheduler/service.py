@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from etl_framework.config.model import Batch, Trigger, WorkflowConfig
 from etl_framework.scheduler.events import EventScanner, Notifier, close_batches
 from etl_framework.scheduler.schedules import (
+    MAX_COUNTED_TICKS,
     NextFire,
     ScheduleFire,
     ScheduleInit,
@@ -320,7 +321,8 @@ class Scheduler:
         elif isinstance(res, ScheduleFire):
             if res.catch_up:
                 self.log(f"missed run(s) while the scheduler was down: the tick at {res.tick.isoformat()}"
-                         + (f" and {res.missed} earlier tick(s)" if res.missed else "")
+                         + (f" and {'at least ' if res.missed + 1 >= MAX_COUNTED_TICKS else ''}{res.missed} earlier"
+                            " tick(s)" if res.missed else "")
                          + " did not fire on time; starting ONE catch-up run now", level="warn",
                          workflow=wf.name, trigger=trig.name, firing=res.firing_id, missed=res.missed + 1)
             else:
