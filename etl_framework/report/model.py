@@ -89,6 +89,8 @@ class Stage:
             "files_read",
             "duration_s",
         }
+        if self.name == "quality":
+            shown.add("results")  # per-expectation results have their own table
         if (
             self.rows_out is not None
             and "rows_out" not in self.metrics
@@ -481,6 +483,11 @@ def job_run_from_dict(d: dict[str, Any]) -> JobRun:
         )
         if total:
             quarantine = {"rows": total, **{k: v for k, v in quarantine.items() if k != "rows"}}
+    if quarantine and set(quarantine) <= {"rows", "total"}:
+        # per rule: the rows each quarantine rule set aside (a row breaking two rules counts in both)
+        for q in quality:
+            if q.unexpected_count and str(q.action or "").startswith("quarantine"):
+                quarantine[q.name] = q.unexpected_count
     err = _get(d, "error")
     err_stage = _get(d, "error_stage", "failed_stage")
     if isinstance(err, dict):

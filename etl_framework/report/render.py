@@ -650,6 +650,8 @@ def quarantine_block(q: dict[str, int]) -> str:
     total = q.get("rows", q.get("total"))
     rows = [[esc(k), fmt_number(v)] for k, v in q.items() if k not in ("rows", "total")]
     head = f"<p><b>{fmt_number(total)}</b> row(s) quarantined</p>" if total is not None else ""
+    if rows:
+        head += '<p class="meta">per rule: the rows it set aside (a row that breaks two rules counts in both)</p>'
     return head + (_table(["rule / reason", "rows"], rows, numeric={1}, cls="quarantine") if rows else "")
 
 

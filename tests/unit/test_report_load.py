@@ -368,7 +368,7 @@ def test_workflow_report_from_the_stores(project: Path) -> None:
         "quarantined",
         "fare_amount",
     )
-    assert ok.quarantine == {"rows": 12}
+    assert ok.quarantine == {"rows": 12, "fare_in_range": 12}
     write = next(s for s in ok.stages if s.name == "write")
     assert write.metrics == {"rows_out": 978, "bytes": 51_200, "files": 2, "partitions": 2}
     # bookmarks from the bookmark store's history: before = the entry before this run's commit

@@ -512,3 +512,35 @@ def test_stage_headline_numbers_from_the_engine_metric_shapes() -> None:
     assert "<summary>sources</summary>" in table  # per-source detail folded away
     # a skipped stage that never started has no bar on the timeline
     assert page.count('class="bar"') == 3
+
+
+def test_quality_results_kept_only_in_the_quality_stage_metrics() -> None:
+    """The quality stage records its results and counts in its own metrics (no `details`): still shown."""
+    results = job_record()["details"]["quality"]["results"]
+    rec = job_record(details={})
+    rec["stages"].insert(
+        3,
+        {
+            "stage": "quality",
+            "seq": 4,
+            "status": "SUCCEEDED",
+            "started_at": at(25),
+            "ended_at": at(40),
+            "metrics": {
+                "rows_in": 1200,
+                "rows_out": 1187,
+                "rows_quarantined": 13,
+                "expectations": 3,
+                "passed": 2,
+                "results": results,
+            },
+        },
+    )
+    del rec["stages"][2]  # the earlier quality stage record of the fixture
+    run = job_run_from_dict(rec)
+    assert [q.name for q in run.quality][1] == "expect_column_values_to_be_between(fare_amount)"
+    assert run.quarantine == {"rows": 13, "expect_column_values_to_be_between(fare_amount)": 13}
+    quality_stage = next(s for s in run.stages if s.name == "quality")
+    assert "results" not in quality_stage.other_metrics
+    page = render(Report(title="job run", job_runs=[run]))
+    assert "13</b> row(s) quarantined" in page and "per rule" in page
