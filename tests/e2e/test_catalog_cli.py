@@ -131,3 +131,22 @@ def test_query_and_catalog_errors_exit_2(proj):
         assert expected in r.stderr, (args, r.stderr)
         assert r.stdout == "" and "Traceback" not in r.stderr
     assert catalog_state(proj) == before
+
+
+def test_crawl_job_file_runs_its_crawl_entries(proj):
+    write(proj / "jobs" / "job.yaml", """
+job: trips_job
+sources:
+  trips: {format: csv, path: "${env.raw_root}/trips/", options: {header: true}}
+crawl:
+  - {source: trips, database: raw, table: trips_from_job, schema_change: update}
+target: {format: delta, path: ../data/lake/t}
+""")
+    r = etl(proj, "crawl", str(proj / "jobs" / "job.yaml"), "--json")
+    assert r.returncode == 0, r.stderr
+    [res] = json.loads(r.stdout)
+    assert res["crawler"] == "trips_job.raw.trips_from_job" and res["state"] == "SUCCEEDED"
+    show = json.loads(etl(proj, "catalog", "show", "raw.trips_from_job", "--json").stdout)
+    assert len(show["partitions"]) == 2
+    wrong = etl(proj, "crawl", str(proj / "jobs" / "job.yaml"), "--name", "other")
+    assert wrong.returncode == 2 and "no crawler named 'other'" in wrong.stderr
