@@ -24,9 +24,13 @@ def register(group: click.Group) -> None:
     @click.option("--settle-seconds", type=float, default=2.0, show_default=True,
                   help="a new file is taken once its size and mtime have not changed for this long")
     @click.option("--no-notifications", is_flag=True, help="listing poll only (no watchdog/inotify)")
+    @click.option("--status", "show_status", is_flag=True,
+                  help="print the scheduler's state (schedules, pending events, waiting firings) and exit")
+    @click.option("--json", "as_json", is_flag=True, help="with --status: JSON on stdout")
     @click.pass_context
     def scheduler_cmd(ctx: click.Context, workflows_dir: str | None, once: bool, grace_seconds: float,
-                      log_json: bool, poll_seconds: float, settle_seconds: float, no_notifications: bool) -> None:
+                      log_json: bool, poll_seconds: float, settle_seconds: float, no_notifications: bool,
+                      show_status: bool, as_json: bool) -> None:
         """Run the local scheduler (EventBridge + Glue triggers): scheduled triggers fire on time (UTC), event
         triggers on new files (Glue event batching); state survives restarts, nothing fires twice."""
         from etl_framework.config.project import Project
@@ -47,6 +51,9 @@ def register(group: click.Group) -> None:
         if not folder.is_dir():
             raise UsageError(f"workflow folder {folder} does not exist\n  what to do: pass --workflows DIR")
         state_path = Path(env_cfg.state.path)
+        if show_status:
+            _status(state_path, as_json)
+            return
         log = SchedulerLog(json_lines=log_json)
         lock = SchedulerLock(state_path)
         lock.acquire()
@@ -66,3 +73,46 @@ def register(group: click.Group) -> None:
             store.close()
         finally:
             lock.release()
+
+
+def _status(state_path: Path, as_json: bool) -> None:
+    """What the scheduler has on record: which lock holder, each schedule's last tick, pending events per trigger,
+    firings not yet started, and the latest batches."""
+    from etl_framework.cli.common import print_json
+    from etl_framework.scheduler.store import SchedulerLock, SchedulerStore
+
+    holder = SchedulerLock(state_path).holder()
+    store = SchedulerStore(state_path)
+    try:
+        conn = store.conn
+        data = {
+            "state_path": str(state_path),
+            "lock_holder": holder or None,
+            "schedules": [dict(r) for r in conn.execute(
+                "SELECT workflow, trigger, expr, last_tick FROM scheduler_schedules ORDER BY workflow, trigger")],
+            "pending_events": [dict(r) for r in conn.execute(
+                "SELECT workflow, trigger, COUNT(*) AS events, MIN(seen_at) AS first_seen_at FROM scheduler_events"
+                " WHERE batch_id IS NULL GROUP BY workflow, trigger ORDER BY workflow, trigger")],
+            "waiting_firings": [dict(r) for r in conn.execute(
+                "SELECT firing_id, workflow, trigger, kind, due_at, batch_id, state, note FROM scheduler_firings"
+                " WHERE state IN ('waiting', 'starting') ORDER BY firing_id")],
+            "recent_firings": [dict(r) for r in conn.execute(
+                "SELECT firing_id, workflow, trigger, kind, due_at, batch_id, state, run_id, started_at, note"
+                " FROM scheduler_firings ORDER BY firing_id DESC LIMIT 20")],
+        }
+    finally:
+        store.close()
+    if as_json:
+        print_json(data)
+        return
+    click.echo(f"state store {state_path}: " + (f"scheduler running ({holder})" if holder else "no scheduler running"))
+    for r in data["schedules"]:
+        click.echo(f"  schedule {r['workflow']}.{r['trigger']} {r['expr']}: last tick {r['last_tick']}")
+    for r in data["pending_events"]:
+        click.echo(f"  pending {r['workflow']}.{r['trigger']}: {r['events']} event(s) since {r['first_seen_at']}")
+    for r in data["waiting_firings"]:
+        click.echo(f"  waiting firing {r['firing_id']} {r['workflow']}.{r['trigger']} ({r['kind']}, due {r['due_at']})"
+                   + (f": {r['note']}" if r["note"] else ""))
+    for r in data["recent_firings"]:
+        click.echo(f"  firing {r['firing_id']} {r['workflow']}.{r['trigger']} {r['kind']} {r['state']}"
+                   + (f" run {r['run_id']}" if r["run_id"] else "") + (f" — {r['note']}" if r["note"] else ""))

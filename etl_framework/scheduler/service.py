@@ -263,6 +263,7 @@ class Scheduler:
         self._waiting_logged: set[int] = set()
         self._run_firing: dict[str, Firing] = {}
         self._last_orphan_check = 0.0
+        self._remote_reported: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------------------------------- recovery
 
@@ -333,6 +334,13 @@ class Scheduler:
         assert trig.watch
         root = trig.watch.path.rstrip("/") or "/"
         key = (wf.name, trig.name)
+        if "://" in root:
+            if key not in self._remote_reported:
+                self._remote_reported.add(key)
+                self.log(f"watch path {root} is remote: event triggers on object stores are EventBridge's (deployed "
+                         "by `etl deploy`); this trigger is not watched locally", level="warn", workflow=wf.name,
+                         trigger=trig.name)
+            return
         mono = now.timestamp()
         watched = self.notifier.watch(root) if self.notifier else False
         due = (force or root in dirty or self.scanner.has_candidates(*key)

@@ -324,6 +324,21 @@ class SchedulerLock:
         os.fsync(fd)
         self._fd = fd
 
+    def holder(self) -> str | None:
+        """Who holds the lock now (None: nobody — a crashed holder's leftover text does not count)."""
+        if not self.path.is_file():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return os.read(fd, 4096).decode(errors="replace").strip() or "unknown process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             try:

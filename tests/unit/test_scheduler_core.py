@@ -365,3 +365,14 @@ def test_second_scheduler_on_the_same_store_refuses_and_names_the_holder(tmp_pat
             SchedulerLock(state).acquire()
         assert f"pid {os.getpid()}" in str(e.value) and str(state) in str(e.value)
     SchedulerLock(state).acquire()  # released: a restart gets it
+
+
+def test_lock_holder_is_reported_only_while_held(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    lock = SchedulerLock(state)
+    assert lock.holder() is None
+    lock.acquire()
+    holder = SchedulerLock(state).holder()
+    assert holder is not None and holder.startswith(f"pid {os.getpid()} on ")
+    lock.release()
+    assert SchedulerLock(state).holder() is None
