@@ -278,6 +278,8 @@ def _check_sources(loaded: LoadedJob, doc: YamlDoc, ctx: Context) -> list[Config
     errors: list[ConfigError] = []
     names = list(cfg.sources)
     for name, src in cfg.sources.items():
+        if src is None:
+            continue
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             errors.append(doc.error(("sources", name), f"source name '{name}' must be a SQL identifier (letters, "
                                     "digits, '_'): it becomes a view name", at_key=True))
@@ -292,10 +294,12 @@ def _check_sources(loaded: LoadedJob, doc: YamlDoc, ctx: Context) -> list[Config
             errors.append(doc.error(("sources", name, "schema"), "schema 'catalog' is for format 'catalog' sources; "
                                     "give the columns (name: type) or 'infer'"))
     for i, c in enumerate(cfg.crawl):
+        if c is None:
+            continue
         if c.source and c.source not in cfg.sources:
             errors.append(doc.error(("crawl", i, "source"), f"crawl source '{c.source}' is not a source of this "
                                     f"job (sources: {', '.join(names)})" + suggest(c.source, names)))
-        elif c.source and cfg.sources[c.source].format == "catalog":
+        elif c.source and cfg.sources[c.source] is not None and cfg.sources[c.source].format == "catalog":
             errors.append(doc.error(("crawl", i, "source"), f"source '{c.source}' is read from the catalog; crawl "
                                     "a path instead ('path:')"))
     return errors
@@ -337,6 +341,8 @@ def _check_steps(loaded: LoadedJob, doc: YamlDoc, ctx: Context) -> list[ConfigEr
     errors: list[ConfigError] = []
     sources = list(cfg.sources)
     for i, step in enumerate(cfg.transform):
+        if step is None:
+            continue
         base = ("transform", i)
         kind = step.kind
         if kind == "sql":
@@ -413,6 +419,8 @@ def _check_quality(loaded: LoadedJob, doc: YamlDoc) -> list[ConfigError]:
     errors: list[ConfigError] = []
     names: dict[str, int] = {}
     for i, e in enumerate(loaded.config.quality):
+        if e is None:
+            continue
         base = ("quality", i)
         info = EXPECTATIONS.get(e.expect)
         if info is None:
@@ -451,6 +459,8 @@ def _user_kwargs(kwargs: list[str]) -> list[str]:
 def _check_target(loaded: LoadedJob, doc: YamlDoc) -> list[ConfigError]:
     t = loaded.config.target
     errors: list[ConfigError] = []
+    if t is None:
+        return errors
     if t.mode == "overwrite_partitions" and not t.partition_by:
         errors.append(doc.error(("target", "mode"), "mode 'overwrite_partitions' needs 'partition_by' (it replaces "
                                 "only the partitions present in the data)"))
@@ -483,6 +493,8 @@ def _check_names(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
     errors: list[ConfigError] = []
     seen: dict[str, int] = {}
     for i, t in enumerate(cfg.triggers):
+        if t is None:
+            continue
         if t.name in seen:
             errors.append(doc.error(("triggers", i, "name"), f"duplicate trigger name '{t.name}' (also "
                                     f"triggers[{seen[t.name]}]): trigger names are unique in a workflow"))
@@ -524,6 +536,8 @@ def _check_triggers(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
     cfg = loaded.config
     errors: list[ConfigError] = []
     for i, t in enumerate(cfg.triggers):
+        if t is None:
+            continue
         base = ("triggers", i)
         if t.schedule is not None:
             try:
@@ -568,6 +582,8 @@ def _check_graph(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
     that can never fire)."""
     cfg = loaded.config
     errors: list[ConfigError] = []
+    if any(t is None for t in cfg.triggers) or not cfg.triggers:
+        return errors  # some triggers are invalid: the graph is incomplete, its checks would mislead
     nodes = set(cfg.jobs) | set(cfg.crawlers)
     started_by: dict[str, list[int]] = {}
     for i, t in enumerate(cfg.triggers):
@@ -635,7 +651,8 @@ def _check_graph(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
                 dfs(m, stack + [m])
         color[n] = 2
 
-    for n in sorted(edges):
+    roots = [a.node for t in cfg.triggers if t.type != "conditional" for a in t.actions]
+    for n in list(dict.fromkeys(roots)) + sorted(edges):  # from the start, so the back edge closes the cycle
         if color.get(n) is None:
             dfs(n, [n])
     return errors

@@ -131,7 +131,7 @@ def _check_field(value: str, field: str, offset: int) -> None:
     for part in value.split(","):
         if not part:
             raise CronError(f"{field}: empty list item in '{value}'", pos)
-        if any(c in part for c in "LW#?"):
+        if any(c in re.sub(r"[A-Z]{3}", "", part) for c in "LW#?"):  # JUL, WED are names, not L/W
             raise CronError(f"{field}: '{part}' is not allowed here ('L', 'W', '#' and '?' stand alone: "
                             f"e.g. L, 15W, 6L, 2#1)", pos)
         base, slash, step = part.partition("/")

@@ -126,7 +126,12 @@ def load_job(path: str | Path, project: Project, env: str = "local", params: dic
         del data["params"]
     model, errs = validate_model(doc, JobConfig, data)
     errors += errs
-    if model is None or errors:
+    if model is None:
+        if check:  # still check the parts that are valid, so that all errors of the file come at once
+            from etl_framework.config.checks import check_job
+
+            part = LoadedJob(config=partial_job(data), path=path, params=eff, doc=doc, env=env)  # type: ignore[arg-type]
+            errors += check_job(part, project, run_known=run is not None)
         raise ConfigErrors(errors)
     assert isinstance(model, JobConfig)
     _resolve_job_paths(model, path.parent)
@@ -135,9 +140,50 @@ def load_job(path: str | Path, project: Project, env: str = "local", params: dic
         from etl_framework.config.checks import check_job
 
         errors += check_job(loaded, project, run_known=run is not None)
-        if errors:
-            raise ConfigErrors(errors)
+    if errors:
+        raise ConfigErrors(errors)
     return loaded
+
+
+def partial_job(data: Any) -> Any:
+    """The valid parts of an invalid job file, for the semantic checks: each section validated on its own; an
+    invalid list item or source is None (its index and name are kept, so positions and references still work)."""
+    from types import SimpleNamespace
+
+    from pydantic import TypeAdapter, ValidationError
+
+    data = data if isinstance(data, dict) else {}
+    fields = JobConfig.model_fields
+    out: dict[str, Any] = {}
+    for name in ("params", "sources", "crawl", "transform", "quality", "target", "register"):
+        ann = fields[name].annotation
+        value = data.get(name)
+        try:
+            out[name] = TypeAdapter(ann).validate_python(value) if value is not None else fields[name].get_default(
+                call_default_factory=True)
+            continue
+        except ValidationError:
+            pass
+        if name == "sources" and isinstance(value, dict):
+            from etl_framework.config.model import Source
+
+            out[name] = {k: _try(TypeAdapter(Source), v) for k, v in value.items()}
+        elif name in ("crawl", "transform", "quality") and isinstance(value, list):
+            inner = ann.__args__[0]  # list[X]
+            out[name] = [_try(TypeAdapter(inner), v) for v in value]
+        else:
+            out[name] = {} if name in ("params", "sources") else [] if name in ("crawl", "transform", "quality") \
+                else None
+    return SimpleNamespace(**out)
+
+
+def _try(adapter: Any, value: Any) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
 
 
 def load_workflow(path: str | Path, project: Project, env: str = "local", check: bool = True) -> LoadedWorkflow:
@@ -153,18 +199,23 @@ def load_workflow(path: str | Path, project: Project, env: str = "local", check:
     data = interpolate(doc.data, ctx, _problem_adder(doc, errors))
     model, errs = validate_model(doc, WorkflowConfig, data)
     errors += errs
-    if model is None:
-        raise ConfigErrors(errors)
-    assert isinstance(model, WorkflowConfig)
+    partial = model is None
+    if partial:
+        if not check:
+            raise ConfigErrors(errors)
+        model = partial_workflow(data)  # check the valid parts too: all errors of the file at once
     base = path.parent
     for c in model.crawlers.values():
-        c.path = resolve_path(c.path, base)
+        if c is not None:
+            c.path = resolve_path(c.path, base)
     for t in model.triggers:
-        if t.watch:
+        if t is not None and t.watch:
             t.watch.path = resolve_path(t.watch.path, base)
     jobs: dict[str, LoadedJob] = {}
     job_paths: dict[str, Path] = {}
     for name, rel in model.jobs.items():
+        if not isinstance(rel, str):
+            continue
         jp = Path(resolve_path(rel, base))
         job_paths[name] = jp
         if not jp.is_file():
@@ -183,7 +234,8 @@ def load_workflow(path: str | Path, project: Project, env: str = "local", check:
                                                            f"'{lj.config.job}': use the same name (Glue names "
                                                            "workflow nodes by job name)"))
         jobs[name] = lj
-    loaded = LoadedWorkflow(config=model, path=path, jobs=jobs, job_paths=job_paths, doc=doc, env=env)
+    loaded = LoadedWorkflow(config=model, path=path, jobs=jobs, job_paths=job_paths, doc=doc,  # type: ignore[arg-type]
+                            env=env)
     if check:
         from etl_framework.config.checks import check_workflow
 
@@ -198,3 +250,26 @@ def project_for(path: str | Path, project_dir: str | Path | None = None) -> Proj
     if project_dir or os.environ.get("ETL_PROJECT_DIR"):
         return Project.discover(project_dir)
     return Project.discover(start=path)
+
+
+def partial_workflow(data: Any) -> Any:
+    """The valid parts of an invalid workflow file (see `partial_job`)."""
+    from types import SimpleNamespace
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from etl_framework.config.model import Trigger, WorkflowCrawler
+
+    data = data if isinstance(data, dict) else {}
+    fields = WorkflowConfig.model_fields
+    out: dict[str, Any] = {}
+    for name in ("run_properties", "jobs"):
+        try:
+            out[name] = TypeAdapter(fields[name].annotation).validate_python(data.get(name) or {})
+        except ValidationError:
+            out[name] = {}
+    crawlers = data.get("crawlers") if isinstance(data.get("crawlers"), dict) else {}
+    out["crawlers"] = {k: _try(TypeAdapter(WorkflowCrawler), v) for k, v in crawlers.items()}
+    triggers = data.get("triggers") if isinstance(data.get("triggers"), list) else []
+    out["triggers"] = [_try(TypeAdapter(Trigger), t) for t in triggers]
+    return SimpleNamespace(**out)

@@ -351,7 +351,8 @@ def validate_model(doc: YamlDoc, model: type[BaseModel], data: Any | None = None
         elif kind == "value_error" and not doc_has(doc, path):
             grouped.setdefault((path, True, kind), []).append(_message(err, node))
         else:
-            at_key = kind == "value_error"  # model-level checks point at the mapping's key
+            # model-level checks point at the mapping's key; so does a missing value (`key:` with nothing)
+            at_key = kind == "value_error" or node is None
             grouped.setdefault((path, at_key, "value"), []).append(_message(err, node))
             expects.setdefault(path, []).append((_expects(err), node))
     errors = []
@@ -369,8 +370,27 @@ def validate_model(doc: YamlDoc, model: type[BaseModel], data: Any | None = None
         elif _kind_ == "value_error":
             text = f"{_label(path)}: {text}" if path else text
         line, col = doc.pos(path, at_key=at_key)
-        errors.append(ConfigError(doc.file, line, col, text))
+        errors.append(ConfigError(doc.file, line, col, text + _comma_hint(doc, data, path, prefix)))
     return None, errors
+
+
+def _unbalanced(text: Any) -> bool:
+    return isinstance(text, str) and (text.count("(") != text.count(")") or text.count("[") != text.count("]")
+                                      or text.count("'") % 2 == 1)
+
+
+def _comma_hint(doc: YamlDoc, data: Any, path: PathT, prefix: PathT) -> str:
+    """`{x: coalesce(a, b)}` is valid YAML meaning {x: 'coalesce(a', 'b)': null}: say how to write it."""
+    rel = path[len(prefix):]
+    for cut in (rel, rel[:-1]):
+        parent = _get(data, cut)
+        if isinstance(parent, dict) and any(_unbalanced(k) or _unbalanced(v) for k, v in parent.items()):
+            line = doc.pos(prefix + cut, at_key=False)[0]
+            src = doc.lines[line - 1] if 0 < line <= len(doc.lines) else ""
+            if "{" in src:
+                return ("; note: inside {...} a comma separates entries: quote an expression that contains "
+                        "commas, e.g. {x: 'coalesce(a, b)'}, or write the mapping in block style")
+    return ""
 
 
 def doc_has(doc: YamlDoc, path: PathT) -> bool:
