@@ -175,10 +175,13 @@ def classify(fs: Any, root: str, f: FileInfo) -> str:
 
 
 def _read_lines(fs: Any, path: str, limit: int) -> list[str]:
+    size = 1024 * 1024
     with fs.open_input_stream(path, compression="detect") as fh:
-        data = fh.read(4 * 1024 * 1024)
-    text = data.decode("utf-8", errors="replace")
-    return text.splitlines()[: limit + 1]
+        data = fh.read(size)
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if len(data) == size and len(lines) > 1:
+        lines = lines[:-1]  # the sample ends inside this line
+    return lines[: limit + 1]
 
 
 # ------------------------------------------------------------------------------------------------ schema inference

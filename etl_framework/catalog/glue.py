@@ -3,9 +3,34 @@ that tests run it against a moto server."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from etl_framework.catalog.base import CatalogError, Column, Database, Partition, Table
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _glue_errors(fn: F) -> F:
+    """AWS errors (access denied, no endpoint, throttling) as a CatalogError naming the operation, never a
+    traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as e:
+            err = e.response.get("Error", {})
+            raise CatalogError(f"Glue Data Catalog: {fn.__name__} failed: {err.get('Code')}: {err.get('Message')}"
+                               ) from e
+        except BotoCoreError as e:
+            raise CatalogError(f"Glue Data Catalog: {fn.__name__} failed: {e}\n  what to do: check aws.region / "
+                               "aws.endpoint_url in the env config and the AWS credentials") from e
+
+    return wrapper  # type: ignore[return-value]
 
 
 class GlueCatalog:
@@ -31,6 +56,7 @@ class GlueCatalog:
             ) from e
 
     # databases
+    @_glue_errors
     def list_databases(self) -> list[Database]:
         out: list[Database] = []
         for page in self.client.get_paginator("get_databases").paginate():
@@ -38,6 +64,7 @@ class GlueCatalog:
                 out.append(Database(d["Name"], d.get("Description", ""), d.get("LocationUri")))
         return out
 
+    @_glue_errors
     def get_database(self, name: str) -> Database | None:
         try:
             d = self.client.get_database(Name=name)["Database"]
@@ -45,6 +72,7 @@ class GlueCatalog:
             return None
         return Database(d["Name"], d.get("Description", ""), d.get("LocationUri"))
 
+    @_glue_errors
     def ensure_database(self, name: str, description: str = "") -> bool:
         if self.get_database(name) is not None:
             return False
@@ -100,6 +128,7 @@ class GlueCatalog:
             update_time=str(d["UpdateTime"]) if d.get("UpdateTime") else None,
         )
 
+    @_glue_errors
     def list_tables(self, database: str | None = None) -> list[Table]:
         dbs = [database] if database else [d.name for d in self.list_databases()]
         out: list[Table] = []
@@ -111,6 +140,7 @@ class GlueCatalog:
                 continue
         return out
 
+    @_glue_errors
     def get_table(self, database: str, name: str) -> Table | None:
         try:
             d = self.client.get_table(DatabaseName=database, Name=name)["Table"]
@@ -118,14 +148,17 @@ class GlueCatalog:
             return None
         return self.from_glue(database, d)
 
+    @_glue_errors
     def create_table(self, table: Table) -> None:
         self._call("CreateTable", self.client.create_table, DatabaseName=table.database,
                    TableInput=self.table_input(table))
 
+    @_glue_errors
     def update_table(self, table: Table) -> None:
         self._call("UpdateTable", self.client.update_table, DatabaseName=table.database,
                    TableInput=self.table_input(table))
 
+    @_glue_errors
     def delete_table(self, database: str, name: str) -> None:
         try:
             self.client.delete_table(DatabaseName=database, Name=name)
@@ -133,6 +166,7 @@ class GlueCatalog:
             pass
 
     # partitions
+    @_glue_errors
     def get_partitions(self, database: str, table: str) -> list[Partition]:
         out: list[Partition] = []
         for page in self.client.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table):
@@ -142,6 +176,7 @@ class GlueCatalog:
         out.sort(key=lambda p: p.values)
         return out
 
+    @_glue_errors
     def add_partitions(self, database: str, table: str, partitions: list[Partition]) -> int:
         t = self.get_table(database, table)
         if t is None:
