@@ -264,6 +264,7 @@ class Scheduler:
         self._run_firing: dict[str, Firing] = {}
         self._last_orphan_check = 0.0
         self._remote_reported: set[tuple[str, str]] = set()
+        self._trigger_errors: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------------------------------- recovery
 
@@ -303,10 +304,20 @@ class Scheduler:
             for trig in wf.config.triggers:
                 if not trig.enabled:
                     continue
-                if trig.type == "scheduled" and trig.schedule:
-                    self._schedule(wf, trig, now)
-                elif trig.type == "event" and trig.watch:
-                    self._events(wf, trig, now, dirty, force_scan)
+                try:
+                    if trig.type == "scheduled" and trig.schedule:
+                        self._schedule(wf, trig, now)
+                    elif trig.type == "event" and trig.watch:
+                        self._events(wf, trig, now, dirty, force_scan)
+                except Exception as e:  # noqa: BLE001 - one trigger's trouble (e.g. an unreadable folder) must
+                    # not stop the others; said once per distinct problem, retried every pass
+                    problem = f"{type(e).__name__}: {e}"
+                    if self._trigger_errors.get((wf.name, trig.name)) != problem:
+                        self._trigger_errors[(wf.name, trig.name)] = problem
+                        self.log(f"trigger failed this pass (retrying every pass): {problem}", level="error",
+                                 workflow=wf.name, trigger=trig.name)
+                else:
+                    self._trigger_errors.pop((wf.name, trig.name), None)
         if time.monotonic() - self._last_orphan_check >= ORPHAN_CHECK_SECONDS:
             self.mark_orphans()
         self.reap()
@@ -484,8 +495,15 @@ class Scheduler:
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
             if not self.stop_requested.is_set():
-                self.log(f"received {signal.Signals(signum).name}: no new runs; finishing", signal=signum)
+                self.log(f"received {name}: no new runs; finishing (send it again to stop running runs now)",
+                         signal=signum)
+            else:
+                self.log(f"received {name} again: stopping running runs now", level="warn", signal=signum)
+                abort = getattr(self.starter, "abort", None)
+                if abort is not None:
+                    abort.set()
             self.stop_requested.set()
             self.wake.set()
 

@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,7 @@ class SubprocessStarter:
         self.extra_env = extra_env or {}
         self.log_dir = self.state_path.parent / "scheduler-runs"
         self.children: dict[str, Child] = {}
+        self.abort = threading.Event()  # set by a second SIGTERM/SIGINT: skip the rest of the grace period
         self._store: Any = None
 
     @property
@@ -193,7 +195,7 @@ class SubprocessStarter:
 
     def stop(self, grace_seconds: float, log: SchedulerLog) -> list[str]:
         deadline = time.monotonic() + max(0.0, grace_seconds)
-        while self.active() and time.monotonic() < deadline:
+        while self.active() and time.monotonic() < deadline and not self.abort.is_set():
             time.sleep(0.2)
         late = {r: self.children[r] for r in self.active()}
         for c in late.values():

@@ -376,3 +376,34 @@ def test_lock_holder_is_reported_only_while_held(tmp_path: Path) -> None:
     assert holder is not None and holder.startswith(f"pid {os.getpid()} on ")
     lock.release()
     assert SchedulerLock(state).holder() is None
+
+
+def test_an_unreadable_watched_folder_is_reported_once_and_the_other_triggers_keep_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, a, b = Clock(), tmp_path / "a", tmp_path / "b"
+    wfs = StaticWorkflows.of(
+        workflow("wa", triggers=[{"name": "fa", "type": "event", "watch": {"path": str(a)}, "batch": {"size": 1}}]),
+        workflow("wb", triggers=[{"name": "fb", "type": "event", "watch": {"path": str(b)}, "batch": {"size": 1}}]),
+    )
+    sched, starter, log = make(tmp_path, wfs, clock)
+    land(a, "x.csv")
+    land(b, "y.csv")
+    from etl_framework.scheduler import events
+
+    real = events.list_files
+
+    def broken(root: Path, pattern: str):
+        if Path(root) == a:
+            raise PermissionError(13, "Permission denied", str(a))
+        return real(root, pattern)
+
+    monkeypatch.setattr(events, "list_files", broken)
+    settle(sched, clock)
+    settle(sched, clock)
+    assert [s["workflow"] for s in starter.started] == ["wb"]
+    errors = [line for line in log.lines if line["level"] == "error"]
+    assert len(errors) == 1 and errors[0]["workflow"] == "wa" and "Permission denied" in errors[0]["message"]
+    monkeypatch.setattr(events, "list_files", real)
+    settle(sched, clock)
+    assert sorted(s["workflow"] for s in starter.started) == ["wa", "wb"]
