@@ -362,6 +362,18 @@ class RunProperties:
         return f"RunProperties({self.run_id})"
 
 
+def run_properties_for(state_path: str | Path, workflow_run_id: str | None) -> RunProperties | None:
+    """The run properties of a workflow run for a job started in another process (the subprocess executor passes
+    `--WORKFLOW_RUN_ID`); None outside a workflow or when the run is not in this state file."""
+    if not workflow_run_id:
+        return None
+    store = WorkflowStore(state_path)
+    if store.get_run(workflow_run_id) is None:
+        store.close()
+        return None
+    return RunProperties(store, workflow_run_id)
+
+
 def run_states(state_path: str | Path, run_id: str, workflow: str | None = None) -> dict[str, str]:
     """node -> state of a workflow run (for `etl plan --run`); nodes that did not run are left out."""
     store = WorkflowStore(state_path)

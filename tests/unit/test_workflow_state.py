@@ -151,3 +151,14 @@ def test_statistics_use_glue_names_and_skip_copied_nodes() -> None:
         "TotalActions": 9, "RunningActions": 2, "SucceededActions": 1, "FailedActions": 1, "TimeoutActions": 1,
         "StoppedActions": 2, "ErroredActions": 1, "WaitingActions": 1,
     }
+
+
+def test_run_properties_for_a_job_in_another_process(db: Path) -> None:
+    from etl_framework.state.workflows import run_properties_for
+
+    store = WorkflowStore(db)
+    run_id = store.begin_run("wf", max_concurrent_runs=None, nodes={}, properties={"k": 1})
+    assert run_properties_for(db, None) is None and run_properties_for(db, "wr_unknown") is None
+    props = run_properties_for(db, run_id)
+    props.put("x", 2)
+    assert store.get_properties(run_id) == {"k": 1, "x": 2} and props.as_dict() == {"k": 1, "x": 2}
