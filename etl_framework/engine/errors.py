@@ -65,8 +65,15 @@ def explain(e: BaseException, state: JobRunState | None, stage: str, source: str
         return e
     job = state.job if state is not None else "?"
     text = error_text(e)
-    m = FILE_RE.search(text)
-    file = m.group(1).rstrip(".") if m else None
+    file = None
+    target = state.config.target.path.rstrip("/").replace("file://", "") if state is not None else None
+    for m in FILE_RE.finditer(text):
+        cand = m.group(1).rstrip(".")
+        if _source_of(state, cand):
+            file = cand
+            break
+        if file is None and not (target and target in cand):
+            file = cand
     src = source or _source_of(state, file)
     what = f"source '{src}'" if src else "an input"
     at = f" (file {file})" if file else ""
@@ -79,10 +86,18 @@ def explain(e: BaseException, state: JobRunState | None, stage: str, source: str
                          "check the source's 'path' and the env config vars it uses, or create the data")
     if has("MALFORMED_RECORD_IN_PARSING", "Malformed records are detected", "Malformed CSV record",
            "Malformed JSON"):
-        rec = re.search(r"record parsing: \[(.{0,200}?)\]", text)
-        row = f": {rec.group(1)}" if rec else ""
-        return JobFailed(job, "extract", f"{what} has a malformed row{at}{row} (it does not parse with the "
-                         "declared schema: a value that does not convert to its column type, or a wrong number of "
+        cause = re.search(r'(For input string: "[^"]{0,100}"|Cannot parse [^\n]{0,120})', text)
+        row = f" ({cause.group(1)})" if cause else ""
+        if state is not None and not source:
+            from etl_framework.stages.extract import find_malformed
+
+            found = find_malformed(state)
+            if found:
+                src, file, raw = found
+                what, at = f"source '{src}'", f" in file {file}"
+                row = f": {raw[:200]!r}" + row
+        return JobFailed(job, "extract", f"{what} has a malformed row{at}{row}; it does not parse with the "
+                         "declared schema (a value that does not convert to its column type, or a wrong number of "
                          "fields)", f"fix the row, or set `bad_records: quarantine` (or drop) on {what} to set "
                          "such rows aside; the target was not changed")
     if has("CSV header does not conform to the schema"):

@@ -297,3 +297,29 @@ def _read_catalog(state: JobRunState, name: str, src: Source) -> Any:
         raise explain(e, state, STAGE, source=name) from None
     state.input_files.setdefault(name, _input_files(df))
     return df
+
+
+def find_malformed(state: JobRunState) -> tuple[str, str, str] | None:
+    """After a FAILFAST failure: which source, file and line was malformed (a diagnostic re-read of the text
+    sources in PERMISSIVE mode, only on the failure path)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    for name, src in state.config.sources.items():
+        if src.format not in TEXT_FORMATS or src.bad_records != "fail" or not isinstance(src.schema_, dict):
+            continue
+        try:
+            declared = parse_schema(state, name, src.schema_)
+            schema = StructType([*declared.fields, StructField(CORRUPT_COL, StringType(), True)])
+            opts = {k: option_value(v) for k, v in src.options.items() if "${secret:" not in str(v)}
+            paths = state.source_paths.get(name) or [src.path]
+            row = (state.spark.read.format(src.format).options(**opts).option("mode", "PERMISSIVE")
+                   .option("columnNameOfCorruptRecord", CORRUPT_COL).option("enforceSchema", "true")
+                   .schema(schema).load(paths).withColumn("__file", F.input_file_name())
+                   .filter(F.col(CORRUPT_COL).isNotNull()).first())  # all columns: Spark refuses the corrupt one alone
+        except Exception:  # noqa: BLE001, S112 - a diagnosis must never hide the original error
+            continue
+        if row is not None:
+            return name, str(row["__file"]), str(row[CORRUPT_COL])
+    return None
+

@@ -1,0 +1,174 @@
+"""Bad input (issue 3): each failure names the job, the stage and what to do, exits 1, and leaves the target
+exactly as it was (byte for byte), for a Delta and a Parquet target written by an earlier good run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl_framework.state.runs import SqliteRunStore
+from tests.spark.test_runtime_helpers import HEADER, SCHEMA, job, run, snapshot, trips, write_csv
+
+
+@pytest.fixture(scope="module")
+def base(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Good input and two targets (Delta, Parquet) written once by a successful run."""
+    root = tmp_path_factory.mktemp("rt_errors")
+    good = root / "good"
+    write_csv(good, trips(range(1, 6)))
+    out = {"root": root, "good": good, "db": root / "state.db"}
+    for fmt in ("delta", "parquet"):
+        target = root / f"target_{fmt}"
+        r = run(spark, job(good, target, fmt=fmt), out["db"])
+        assert r.ok, r.error
+        out[fmt] = target
+    return out
+
+
+def check_failed(r: Any, stage: str, *needles: str) -> None:
+    assert r.status == "FAILED" and r.exit_code == 1, (r.status, r.error)
+    assert r.error_stage == stage, (r.error_stage, r.error)
+    text = r.exception.render()
+    assert text.startswith(f"job rt_job, stage {stage}: ")
+    assert "what to do: " in text and r.hint
+    for n in needles:
+        assert n in text, (n, text)
+
+
+@pytest.fixture(params=["delta", "parquet"])
+def fmt(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_missing_input_path(spark: Any, base: dict[str, Any], fmt: str) -> None:
+    before = snapshot(base[fmt])
+    missing = base["root"] / "nope" / "trips"
+    r = run(spark, job(missing, base[fmt], fmt=fmt), base["db"])
+    check_failed(r, "extract", "source 'trips'", str(missing), "does not exist")
+    assert snapshot(base[fmt]) == before
+
+
+def test_unreadable_file(spark: Any, base: dict[str, Any], fmt: str) -> None:
+    folder = base["root"] / f"broken_parquet_{fmt}"
+    folder.mkdir()
+    spark.read.options(header=True).schema(", ".join(f"{c} {t}" for c, t in SCHEMA.items())).csv(
+        str(base["good"])).write.parquet(str(folder / "ok"))
+    (folder / "ok" / "part-99999-damaged.parquet").write_bytes(b"PAR1 this is not parquet at all")
+    before = snapshot(base[fmt])
+    cfg = job(folder / "ok", base[fmt], fmt=fmt, source={"format": "parquet", "options": {}})
+    r = run(spark, cfg, base["db"])
+    check_failed(r, "extract", "source 'trips'", "cannot be read", "damaged")
+    assert snapshot(base[fmt]) == before
+
+
+def test_csv_header_does_not_match_the_schema(spark: Any, base: dict[str, Any], fmt: str) -> None:
+    folder = base["root"] / f"moved_columns_{fmt}"
+    write_csv(folder, ["1,1,2024-01-01 10:00:00,1.0,2.0"], header="trip_id,zone_id,pickup_ts,distance,fare")
+    before = snapshot(base[fmt])
+    r = run(spark, job(folder, base[fmt], fmt=fmt), base["db"])
+    check_failed(r, "extract", "source 'trips'", "header does not match the declared schema")
+    assert snapshot(base[fmt]) == before
+
+
+def test_parquet_source_schema_mismatch(spark: Any, base: dict[str, Any], fmt: str) -> None:
+    folder = base["root"] / f"typed_{fmt}"
+    spark.createDataFrame([("x", "2024-01-01 00:00:00")], "trip_id string, pickup_ts string").write.parquet(
+        str(folder))
+    before = snapshot(base[fmt])
+    cfg = job(folder, base[fmt], fmt=fmt, source={"format": "parquet", "options": {}})
+    r = run(spark, cfg, base["db"])
+    check_failed(r, "extract", "does not match its declared schema", "missing columns zone_id, distance, fare",
+                 "column 'trip_id' is string in the data, declared bigint")
+    assert snapshot(base[fmt]) == before
+
+
+def test_value_that_does_not_convert_fails_naming_the_file(spark: Any, base: dict[str, Any], fmt: str) -> None:
+    folder = base["root"] / f"bad_value_{fmt}"
+    write_csv(folder, [*trips(range(1, 4)), "9,2024-01-01 10:00:00,1,not-a-number,3.0"])
+    before = snapshot(base[fmt])
+    r = run(spark, job(folder, base[fmt], fmt=fmt), base["db"])
+    check_failed(r, "extract", "source 'trips' has a malformed row", "part-0.csv", "bad_records: quarantine")
+    assert snapshot(base[fmt]) == before
+
+
+def test_type_that_cannot_be_cast(spark: Any, base: dict[str, Any], fmt: str) -> None:
+    before = snapshot(base[fmt])
+    cfg = job(base["good"], base[fmt], fmt=fmt, transform=[
+        {"with_columns": {"day": "to_date(pickup_ts)"}}, {"cast": {"pickup_ts": "array<int>"}}])
+    r = run(spark, cfg, base["db"])
+    check_failed(r, "transform", "step 2 (cast)", "cannot be cast")
+    assert snapshot(base[fmt]) == before
+
+
+def test_python_step_that_raises(spark: Any, base: dict[str, Any], fmt: str, tmp_path: Path) -> None:
+    mod = tmp_path / "rt_raising_step.py"
+    mod.write_text("def boom(df, ctx):\n    raise ValueError('zone table is empty')\n")
+    before = snapshot(base[fmt])
+    cfg = job(base["good"], base[fmt], fmt=fmt, transform=[{"python": "rt_raising_step:boom"}])
+    r = run(spark, cfg, base["db"], project_root=tmp_path)
+    check_failed(r, "transform", "rt_raising_step:boom raised ValueError: zone table is empty",
+                 "rt_raising_step.py:2")
+    assert snapshot(base[fmt]) == before
+
+
+def test_target_path_is_a_file(spark: Any, base: dict[str, Any], fmt: str) -> None:
+    target = base["root"] / f"a_file_{fmt}"
+    target.write_text("not a table\n")
+    r = run(spark, job(base["good"], target, fmt=fmt), base["db"])
+    check_failed(r, "write", f"target path {target} is a file")
+    assert target.read_text() == "not a table\n"
+
+
+def test_two_runs_writing_the_same_target(spark: Any, base: dict[str, Any], fmt: str) -> None:
+    """A live run holds the target's lock: the second run refuses, naming it. (tests/e2e does it with two real
+    processes; here the holder is this very process, so it is alive.)"""
+    store = SqliteRunStore(base["db"])
+    from etl_framework.stages.write import target_key
+
+    holder = "jr_20240101T000000_aaaaaa"
+    store.create_run({"run_id": holder, "job": "other_job", "env": "local", "started_at": "2024-01-01T00:00:00Z"})
+    store.acquire_target_lock(target_key(str(base[fmt])), holder, "other_job")
+    before = snapshot(base[fmt])
+    try:
+        r = run(spark, job(base["good"], base[fmt], fmt=fmt), base["db"])
+        check_failed(r, "write", "another run is writing the same target", holder, "other_job",
+                     f"pid {os.getpid()}")
+        assert snapshot(base[fmt]) == before
+    finally:
+        store.release_target_lock(target_key(str(base[fmt])), holder)
+        store.update_run(holder, status="SUCCEEDED")
+        store.close()
+
+
+def test_a_dead_holders_lock_is_taken_over(spark: Any, base: dict[str, Any]) -> None:
+    import subprocess
+
+    from etl_framework.stages.write import target_key
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    store = SqliteRunStore(base["db"])
+    holder = "jr_20240101T000000_bbbbbb"
+    store.create_run({"run_id": holder, "job": "rt_job", "env": "local", "started_at": "2024-01-01T00:00:00Z",
+                      "pid": dead.pid})
+    store.conn.execute("INSERT OR REPLACE INTO target_locks VALUES (?, ?, ?, ?, ?, ?)",
+                       (target_key(str(base["parquet"])), holder, "rt_job", __import__("socket").gethostname(),
+                        dead.pid, "2024-01-01T00:00:00Z"))
+    try:
+        r = run(spark, job(base["good"], base["parquet"], fmt="parquet"), base["db"])
+        assert r.ok, r.error
+        old = store.get_run(holder)
+        assert old is not None and old["status"] == "FAILED" and "ended without finishing" in old["error"]
+        assert store.target_lock(target_key(str(base["parquet"]))) is None
+    finally:
+        store.close()
+
+
+def test_header_only_input_writes_nothing_new(spark: Any, base: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "part-0.csv").write_text(HEADER + "\n")
+    r = run(spark, job(tmp_path / "empty", tmp_path / "out", fmt="parquet"), base["db"])
+    assert r.ok and r.metrics["write"]["rows_written"] == 0
