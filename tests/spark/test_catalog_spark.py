@@ -207,6 +207,8 @@ def test_s3a_catalog_source_on_moto(tmp_path, spark, moto_server):
     assert res.ok, res.message
     t = cat.get_table("raw", "trips")
     assert t.location == "s3://lake/raw/trips" and [k.name for k in t.partition_keys] == ["dt"]
+    # `etl query` reads the same S3 table (pyarrow's S3 filesystem against the endpoint)
+    assert run_query(cat, "SELECT count(*), sum(fare) FROM raw.trips", aws=aws).rows == [(3, 7.0)]
     configure_s3a(spark, moto_server, "us-east-1")
     df = read_catalog_source(spark, cat, Source.model_validate(
         {"format": "catalog", "table": "raw.trips", "push_down_predicate": "dt >= '2024-01-02'"}))
