@@ -39,8 +39,10 @@ class GlueCatalog:
     def __init__(self, region: str = "us-east-1", endpoint_url: str | None = None, client: Any = None) -> None:
         if client is None:
             import boto3
+            from botocore.config import Config
 
-            client = boto3.client("glue", region_name=region, endpoint_url=endpoint_url)
+            cfg = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+            client = boto3.client("glue", region_name=region, endpoint_url=endpoint_url, config=cfg)
         self.client = client
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
