@@ -8,6 +8,7 @@ import operator
 import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from typing import Any
 
 from etl_framework.report.model import (
     Attempt,
@@ -544,3 +545,92 @@ def test_quality_results_kept_only_in_the_quality_stage_metrics() -> None:
     assert "results" not in quality_stage.other_metrics
     page = render(Report(title="job run", job_runs=[run]))
     assert "13</b> row(s) quarantined" in page and "per rule" in page
+
+
+KEYS = [
+    "run_id",
+    "id",
+    "job",
+    "status",
+    "state",
+    "started_at",
+    "ended_at",
+    "start_time",
+    "duration_s",
+    "attempt",
+    "params",
+    "stages",
+    "stage",
+    "metrics",
+    "error",
+    "error_stage",
+    "details",
+    "quality",
+    "results",
+    "rule",
+    "success",
+    "observed_value",
+    "unexpected_count",
+    "unexpected_percent",
+    "action",
+    "bookmarks",
+    "before",
+    "after",
+    "sources",
+    "mode",
+    "files",
+    "watermark",
+    "quarantine",
+    "nodes",
+    "node",
+    "kind",
+    "attempts",
+    "job_run_ids",
+    "edges",
+    "statistics",
+    "rows_out",
+    "bytes",
+    "partitions",
+    "seq",
+    "changes",
+]
+
+
+def _json_values() -> Any:
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**15), 10**15),
+        st.floats(allow_nan=True),
+        st.text(max_size=12),
+        st.sampled_from(["2026-11-25T10:00:00Z", "FAILED", "RUNNING", "x<y"]),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=6)
+        ),
+        max_leaves=25,
+    )
+
+
+def test_any_record_shape_renders_without_raising() -> None:
+    """Whatever an older (or newer) version stored, the report renders: the builders never raise."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.dictionaries(st.sampled_from(KEYS), _json_values(), max_size=10),
+        st.dictionaries(st.sampled_from(KEYS), _json_values(), max_size=10),
+    )
+    def check(job: dict, wf: dict) -> None:
+        page = render(
+            Report(title="t", job_runs=[job_run_from_dict(job)], workflow=workflow_run_from_dict(wf))
+        )
+        assert page.endswith("</html>\n")
+        assert "<script" not in page
+
+    check()
