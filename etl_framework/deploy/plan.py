@@ -130,6 +130,7 @@ class Aws:
         self.s3 = boto3.client("s3", **kw)
         self.sts = boto3.client("sts", **kw)
         self.iam = boto3.client("iam", **kw)
+        self.dynamodb = boto3.client("dynamodb", **kw)
         self.account: str | None = None
 
 
@@ -256,6 +257,14 @@ class Deployer:
         from botocore.exceptions import ClientError
 
         g = self.aws.glue
+        if kind == "state_table":
+            try:
+                return self.aws.dynamodb.describe_table(TableName=name)["Table"]
+            except ClientError as e:
+                if error_code(e) == "ResourceNotFoundException":
+                    return None
+                raise DeployError(f"DynamoDB DescribeTable for {name} failed: {error_code(e)}: "
+                                  f"{error_message(e)}") from e
         getters = {
             "job": (g.get_job, {"JobName": name}, "Job"),
             "crawler": (g.get_crawler, {"Name": name}, "Crawler"),
@@ -349,7 +358,7 @@ class Deployer:
             if actual is None:
                 changes.append(Change(res.kind, res.name, "create", resource=res))
                 continue
-            if res.kind == "database":  # never changed or removed: it holds tables
+            if res.kind in ("database", "state_table"):  # never changed or removed: they hold data
                 changes.append(Change(res.kind, res.name, "unchanged", resource=res, actual=actual))
                 continue
             want, have = compared(res.kind, res.spec, actual)
@@ -370,7 +379,7 @@ class Deployer:
     def apply(self, plan: Plan, prune: bool = False) -> list[Change]:
         """Make the plan's changes in dependency order; returns the changes made."""
         done: list[Change] = []
-        order = {"artifact": 0, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4}
+        order = {"artifact": 0, "state_table": 1, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4}
         for c in sorted(plan.pending, key=lambda c: order[c.kind]):
             self.apply_one(c)
             done.append(c)
@@ -403,7 +412,15 @@ class Deployer:
     def create(self, res: Resource) -> None:
         g, tags, what = self.aws.glue, self.desired.tags, f"{res.kind} {res.name}"
         spec = dict(res.spec)
-        if res.kind == "database":
+        if res.kind == "state_table":
+            from etl_framework.state.dynamodb import DynamoState
+
+            self.calls.append(f"DynamoDB CreateTable {res.name}")
+            try:
+                DynamoState(res.name[: -len("state")], self.aws.region, client=self.aws.dynamodb)
+            except EtlError as e:
+                raise DeployError(f"{e}\n  (while creating the state table {res.name})") from e
+        elif res.kind == "database":
             self.write("Glue CreateDatabase", what, g.create_database,
                        DatabaseInput={"Name": res.name, "Description": "created by etl deploy"})
         elif res.kind == "job":

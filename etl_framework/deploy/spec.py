@@ -36,7 +36,7 @@ SCHEMA_CHANGE = {
     "update": ({"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "DEPRECATE_IN_DATABASE"},
                "CRAWL_EVERYTHING"),
 }
-KIND_ORDER = ("database", "job", "crawler", "workflow", "trigger")
+KIND_ORDER = ("state_table", "database", "job", "crawler", "workflow", "trigger")
 
 
 @dataclass
@@ -342,6 +342,9 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
         raise ConfigErrors(errors)
     for db, src in sorted(databases.items()):
         resources.append(Resource("database", db, {"Name": db}, src))
+    if env_cfg.state.backend == "dynamodb":  # made here so that the Glue role needs no dynamodb:CreateTable
+        table = f"{env_cfg.state.table_prefix}state"
+        resources.append(Resource("state_table", table, {"TableName": table}, display_path(env_file)))
     resources = unique(resources)
     resources.sort(key=lambda r: (KIND_ORDER.index(r.kind), r.name))
     state.resources = resources

@@ -73,8 +73,9 @@ class Recording:
             body = e.get("body") or ""
             if e.get("body_encoded"):
                 body = base64.b64decode(body).decode("utf-8", "replace")
-            if target:
-                out.append(target.replace("AWSGlue.", "Glue:"))
+            if target:  # AWSGlue.CreateJob, DynamoDB_20120810.DescribeTable
+                service, op = target.split(".", 1)
+                out.append(f"{service.replace('AWSGlue', 'Glue')}:{op}")
             elif "Action=" in body:  # STS / IAM query protocol
                 action = next(p for p in body.split("&") if p.startswith("Action="))[7:]
                 out.append(f"Query:{action}")
@@ -222,6 +223,11 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
         if t["type"] == "event":
             assert got["EventBatchingCondition"] == {"BatchSize": t["batch"]["size"],
                                                      "BatchWindow": t["batch"]["window_seconds"]}
+
+    # the DynamoDB state table of the env (conf/prod.yaml: state.backend dynamodb)
+    ddb = client("dynamodb", cloud["url"])
+    table = ddb.describe_table(TableName="etl_prod_state")["Table"]
+    assert {k["AttributeName"] for k in table["KeySchema"]} == {"pk", "sk"}
 
     # artifacts
     keys = {o["Key"] for o in cloud["s3"].list_objects_v2(Bucket=cloud["bucket"])["Contents"]}
@@ -428,3 +434,18 @@ def test_a_deploy_killed_in_the_middle_is_completed_by_the_next(cloud: dict[str,
     jobs = [n for n in cloud["glue"].list_jobs()["JobNames"] if n.startswith(cloud["prefix"])]
     assert len(jobs) == 3
     assert "nothing to change" in deploy(cloud).stderr
+
+
+def test_secrets_stay_placeholders_in_glue_and_on_s3(cloud: dict[str, Any]) -> None:
+    job_file = cloud["root"] / "jobs" / "zones_load.yaml"
+    text = job_file.read_text()
+    assert "params:" not in text
+    job_file.write_text(text.replace("job: zones_load\n", "job: zones_load\nparams: {api_key: '${secret:ZONES_KEY}'}\n"))
+    r = deploy(cloud, env={**CREDS, "ZONES_KEY": "hunter2-very-secret"})
+    assert r.returncode == 0, r.stderr
+    args = cloud["glue"].get_job(JobName=cloud["prefix"] + "zones_load")["Job"]["DefaultArguments"]
+    assert args["--api_key"] == "${secret:ZONES_KEY}"  # resolved by the job at run time, never deployed
+    assert "hunter2" not in r.stderr
+    for o in cloud["s3"].list_objects_v2(Bucket=cloud["bucket"])["Contents"]:
+        if not o["Key"].endswith(".whl"):
+            assert b"hunter2" not in cloud["s3"].get_object(Bucket=cloud["bucket"], Key=o["Key"])["Body"].read()
