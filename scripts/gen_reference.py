@@ -6,8 +6,8 @@ the click group. `tests/unit/test_report_reference.py` regenerates it and fails 
 differs,
 so the reference cannot drift from the code.
 
-    python scripts/gen_reference.py           # write docs/reference.md
-    python scripts/gen_reference.py --check   # exit 1 if docs/reference.md is stale
+    python scripts/gen_reference.py           # write docs/reference.md (and README.md's generated blocks)
+    python scripts/gen_reference.py --check   # exit 1 if either is stale
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pydantic_core import PydanticUndefined
 from etl_framework.config import model as M
 
 OUT = ROOT / "docs" / "reference.md"
+README = ROOT / "README.md"
 
 FILE_KINDS: list[tuple[str, type[BaseModel], str]] = [
     ("Job file", M.JobConfig, "`jobs/<name>.yaml`, top-level key `job:`; run with `etl run FILE`."),
@@ -355,22 +356,44 @@ def render() -> str:
     return f"{HEADER}\n{yaml_reference()}\n{cli_reference()}".rstrip() + "\n"
 
 
+def fill_blocks(text: str) -> str:
+    """Fill the generated blocks a document marks with `<!-- generated:NAME -->` ... `<!-- /generated:NAME -->`
+    (NAME: yaml-reference or cli-reference), so the README can carry the reference too and stay in sync."""
+    parts = {"yaml-reference": yaml_reference, "cli-reference": cli_reference}
+    for name, make in parts.items():
+        start, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
+        i = text.find(start)
+        j = text.find(end, i + len(start)) if i >= 0 else -1
+        if i >= 0 and j >= 0:
+            text = text[: i + len(start)] + "\n" + make().strip() + "\n" + text[j:]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the file is stale, without writing it")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file is stale, without writing it")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
+    ap.add_argument(
+        "--readme", type=Path, default=README, help="also fill its generated blocks (if it has any)"
+    )
     args = ap.parse_args(argv)
-    text = render()
+    wanted = {args.output: render()}
+    if args.readme.is_file():
+        current = args.readme.read_text()
+        filled = fill_blocks(current)
+        if filled != current or "<!-- generated:" in current:
+            wanted[args.readme] = filled
+    stale = [p for p, text in wanted.items() if (p.read_text() if p.is_file() else "") != text]
     if args.check:
-        current = args.output.read_text() if args.output.is_file() else ""
-        if current != text:
-            print(f"{args.output} is stale: run `python scripts/gen_reference.py`", file=sys.stderr)
-            return 1
-        print(f"{args.output} is up to date", file=sys.stderr)
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"wrote {args.output}", file=sys.stderr)
+        for p in stale:
+            print(f"{p} is stale: run `python scripts/gen_reference.py`", file=sys.stderr)
+        if not stale:
+            print("reference is up to date", file=sys.stderr)
+        return 1 if stale else 0
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(wanted[p])
+        print(f"wrote {p}", file=sys.stderr)
     return 0
 
 

@@ -43,12 +43,32 @@ def test_cli_reference_matches_the_cli() -> None:
 
 
 def test_whole_file_is_what_the_generator_writes(tmp_path: Path) -> None:
-    out = tmp_path / "reference.md"
-    assert gen().main(["-o", str(out)]) == 0
+    out, readme = tmp_path / "reference.md", tmp_path / "README.md"
+    readme.write_text("# x\n")
+    assert gen().main(["-o", str(out), "--readme", str(readme)]) == 0
     assert out.read_text() == (REPO / "docs" / "reference.md").read_text(), FIX
-    assert gen().main(["--check", "-o", str(out)]) == 0
+    assert gen().main(["--check", "-o", str(out), "--readme", str(readme)]) == 0
     out.write_text(out.read_text().replace("| `job` |", "| `jobb` |"))
-    assert gen().main(["--check", "-o", str(out)]) == 1
+    assert gen().main(["--check", "-o", str(out), "--readme", str(readme)]) == 1
+
+
+def test_readme_generated_blocks_are_filled_and_checked(tmp_path: Path) -> None:
+    g = gen()
+    out, readme = tmp_path / "reference.md", tmp_path / "README.md"
+    readme.write_text(
+        "# P\n\n<!-- generated:yaml-reference -->\nSTALE TEXT\n<!-- /generated:yaml-reference -->\n\nend\n"
+    )
+    assert g.main(["--check", "-o", str(out), "--readme", str(readme)]) == 1
+    assert g.main(["-o", str(out), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "STALE TEXT" not in text and "| `merge_keys` |" in text and text.endswith("end\n")
+    assert g.main(["--check", "-o", str(out), "--readme", str(readme)]) == 0
+
+
+def test_readme_in_the_repo_is_in_sync() -> None:
+    """If the README carries the generated reference blocks, they match the model and the CLI."""
+    readme = (REPO / "README.md").read_text()
+    assert gen().fill_blocks(readme) == readme, f"README.md reference blocks are stale: {FIX}"
 
 
 def test_every_key_of_every_file_kind_is_documented() -> None:
