@@ -30,8 +30,9 @@ def _files(paths: list[Path]) -> list[Path]:
 
 def validate_paths(paths: list[Path], project: Any, env: str) -> list[dict[str, Any]]:
     """`project`: a Project, or a function file -> Project (each file checked in its own project)."""
-    """One result per file: {file, kind, ok, errors}. Errors found in other files (a workflow's jobs, the env
-    config) are reported once, under the first file that led to them."""
+    """One result per file: {file, kind, ok, errors}. A file's errors include those found in the files it loads
+    (a workflow's jobs, the env config), so the same error may appear under several files; the text output
+    prints each once."""
     from etl_framework.config.errors import ConfigError, ConfigErrors
     from etl_framework.config.load import file_kind, load_job, load_workflow
     from etl_framework.config.loader import load_yaml
@@ -39,7 +40,6 @@ def validate_paths(paths: list[Path], project: Any, env: str) -> list[dict[str, 
     from etl_framework.config.project import display_path
     from etl_framework.errors import EtlError
 
-    seen: set[ConfigError] = set()
     results = []
     for f in _files(paths):
         shown = display_path(f.resolve()) if f.exists() else str(f)
@@ -67,13 +67,7 @@ def validate_paths(paths: list[Path], project: Any, env: str) -> list[dict[str, 
                 raise ConfigErrors([ConfigError(shown, 1, 1, "neither a job file ('job: NAME' at the top) nor a "
                                                              "workflow file ('workflow: NAME')")])
         except ConfigErrors as e:
-            errors = [x for x in e.errors if x not in seen]
-            seen.update(e.errors)
-            if not errors:  # all already reported under another file: still not ok
-                errors = []
-                results.append({"file": shown, "kind": kind, "ok": False, "errors": [],
-                                "note": "errors reported above"})
-                continue
+            errors = list(e.errors)
         except EtlError as e:
             errors = [ConfigError(shown, 1, 1, str(e).replace("\n", " "))]
         results.append({"file": shown, "kind": kind, "ok": not errors, "errors": errors})

@@ -117,6 +117,10 @@ def load_job(path: str | Path, project: Project, env: str = "local", params: dic
     if file_kind(doc.data) != "job":
         what = "a workflow file" if file_kind(doc.data) == "workflow" else "not a job file"
         raise ConfigErrors([ConfigError(doc.file, 1, 1, f"{what}: a job file starts with 'job: NAME'")])
+    if run is not None:  # the built-ins a caller may leave out
+        from datetime import UTC, datetime
+
+        run = {"job": name, "env": env, "workflow": "", "date": datetime.now(UTC).strftime("%Y-%m-%d"), **run}
     eff = effective_params(doc, env_cfg.vars, params, run, errors, name)
     ctx = Context(env=env_cfg.vars, params=eff, run=run)
     body = {k: v for k, v in doc.data.items() if k != "params"}

@@ -80,7 +80,7 @@ def at(text: str, needle: str, nth: int = 1) -> tuple[int, int]:
 
 
 def errors(output: str) -> list[tuple[str, int, int, str]]:
-    return [(m[1], int(m[2]), int(m[3]), m[4]) for m in re.finditer(r"^(\S+?):(\d+):(\d+): (.*)$", output, re.M)]
+    return [(m[1], int(m[2]), int(m[3]), m[4]) for m in re.finditer(r"^(\S+?):(\d+):(\d+): (.*)$", output, re.MULTILINE)]
 
 
 def check_job(project: Path, text: str, needle: str, expect: str, nth: int = 1, col: bool = True) -> str:

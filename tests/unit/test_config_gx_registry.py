@@ -20,9 +20,9 @@ def _generator():
 def test_snapshot_matches_installed_gx() -> None:
     gen = _generator()
     live = gen.build()
-    from etl_framework.config.gx_registry import EXPECTATIONS, GX_VERSION
-
     import great_expectations
+
+    from etl_framework.config.gx_registry import EXPECTATIONS, GX_VERSION
 
     assert GX_VERSION == great_expectations.__version__
     assert set(EXPECTATIONS) == set(live), "re-run scripts/gen_gx_registry.py"

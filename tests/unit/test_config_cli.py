@@ -1,0 +1,153 @@
+"""`etl validate`, `etl plan`, `etl schema`, `etl init` as a user runs them; two through a real subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from etl_framework.cli import cli
+from etl_framework.cli.common import run_cli
+from etl_framework.config.load import load_workflow
+from etl_framework.config.project import Project
+from etl_framework.graph import levels, render
+from tests.conftest import REPO
+
+ETL = str(Path(sys.executable).parent / "etl")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = run_cli(cli, list(args))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_validate_example_project(project: Path) -> None:
+    rc, out, err = run("--project-dir", str(project), "validate")
+    assert rc == 0, err
+    assert out == ""  # progress on stderr only
+    for name in ("trips_clean", "zones_load", "trip_stats", "nightly_trips"):
+        assert "ok  " in err and f"{name}.yaml" in err
+
+
+def test_validate_json(project: Path) -> None:
+    bad = project / "jobs" / "zones_load.yaml"
+    bad.write_text(bad.read_text().replace("mode: overwrite", "mode: replace"))
+    rc, out, err = run("--project-dir", str(project), "validate", "--json")
+    assert rc == 2
+    results = {Path(r["file"]).name: r for r in json.loads(out)}
+    assert results["trips_clean.yaml"]["ok"] is True
+    assert results["zones_load.yaml"]["ok"] is False
+    e = results["zones_load.yaml"]["errors"][0]
+    assert e["line"] == bad.read_text().splitlines().index("  mode: replace") + 1 and e["col"] == 9
+    assert "zones_load.yaml" in err  # the errors on stderr too
+
+
+def test_validate_missing_file_and_unknown_kind(project: Path) -> None:
+    (project / "jobs" / "notes.yaml").write_text("title: not a job\n")
+    rc, _, err = run("--project-dir", str(project), "validate", str(project / "jobs" / "nope.yaml"),
+                     str(project / "jobs" / "notes.yaml"))
+    assert rc == 2
+    assert "nope.yaml:1:1: file not found" in err
+    assert "notes.yaml:1:1: neither a job file" in err
+
+
+def test_validate_env_config_file(project: Path) -> None:
+    conf = project / "conf" / "dev.yaml"
+    conf.write_text(conf.read_text().replace("backend: glue", "backend: hive"))
+    rc, _, err = run("--project-dir", str(project), "validate", str(conf))
+    assert rc == 2 and "dev.yaml:" in err and "local, glue" in err
+    rc, _, err = run("--project-dir", str(project), "validate", str(project / "conf" / "prod.yaml"))
+    assert rc == 0, err
+
+
+def test_validate_against_another_env(project: Path) -> None:
+    rc, _, err = run("--project-dir", str(project), "--env", "prod", "validate")
+    assert rc == 0, err
+    rc, _, err = run("--project-dir", str(project), "--env", "nope", "validate")
+    assert rc == 2 and "environment 'nope'" in err
+
+
+def test_plan_formats(project: Path) -> None:
+    wf = str(project / "jobs" / "nightly_trips.yaml")
+    rc, text, _ = run("--project-dir", str(project), "plan", wf)
+    assert rc == 0
+    assert "after_curated: when zones_load SUCCEEDED and trips_clean SUCCEEDED" in text
+    assert "1. crawler raw_trips" in text and "3. job trip_stats" in text
+    assert "next 20" in text  # the scheduled trigger's next fire time
+    rc, mermaid, _ = run("--project-dir", str(project), "plan", wf, "--format", "mermaid")
+    assert rc == 0 and mermaid.startswith("flowchart LR")
+    assert "c_raw_trips -- SUCCEEDED --> t_after_crawl" in mermaid
+    assert "j_trips_clean -- SUCCEEDED --> t_after_curated" in mermaid
+    rc, dot, _ = run("--project-dir", str(project), "plan", wf, "--format", "dot")
+    assert rc == 0 and dot.startswith('digraph "nightly_trips"') and dot.rstrip().endswith("}")
+    assert '"trigger:after_curated" -> "job:trip_stats"' in dot
+
+
+def test_plan_refuses_invalid_workflow(project: Path) -> None:
+    wf = project / "jobs" / "nightly_trips.yaml"
+    wf.write_text(wf.read_text().replace("{job: trip_stats}", "{job: trip_statz}"))
+    rc, out, err = run("--project-dir", str(project), "plan", str(wf))
+    assert rc == 2 and out == ""
+    assert "unknown job 'trip_statz'" in err
+
+
+def test_graph_states_and_levels(project: Path) -> None:
+    wf = load_workflow(project / "jobs" / "nightly_trips.yaml", Project.discover(project)).config
+    assert levels(wf) == [["raw_trips"], ["trips_clean", "zones_load"], ["trip_stats"]]
+    states = {"raw_trips": "SUCCEEDED", "trips_clean": "FAILED"}
+    assert "-> job trips_clean (min_distance=0.1)  [FAILED]" in render(wf, "text", states)
+    assert "class j_trips_clean failed" in render(wf, "mermaid", states)
+    assert 'fillcolor="#ffcdd2"' in render(wf, "dot", states)
+
+
+def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
+    target = tmp_path / "newproj"
+    rc, _, err = run("init", str(target))
+    assert rc == 0, err
+    for rel in ("conf/local.yaml", "jobs/orders_clean.yaml", "jobs/daily.yaml", "spark-conf/spark-defaults.conf",
+                "jobs/.schemas/job.schema.json", "data/raw/orders/part-0.csv"):
+        assert (target / rel).is_file(), rel
+    rc, _, err = run("--project-dir", str(target), "validate")
+    assert rc == 0, err
+    assert "orders_clean.yaml" in err and "daily.yaml" in err
+    rc, _, err = run("init", str(target))
+    assert rc == 2 and "already holds" in err
+
+
+def test_schema_kinds() -> None:
+    for kind in ("job", "workflow", "env"):
+        rc, out, _ = run("schema", "--kind", kind)
+        assert rc == 0 and json.loads(out)["type"] == "object"
+
+
+def test_subprocess_validate_imports_neither_spark_nor_gx() -> None:
+    code = (
+        "import sys\n"
+        "from etl_framework.cli import cli\n"
+        "from etl_framework.cli.common import run_cli\n"
+        f"rc = run_cli(cli, ['--project-dir', {str(REPO)!r}, 'validate'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'great_expectations', 'py4j'))\n"
+        "print(rc, heavy)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                         cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "0 []", res.stdout + res.stderr
+
+
+def test_subprocess_exit_code_and_position(project: Path) -> None:
+    bad = project / "jobs" / "trips_clean.yaml"
+    text = bad.read_text().replace("on_fail: fail}", "on_fail: explode}")
+    bad.write_text(text)
+    res = subprocess.run([ETL, "validate"], check=False, capture_output=True, text=True, timeout=120,
+                         cwd=project / "jobs")
+    assert res.returncode == 2
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "explode" in t)
+    assert f"trips_clean.yaml:{line}:" in res.stderr
+    assert "fail, quarantine, warn" in res.stderr and "Traceback" not in res.stderr
+    assert res.stdout == ""
