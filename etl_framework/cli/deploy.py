@@ -22,7 +22,7 @@ def render(result: Any, verbose: bool = False) -> list[str]:
     plan = result.plan
     lines: list[str] = []
     for c in plan.changes:
-        if c.action == "unchanged" and not verbose:
+        if c.action == "unchanged" and not (verbose or result.dry_run):
             continue
         head = f"  {SYMBOL.get(c.action, '?')} {c.action:<9} {c.kind:<8} {c.name}"
         if c.note and c.kind == "artifact":
@@ -44,7 +44,7 @@ def register(group: click.Group) -> None:
     @click.option("--prune", is_flag=True, help="also delete our Glue resources and S3 files the project no longer defines")
     @click.option("--wheel", "wheel_path", type=click.Path(dir_okay=False),
                   help="deploy this framework wheel instead of building one")
-    @click.option("--verbose", "-v", is_flag=True, help="list unchanged resources too")
+    @click.option("--verbose", "-v", is_flag=True, help="list unchanged resources too (a dry run always does)")
     @click.option("--json", "as_json", is_flag=True, help="machine-readable plan/result on stdout")
     @click.pass_context
     def deploy_cmd(ctx: click.Context, env_opt: str | None, dry_run: bool, prune: bool, wheel_path: str | None,

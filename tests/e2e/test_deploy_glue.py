@@ -266,6 +266,7 @@ def test_dry_run_after_a_yaml_change_shows_exactly_that_change_and_changes_nothi
     assert [c["name"] for c in changed if c["kind"] == "artifact"] == [
         f"s3://{cloud['bucket']}/etl/project/jobs/zones_load.yaml"]
     assert "NumberOfWorkers: 5 -> 10" in r.stderr and "nothing was changed" in r.stderr
+    assert f"= unchanged job      {cloud['prefix']}trips_clean" in r.stderr
     assert cloud["glue"].get_job(JobName=name)["Job"]["NumberOfWorkers"] == 5
 
     r = deploy(cloud)
@@ -449,3 +450,9 @@ def test_secrets_stay_placeholders_in_glue_and_on_s3(cloud: dict[str, Any]) -> N
     for o in cloud["s3"].list_objects_v2(Bucket=cloud["bucket"])["Contents"]:
         if not o["Key"].endswith(".whl"):
             assert b"hunter2" not in cloud["s3"].get_object(Bucket=cloud["bucket"], Key=o["Key"])["Body"].read()
+
+
+def test_an_env_without_deploy_block_is_a_usage_error(cloud: dict[str, Any]) -> None:
+    r = etl(cloud["root"], "deploy", "--env", "local")
+    assert r.returncode == 2
+    assert "conf/local.yaml has no 'deploy:' block" in r.stderr and "Traceback" not in r.stderr
