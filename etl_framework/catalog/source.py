@@ -88,7 +88,10 @@ def plan_catalog_read(spark: SparkSession, catalog: Catalog, source: Source) -> 
     if fmt == "csv":
         options["header"] = "true" if table.parameters.get("skip.header.line.count") == "1" else "false"
         options["sep"] = table.serde_parameters.get("field.delim", ",")
-    options.update({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in source.options.items()})
+    from etl_framework.config.interpolate import resolve_secrets
+
+    given = resolve_secrets(dict(source.options))  # ${secret:NAME} resolved only now, at the moment of use
+    options.update({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in given.items()})
     location = spark_path(table.location)
     if fmt == "delta":
         return CatalogRead(table, fmt, location, [location], None, options, source.push_down_predicate)
