@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,14 +38,18 @@ def matches(pattern: str, rel_path: str) -> bool:
     return fnmatch.fnmatchcase(rel_path.rsplit("/", 1)[-1], pattern)
 
 
-def list_files(root: Path, pattern: str) -> Iterator[tuple[str, int, int]]:
-    """(absolute path, size, mtime_ns) of every matching regular file under root; hidden/underscore names skipped."""
+def list_files(root: Path, pattern: str, skip: set[str] | frozenset[str] = frozenset()
+               ) -> Iterator[tuple[str, int, int]]:
+    """(absolute path, size, mtime_ns) of every matching regular file under root, except those in `skip` (not even
+    stat'ed: a folder of thousands of old files stays cheap to poll); hidden/underscore names skipped."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
         for name in sorted(filenames):
             if name.startswith((".", "_")):
                 continue
             full = os.path.join(dirpath, name)
+            if full in skip:
+                continue
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             if not matches(pattern, rel):
                 continue
@@ -52,7 +57,7 @@ def list_files(root: Path, pattern: str) -> Iterator[tuple[str, int, int]]:
                 st = os.stat(full)
             except OSError:  # removed between listing and stat
                 continue
-            if os.path.isfile(full):
+            if stat.S_ISREG(st.st_mode):
                 yield full, st.st_size, st.st_mtime_ns
 
 
@@ -109,9 +114,7 @@ class EventScanner:
         seen: set[str] = set()
         stable: list[tuple[str, int, int]] = []
         wall_now = self.wall()
-        for path, size, mtime_ns in list_files(root, pattern):
-            if path in st.known:
-                continue
+        for path, size, mtime_ns in list_files(root, pattern, st.known):
             seen.add(path)
             cand = st.candidates.get(path)
             if cand is None or (cand.size, cand.mtime_ns) != (size, mtime_ns):

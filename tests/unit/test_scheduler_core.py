@@ -393,10 +393,10 @@ def test_an_unreadable_watched_folder_is_reported_once_and_the_other_triggers_ke
 
     real = events.list_files
 
-    def broken(root: Path, pattern: str):
+    def broken(root: Path, pattern: str, skip: set[str]):
         if Path(root) == a:
             raise PermissionError(13, "Permission denied", str(a))
-        return real(root, pattern)
+        return real(root, pattern, skip)
 
     monkeypatch.setattr(events, "list_files", broken)
     settle(sched, clock)
