@@ -431,11 +431,12 @@ def _check_quality(loaded: LoadedJob, doc: YamlDoc) -> list[ConfigError]:
                                     "(not in Great Expectations' registry)" + hint))
             continue
         allowed = info["kwargs"]
+        ours = ["expect", "on_fail", "name"]
         for k in e.kwargs:
             if k not in allowed:
+                hint = suggest(k, allowed + ours) or f" (it takes: {', '.join(_user_kwargs(allowed) + ours)})"
                 errors.append(doc.error(base + (k,), f"quality[{i}]: {e.expect} has no keyword argument '{k}'"
-                                        + (suggest(k, allowed) or f" (it takes: {', '.join(_user_kwargs(allowed))})"),
-                                        at_key=True))
+                                        + hint, at_key=True))
         missing = [k for k in info["required"] if k not in e.kwargs]
         if missing:
             errors.append(doc.error(base, f"quality[{i}]: {e.expect} needs {', '.join(missing)}", at_key=True))

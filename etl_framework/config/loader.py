@@ -190,9 +190,30 @@ def parse_text(text: str, file: str) -> YamlDoc:
     return doc
 
 
+_DOC_CACHE: dict[tuple[str, int, int, str], YamlDoc] = {}
+
+
 def load_yaml(path: str | Path, display: str | None = None) -> YamlDoc:
+    """Load a YAML file with positions. Parsed documents are cached by path, size and mtime: a workflow's job
+    files are often loaded again (validate, plan); the pure-Python round-trip parser is the slow part."""
     path = Path(path)
     file = display or str(path)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, file)
+    except OSError:
+        key = None
+    if key is not None and key in _DOC_CACHE:
+        return _DOC_CACHE[key]
+    doc = _load_yaml(path, file)
+    if key is not None:
+        if len(_DOC_CACHE) > 256:
+            _DOC_CACHE.clear()
+        _DOC_CACHE[key] = doc
+    return doc
+
+
+def _load_yaml(path: Path, file: str) -> YamlDoc:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -455,3 +455,9 @@ def test_all_errors_of_a_workflow_file_at_once(proj: Path) -> None:
     rc, out = run(proj, "validate", str(proj / "jobs" / "flow.yaml"))
     assert rc == 2
     assert {e[1] for e in errors(out)} == {at(text, n)[0] for n in ("Flow", "cron(0 2", "demo2")}, out
+
+
+def test_misspelled_on_fail_in_expectation(proj: Path) -> None:
+    text = GOOD_JOB.replace("on_fail: fail}", "on_fial: warn}")
+    out = check_job(proj, text, "on_fial", "no keyword argument 'on_fial'")
+    assert "did you mean 'on_fail'" in out
