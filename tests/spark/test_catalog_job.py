@@ -76,3 +76,17 @@ def test_job_crawls_reads_catalog_registers_delta_then_query(proj, spark):
     store = SqliteRunStore(proj / ".etl" / "state.db")
     record = json.dumps(store.get_run(res.run_id), default=str)
     assert "TBLPROPERTIES ('table_type'='DELTA')" in record
+
+
+def test_job_with_unknown_catalog_table_fails_clearly(proj, spark):
+    from etl_framework.config.project import Project
+    from etl_framework.engine.job import run_job
+
+    write(proj / "jobs" / "nope.yaml", JOB.replace("job: zones_curated", "job: nope").replace(
+        "table: raw.zones", "table: raw.nope").replace("crawl:\n  - {path: ../data/raw/zones, database: raw, "
+                                                       "table: zones, schema_change: update}\n", ""))
+    res = run_job(proj / "jobs" / "nope.yaml", project=Project(proj), spark=spark, quiet=True)
+    assert res.status == "FAILED" and res.exit_code in (1, 2)
+    assert res.error_stage == "extract"
+    assert "raw.nope is not in the catalog" in res.error
+    assert LocalCatalog(proj / ".etl" / "catalog.db").list_tables() == []
