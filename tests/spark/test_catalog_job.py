@@ -90,3 +90,16 @@ def test_job_with_unknown_catalog_table_fails_clearly(proj, spark):
     assert res.error_stage == "extract"
     assert "raw.nope is not in the catalog" in res.error
     assert LocalCatalog(proj / ".etl" / "catalog.db").list_tables() == []
+
+
+def test_job_crawl_failure_stops_the_job_in_stage_crawl(proj, spark):
+    from etl_framework.config.project import Project
+    from etl_framework.engine.job import run_job
+
+    write(proj / "data" / "raw" / "zones" / "region=eu" / "extra.csv", "1,Paris,3\n")  # a CSV with no header
+    res = run_job(proj / "jobs" / "zones.yaml", project=Project(proj), spark=spark, quiet=True)
+    assert res.status == "FAILED" and res.exit_code == 1 and res.error_stage == "crawl"
+    assert "no header row" in res.error and "extra.csv" in res.error
+    assert "add a header row" in (res.hint or res.error)
+    assert LocalCatalog(proj / ".etl" / "catalog.db").list_tables() == []
+    assert not (proj / "data" / "lake" / "zones").exists()  # nothing after the crawl ran
