@@ -26,8 +26,8 @@ def hive_escape(value: str) -> str:
 def glue_location(path: str) -> str:
     """Glue and Athena name S3 locations s3://; Hadoop's s3a:// is the same place."""
     if path.startswith("s3a://"):
-        return "s3://" + path[len("s3a://"):]
-    return path.removeprefix("file://").rstrip("/") if "://" not in path.removeprefix("file://") else path
+        path = "s3://" + path[len("s3a://"):]
+    return path.removeprefix("file://").rstrip("/") or "/"
 
 
 def partition_value_text(value: Any) -> str:
