@@ -35,6 +35,7 @@ from etl_framework.scheduler.schedules import (
 from etl_framework.scheduler.store import Firing, SchedulerStore
 
 ORPHAN_CHECK_SECONDS = 10.0
+MAX_FILE_LINES = 25  # more new files than this in one pass are logged as one line
 
 
 def utcnow() -> datetime:
@@ -153,7 +154,7 @@ class ProjectWorkflows:
             return dict(self._entries)
         first = self._signature is None
         self._signature = sig
-        self.project._env_cache.pop(self.env, None) if hasattr(self.project, "_env_cache") else None
+        self.project = type(self.project)(self.project.root)  # a fresh Project: no cached env config
         entries: dict[str, WorkflowEntry] = {}
         errors: dict[str, str] = {}
         job_paths: set[Path] = set()
@@ -354,8 +355,9 @@ class Scheduler:
             return
         mono = now.timestamp()
         watched = self.notifier.watch(root) if self.notifier else False
+        interval = self.poll_seconds if watched else self.tick_seconds
         due = (force or root in dirty or self.scanner.has_candidates(*key)
-               or mono - self._last_poll.get(key, -1e9) >= (self.poll_seconds if watched else self.tick_seconds))
+               or mono - self._last_poll.get(key, -1e9) >= interval * 0.9)  # 0.9: passes jitter around `interval`
         if due:
             self._last_poll[key] = mono
             new = self.scanner.scan(
@@ -363,8 +365,12 @@ class Scheduler:
                 on_missing=lambda p: self.log(f"watched path {p} does not exist (yet); it is picked up when created",
                                               level="warn", workflow=wf.name, trigger=trig.name),
             )
-            for ev in new:
-                self.log(f"new file {ev.path} ({ev.size} bytes)", workflow=wf.name, trigger=trig.name)
+            if len(new) > MAX_FILE_LINES:
+                self.log(f"{len(new)} new files ({new[0].path} ... {new[-1].path})", workflow=wf.name,
+                         trigger=trig.name, files=len(new))
+            else:
+                for ev in new:
+                    self.log(f"new file {ev.path} ({ev.size} bytes)", workflow=wf.name, trigger=trig.name)
         batch = trig.batch or Batch()
         for b in close_batches(self.store, wf.name, trig.name, batch.size, batch.window_seconds, now):
             why = f"{batch.size} events" if b.reason == "size" else f"window of {batch.window_seconds}s passed"

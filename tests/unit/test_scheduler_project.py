@@ -77,3 +77,16 @@ def test_workflow_file_that_becomes_invalid_is_reported_and_skipped_the_others_k
     two_looks(sched, clock)
     assert sorted(s["workflow"] for s in starter.started) == ["alpha", "beta"]
     assert any("valid again" in line["message"] for line in log.lines)
+
+
+def test_an_edited_env_config_is_picked_up(tmp_path: Path) -> None:
+    root, sched, starter, _, clock = setup(tmp_path)
+    (root / "jobs" / "beta.yaml").unlink()
+    (root / "jobs" / "alpha.yaml").write_text(WF.format(name="alpha").replace("../data/alpha/", "'${env.inbox}'"))
+    (root / "conf" / "local.yaml").write_text("vars: {inbox: ../data/alpha/}\n")
+    sched.tick()
+    (root / "data" / "beta").mkdir(exist_ok=True)
+    (root / "conf" / "local.yaml").write_text("vars: {inbox: ../data/beta/}\n")
+    land(root / "data" / "beta", "moved.csv")
+    two_looks(sched, clock)
+    assert [Path(s["properties"]["event_files"][0]).parent.name for s in starter.started] == ["beta"]
