@@ -720,7 +720,7 @@ def nodes_table(wf: WorkflowRun, runs: dict[str, JobRun]) -> str:
             [
                 f'<b id="{anchor("node", n.name)}">{esc(n.name)}</b>',
                 esc(n.kind),
-                badge(n.state),
+                badge(n.state) + (f' <span class="meta">{esc(n.detail)}</span>' if n.detail else ""),
                 esc(attempts),
                 esc(fmt_time(n.started_at)),
                 esc(fmt_duration(n.duration)),

@@ -462,3 +462,39 @@ def test_state_file_of_an_older_version_renders(project: Path) -> None:
     assert (run.job, run.status, run.error) == ("legacy_job", "FAILED", "disk full")
     page = render(report)
     assert "legacy_job" in page and "disk full" in page and "no stage records" in page
+
+
+def test_resumed_run_shows_the_run_it_resumes_and_copied_nodes(project: Path) -> None:
+    made = make_workflow_run(project)
+    wfs = WorkflowStore(made["state"])
+    nodes = {"raw_trips": "crawler", "zones_load": "job", "trips_clean": "job", "trip_stats": "job"}
+    wr2 = wfs.begin_run(
+        "nightly_trips",
+        max_concurrent_runs=None,
+        nodes=nodes,
+        properties={},
+        workflow_path=str(project / "jobs" / "nightly_trips.yaml"),
+        env="local",
+        previous_run_id=made["workflow_run_id"],
+    )
+    wfs.update_node(wr2, "raw_trips", state="SUCCEEDED", copied_from=made["workflow_run_id"], attempts=1)
+    wfs.update_node(
+        wr2,
+        "trip_stats",
+        state="FAILED",
+        started_at=ts(50),
+        ended_at=ts(55),
+        attempts=1,
+        error="job trip_stats, stage write: disk full",
+    )
+    wfs.finish_run(wr2, "COMPLETED", statistics_of(wfs.get_run(wr2)["nodes"]))
+    wfs.close()
+    report = build_report(made["project"], "local", workflow_run_id=wr2)
+    assert report.workflow.resumed_from == made["workflow_run_id"]
+    raw = next(n for n in report.workflow.nodes if n.name == "raw_trips")
+    assert raw.detail == f"copied from {made['workflow_run_id']}"
+    page = render(report)
+    assert f"resumes run <code>{made['workflow_run_id']}</code>" in page
+    assert f"copied from {made['workflow_run_id']}" in page
+    assert "job trip_stats, stage write: disk full" in page
+    assert 'data-node="trip_stats" data-kind="job" data-state="FAILED"' in page
