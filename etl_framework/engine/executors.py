@@ -245,6 +245,7 @@ class SubprocessExecutor(_Base):
         env = dict(os.environ)
         if home:
             env["JAVA_HOME"] = home
+        env.update(spark_env())
         env["ETL_PROJECT_DIR"] = str(self.project.root)
         log = self.log_path(task)
         with open(log, "wb") as out:
@@ -284,6 +285,19 @@ class SubprocessExecutor(_Base):
         t = threading.Timer(KILL_GRACE_SECONDS, hard_kill)
         t.daemon = True
         t.start()
+
+
+def spark_env() -> dict[str, str]:
+    """SPARK_HOME and the driver/worker Python for spark-submit: pyspark's own folder and this interpreter (its
+    launcher would otherwise look for `python3` on PATH, which may not be this venv's)."""
+    import importlib.util
+
+    out = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    if not os.environ.get("SPARK_HOME"):
+        spec = importlib.util.find_spec("pyspark")
+        if spec is not None and spec.origin:
+            out["SPARK_HOME"] = str(Path(spec.origin).parent)
+    return out
 
 
 def _error_tail(log: Path, lines: int = 6) -> str:
