@@ -452,8 +452,7 @@ class Scheduler:
 
     def run_forever(self, grace_seconds: float) -> None:
         self.recover()
-        self.log("scheduler started", workflows=len(self.source.refresh(self.log)),
-                 notifications="watchdog" if self.notifier and self.notifier.active else "polling only")
+        self._announce()
         while not self.stop_requested.is_set():
             try:
                 self.tick()
@@ -462,6 +461,17 @@ class Scheduler:
             self.wake.wait(self.tick_seconds)
             self.wake.clear()
         self.shutdown(grace_seconds)
+
+    def _announce(self) -> None:
+        wfs = self.source.refresh(self.log)
+        served = []
+        for w in wfs.values():
+            names = [t.name for t in w.config.triggers if t.enabled and t.type in ("scheduled", "event")]
+            served.append(f"{w.name} ({', '.join(names) or 'no scheduled or event trigger'})")
+        self.log("scheduler started", workflows=len(wfs), serving="; ".join(served) or None,
+                 notifications="watchdog" if self.notifier and self.notifier.active else "polling only")
+        if not wfs:
+            self.log("no valid workflow file found: nothing to schedule until one is added", level="warn")
 
     def run_once(self, grace_seconds: float | None = None) -> None:
         """One pass (with a second look after `settle_seconds` so fresh files can be taken), then wait for the
