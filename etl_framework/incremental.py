@@ -241,20 +241,19 @@ def _is_delta(path: str, storage_options: dict[str, str] | None) -> bool:
 
 
 def deltas_from_manifest(path: str, job: str, after_version: int) -> list[BookmarkDelta]:
-    """Bookmark deltas recorded by the Parquet commit step's manifest (a list under `bookmarks`)."""
+    """The bookmark delta of the last commit of a Parquet target, from its commit manifest (`metadata`).
+
+    One is enough: every run reconciles before it writes and holds the target lock, so the cache can lag the
+    table by at most the last commit."""
     manifest = Path(path) / MANIFEST
     if not manifest.is_file():
         return []
     try:
-        data = json.loads(manifest.read_text())
-    except ValueError:
+        item = (json.loads(manifest.read_text()).get("metadata") or {}).get("etl_bookmark")
+    except (ValueError, AttributeError):
         return []
-    out = []
-    for item in data.get("bookmarks", []):
-        delta = BookmarkDelta.from_metadata(json.dumps({"etl_bookmark": item}))
-        if delta and delta.job == job and delta.version > after_version:
-            out.append(delta)
-    return sorted(out, key=lambda d: d.version)
+    delta = BookmarkDelta.from_metadata(json.dumps({"etl_bookmark": item})) if item else None
+    return [delta] if delta and delta.job == job and delta.version > after_version else []
 
 
 def reconcile(cached: Bookmark, deltas: list[BookmarkDelta]) -> Bookmark:

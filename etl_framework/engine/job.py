@@ -235,6 +235,8 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
         try:
             with state.log.heartbeat(name, state.spark):
                 fn(state)
+                for hook in state.extras.get(f"after_{name}", ()):
+                    hook(state)  # e.g. watermark filtering after extract (engine/bookmarking.py)
             if name == "write":
                 _finalize_counts(state)
         except BaseException as e:
@@ -260,6 +262,10 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
             store.finish_stage(state.run_id, name, status="SUCCEEDED", duration_s=round(dur, 3),
                                metrics=state.metrics[name], attempt=state.attempt, seq=seq)
         state.log.stage_end(name, "SUCCEEDED", dur, _summary(name, state.metrics[name]))
+
+
+class _NothingNew(Exception):
+    """Every incremental source is fully bookmarked: the run ends successfully before Spark starts."""
 
 
 def run_loaded(
@@ -300,6 +306,8 @@ def run_loaded(
     lock = target_key(config.target.path)
     locked = False
     state: JobRunState | None = None
+    plan: Any = None
+    bookmarks: Any = None
     failure: JobFailed | None = None
     interrupted = False
     stage = "start"
@@ -322,6 +330,18 @@ def run_loaded(
         stage = "extract"
         if not skip_stages:
             extract_preflight(config)
+        if env_config is not None and "write" not in skip_stages and any(
+                s.incremental for s in config.sources.values()):
+            from etl_framework.engine.bookmarking import plan_incremental
+            from etl_framework.state.bookmarks import open_bookmark_store
+
+            bookmarks = open_bookmark_store(env_config)
+            plan = plan_incremental(config, env_config, bookmarks, run_id, log)
+            if plan is not None and plan.nothing_new:
+                log.info(plan.message)
+                if store is not None:
+                    store.set_detail(run_id, "no_new_input", plan.message)
+                raise _NothingNew
         stage = "start"
         if spark is None:
             from etl_framework.runtime.spark import get_spark
@@ -334,9 +354,18 @@ def run_loaded(
         state = JobRunState(config=config, run_id=run_id, spark=session, log=log, ctx=ctx, store=store, env=env,
                             env_config=env_config, project_root=project_root, job_path=job_path, params=params,
                             attempt=attempt, workflow_run_id=workflow_run_id)
+        if plan is not None:
+            plan.apply(state)
         if prepare is not None:
             prepare(state)
         execute(state, skip=skip_stages)
+        if plan is not None:
+            plan.commit(bookmarks, state)
+            if store is not None:
+                store.set_detail(run_id, "bookmarks", {"before": state.extras.get("bookmark_before"),
+                                                       "after": state.extras.get("bookmark_after")})
+    except _NothingNew:
+        pass
     except JobFailed as e:
         failure = e
     except EtlError as e:

@@ -432,14 +432,19 @@ def write_delta(spark: Any, df: Any, path: str, *, mode: str, partition_by: list
     merge_stats: dict[str, Any] = {}
     if mode == "merge" and exists:
         cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in merge_keys or [])
-        key = "spark.databricks.delta.commitInfo.userMetadata"
-        if metadata:
-            spark.conf.set(key, opts["userMetadata"])
+        # MERGE takes no writer options: commit metadata and Delta's idempotent-write ids (the bookmark's
+        # txnAppId/txnVersion) go through this run's session conf instead.
+        session_conf = {"spark.databricks.delta.commitInfo.userMetadata": opts.get("userMetadata"),
+                        "spark.databricks.delta.write.txnAppId": opts.get("txnAppId"),
+                        "spark.databricks.delta.write.txnVersion": opts.get("txnVersion")}
+        session_conf = {k: v for k, v in session_conf.items() if v is not None}
+        for key, value in session_conf.items():
+            spark.conf.set(key, value)
         try:
             (DeltaTable.forPath(spark, root).alias("t").merge(df.alias("s"), cond)
              .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
         finally:
-            if metadata:
+            for key in session_conf:
                 spark.conf.unset(key)
     else:
         writer = df.write.format("delta").options(**opts)

@@ -74,3 +74,15 @@ class SqliteBookmarkStore:
             "ORDER BY id DESC LIMIT 1", (job, run_id),
         ).fetchone()
         return Bookmark.from_json(json.loads(row["data"])) if row else None
+
+
+def open_bookmark_store(env_config: object) -> BookmarkStore:
+    """The bookmark cache of the env's state backend (SQLite locally; DynamoDB when configured)."""
+    state = env_config.state  # type: ignore[attr-defined]
+    if state.backend == "dynamodb":
+        from etl_framework.state import dynamodb
+
+        factory = getattr(dynamodb, "DynamoBookmarkStore", None)
+        if factory is not None:
+            return factory(env_config)
+    return SqliteBookmarkStore(state.path)

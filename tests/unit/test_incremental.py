@@ -89,7 +89,7 @@ def test_reconcile_from_delta_commits_written_by_another_writer(tmp_path: Path) 
 def test_reconcile_from_parquet_manifest(tmp_path: Path) -> None:
     delta = BookmarkDelta(job="j", version=3, run_id="r3", files={"s": {"/a": [1, 1.0]}})
     item = json.loads(delta.to_metadata())["etl_bookmark"]
-    (tmp_path / MANIFEST).write_text(json.dumps({"bookmarks": [item]}))
+    (tmp_path / MANIFEST).write_text(json.dumps({"metadata": {"etl_bookmark": item}, "files": []}))
     assert [d.run_id for d in deltas_from_manifest(str(tmp_path), "j", 2)] == ["r3"]
     assert deltas_from_manifest(str(tmp_path), "j", 3) == []
 
