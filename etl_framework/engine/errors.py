@@ -100,8 +100,8 @@ def explain(e: BaseException, state: JobRunState | None, stage: str, source: str
                          "declared schema (a value that does not convert to its column type, or a wrong number of "
                          "fields)", f"fix the row, or set `bad_records: quarantine` (or drop) on {what} to set "
                          "such rows aside; the target was not changed")
-    if has("CSV header does not conform to the schema"):
-        detail = re.search(r"(Header: .*?)(?:\n|$)", text)
+    if has("CSV header does not conform to the schema", "Number of column in CSV header is not equal"):
+        detail = re.search(r"(Header(?: length)?: .*?)(?:\n|$)", text)
         return JobFailed(job, "extract", f"{what}: the CSV header does not match the declared schema{at}"
                          + (f": {detail.group(1).strip()}" if detail else ""),
                          f"make the 'schema:' of {what} list the file's columns in the file's order, or fix the "
