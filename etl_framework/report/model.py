@@ -361,6 +361,10 @@ def _error_text(value: Any) -> str | None:
     return str(value)
 
 
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _state(value: Any, default: str = "UNKNOWN") -> str:
     return str(value).upper() if value not in (None, "") else default
 
@@ -518,9 +522,7 @@ def job_run_from_dict(d: dict[str, Any]) -> JobRun:
         error=error,
         workflow_run_id=_get(d, "workflow_run_id"),
         node=_get(d, "node"),
-        message=_get(d, "message", "summary", "outcome")
-        if isinstance(_get(d, "message", "summary", "outcome"), str)
-        else None,
+        message=_text_or_none(_get(d, "no_new_input", "message", "summary", "outcome")),
         notes=notes,
     )
 

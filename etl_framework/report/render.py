@@ -391,7 +391,7 @@ def gantt_svg(rows: list[_Row], now: datetime) -> str:
         parts.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 6}" stroke="#eceff1"/>')
         parts.append(
             f'<text x="{x:.1f}" y="{top - 10}" font-size="10" fill="#607d8b" text-anchor="middle">'
-            f"+{esc(fmt_duration(span * i / 5))}</text>"
+            f"+{esc(fmt_duration(span * i / 5) if i else '0 s')}</text>"
         )
     for ri, row in enumerate(rows):
         y = top + ri * row_h
@@ -651,7 +651,9 @@ def quarantine_block(q: dict[str, int]) -> str:
     rows = [[esc(k), fmt_number(v)] for k, v in q.items() if k not in ("rows", "total")]
     head = f"<p><b>{fmt_number(total)}</b> row(s) quarantined</p>" if total is not None else ""
     if rows:
-        head += '<p class="meta">per rule: the rows it set aside (a row that breaks two rules counts in both)</p>'
+        head += (
+            '<p class="meta">per rule: the rows it set aside (a row that breaks two rules counts in both)</p>'
+        )
     return head + (_table(["rule / reason", "rows"], rows, numeric={1}, cls="quarantine") if rows else "")
 
 

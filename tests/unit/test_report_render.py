@@ -634,3 +634,9 @@ def test_any_record_shape_renders_without_raising() -> None:
         assert "<script" not in page
 
     check()
+
+
+def test_a_run_with_no_new_input_says_so() -> None:
+    rec = job_record(stages=[], details={"no_new_input": "no new input: 0 new file(s) in source trips"})
+    page = render(Report(title="job run", job_runs=[job_run_from_dict(rec)]))
+    assert "no new input: 0 new file(s) in source trips" in page
