@@ -102,12 +102,22 @@ def _status(state_path: Path, as_json: bool) -> None:
         }
     finally:
         store.close()
+    from etl_framework.scheduler.schedules import default_next_fire
+    from etl_framework.scheduler.store import parse_ts
+
+    for r in data["schedules"]:
+        try:
+            nxt = default_next_fire(r["expr"], parse_ts(r["last_tick"]))
+        except Exception:  # noqa: BLE001 - an expression that no longer parses: the scheduler reports it
+            nxt = None
+        r["next_tick"] = nxt.isoformat() if nxt else None
     if as_json:
         print_json(data)
         return
     click.echo(f"state store {state_path}: " + (f"scheduler running ({holder})" if holder else "no scheduler running"))
     for r in data["schedules"]:
-        click.echo(f"  schedule {r['workflow']}.{r['trigger']} {r['expr']}: last tick {r['last_tick']}")
+        click.echo(f"  schedule {r['workflow']}.{r['trigger']} {r['expr']}: handled up to {r['last_tick']}, "
+                   f"next tick {r['next_tick'] or 'never'}")
     for r in data["pending_events"]:
         click.echo(f"  pending {r['workflow']}.{r['trigger']}: {r['events']} event(s) since {r['first_seen_at']}")
     for r in data["waiting_firings"]:

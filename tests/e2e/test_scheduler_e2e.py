@@ -191,8 +191,17 @@ def test_second_scheduler_on_the_same_store_refuses_and_names_the_first(tmp_path
     assert second.returncode == 1
     assert f"another scheduler holds the state store {root / '.etl' / 'state.db'}: pid {s.p.pid}" in second.stderr
     assert "Traceback" not in second.stderr
+    status = subprocess.run([*ETL, "--project-dir", str(root), "scheduler", "--status", "--json"], check=False,
+                            capture_output=True, text=True, timeout=60, cwd=root)
+    data = json.loads(status.stdout)
+    assert data["lock_holder"].startswith(f"pid {s.p.pid} on ")
+    assert [(x["trigger"], x["expr"]) for x in data["schedules"]] == [("every_minute", "cron(* * * * ? *)")]
+    assert data["schedules"][0]["next_tick"].endswith(":00+00:00")
     s.p.send_signal(signal.SIGINT)
     assert s.p.wait(30) == 0
+    status = subprocess.run([*ETL, "--project-dir", str(root), "scheduler", "--status", "--json"], check=False,
+                            capture_output=True, text=True, timeout=60, cwd=root)
+    assert json.loads(status.stdout)["lock_holder"] is None
 
 
 def test_scheduler_with_a_non_sqlite_state_backend_is_a_usage_error(tmp_path: Path) -> None:
