@@ -12,6 +12,7 @@ against AWS the Update* APIs are used.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,8 @@ def compared(kind: str, spec: dict[str, Any], actual: dict[str, Any]) -> tuple[d
     have = normalize({k: actual.get(k) for k in keys})
     if kind == "job" and "Command" in have:  # Glue adds Runtime etc. to Command; compare what we set
         have["Command"] = {k: v for k, v in have["Command"].items() if k in want.get("Command", {})}
+    if kind == "event_rule" and isinstance(have.get("EventPattern"), str):  # same JSON, any key order
+        have["EventPattern"] = json.dumps(json.loads(have["EventPattern"]), sort_keys=True)
     return want, have
 
 
@@ -131,7 +134,9 @@ class Aws:
         self.sts = boto3.client("sts", **kw)
         self.iam = boto3.client("iam", **kw)
         self.dynamodb = boto3.client("dynamodb", **kw)
+        self.events = boto3.client("events", **kw)
         self.account: str | None = None
+        self.partition = "aws"
 
 
 def error_code(e: Exception) -> str:
@@ -211,6 +216,8 @@ class Deployer:
         try:
             ident = self.aws.sts.get_caller_identity()
             self.aws.account = ident.get("Account")
+            arn = str(ident.get("Arn") or "")
+            self.aws.partition = arn.split(":")[1] if arn.count(":") >= 2 else "aws"
         except (NoCredentialsError, PartialCredentialsError):
             raise DeployError(
                 f"no AWS credentials found; {nothing}\n  what to do: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
@@ -249,6 +256,19 @@ class Deployer:
                     "deploy.s3_prefix") from None
             raise DeployError(f"cannot use S3 bucket {bucket}: {code}: {error_message(e)}; {nothing}\n"
                               "  what to do: give your credentials s3:ListBucket/PutObject on it") from None
+        for rule in self.desired.of("event_rule"):
+            data_bucket = json.loads(rule.spec["EventPattern"])["detail"]["bucket"]["name"][0]
+            try:
+                conf = self.aws.s3.get_bucket_notification_configuration(Bucket=data_bucket)
+            except ClientError as e:
+                warnings.append(f"could not check EventBridge notifications of bucket {data_bucket} "
+                                f"({error_code(e)}); event trigger {rule.name} needs them")
+                continue
+            if "EventBridgeConfiguration" not in conf:
+                warnings.append(
+                    f"bucket {data_bucket} does not send events to EventBridge, so event trigger {rule.name} will "
+                    f"never fire; enable it: aws s3api put-bucket-notification-configuration --bucket {data_bucket} "
+                    "--notification-configuration '{\"EventBridgeConfiguration\": {}}'")
         return warnings
 
     # -- reading -----------------------------------------------------------------------------------------------
@@ -257,6 +277,17 @@ class Deployer:
         from botocore.exceptions import ClientError
 
         g = self.aws.glue
+        if kind == "event_rule":
+            ev = self.aws.events
+            try:
+                rule = ev.describe_rule(Name=name)
+            except ClientError as e:
+                if error_code(e) == "ResourceNotFoundException":
+                    return None
+                raise DeployError(f"EventBridge DescribeRule for {name} failed: {error_code(e)}: "
+                                  f"{error_message(e)}") from e
+            rule["Targets"] = ev.list_targets_by_rule(Rule=name).get("Targets", [])
+            return rule
         if kind == "state_table":
             try:
                 return self.aws.dynamodb.describe_table(TableName=name)["Table"]
@@ -320,12 +351,32 @@ class Deployer:
         for wname in names("Glue ListWorkflows", g.list_workflows, "Workflows"):
             if not wname.startswith(d.name_prefix) or ("workflow", wname) in wanted:
                 continue
-            arn = f"arn:aws:glue:{self.aws.region}:{self.aws.account or '123456789012'}:workflow/{wname}"
+            arn = f"arn:{self.aws.partition}:glue:{self.aws.region}:{self.aws.account}:workflow/{wname}"
             wtags = self.call("Glue GetTags", f"workflow {wname}", g.get_tags, ResourceArn=arn).get("Tags", {})
             if all(wtags.get(k) == v for k, v in tags.items()):
                 workflows.append(wname)
         listed["workflow"] = workflows
-        for kind in ("trigger", "workflow", "job", "crawler"):
+        rules = []
+        ev = self.aws.events
+        token = None
+        while True:
+            kw: dict[str, Any] = {"NamePrefix": d.name_prefix} if d.name_prefix else {}
+            if token:
+                kw["NextToken"] = token
+            resp = self.call("EventBridge ListRules", "the account", ev.list_rules, **kw)
+            for rule in resp.get("Rules", []):
+                if ("event_rule", rule["Name"]) in wanted:
+                    continue
+                rtags = self.call("EventBridge ListTagsForResource", f"rule {rule['Name']}",
+                                  ev.list_tags_for_resource, ResourceARN=rule["Arn"]).get("Tags", [])
+                rtags = {t["Key"]: t["Value"] for t in rtags}
+                if all(rtags.get(k) == v for k, v in tags.items()):
+                    rules.append(rule["Name"])
+            token = resp.get("NextToken")
+            if not token:
+                break
+        listed["event_rule"] = rules
+        for kind in ("event_rule", "trigger", "workflow", "job", "crawler"):
             for n in sorted(listed[kind]):
                 if n.startswith(d.name_prefix) and (kind, n) not in wanted:
                     out.append(Change(kind, n, "orphan", note="not defined by the project any more"))
@@ -342,7 +393,15 @@ class Deployer:
 
     # -- planning ----------------------------------------------------------------------------------------------
 
+    def fill_arns(self) -> None:
+        """Event rule targets name the workflow by ARN, known once the account is."""
+        for r in self.desired.of("event_rule"):
+            for t in r.spec["Targets"]:
+                t["Arn"] = t["Arn"].format(partition=self.aws.partition, region=self.aws.region,
+                                           account=self.aws.account)
+
     def plan(self) -> Plan:
+        self.fill_arns()
         changes: list[Change] = []
         for art in self.desired.artifacts:
             have = self.read_artifact(art)
@@ -379,12 +438,13 @@ class Deployer:
     def apply(self, plan: Plan, prune: bool = False) -> list[Change]:
         """Make the plan's changes in dependency order; returns the changes made."""
         done: list[Change] = []
-        order = {"artifact": 0, "state_table": 1, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4}
+        order = {"artifact": 0, "state_table": 1, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4,
+                 "event_rule": 5}
         for c in sorted(plan.pending, key=lambda c: order[c.kind]):
             self.apply_one(c)
             done.append(c)
         if prune:
-            rorder = {"trigger": 0, "workflow": 1, "job": 2, "crawler": 2, "artifact": 3}
+            rorder = {"event_rule": 0, "trigger": 1, "workflow": 2, "job": 3, "crawler": 3, "artifact": 4}
             for c in sorted(plan.by_action("orphan"), key=lambda c: rorder[c.kind]):
                 self.delete(c.kind, c.name)
                 c.action = "delete"
@@ -412,7 +472,9 @@ class Deployer:
     def create(self, res: Resource) -> None:
         g, tags, what = self.aws.glue, self.desired.tags, f"{res.kind} {res.name}"
         spec = dict(res.spec)
-        if res.kind == "state_table":
+        if res.kind == "event_rule":
+            self._put_rule(res, create=True)
+        elif res.kind == "state_table":
             from etl_framework.state.dynamodb import DynamoState
 
             self.calls.append(f"DynamoDB CreateTable {res.name}")
@@ -439,6 +501,9 @@ class Deployer:
         only_state = set(c.fields) == {"State"}
         if res.kind == "workflow":
             self.write("Glue UpdateWorkflow", what, g.update_workflow, Name=res.name, **spec)
+            return
+        if res.kind == "event_rule":
+            self._put_rule(res, create=False)
             return
         if res.kind == "trigger" and only_state:
             self._set_trigger_state(res)
@@ -483,9 +548,24 @@ class Deployer:
         else:
             self.write("Glue StopTrigger", what, g.stop_trigger, Name=res.name)
 
+    def _put_rule(self, res: Resource, create: bool) -> None:
+        """PutRule and PutTargets are upserts, on AWS and on moto alike."""
+        ev, what = self.aws.events, f"event rule {res.name}"
+        kw = {k: res.spec[k] for k in ("Name", "EventPattern", "State", "Description")}
+        if create:
+            kw["Tags"] = [{"Key": k, "Value": v} for k, v in self.desired.tags.items()]
+        self.write("EventBridge PutRule", what, ev.put_rule, **kw)
+        self.write("EventBridge PutTargets", what, ev.put_targets, Rule=res.name, Targets=res.spec["Targets"])
+
     def delete(self, kind: str, name: str) -> None:
         g, what = self.aws.glue, f"{kind} {name}"
-        if kind == "artifact":
+        if kind == "event_rule":
+            ev = self.aws.events
+            ids = [t["Id"] for t in ev.list_targets_by_rule(Rule=name).get("Targets", [])]
+            if ids:
+                self.write("EventBridge RemoveTargets", what, ev.remove_targets, Rule=name, Ids=ids)
+            self.write("EventBridge DeleteRule", what, ev.delete_rule, Name=name)
+        elif kind == "artifact":
             bucket, key = split_s3(name)
             self.write("S3 DeleteObject", name, self.aws.s3.delete_object, Bucket=bucket, Key=key)
         elif kind == "job":

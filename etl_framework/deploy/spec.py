@@ -36,7 +36,7 @@ SCHEMA_CHANGE = {
     "update": ({"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "DEPRECATE_IN_DATABASE"},
                "CRAWL_EVERYTHING"),
 }
-KIND_ORDER = ("state_table", "database", "job", "crawler", "workflow", "trigger")
+KIND_ORDER = ("state_table", "database", "job", "crawler", "workflow", "trigger", "event_rule")
 
 
 @dataclass
@@ -190,6 +190,29 @@ def trigger_name(prefix: str, workflow: str, trigger: str) -> str:
     return f"{prefix}{workflow}__{trigger}"
 
 
+def event_rule_spec(name: str, path: str, pattern: str, workflow: str, d: DeployConfig,
+                    enabled: bool = True) -> dict[str, Any]:
+    """The EventBridge rule that feeds an EVENT trigger: S3 'Object Created' events under the watched path (and
+    matching its file pattern) go to the Glue workflow. `{partition}`/`{region}`/`{account}` in the target ARN are
+    filled in once the account is known."""
+    import json
+
+    bucket, _, prefix = to_s3(path)[len("s3://"):].partition("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    key: dict[str, str] = {"wildcard": prefix + pattern} if pattern not in ("", "*") else {"prefix": prefix}
+    event_pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"],
+                     "detail": {"bucket": {"name": [bucket]}, "object": {"key": [key]}}}
+    return {
+        "Name": name,
+        "EventPattern": json.dumps(event_pattern, sort_keys=True),
+        "State": "ENABLED" if enabled else "DISABLED",
+        "Description": f"S3 files of {to_s3(path)}{pattern if pattern != '*' else ''} -> Glue workflow {workflow}",
+        "Targets": [{"Id": "glue-workflow", "Arn": "arn:{partition}:glue:{region}:{account}:workflow/" + workflow,
+                     "RoleArn": d.role}],
+    }
+
+
 def workflow_spec(wf: WorkflowConfig, d: DeployConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "Name": d.name_prefix + wf.workflow,
@@ -334,10 +357,15 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
             spec = trigger_spec(wf, t, d)
             resources.append(Resource("trigger", spec["Name"], spec, wfile, enabled=t.enabled))
             if t.type == "event" and t.watch:
-                state.warnings.append(
-                    f"trigger {spec['Name']}: Glue fires EVENT triggers from Amazon EventBridge; route "
-                    f"'Object Created' events of {to_s3(t.watch.path)} to workflow {d.name_prefix + wname} "
-                    "(see docs/deploy.md)")
+                if not t.watch.path.startswith(("s3://", "s3a://", "s3n://")):
+                    idx = wf.triggers.index(t)
+                    line, col = lw.doc.pos(("triggers", idx, "watch", "path")) if lw.doc else (1, 1)
+                    errors.append(ConfigError(wfile, line, col, f"trigger {t.name}: watch path {t.watch.path} is "
+                                                                "not on S3; on Glue an event trigger watches S3"))
+                    continue
+                rule = event_rule_spec(spec["Name"], t.watch.path, t.watch.pattern, d.name_prefix + wname, d,
+                                       t.enabled)
+                resources.append(Resource("event_rule", rule["Name"], rule, wfile))
     if errors:
         raise ConfigErrors(errors)
     for db, src in sorted(databases.items()):

@@ -223,6 +223,18 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
         if t["type"] == "event":
             assert got["EventBatchingCondition"] == {"BatchSize": t["batch"]["size"],
                                                      "BatchWindow": t["batch"]["window_seconds"]}
+            assert got["State"] == "ACTIVATED"
+            # and the EventBridge rule that feeds it: new files under the watched path, matching its pattern
+            ev = client("events", cloud["url"])
+            rule = ev.describe_rule(Name=f"{p}nightly_trips__{t['name']}")
+            pattern = json.loads(rule["EventPattern"])
+            assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+            assert pattern["detail"] == {"bucket": {"name": ["etl-framework-prod-data"]},
+                                         "object": {"key": [{"wildcard": "raw/trips/" + t["watch"]["pattern"]}]}}
+            target = ev.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            assert [(x["Arn"], x["RoleArn"]) for x in target] == [
+                (f"arn:aws:glue:{REGION}:123456789012:workflow/{p}nightly_trips",
+                 f"arn:aws:iam::123456789012:role/{ROLE_NAME}")]
 
     # the DynamoDB state table of the env (conf/prod.yaml: state.backend dynamodb)
     ddb = client("dynamodb", cloud["url"])
@@ -295,6 +307,7 @@ def test_orphans_are_listed_and_removed_only_with_prune(cloud: dict[str, Any]) -
     assert r.returncode == 0, r.stderr
     orphans = {(c["kind"], c["name"]) for c in json.loads(r.stdout)["changes"] if c["action"] == "orphan"}
     assert orphans == {("job", p + "zones_copy"), ("trigger", f"{p}nightly_trips__on_new_files"),
+                       ("event_rule", f"{p}nightly_trips__on_new_files"),
                        ("artifact", f"s3://{cloud['bucket']}/etl/project/jobs/zones_copy.yaml")}
     assert "--prune" in r.stderr
     assert p + "zones_copy" in g.list_jobs()["JobNames"]
@@ -304,6 +317,7 @@ def test_orphans_are_listed_and_removed_only_with_prune(cloud: dict[str, Any]) -
     names = g.list_jobs()["JobNames"]
     assert p + "zones_copy" not in names and p + "handmade" in names and p + "trips_clean" in names
     assert f"{p}nightly_trips__on_new_files" not in g.list_triggers()["TriggerNames"]
+    assert not client("events", cloud["url"]).list_rules(NamePrefix=f"{p}nightly_trips__on_new")["Rules"]
     assert "nothing to change" in deploy(cloud).stderr
 
 
@@ -431,7 +445,7 @@ def test_a_deploy_killed_in_the_middle_is_completed_by_the_next(cloud: dict[str,
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)["summary"]
     assert summary["unchanged"] >= 1 + 10  # the first job and every uploaded file stayed
-    assert summary["create"] == 2 + 1 + 1 + 5  # 2 jobs, crawler, workflow, 5 triggers
+    assert summary["create"] == 2 + 1 + 1 + 5 + 1  # 2 jobs, crawler, workflow, 5 triggers, 1 event rule
     jobs = [n for n in cloud["glue"].list_jobs()["JobNames"] if n.startswith(cloud["prefix"])]
     assert len(jobs) == 3
     assert "nothing to change" in deploy(cloud).stderr

@@ -14,6 +14,7 @@ from etl_framework.deploy.plan import compared, field_diff, normalize
 from etl_framework.deploy.spec import (
     check_worker_settings,
     crawler_spec,
+    event_rule_spec,
     job_spec,
     trigger_spec,
     workflow_spec,
@@ -136,3 +137,18 @@ def test_the_wheel_is_reproducible_installable_and_leaves_glue_provided_packages
                          check=True, capture_output=True, text=True).stdout
     assert out.startswith(str(target))
     assert (target / "bin" / "etl").is_file()  # the console script
+
+
+def test_event_rule_watches_the_path_and_pattern() -> None:
+    import json
+
+    rule = event_rule_spec("p_wf__ev", "s3a://data/in", "*.csv", "p_wf", D)
+    assert json.loads(rule["EventPattern"]) == {
+        "source": ["aws.s3"], "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": ["data"]}, "object": {"key": [{"wildcard": "in/*.csv"}]}}}
+    assert rule["State"] == "ENABLED"
+    assert rule["Targets"] == [{"Id": "glue-workflow", "RoleArn": D.role,
+                                "Arn": "arn:{partition}:glue:{region}:{account}:workflow/p_wf"}]
+    every = event_rule_spec("r", "s3://data/in/", "*", "p_wf", D, enabled=False)
+    assert json.loads(every["EventPattern"])["detail"]["object"] == {"key": [{"prefix": "in/"}]}
+    assert every["State"] == "DISABLED"
