@@ -354,6 +354,7 @@ def run_loaded(
         state = JobRunState(config=config, run_id=run_id, spark=session, log=log, ctx=ctx, store=store, env=env,
                             env_config=env_config, project_root=project_root, job_path=job_path, params=params,
                             attempt=attempt, workflow_run_id=workflow_run_id)
+        state.commit_metadata["etl_run_id"] = run_id  # lets a resume see that this run's write committed
         if plan is not None:
             plan.apply(state)
         if prepare is not None:
