@@ -374,6 +374,11 @@ class CrawlerState:
         rows = self.conn.execute("SELECT path, size, mtime FROM crawler_files WHERE crawler = ?", (crawler,))
         return {r["path"]: (r["size"], r["mtime"]) for r in rows}
 
+    def last_path(self, crawler: str) -> str | None:
+        r = self.conn.execute("SELECT path FROM crawler_runs WHERE crawler = ? AND state = 'SUCCEEDED' "
+                              "ORDER BY id DESC LIMIT 1", (crawler,)).fetchone()
+        return r["path"] if r else None
+
     def forget(self, crawler: str) -> None:
         with self.conn:
             self.conn.execute("DELETE FROM crawler_files WHERE crawler = ?", (crawler,))
@@ -576,8 +581,9 @@ def run_crawler(
 
     try:
         say(f"crawler {name}: crawling {path} into {database}.{table_name}")
-        plan = plan_crawl(catalog, fs, root, location, path, database, table_name, store.seen(name), aws,
-                          check_cancel)
+        moved = store.last_path(name) not in (None, path)  # a crawler pointed elsewhere starts afresh
+        plan = plan_crawl(catalog, fs, root, location, path, database, table_name,
+                          {} if moved else store.seen(name), aws, check_cancel)
         check_cancel()
         policy_blocks = plan.exists and plan.changes and schema_change != "update"
         if plan.changes and schema_change == "fail":
@@ -607,7 +613,7 @@ def run_crawler(
             if fresh:
                 changes.append({"change": "partitions_added", "count": len(fresh),
                                 "values": sorted(p.values for p in fresh)[:100]})
-        if plan.table is not None and not plan.exists:
+        if moved or (plan.table is not None and not plan.exists):
             store.forget(name)
         store.remember(name, plan.new_files)
         result.state = "SUCCEEDED"

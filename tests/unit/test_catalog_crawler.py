@@ -199,3 +199,17 @@ def test_cancel_leaves_catalog_and_records_cancelled(tmp_path, cat, state):
     assert cat.list_tables() == []
     assert CrawlerState(state).runs("c")[0]["state"] == "CANCELLED"
     assert os.path.exists(state)
+
+
+def test_crawler_pointed_at_another_path_reads_it_all(tmp_path, cat, state):
+    base = trips(tmp_path)
+    assert run_crawler(cat, state, "c", str(base), "raw", "trips").stats["files_read"] == 2
+    other = tmp_path / "copy"
+    write(other / "dt=2024-02-01" / "region=eu" / "part-0.csv", "trip_id,fare,pickup_ts,vendor\n7,1,2024-02-01 08:00:00,a\n")
+    import shutil
+
+    same = other / "dt=2024-01-01" / "region=eu" / "part-0.csv"  # same relative path, size and mtime
+    same.parent.mkdir(parents=True)
+    shutil.copy2(base / "dt=2024-01-01" / "region=eu" / "part-0.csv", same)
+    res = run_crawler(cat, state, "c", str(other), "raw", "trips")
+    assert res.ok and res.stats["files_read"] == 2
