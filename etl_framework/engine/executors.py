@@ -83,7 +83,8 @@ class _Base:
             run_vars = {**task.run_properties.run_vars(), "workflow": task.workflow, "env": self.env,
                         "job": task.node}
         try:
-            load_job(path, self.project, self.env, params=task.arguments, run=run_vars)
+            # the semantic checks ran when the workflow was loaded (and run again inside the job run)
+            load_job(path, self.project, self.env, params=task.arguments, run=run_vars, check=False)
         except ConfigErrors as e:
             return NodeOutcome("ERROR", f"job {task.node} cannot start, its config is invalid:\n{e}", retryable=False)
         except EtlError as e:
@@ -158,6 +159,9 @@ class InlineExecutor(_Base):
                 run_properties=task.run_properties, workflow_run_id=task.run_id, spark=spark,
                 run_id=job_run_id, attempt=task.attempt,
             )
+        except ConfigErrors as e:
+            return NodeOutcome("ERROR", f"job {task.node} cannot start, its config is invalid:\n{e}",
+                               job_run_id=job_run_id, exit_code=2, retryable=False)
         except EtlError as e:
             return NodeOutcome("FAILED", str(e), job_run_id=getattr(e, "run_id", None),
                                exit_code=e.exit_code, retryable=e.exit_code not in (2, 3))

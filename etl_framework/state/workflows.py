@@ -147,6 +147,9 @@ class WorkflowStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.conn = connect(self.path)
+        # WAL + NORMAL: a commit survives a crash of this process (what matters for run records); only a power
+        # loss may drop the last ones. It spares an fsync per node update.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
         self.lock = threading.RLock()
         with self.lock:
             self.conn.executescript(SCHEMA)
