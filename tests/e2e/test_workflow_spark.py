@@ -210,8 +210,11 @@ def test_race_failure_retry_timeout_kill_and_resume(proj: Path) -> None:
     assert first["properties"] == {"region": "eu", "a_rows": 3}
     # each job node links to its job run, which `etl show` knows
     shown = etl(proj, "show", node(first, "load_a")["job_run_id"], "--json", timeout=60)
-    if shown.returncode == 0:
-        assert json.loads(shown.stdout)["status"] == "SUCCEEDED"
+    assert shown.returncode == 0, shown.stderr
+    job_run = json.loads(shown.stdout)
+    assert job_run["status"] == "SUCCEEDED" and job_run["workflow_run_id"] == first["run_id"]
+    retried = [json.loads(etl(proj, "show", jr, "--json", timeout=60).stdout) for jr in flaky["job_run_ids"]]
+    assert [j["status"] for j in retried] == ["FAILED", "SUCCEEDED"] and [j["attempt"] for j in retried] == [1, 2]
 
     # A resume whose process is killed mid-run (slow's timeout made long here, so it is surely RUNNING when
     # killed): the record stays RUNNING, status says the run is orphaned.
