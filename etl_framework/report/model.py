@@ -137,6 +137,9 @@ class JobRun:
     stages: list[Stage] = field(default_factory=list)
     quality: list[ExpectationResult] = field(default_factory=list)
     quarantine: dict[str, int] = field(default_factory=dict)  # reason/rule -> rows (or "rows" -> total)
+    quarantine_path: str | None = None
+    bad_records: int | None = None  # malformed input rows set aside (bad_records: quarantine)
+    bad_records_path: str | None = None
     bookmarks: list[BookmarkState] = field(default_factory=list)
     error_stage: str | None = None
     error: str | None = None
@@ -441,6 +444,15 @@ def _bookmarks(d: dict[str, Any]) -> list[BookmarkState]:
     return [BookmarkState(source=n, before=before.get(n), after=after.get(n)) for n in names]
 
 
+def _stage_metric(stages: list[Stage], key: str) -> Any:
+    """The last value a stage recorded under `key` (write and quality both note quarantine paths)."""
+    for s in reversed(stages):
+        v = s.metrics.get(key)
+        if v is not None and not isinstance(v, bool):
+            return v
+    return None
+
+
 def job_run_from_dict(d: dict[str, Any]) -> JobRun:
     """Build a JobRun from a run record of any version; never raises on missing or odd fields."""
     d = dict(_as_dict(d))
@@ -523,6 +535,9 @@ def job_run_from_dict(d: dict[str, Any]) -> JobRun:
         workflow_run_id=_get(d, "workflow_run_id"),
         node=_get(d, "node"),
         message=_text_or_none(_get(d, "no_new_input", "message", "summary", "outcome")),
+        quarantine_path=_text_or_none(_stage_metric(stages, "quarantine_path")),
+        bad_records=_int(_stage_metric(stages, "bad_records")),
+        bad_records_path=_text_or_none(_stage_metric(stages, "bad_records_path")),
         notes=notes,
     )
 

@@ -644,12 +644,30 @@ def bookmarks_table(bms: list[BookmarkState]) -> str:
     )
 
 
-def quarantine_block(q: dict[str, int]) -> str:
+def quarantine_block(run: JobRun) -> str:
+    out = ""
+    if run.bad_records:
+        where = f" to <code>{esc(run.bad_records_path)}</code>" if run.bad_records_path else ""
+        out += (
+            f"<p><b>{fmt_number(run.bad_records)}</b> malformed input row(s) set aside{where} "
+            "(<code>bad_records: quarantine</code>)</p>"
+        )
+    q = run.quarantine
     if not q:
-        return '<p class="empty">no rows quarantined</p>'
+        return out or '<p class="empty">no rows quarantined</p>'
+    if run.quarantine_path:
+        out += f'<p class="meta">quarantine table: <code>{esc(run.quarantine_path)}</code></p>'
+    return out + _quality_quarantine(q)
+
+
+def _quality_quarantine(q: dict[str, int]) -> str:
     total = q.get("rows", q.get("total"))
     rows = [[esc(k), fmt_number(v)] for k, v in q.items() if k not in ("rows", "total")]
-    head = f"<p><b>{fmt_number(total)}</b> row(s) quarantined</p>" if total is not None else ""
+    head = (
+        f"<p><b>{fmt_number(total)}</b> row(s) quarantined by the quality gate</p>"
+        if total is not None
+        else ""
+    )
     if rows:
         head += (
             '<p class="meta">per rule: the rows it set aside (a row that breaks two rules counts in both)</p>'
@@ -697,7 +715,7 @@ def job_run_section(run: JobRun, standalone: bool, now: datetime) -> str:
     if standalone and run.stages:
         out.append("<h4>timeline</h4><div class=svgwrap>" + gantt_svg(_stage_rows(run, 0), now) + "</div>")
     out.append("<h4>quality gate</h4>" + quality_table(run.quality))
-    out.append("<h4>quarantine</h4>" + quarantine_block(run.quarantine))
+    out.append("<h4>quarantine</h4>" + quarantine_block(run))
     out.append("<h4>bookmarks</h4>" + bookmarks_table(run.bookmarks))
     out.append("</section>")
     return "".join(out)

@@ -544,7 +544,7 @@ def test_quality_results_kept_only_in_the_quality_stage_metrics() -> None:
     quality_stage = next(s for s in run.stages if s.name == "quality")
     assert "results" not in quality_stage.other_metrics
     page = render(Report(title="job run", job_runs=[run]))
-    assert "13</b> row(s) quarantined" in page and "per rule" in page
+    assert "13</b> row(s) quarantined by the quality gate" in page and "per rule" in page
 
 
 KEYS = [
@@ -640,3 +640,19 @@ def test_a_run_with_no_new_input_says_so() -> None:
     rec = job_record(stages=[], details={"no_new_input": "no new input: 0 new file(s) in source trips"})
     page = render(Report(title="job run", job_runs=[job_run_from_dict(rec)]))
     assert "no new input: 0 new file(s) in source trips" in page
+
+
+def test_malformed_rows_set_aside_are_counted() -> None:
+    rec = job_record()
+    rec["stages"][3]["metrics"].update(
+        {
+            "bad_records": 3,
+            "bad_records_path": "/lake/trips_bad_records",
+            "quarantine_path": "/lake/trips_quarantine",
+        }
+    )
+    run = job_run_from_dict(rec)
+    assert (run.bad_records, run.bad_records_path) == (3, "/lake/trips_bad_records")
+    page = render(Report(title="job run", job_runs=[run]))
+    assert "<b>3</b> malformed input row(s) set aside to <code>/lake/trips_bad_records</code>" in page
+    assert "quarantine table: <code>/lake/trips_quarantine</code>" in page
