@@ -92,7 +92,7 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
                       workflow_path=str(loaded.path), env=env)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        if run._stop_reason is None and run.run_id:
+        if not run.stopping and run.run_id:
             err(f"received {signal.Signals(signum).name}: stopping the run (again to abort)")
             run.stop(f"received {signal.Signals(signum).name}")
             signal.signal(signum, signal.default_int_handler)
@@ -248,7 +248,8 @@ def register(group: click.Group) -> None:
                 err("no workflow runs yet")
             for r in runs:
                 s = r.get("statistics") or {}
-                click.echo(f"{r['run_id']}  {r['workflow']}  {r['state']:<9}  {r['started_at']}  "
+                st = "RUNNING (orphaned)" if r["state"] == "RUNNING" and r["owner_alive"] is False else r["state"]
+                click.echo(f"{r['run_id']}  {r['workflow']}  {st:<9}  {r['started_at']}  "
                            f"{s.get('SucceededActions', '-')}/{s.get('TotalActions', '-')} succeeded"
                            + (f"  (resumes {r['previous_run_id']})" if r.get("previous_run_id") else ""))
             return

@@ -308,6 +308,10 @@ class WorkflowRun:
         finally:
             self._cleanup()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop_reason is not None
+
     def stop(self, reason: str = "stopped") -> None:
         self.events.put(("stop", "", 0, reason))
 

@@ -288,7 +288,8 @@ class WorkflowStore:
         return row["run_id"] if row else None
 
     def list_runs(self, workflow: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        sql = "SELECT run_id, workflow, state, started_at, ended_at, previous_run_id, statistics FROM workflow_runs"
+        sql = ("SELECT run_id, workflow, state, started_at, ended_at, previous_run_id, statistics, owner_host,"
+               " owner_pid, owner_start, heartbeat_at FROM workflow_runs")
         args: tuple[Any, ...] = ()
         if workflow:
             sql += " WHERE workflow = ?"
@@ -300,6 +301,9 @@ class WorkflowStore:
         for r in rows:
             d = dict(r)
             d["statistics"] = _loads(d["statistics"], None)
+            d["owner_alive"] = owner_alive(r) if d["state"] == RUNNING else None
+            for k in ("owner_host", "owner_pid", "owner_start", "heartbeat_at"):
+                del d[k]
             out.append(d)
         return out
 

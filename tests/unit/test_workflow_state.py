@@ -102,6 +102,8 @@ def test_mark_orphaned_runs_marks_only_dead_owners(db: Path) -> None:
     dead.wait()
     store = WorkflowStore(db)
     try:
+        listed = {r["run_id"]: r["owner_alive"] for r in store.list_runs()}
+        assert listed == {dead_id: False, live_id: True}
         assert mark_orphaned_runs(store) == [dead_id]
         run = store.get_run(dead_id)
         assert run["state"] == "STOPPED" and f"etl workflow resume {dead_id}" in run["error"]
