@@ -185,16 +185,18 @@ def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path,
     this job file; cached per project."""
     from ruamel.yaml import YAML
 
-    cache: dict[Path, list[tuple[Path, Path, dict[str, Any]]]] = getattr(project, "_wf_cache", None) or {}
+    cache: dict[tuple, list[tuple[Path, Path, dict[str, Any]]]] = getattr(project, "_wf_cache", None) or {}
     folders = {job_path.parent.resolve()}
     if project is not None and project.jobs_dir.is_dir():
         folders.add(project.jobs_dir.resolve())
     found: list[tuple[Path, dict[str, Any]]] = []
     yaml = YAML(typ="safe")
     for folder in folders:
-        if folder not in cache:
+        files = list(_yaml_files(folder))
+        key = (folder, *((f, *_stamp(f)) for f in files))  # a new key when a file is edited
+        if key not in cache:
             entries: list[tuple[Path, Path, dict[str, Any]]] = []
-            for wf in _yaml_files(folder):
+            for wf in files:
                 try:
                     data = yaml.load(wf.read_text(encoding="utf-8"))
                 except Exception:  # noqa: BLE001, S112 - a broken workflow file is reported when it is validated
@@ -205,8 +207,8 @@ def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path,
                 for rel in data["jobs"].values():
                     if isinstance(rel, str):
                         entries.append((wf, (wf.parent / rel).resolve(), props))
-            cache[folder] = entries
-        for wf, jp, props in cache[folder]:
+            cache[key] = entries
+        for wf, jp, props in cache[key]:
             if jp == job_path.resolve() and (wf, props) not in found:
                 found.append((wf, props))
     if project is not None:
@@ -215,6 +217,14 @@ def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path,
         except (AttributeError, TypeError):
             pass
     return found
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
 
 
 def _yaml_files(folder: Path) -> Iterator[Path]:

@@ -51,7 +51,9 @@ class YamlDoc:
             if path in other:
                 return other[path]
             if not path:
-                return (1, 1)
+                # the document itself: its first key (the file may start with comments)
+                tops = [pos for p, pos in self.key_pos.items() if len(p) == 1]
+                return min(tops) if tops else (1, 1)
             path = path[:-1]
             at_key = True
 
@@ -161,8 +163,6 @@ def parse_text(text: str, file: str) -> YamlDoc:
         for i, ln in enumerate(text.splitlines())
         if (m := _TAB_INDENT.match(ln))
     ]
-    if tabs:
-        raise ConfigErrors(tabs)
     if not text.strip() or all(ln.strip().startswith("#") or not ln.strip() for ln in text.splitlines()):
         raise ConfigErrors([ConfigError(file, 1, 1, "the file is empty: a job file starts with 'job: NAME', "
                                                     "a workflow file with 'workflow: NAME'")])
@@ -170,6 +170,8 @@ def parse_text(text: str, file: str) -> YamlDoc:
     try:
         node = yaml.load(text)
     except MarkedYAMLError as e:
+        if tabs:  # tabs in indentation are the likely cause (a tab inside a block scalar is fine YAML)
+            raise ConfigErrors(tabs) from None
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = " ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
@@ -183,7 +185,10 @@ def parse_text(text: str, file: str) -> YamlDoc:
     if node is None:
         raise ConfigErrors([ConfigError(file, 1, 1, "the file is empty: a job file starts with 'job: NAME', "
                                                     "a workflow file with 'workflow: NAME'")])
-    doc.data = _walk(node, (), doc)
+    try:
+        doc.data = _walk(node, (), doc)
+    except RecursionError:
+        raise ConfigErrors([ConfigError(file, 1, 1, "the YAML is nested too deeply")]) from None
     if not isinstance(doc.data, dict):
         raise ConfigErrors([ConfigError(file, 1, 1, "expected a mapping of keys (e.g. 'job: NAME') at the top of "
                                                     f"the file, found {_kind(doc.data)}")])

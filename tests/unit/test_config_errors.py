@@ -461,3 +461,18 @@ def test_misspelled_on_fail_in_expectation(proj: Path) -> None:
     text = GOOD_JOB.replace("on_fail: fail}", "on_fial: warn}")
     out = check_job(proj, text, "on_fial", "no keyword argument 'on_fial'")
     assert "did you mean 'on_fail'" in out
+
+
+def test_tab_inside_a_block_scalar_is_fine(proj: Path) -> None:
+    text = GOOD_JOB.replace(
+        "  - sql: SELECT * FROM trips WHERE trip_distance > ${params.min_distance}\n",
+        "  - sql: |\n      SELECT *\n      \tFROM trips\n",
+    )
+    write(proj, "demo.yaml", text)
+    rc, out = run(proj, "validate", str(proj / "jobs" / "demo.yaml"))
+    assert rc == 0, out
+
+
+def test_missing_top_level_key_points_at_the_first_key(proj: Path) -> None:
+    text = "# a comment\n\n" + GOOD_JOB[: GOOD_JOB.index("target:")]
+    check_job(proj, text, "job: demo", "missing required key 'target'")
