@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,13 @@ def project(tmp_path: Path) -> Path:
         if (REPO / name).exists():
             shutil.copytree(REPO / name, root / name)
     return root
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local[2] SparkSession for the whole test run (created only when a test asks for it)."""
+    from etl_framework.runtime.spark import get_spark
+
+    session = get_spark(REPO, {"spark.sql.shuffle.partitions": "2"})
+    yield session
+    session.stop()

@@ -49,7 +49,7 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
+    except Exception as e:  # the last line of defence against tracebacks
         if os.environ.get("ETL_DEBUG"):
             raise
         click.echo(f"internal error: {type(e).__name__}: {e}\n  (set ETL_DEBUG=1 for the traceback)", err=True)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from etl_framework.engine.context import JobContext, LocalRunProperties, properties_dict
 from etl_framework.errors import EtlError, JobFailed
 from etl_framework.log import JobLog, fmt_bytes, fmt_count, python_logger
+from etl_framework.stages.write import fault
 
 if TYPE_CHECKING:
     from etl_framework.config.model import EnvConfig, JobConfig
@@ -337,6 +338,7 @@ def run_loaded(
 
             bookmarks = open_bookmark_store(env_config)
             plan = plan_incremental(config, env_config, bookmarks, run_id, log)
+            fault("bookmark.planned")
             if plan is not None and plan.nothing_new:
                 log.info(plan.message)
                 if store is not None:
@@ -361,7 +363,9 @@ def run_loaded(
             prepare(state)
         execute(state, skip=skip_stages)
         if plan is not None:
+            fault("bookmark.before_cache")
             plan.commit(bookmarks, state)
+            fault("bookmark.cached")
             if store is not None:
                 store.set_detail(run_id, "bookmarks", {"before": state.extras.get("bookmark_before"),
                                                        "after": state.extras.get("bookmark_after")})

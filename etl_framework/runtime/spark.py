@@ -88,7 +88,7 @@ def java_home() -> str | None:
     """A Java 17 home (Spark 3.5 does not run on 21+); None when the default `java` is fine."""
     def version(java: str) -> int | None:
         try:
-            out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20).stderr
+            out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20, check=False).stderr
         except (OSError, subprocess.TimeoutExpired):
             return None
         for token in out.replace('"', " ").split():

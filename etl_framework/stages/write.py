@@ -548,8 +548,10 @@ def run_write(state: JobRunState) -> None:
     options = {**resolve_secrets(dict(t.options)), **state.write_options}
     state.log.info(f"{t.mode} to {t.format} {t.path}"
                    + (f" partitioned by {', '.join(t.partition_by)}" if t.partition_by else ""), STAGE)
+    fault("write.start")
     result = write_table(state, df, t.path, fmt=t.format, mode=t.mode, partition_by=list(t.partition_by),
                          merge_keys=list(t.merge_keys), options=options, metadata=state.commit_metadata or None)
+    fault("write.committed")
     from etl_framework.engine.job import observed
 
     rows = observed(obs)

@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from tests.conftest import REPO
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
-    from etl_framework.runtime.spark import get_spark
-
-    session = get_spark(REPO, {"spark.sql.shuffle.partitions": "2"})
-    yield session
-    session.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
