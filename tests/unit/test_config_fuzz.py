@@ -89,3 +89,36 @@ def test_validate_never_crashes_on_mutated_examples(mut: tuple[str, str]) -> Non
             assert any(line.count(":") >= 3 for line in output.splitlines()), output  # file:line:col: message
     finally:
         target.write_text(original)
+
+
+KEYS = ["job", "workflow", "params", "sources", "transform", "quality", "target", "crawl", "register", "format",
+        "path", "table", "sql", "filter", "join", "with", "on", "union", "dedupe", "keys", "order_by", "expect",
+        "column", "on_fail", "mode", "merge_keys", "partition_by", "triggers", "jobs", "crawlers", "name", "type",
+        "actions", "conditions", "state", "schedule", "logical", "watch", "batch", "run_properties", "schema",
+        "incremental", "aggregate", "aggs", "group_by", "select", "with_columns", "cast", "python", "x"]
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+                    st.sampled_from(JUNK + KEYS), st.text(max_size=8))
+trees = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=3),
+                                                     st.dictionaries(st.sampled_from(KEYS), kids, max_size=4)),
+                     max_leaves=25)
+
+
+@settings(max_examples=int(__import__("os").environ.get("FUZZ_N", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["job", "workflow"]), st.dictionaries(st.sampled_from(KEYS), trees, max_size=8))
+def test_validate_never_crashes_on_random_structures(kind: str, body: dict) -> None:
+    import json
+
+    root = _project()
+    target = root / "jobs" / "zz_random.yaml"
+    body = {kind: "fuzz", **body}
+    target.write_text(json.dumps(body, default=str))  # JSON is YAML
+    try:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = run_cli(cli, ["--project-dir", str(root), "validate", str(target)])
+        output = out.getvalue() + err.getvalue()
+        assert rc in (0, 2), output
+        assert "Traceback" not in output and "internal error" not in output, output
+    finally:
+        target.unlink()
