@@ -355,7 +355,8 @@ def validate_model(doc: YamlDoc, model: type[BaseModel], data: Any | None = None
         real: list[str | int] = []
         node = data
         for part in loc:
-            if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            in_dict = isinstance(node, dict) and part in node
+            if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
                 real.append(part)
                 node = node[part]
             elif err["type"] in ("missing", "extra_forbidden") and part == loc[-1]:
@@ -374,8 +375,6 @@ def validate_model(doc: YamlDoc, model: type[BaseModel], data: Any | None = None
         elif kind == "missing":
             key = real[-1] if real else "?"
             grouped.setdefault((path[:-1], True, kind), []).append(f"missing required key '{key}'")
-        elif kind == "value_error" and not doc_has(doc, path):
-            grouped.setdefault((path, True, kind), []).append(_message(err, node))
         else:
             # model-level checks point at the mapping's key; so does a missing value (`key:` with nothing)
             at_key = kind == "value_error" or node is None
@@ -390,11 +389,9 @@ def validate_model(doc: YamlDoc, model: type[BaseModel], data: Any | None = None
             if wants and all(wants):  # the members of a union: one message
                 text = f"expected {' or '.join(wants)}, found {_kind(expects[path][0][1])}"
         if _kind_ == "value":
-            text = f"{_label(path)}: {text}"
+            text = f"{_label(path)}: {text}" if path else text
         elif _kind_ == "missing":
             text = f"{_label(path) + ': ' if path else ''}{text}"
-        elif _kind_ == "value_error":
-            text = f"{_label(path)}: {text}" if path else text
         line, col = doc.pos(path, at_key=at_key)
         errors.append(ConfigError(doc.file, line, col, text + _comma_hint(doc, data, path, prefix)))
     return None, errors
@@ -417,10 +414,6 @@ def _comma_hint(doc: YamlDoc, data: Any, path: PathT, prefix: PathT) -> str:
                 return ("; note: inside {...} a comma separates entries: quote an expression that contains "
                         "commas, e.g. {x: 'coalesce(a, b)'}, or write the mapping in block style")
     return ""
-
-
-def doc_has(doc: YamlDoc, path: PathT) -> bool:
-    return path in doc.value_pos
 
 
 def _label(path: PathT) -> str:
