@@ -593,8 +593,11 @@ def _check_graph(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
     that can never fire)."""
     cfg = loaded.config
     errors: list[ConfigError] = []
-    if any(t is None for t in cfg.triggers) or not cfg.triggers:
-        return errors  # some triggers are invalid: the graph is incomplete, its checks would mislead
+    if not cfg.triggers:
+        return errors
+    if any(t is None for t in cfg.triggers):
+        # some triggers are invalid: reachability would mislead, but a cycle among the valid ones is still one
+        return _check_cycles(cfg, doc)
     nodes = set(cfg.jobs) | set(cfg.crawlers)
     started_by: dict[str, list[int]] = {}
     for i, t in enumerate(cfg.triggers):
@@ -638,9 +641,18 @@ def _check_graph(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
                 errors.append(doc.error(("triggers", i, "name"), f"trigger '{t.name}' can never fire: "
                                         f"{', '.join(n for n in never if n in started_by)} only start(s) after "
                                         "triggers that can never fire"))
+    errors += _check_cycles(cfg, doc)
+    return errors
+
+
+def _check_cycles(cfg: Any, doc: YamlDoc) -> list[ConfigError]:
+    """A cycle: node -> (a trigger watching it) -> node ... -> the first node; reported at the closing trigger."""
+    errors: list[ConfigError] = []
     # cycles: node -> nodes started by a trigger watching it
     edges: dict[str, list[tuple[str, int]]] = {}
     for i, t in enumerate(cfg.triggers):
+        if t is None:
+            continue
         for c in t.conditions:
             for a in t.actions:
                 edges.setdefault(c.node, []).append((a.node, i))
@@ -662,7 +674,7 @@ def _check_graph(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
                 dfs(m, stack + [m])
         color[n] = 2
 
-    roots = [a.node for t in cfg.triggers if t.type != "conditional" for a in t.actions]
+    roots = [a.node for t in cfg.triggers if t is not None and t.type != "conditional" for a in t.actions]
     for n in list(dict.fromkeys(roots)) + sorted(edges):  # from the start, so the back edge closes the cycle
         if color.get(n) is None:
             dfs(n, [n])

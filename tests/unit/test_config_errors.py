@@ -184,13 +184,14 @@ def test_bad_enum_lists_allowed(proj: Path, old: str, new: str, needle: str, all
 def test_bad_enum_in_workflow(proj: Path) -> None:
     write(proj, "demo.yaml", GOOD_JOB)
     text = GOOD_WORKFLOW.replace("    type: conditional\n", "    type: conditional\n    logical: all\n").replace(
-        "{path: ../data, database: raw}", "{path: ../data, database: raw, schema_change: ignore}")
+        "{path: ../data, database: raw}", "{path: ../data, database: raw, schema_change: ignore}").replace(
+        "state: SUCCEEDED", "state: DONE")
     write(proj, "flow.yaml", text)
     rc, out = run(proj, "validate", str(proj / "jobs" / "flow.yaml"))
     assert rc == 2
     errs = {(e[1], e[2]) for e in errors(out)}
-    assert at(text, "all") in errs and at(text, "ignore") in errs
-    assert "and, any" in out and "log, update, fail" in out
+    assert at(text, "all") in errs and at(text, "ignore") in errs and at(text, "DONE") in errs
+    assert "and, any" in out and "log, update, fail" in out and "SUCCEEDED, STOPPED, FAILED, TIMEOUT, CANCELLED" in out
 
 
 def test_bad_job_name(proj: Path) -> None:
