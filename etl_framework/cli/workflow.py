@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,27 @@ def _executor_name(option: str | None, env_cfg: Any, config: Any) -> str:
     return option or getattr(env_cfg, "executor", None) or config.executor
 
 
+@contextmanager
+def stop_on_signals(run: Any) -> Iterator[None]:
+    """SIGTERM/SIGINT stop the run cleanly (running nodes cancelled and marked STOPPED, the run STOPPED with the
+    signal as reason: resumable); a second signal aborts at once."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not run.stopping and run.run_id:
+            err(f"received {signal.Signals(signum).name}: stopping the run (again to abort)")
+            run.stop(f"received {signal.Signals(signum).name}")
+            signal.signal(signum, signal.default_int_handler)
+        else:
+            raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], executor_opt: str | None,
              triggers: tuple[str, ...] = (), run_id: str | None = None, resume_of: str | None = None,
              as_json: bool = False) -> None:
@@ -91,24 +114,12 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
     run = WorkflowRun(cfg, build_node_specs(cfg, loaded.jobs, loaded.job_paths), store, executor,
                       workflow_path=str(loaded.path), env=env)
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if not run.stopping and run.run_id:
-            err(f"received {signal.Signals(signum).name}: stopping the run (again to abort)")
-            run.stop(f"received {signal.Signals(signum).name}")
-            signal.signal(signum, signal.default_int_handler)
-        else:
-            raise KeyboardInterrupt
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     t0 = time.monotonic()
-    try:
+    with stop_on_signals(run):
         if resume_of:
             result = run.resume(resume_of, properties)
         else:
             result = run.start(properties, list(triggers) or None, run_id=run_id)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
     record = store.get_run(result.run_id)
     if as_json:
         print_json(record)

@@ -164,3 +164,35 @@ def test_run_properties_for_a_job_in_another_process(db: Path) -> None:
     props = run_properties_for(db, run_id)
     props.put("x", 2)
     assert store.get_properties(run_id) == {"k": 1, "x": 2} and props.as_dict() == {"k": 1, "x": 2}
+
+
+SIGNALLED = textwrap.dedent("""
+    import sys
+    from etl_framework.cli.workflow import stop_on_signals
+    from etl_framework.state.workflows import WorkflowStore
+    from tests.unit.test_workflow_fakes import FakeExecutor, run_engine, workflow
+    cfg = workflow([{"name": "start", "type": "on_demand", "actions": [{"job": "a"}]},
+                    {"name": "then", "type": "conditional", "conditions": [{"job": "a", "state": "SUCCEEDED"}],
+                     "actions": [{"job": "b"}]}], ["a", "b"])
+    ex = FakeExecutor({"a": [("hang",)]})
+    ex.hooks["a"] = lambda task: print("RUNNING", task.run_id, flush=True)
+    run = run_engine(cfg, WorkflowStore(sys.argv[1]), ex)
+    with stop_on_signals(run):
+        res = run.start()
+    print("ENDED", res.state, flush=True)
+""")
+
+
+def test_sigterm_stops_the_run_cleanly_and_it_is_resumable(db: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", SIGNALLED, str(db)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    first = proc.stdout.readline().split()
+    assert first[0] == "RUNNING", proc.stderr.read()
+    proc.send_signal(signal.SIGTERM)
+    out, errs = proc.communicate(timeout=30)
+    assert out.split() == ["ENDED", "STOPPED"] and proc.returncode == 0, errs
+    assert "received SIGTERM: stopping the run" in errs
+    run = WorkflowStore(db).get_run(first[1])
+    assert run["state"] == "STOPPED" and run["error"] == "received SIGTERM"
+    assert {n["node"]: n["state"] for n in run["nodes"]} == {"a": "STOPPED", "b": None}
+    assert next(t for t in run["triggers"] if t["trigger"] == "then")["reason"].startswith("not fired: the run was")
