@@ -273,7 +273,7 @@ class Scheduler:
         """Runs left RUNNING by a process that died (the scheduler's own, killed with it, or any other)."""
         self._last_orphan_check = time.monotonic()
         for run_id in self.starter.recover():
-            f = next((x for x in self.store.firings(("started",)) if x.run_id == run_id), None)
+            f = self.store.firing_of_run(run_id)
             self.log(f"run {run_id} was RUNNING when its process (or the scheduler) died: marked STOPPED; resume "
                      f"it with `etl workflow resume {run_id}`", level="warn", run_id=run_id,
                      workflow=f.workflow if f else None, trigger=f.trigger if f else None)
@@ -281,15 +281,16 @@ class Scheduler:
     def recover(self) -> None:
         """After a (re)start: mark orphaned runs, settle firings whose start was interrupted."""
         self.mark_orphans()
-        for f in self.store.firings(("starting",)):
+        for f in self.store.firings(("starting", "started")):
             if f.run_id and self.starter.run_exists(f.run_id):
-                self.store.mark_started(f.firing_id, self.clock(), note="start confirmed after restart")
+                self.store.mark_done(f.firing_id, note=f"{f.note or ''}; its run is on record (seen after restart)")
                 self.log("firing had started its run before the scheduler stopped", workflow=f.workflow,
-                         trigger=f.trigger, run_id=f.run_id)
+                         trigger=f.trigger, run_id=f.run_id, firing=f.firing_id)
             else:
-                self.store.mark_waiting(f.firing_id, note="start interrupted by a scheduler stop; queued again")
-                self.log("firing's run never started (scheduler stopped in between): queued again",
-                         workflow=f.workflow, trigger=f.trigger, firing=f.firing_id)
+                self.store.mark_waiting(f.firing_id, note="its run never registered (the scheduler stopped while "
+                                                          "starting it); queued again")
+                self.log("firing's run never started (the scheduler stopped while starting it): queued again",
+                         level="warn", workflow=f.workflow, trigger=f.trigger, firing=f.firing_id)
         waiting = self.store.firings(("waiting",))
         if waiting:
             self.log(f"{len(waiting)} firing(s) waiting from before the restart", count=len(waiting))
@@ -300,7 +301,10 @@ class Scheduler:
         """One pass: reload workflows, fire due schedules, take new files, close batches, start runs, reap."""
         self.workflows = self.source.refresh(self.log)
         now = self.clock()
-        dirty = self.notifier.take_dirty() if self.notifier else set()
+        dirty: set[str] = set()
+        if self.notifier:
+            self.notifier.unwatch_missing()  # a removed folder is watched again once it is back
+            dirty = self.notifier.take_dirty()
         for wf in self.workflows.values():
             for trig in wf.config.triggers:
                 if not trig.enabled:
@@ -439,6 +443,8 @@ class Scheduler:
                 self.log(f"run did not start: {e.detail}", level="error", workflow=e.workflow, trigger=e.trigger,
                          run_id=e.run_id)
                 continue
+            if f is not None:
+                self.store.mark_done(f.firing_id)
             level = "info" if e.outcome == "COMPLETED" else "warn"
             self.log(f"run ended: {e.outcome}{' — ' + e.detail if e.detail else ''}", level=level,
                      workflow=e.workflow, trigger=e.trigger, run_id=e.run_id)

@@ -4,8 +4,10 @@ Exactly-once rests on three rules:
 - an event is a row keyed by (workflow, trigger, path): a file is recorded once, whatever the restarts;
 - a batch, its events' `batch_id` and the firing that will start its run are written in ONE transaction;
 - a scheduled tick advances `last_tick` in the same transaction that records its firing.
-A firing then moves waiting -> starting (run id chosen and stored first) -> started; on restart a firing left in
-`starting` is checked against the workflow runs, so a run is never started twice nor forgotten.
+A firing then moves waiting -> starting (run id chosen and stored first) -> started (process spawned) -> done (its
+run ended, or is on record after a restart). On restart a firing left in `starting` or `started` is checked against
+the workflow runs: a run on record is done, a run that never registered is queued again — never started twice, nor
+forgotten.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ CREATE TABLE IF NOT EXISTS scheduler_firings (
   due_at     TEXT NOT NULL,        -- the tick, or the moment the batch closed
   batch_id   INTEGER,
   properties TEXT NOT NULL,        -- JSON run properties given to the run
-  state      TEXT NOT NULL,        -- waiting | starting | started | failed (could not start)
+  state      TEXT NOT NULL,        -- waiting | starting | started | done | failed (could not start)
   run_id     TEXT,
   created_at TEXT NOT NULL,
   started_at TEXT,
@@ -277,6 +279,15 @@ class SchedulerStore:
                 " WHERE firing_id=?",
                 (ts(now), note, firing_id),
             )
+
+    def mark_done(self, firing_id: int, note: str | None = None) -> None:
+        with self.conn:
+            self.conn.execute("UPDATE scheduler_firings SET state='done', note=COALESCE(?, note) WHERE firing_id=?",
+                              (note, firing_id))
+
+    def firing_of_run(self, run_id: str) -> Firing | None:
+        row = self.conn.execute("SELECT * FROM scheduler_firings WHERE run_id=?", (run_id,)).fetchone()
+        return Firing.from_row(row) if row else None
 
     def mark_failed(self, firing_id: int, note: str) -> None:
         """The run could not start for a reason that retrying will not fix (e.g. its config broke)."""

@@ -28,10 +28,14 @@ class Clock:
         self.t += timedelta(seconds=seconds)
 
 
+RECORDS: dict[Path, set[str]] = {}  # per test: run ids the fake engine has on record, across "restarts"
+
+
 class FakeStarter:
     """Starts nothing: records what would run and enforces max_concurrent_runs like the engine does."""
 
-    def __init__(self) -> None:
+    def __init__(self, records: set[str] | None = None) -> None:
+        self.records = records if records is not None else set()  # the engine's run records (durable)
         self.started: list[dict[str, Any]] = []
         self.running: dict[str, tuple[str, str]] = {}
         self.ended: list[RunEnded] = []
@@ -42,6 +46,7 @@ class FakeStarter:
             return None
         self.started.append({"workflow": wf.name, "trigger": trigger, "properties": properties, "run_id": run_id})
         self.running[run_id] = (wf.name, trigger)
+        self.records.add(run_id)
         return run_id
 
     def finish(self, run_id: str, outcome: str = "COMPLETED") -> None:
@@ -56,7 +61,7 @@ class FakeStarter:
         return list(self.running)
 
     def run_exists(self, run_id: str) -> bool:
-        return any(s["run_id"] == run_id for s in self.started)
+        return run_id in self.records
 
     def recover(self) -> list[str]:
         return []
@@ -76,7 +81,7 @@ def workflow(name: str = "wf", *, limit: int | None = None, triggers: list[dict[
 def make(tmp_path: Path, wfs: StaticWorkflows, clock: Clock, starter: FakeStarter | None = None,
          settle: float = 2.0) -> tuple[Scheduler, FakeStarter, SchedulerLog]:
     log = SchedulerLog(stream=io.StringIO(), clock=clock)
-    starter = starter or FakeStarter()
+    starter = starter or FakeStarter(RECORDS.setdefault(tmp_path, set()))
     sched = Scheduler(SchedulerStore(tmp_path / "state.db"), starter, wfs, clock=clock, log=log,
                       settle_seconds=settle, wall=lambda: 0.0,
                       use_notifications=False)
@@ -291,16 +296,14 @@ def test_crash_between_recording_and_starting_starts_the_run_exactly_once(tmp_pa
     sched.store.mark_starting(closed[0].firing_id, "wr_started_before_crash")
     sched.store.mark_starting(closed[1].firing_id, "wr_never_started")
     sched.store.close()
-    starter = FakeStarter()
-    starter.started.append({"run_id": "wr_started_before_crash"})  # the engine has this run on record
+    starter = FakeStarter({"wr_started_before_crash"})  # the engine has this run on record
     sched2, starter2, _ = make(tmp_path, wfs, clock, starter=starter)
     sched2.tick()
-    assert [s["run_id"] for s in starter2.started][1:] != []  # the never-started one was started now
-    started_now = starter2.started[1:]
-    assert len(started_now) == 1 and [Path(f).name for f in started_now[0]["properties"][EVENT_FILES]] == ["b.csv"]
-    assert {f.state for f in sched2.store.firings()} == {"started"}
+    (started_now,) = starter2.started  # only the never-started one is started now
+    assert [Path(f).name for f in started_now["properties"][EVENT_FILES]] == ["b.csv"]
+    assert [f.state for f in sched2.store.firings()] == ["done", "started"]
     sched2.tick()
-    assert len(starter2.started) == 2
+    assert len(starter2.started) == 1
 
 
 # ------------------------------------------------------------------------------------------ concurrency limit
@@ -407,3 +410,52 @@ def test_an_unreadable_watched_folder_is_reported_once_and_the_other_triggers_ke
     monkeypatch.setattr(events, "list_files", real)
     settle(sched, clock)
     assert sorted(s["workflow"] for s in starter.started) == ["wa", "wb"]
+
+
+def test_crash_right_after_spawning_a_run_that_never_registered_queues_it_again(tmp_path: Path) -> None:
+    clock, inbox = Clock(), tmp_path / "inbox"
+    wfs = event_wf(inbox, size=1, window=60)
+    sched, starter, _ = make(tmp_path, wfs, clock)
+    land(inbox, "a.csv", "b.csv")
+    settle(sched, clock)
+    assert len(starter.started) == 2
+    starter.records.discard(starter.started[1]["run_id"])  # its process died before registering the run
+    sched.store.close()
+    sched2, starter2, log = make(tmp_path, wfs, clock, starter=starter)
+    assert any("queued again" in m for m in messages(log))
+    sched2.tick()
+    runs = [s for s in starter2.started if s["run_id"] in starter2.records]  # the runs the engine has
+    assert [Path(s["properties"][EVENT_FILES][0]).name for s in runs] == ["a.csv", "b.csv"]
+    assert [f.state for f in sched2.store.firings()] == ["done", "started"]
+    assert sched2.store.firings()[1].run_id == runs[1]["run_id"]
+    sched2.tick()
+    assert len(starter2.started) == 3  # the lost start once more, nothing else
+
+
+def test_os_notifications_mark_the_folder_and_wake_the_loop_also_after_it_was_recreated(tmp_path: Path) -> None:
+    import shutil
+    import threading
+    import time
+
+    from etl_framework.scheduler.events import Notifier
+
+    wake = threading.Event()
+    n = Notifier(wake)
+    if not n.active:
+        pytest.skip(f"no OS notifications here: {n.error}")
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    try:
+        for round_ in range(2):
+            assert n.watch(str(folder))
+            wake.clear()
+            n.take_dirty()
+            (folder / f"f{round_}.csv").write_text("x\n")
+            assert wake.wait(5), "no notification"
+            time.sleep(0.1)
+            assert n.take_dirty() == {str(folder)}
+            shutil.rmtree(folder)
+            n.unwatch_missing()
+            folder.mkdir()
+    finally:
+        n.stop()
