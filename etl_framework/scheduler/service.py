@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from etl_framework.config.model import Batch, Trigger, WorkflowConfig
-from etl_framework.scheduler.events import EventScanner, Notifier, close_batches
+from etl_framework.scheduler.events import EVENT_FILES, EventScanner, Notifier, close_batches
 from etl_framework.scheduler.schedules import (
     MAX_COUNTED_TICKS,
     NextFire,
@@ -404,13 +404,15 @@ class Scheduler:
             try:
                 got = self.starter.start(wf, f.trigger, f.properties, run_id)
             except Exception as e:  # noqa: BLE001 - a start that blew up is retried, never lost
-                self.store.mark_waiting(f.firing_id, note=f"start failed: {e}")
-                self.log(f"could not start the run: {e}; retrying", level="error", workflow=f.workflow,
-                         trigger=f.trigger, firing=f.firing_id)
+                self.store.mark_waiting(f.firing_id)
+                if f.firing_id not in self._waiting_logged:
+                    self._waiting_logged.add(f.firing_id)
+                    self.log(f"could not start the run: {type(e).__name__}: {e}; retrying every pass",
+                             level="error", workflow=f.workflow, trigger=f.trigger, firing=f.firing_id)
                 blocked.add(f.workflow)
                 continue
             if got is None:
-                self.store.mark_waiting(f.firing_id, note="max_concurrent_runs reached")
+                self.store.mark_waiting(f.firing_id)
                 blocked.add(f.workflow)
                 if f.firing_id not in self._waiting_logged:
                     self._waiting_logged.add(f.firing_id)
@@ -419,14 +421,18 @@ class Scheduler:
                              firing=f.firing_id)
                 continue
             self.store.mark_started(f.firing_id, self.clock())
+            waited = f.firing_id in self._waiting_logged
             self._waiting_logged.discard(f.firing_id)
             self._run_firing[got] = f
             started += 1
             extra: dict[str, Any] = {}
             if f.kind == "event":
-                extra["files"] = len(f.properties.get("event_files", []))
-            self.log(f"run started ({f.kind}{': ' + f.note if f.note else ''})", workflow=f.workflow,
-                     trigger=f.trigger, run_id=got, firing=f.firing_id, **extra)
+                extra["files"] = len(f.properties.get(EVENT_FILES, []))
+                what = f"event batch {f.batch_id}"
+            else:
+                what = f"scheduled tick {f.due_at.isoformat()}"
+            self.log(f"run started for {what}" + (" (after waiting for a free slot)" if waited else ""),
+                     workflow=f.workflow, trigger=f.trigger, run_id=got, firing=f.firing_id, **extra)
         return started
 
     def reap(self) -> list[RunEnded]:

@@ -329,6 +329,7 @@ def test_limit_reached_waits_is_logged_once_and_fires_when_a_slot_frees(tmp_path
     sched.tick()
     names = [Path(s["properties"][EVENT_FILES][0]).name for s in starter.started]
     assert names == ["1.csv", "2.csv", "3.csv"]  # in arrival order
+    assert sum("after waiting for a free slot" in m for m in messages(log)) == 2
     assert any(line["message"].startswith("run ended: COMPLETED") and line["run_id"] for line in log.lines)
 
 
