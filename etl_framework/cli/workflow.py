@@ -99,7 +99,7 @@ def stop_on_signals(run: Any) -> Iterator[None]:
 
 def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], executor_opt: str | None,
              triggers: tuple[str, ...] = (), run_id: str | None = None, resume_of: str | None = None,
-             as_json: bool = False) -> None:
+             resume_nodes: list[str] | None = None, as_json: bool = False) -> None:
     from etl_framework.config.load import load_workflow
     from etl_framework.engine.executors import make_executor
     from etl_framework.engine.workflow import WorkflowRun, build_node_specs
@@ -117,7 +117,7 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
     t0 = time.monotonic()
     with stop_on_signals(run):
         if resume_of:
-            result = run.resume(resume_of, properties)
+            result = run.resume(resume_of, properties, resume_nodes)
         else:
             result = run.start(properties, list(triggers) or None, run_id=run_id)
     record = store.get_run(result.run_id)
@@ -220,10 +220,12 @@ def register(group: click.Group) -> None:
     @click.argument("run_id")
     @click.option("--property", "-p", "props", multiple=True, metavar="K=V", help="override a run property")
     @click.option("--executor", type=click.Choice(["inline", "subprocess"]), default=None)
+    @click.option("--node", "nodes", multiple=True, metavar="NAME",
+                  help="restart only these nodes (and what is downstream of them); default: every failed node")
     @click.option("--json", "as_json", is_flag=True, help="print the new run record as JSON on stdout")
     @click.pass_context
     def resume_cmd(ctx: click.Context, run_id: str, props: tuple[str, ...], executor: str | None,
-                   as_json: bool) -> None:
+                   nodes: tuple[str, ...], as_json: bool) -> None:
         """Resume a finished run (Glue ResumeWorkflowRun): a new run that re-runs the failed, timed-out, stopped
         and errored nodes and everything downstream of them, and copies the other nodes' results."""
         project = _project(ctx)
@@ -236,7 +238,7 @@ def register(group: click.Group) -> None:
         if not path.is_file():
             path = workflow_file(project, prev["workflow"])
         _execute(ctx, path, properties=parse_properties(props), executor_opt=executor, resume_of=run_id,
-                 as_json=as_json)
+                 resume_nodes=list(nodes) or None, as_json=as_json)
 
     @workflow.command("status")
     @click.argument("run_id", required=False)

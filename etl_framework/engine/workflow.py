@@ -197,9 +197,8 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.state == COMPLETED and all(
-            s in (None, "SUCCEEDED") for s in self.nodes.values()
-        ) and self.statistics["TotalActions"] == self.statistics["SucceededActions"]
+        """Every action of this run succeeded (nodes copied by a resume are not actions of this run)."""
+        return self.state == COMPLETED and self.statistics["TotalActions"] == self.statistics["SucceededActions"]
 
 
 class WorkflowRun:
@@ -252,7 +251,10 @@ class WorkflowRun:
         finally:
             self._cleanup()
 
-    def resume(self, previous_run_id: str, properties: dict[str, Any] | None = None) -> RunResult:
+    def resume(self, previous_run_id: str, properties: dict[str, Any] | None = None,
+               nodes: list[str] | None = None) -> RunResult:
+        """Glue ResumeWorkflowRun: `nodes` (Glue's NodeIds) default to every failed, timed-out, stopped or errored
+        node of the previous run; they and everything downstream of them run again, the rest is copied."""
         prev = self.store.get_run(previous_run_id)
         if prev is None:
             raise EtlError(f"workflow run {previous_run_id} not found\n  what to do: `etl workflow status` lists runs")
@@ -269,7 +271,16 @@ class WorkflowRun:
                 f"workflow run {previous_run_id} is {prev['state']}: only a COMPLETED or STOPPED run can be resumed"
             )
         prev_nodes = {n["node"]: n for n in prev["nodes"]}
-        failed = {n for n, r in prev_nodes.items() if r["state"] in FAILED_STATES and n in self.nodes}
+        if nodes:
+            bad = sorted(n for n in nodes if n not in self.nodes or not (prev_nodes.get(n) or {}).get("state"))
+            if bad:
+                raise EtlError(
+                    f"cannot resume {', '.join(bad)}: a node to restart must have run in {previous_run_id} (as in Glue)"
+                    f"\n  what to do: pick among {', '.join(n for n, r in prev_nodes.items() if r['state'])}"
+                )
+            failed = set(nodes)
+        else:
+            failed = {n for n, r in prev_nodes.items() if r["state"] in FAILED_STATES and n in self.nodes}
         if not failed:
             raise EtlError(
                 f"workflow run {previous_run_id} has no failed, timed-out, stopped or errored node: nothing to resume"

@@ -314,6 +314,22 @@ def test_resume_reruns_downstream_nodes_that_had_run(store: WorkflowStore) -> No
     assert second.ok
 
 
+def test_resume_selected_nodes_only_as_glue_node_ids(store: WorkflowStore) -> None:
+    cfg = workflow([
+        {"name": "start", "type": "on_demand", "actions": [{"job": "a"}, {"job": "b"}]},
+        cond("after_a", [("a", "SUCCEEDED")], ["c"]),
+        cond("after_b", [("b", "SUCCEEDED")], ["d"]),
+    ], ["a", "b", "c", "d"])
+    first = run_engine(cfg, store, FakeExecutor({"a": [("fail", 0)], "b": [("fail", 0)]})).start()
+    ex = FakeExecutor()
+    second = run_engine(cfg, store, ex).resume(first.run_id, nodes=["a"])
+    assert sorted(n for n, _a, _t in ex.starts) == ["a", "c"]
+    assert second.nodes == {"a": "SUCCEEDED", "b": "FAILED", "c": "SUCCEEDED", "d": None}  # b copied as it was
+    assert second.ok  # every action of this run succeeded
+    with pytest.raises(EtlError, match="must have run in"):
+        run_engine(cfg, store, FakeExecutor()).resume(first.run_id, nodes=["d"])
+
+
 def test_resume_of_a_run_without_failures_or_still_running_is_refused(store: WorkflowStore) -> None:
     cfg = workflow([START], ["a"])
     ok = run_engine(cfg, store, FakeExecutor()).start()
