@@ -52,11 +52,27 @@ def _names(value: str, names: dict[str, int]) -> str:
     return re.sub(r"[A-Z]{3}", lambda m: str(names.get(m.group(0), m.group(0))), value)
 
 
+def _wrap(part: str, field: str) -> str:
+    """A range that wraps around (`20-2` hours, `FRI-MON`) as the explicit list cron needs, steps included."""
+    lo, hi = RANGES[field]
+    base, slash, step = part.partition("/")
+    m = re.fullmatch(r"(\d+)-(\d+)", base)
+    if not m or int(m.group(1)) <= int(m.group(2)):
+        return part
+    a, b = int(m.group(1)), int(m.group(2))
+    seq = list(range(a, hi + 1)) + list(range(lo, b + 1))
+    return ",".join(str(n) for n in seq[:: int(step) if slash else 1])
+
+
 def _steps(value: str, field: str) -> str:
-    """Glue's `a/b` (start at a) is cron's `a-MAX/b`."""
+    """Glue's `a/b` (start at a) is cron's `a-MAX/b`; wrapping ranges become lists."""
     hi = RANGES[field][1]
     out = []
     for part in value.split(","):
+        part = _wrap(part, field)
+        if "," in part:
+            out.append(part)
+            continue
         base, slash, step = part.partition("/")
         if slash and base != "*" and "-" not in base:
             base = f"{base}-{hi}"
@@ -70,7 +86,7 @@ def _dow(value: str) -> str:
     if value == "L":
         return "6"  # the last day of the week: Saturday
     out = []
-    for part in value.split(","):
+    for part in ",".join(_wrap(p, "day-of-week") for p in value.split(",")).split(","):
         base, slash, step = part.partition("/")
         if slash and base != "*" and "-" not in base:
             base = f"{base}-7"
@@ -145,7 +161,7 @@ def _check_field(value: str, field: str, offset: int) -> None:
         elif "-" in base:
             a, _, b = base.partition("-")
             na, nb = num(a, pos), num(b, pos + len(a) + 1)
-            if field != "day-of-week" and na > nb:
+            if field == "year" and na > nb:  # other ranges wrap around (20-2 hours, FRI-MON), as in AWS's docs
                 raise CronError(f"{field}: range {a}-{b} goes backwards", pos)
         elif not re.fullmatch(_NUM, base):
             raise CronError(f"{field}: '{part}' is not valid (use a number, a range a-b, a list a,b, */n or a/n)",

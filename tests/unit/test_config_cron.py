@@ -36,6 +36,10 @@ AWS_EXAMPLES = [
     ("cron(0 12 ? * 1 *)", "noon on Sundays (1 = SUN)", d(2026, 1, 4, 12, 0)),
     ("cron(0 12 ? * 7 *)", "noon on Saturdays (7 = SAT)", d(2026, 1, 3, 12, 0)),
     ("cron(0 0 1 1 ? 2025)", "a year in the past: never again", None),
+    ("cron(0/30 20-2 ? * MON-FRI *)", "every 30 minutes Mon-Fri, 20:00 to 02:30 (a range wrapping midnight)",
+     d(2026, 1, 1, 0, 30)),
+    ("cron(0 0 ? * FRI-MON *)", "midnight Friday through Monday (wrapping the week)", d(2026, 1, 2, 0, 0)),
+    ("cron(0 0 1 NOV-FEB ? *)", "the first of November through February", d(2026, 2, 1, 0, 0)),
 ]
 
 
@@ -75,7 +79,7 @@ INVALID = [
     ("cron(0 ? * * ? *)", "'?' is only allowed"),
     ("cron(0 2 5,L * ? *)", "stand alone"),
     ("cron(0 2 30 2 ? *)", "can never fire"),
-    ("cron(0 20-10 * * ? *)", "goes backwards"),
+    ("cron(0 0 * * ? 2030-2027)", "goes backwards"),
 ]
 
 
