@@ -336,6 +336,11 @@ def _message(err: dict[str, Any], value: Any) -> str:
         return msg.removeprefix("Value error, ")
     if kind == "too_short":
         return "must not be empty"
+    bounds = {"less_than_equal": ("at most", "le"), "greater_than_equal": ("at least", "ge"),
+              "less_than": ("less than", "lt"), "greater_than": ("more than", "gt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{value!r} is out of range: must be {words} {err.get('ctx', {}).get(key)}"
     return msg[0].lower() + msg[1:] if msg else kind
 
 

@@ -477,3 +477,8 @@ def test_tab_inside_a_block_scalar_is_fine(proj: Path) -> None:
 def test_missing_top_level_key_points_at_the_first_key(proj: Path) -> None:
     text = "# a comment\n\n" + GOOD_JOB[: GOOD_JOB.index("target:")]
     check_job(proj, text, "job: demo", "missing required key 'target'")
+
+
+def test_number_out_of_range(proj: Path) -> None:
+    text = GOOD_JOB + "retries: {max_attempts: 11}\n"
+    check_job(proj, text, "11}", "max_attempts: 11 is out of range: must be at most 10")
