@@ -121,6 +121,9 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"{mark} {r['check']:<12} {r['detail']}")
             if r["fix"]:
                 click.echo(f"     {'':<12} fix: {r['fix']}")
-        click.echo("ready to run jobs" if not bad else f"{len(bad)} problem(s): fix them and run `etl doctor` again")
+        if not bad:
+            click.echo("ready to run jobs")
     if bad:
-        ctx.exit(1)
+        from etl_framework.errors import EtlError
+
+        raise EtlError(f"{len(bad)} problem(s): fix them and run `etl doctor` again")

@@ -2,9 +2,11 @@
 
 Choices where the SPEC is silent:
 - Malformed rows (`bad_records`, csv and json only — parquet and delta carry their own schema): `fail` is Spark's
-  FAILFAST mode (the run fails at the first malformed row, naming the file), `drop` is DROPMALFORMED, `quarantine`
-  is PERMISSIVE with a corrupt-record column: good rows go on, malformed ones are written by the write stage to
-  `<target>_bad_records` with the source, file, reason, the columns that did not parse and the raw record.
+  FAILFAST mode (the run fails at the first malformed row, naming the file and line); `drop` and `quarantine`
+  read in PERMISSIVE mode with a corrupt-record column: good rows go on, malformed ones are dropped or written by
+  the write stage to `<target>_bad_records` (Parquet, committed like a Parquet target) with the source, file,
+  reason, the columns that did not parse and the raw record. A row is malformed when any of its columns does not
+  parse, used by the job or not (with `fail`, Spark checks only the columns the job uses).
 - A CSV with `header: true` and an explicit schema has its header checked against the schema (Spark's
   `enforceSchema: false`), so a file whose columns moved fails instead of loading shifted data.
 - Parquet and Delta sources with an explicit schema are checked against the file schema before any data is read:
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 STAGE = "extract"
 TEXT_FORMATS = ("csv", "json")
 CORRUPT_COL = "_corrupt_record"
-PARSE_MODES = {"fail": "FAILFAST", "drop": "DROPMALFORMED", "quarantine": "PERMISSIVE"}
+PARSE_MODES = {"fail": "FAILFAST", "drop": "PERMISSIVE", "quarantine": "PERMISSIVE"}
 WIDENINGS = {
     ("tinyint", "smallint"), ("tinyint", "int"), ("tinyint", "bigint"), ("smallint", "int"),
     ("smallint", "bigint"), ("int", "bigint"), ("float", "double"), ("int", "double"), ("bigint", "double"),
@@ -201,7 +203,7 @@ def _read_text(state: JobRunState, name: str, src: Source, paths: list[str], opt
     mode = PARSE_MODES[src.bad_records]
     opts.setdefault("mode", mode)
     reader = spark.read.format(src.format).options(**opts)
-    if src.bad_records != "quarantine":
+    if src.bad_records == "fail":
         return reader.schema(declared).load(paths) if declared is not None else reader.load(paths)
     schema = declared if declared is not None else reader.load(paths).schema
     fields = [f for f in schema.fields if f.name != CORRUPT_COL]
@@ -209,7 +211,13 @@ def _read_text(state: JobRunState, name: str, src: Source, paths: list[str], opt
     raw = (spark.read.format(src.format).options(**opts).option("mode", "PERMISSIVE")
            .option("columnNameOfCorruptRecord", CORRUPT_COL).schema(with_corrupt).load(paths))
     data_cols = [f.name for f in fields]
-    good = raw.filter(F.col(CORRUPT_COL).isNull()).drop(CORRUPT_COL)
+    # Spark converts only the columns a plan uses, so a value that does not parse in an unused column would make
+    # a row good for the target and bad for the bad-records table at once. Using every column in the filter
+    # (through a hash the optimizer cannot fold away) makes "malformed" mean the whole row, in both.
+    whole_row = F.xxhash64(*[F.col(f"`{c}`") for c in data_cols]) >= F.lit(-(2**63))
+    good = raw.filter(F.col(CORRUPT_COL).isNull() & whole_row).drop(CORRUPT_COL)
+    if src.bad_records == "drop":
+        return good
     unparsed = F.array_join(F.array_compact(F.array(*[
         F.when(F.col(f"`{c}`").isNull(), F.lit(c)) for c in data_cols])), ",")
     reason = (f"malformed {src.format} record: it does not parse with the schema of source '{name}' "
