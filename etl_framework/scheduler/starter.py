@@ -29,24 +29,23 @@ from typing import Any
 
 from etl_framework.scheduler.service import RunEnded, SchedulerLog, WorkflowEntry
 
-PR_SET_PDEATHSIG = 1
 REFUSED_MARK = "max_concurrent_runs"
 KILL_AFTER_TERM_SECONDS = 15.0
 
 
-def _die_with_parent(parent_pid: int) -> Any:
-    def pre() -> None:
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except Exception:  # noqa: BLE001 - not Linux: the orphan is marked on the next restart instead
-            return
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return pre
+# The run's process binds its life to the scheduler itself, first thing (no preexec_fn: forking a process with
+# threads — watchdog's — and running Python before exec can deadlock).
+LAUNCHER = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except Exception:
+    pass  # not Linux: the run outlives a killed scheduler; its record is marked if its own process dies
+if os.getppid() != int(os.environ.get("ETL_SCHEDULER_PID", os.getppid())):
+    sys.exit(75)  # the scheduler died before this line: do not run unsupervised
+from etl_framework.cli import main
+main()
+"""
 
 
 def _is_zombie(pid: int) -> bool:
@@ -89,7 +88,7 @@ class SubprocessStarter:
     def command(self, wf: WorkflowEntry, trigger: str, properties: dict[str, Any], run_id: str) -> list[str]:
         props = [a for k, v in properties.items() for a in ("--property", f"{k}={json.dumps(v, default=str)}")]
         return [
-            self.python, "-c", "from etl_framework.cli import main; main()",
+            self.python, "-c", LAUNCHER,
             "--project-dir", str(self.project_root), "--env", self.env,
             "workflow", "run", str(wf.path), "--trigger", trigger, "--run-id", run_id, *props,
         ]
@@ -118,7 +117,6 @@ class SubprocessStarter:
             proc = subprocess.Popen(
                 self.command(wf, trigger, properties, run_id), stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, cwd=str(self.project_root), env=env, start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - single-threaded spawn from the loop
             )
         self.children[run_id] = Child(proc, run_id, wf.name, trigger, log_path, time.monotonic())
         return run_id
