@@ -56,15 +56,17 @@ def test_aws_glue_cron_examples_fire_when_aws_says(expr: str, meaning: str, expe
     assert ticks(expr, len(expected)) == expected, meaning
 
 
-@pytest.mark.xfail(reason="config/cron.py rejects these (reported to the config owner): a wrap-around hour range "
-                          "from AWS's own table, and month names containing L (JUL) read as the L wildcard",
-                   strict=False)
-@pytest.mark.parametrize(("expr", "expected"), [
-    ("cron(0/30 20-2 ? * MON-FRI *)", ["Thu 01-01 00:00", "Thu 01-01 00:30", "Thu 01-01 01:00"]),
-    ("cron(0 0 1 JUL ? *)", ["Wed 07-01 00:00", "Thu 07-01 00:00", "Sat 07-01 00:00"]),
-])
-def test_aws_glue_cron_examples_not_yet_supported(expr: str, expected: list[str]) -> None:
-    assert ticks(expr, len(expected), datetime(2025, 12, 31, 23, 59, tzinfo=UTC))[:1] == expected[:1]
+def test_aws_wrap_around_example_runs_late_evening_to_early_morning_on_weekdays() -> None:
+    """AWS: 'cron(0/30 20-2 ? * MON-FRI *)' runs every 30 minutes Monday to Friday from 10 pm (here 20:00) to
+    2 am the following day, and from 12 am to 2 am on Monday morning; not on Saturday morning."""
+    expr = "cron(0/30 20-2 ? * MON-FRI *)"
+    assert ticks(expr, 6) == ["Thu 01-01 00:30", "Thu 01-01 01:00", "Thu 01-01 01:30", "Thu 01-01 02:00",
+                              "Thu 01-01 02:30", "Thu 01-01 20:00"]
+    assert ticks(expr, 2, datetime(2026, 1, 2, 23, 31, tzinfo=UTC)) == ["Mon 01-05 00:00", "Mon 01-05 00:30"]
+
+
+def test_month_names_containing_l_are_names_not_the_l_wildcard() -> None:
+    assert ticks("cron(0 0 1 JUL ? *)", 2) == ["Wed 07-01 00:00", "Thu 07-01 00:00"]
 
 
 def test_a_year_long_outage_of_a_minutely_schedule_is_counted_quickly_and_fires_once() -> None:
