@@ -27,8 +27,9 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     """Run the click group and map every known error to its exit code; unexpected errors get one line, and the
     traceback only with ETL_DEBUG=1."""
     try:
-        group.main(args=argv, prog_name="etl", standalone_mode=False)
-        return 0
+        rv = group.main(args=argv, prog_name="etl", standalone_mode=False)
+        # click returns ctx.exit(n)'s code here instead of raising; a command's own return value is not a code
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except ConfigErrors as e:
         for error in e.errors:
             click.echo(str(error), err=True)
