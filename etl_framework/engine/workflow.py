@@ -313,7 +313,10 @@ class WorkflowRun:
                 rec = prev_nodes[name]
                 if rec["trigger"] in reset:
                     continue
-                action = Action(**{self.specs[name].kind: name}, arguments=rec["arguments"] or {})
+                orig = next((a for t in self.config.triggers if t.name == rec["trigger"] for a in t.actions
+                             if a.node == name), None)  # keeps the action's timeout_minutes
+                action = Action(**{self.specs[name].kind: name}, arguments=rec["arguments"] or {},
+                                timeout_minutes=orig.timeout_minutes if orig else None)
                 self._enqueue(action, rec["trigger"] or "resume")
             return self._loop()
         finally:
@@ -360,11 +363,10 @@ class WorkflowRun:
         node = self.nodes.get(action.node)
         if node is None:
             raise EtlError(f"workflow {self.config.workflow}: trigger {trigger} names unknown node {action.node}")
-        if node.state is not None and not node.copied:
-            self._log(f"{node.spec.kind} {action.node} already ran in this run; trigger {trigger} does not start it"
-                      " again")
+        if node.state is not None:
+            how = "was copied from the resumed run" if node.copied else "already ran in this run"
+            self._log(f"{node.spec.kind} {action.node} {how}; trigger {trigger} does not start it again")
             return
-        node.copied = False
         node.state, node.arguments, node.trigger = "WAITING", dict(action.arguments), trigger
         node.timeout_minutes = action.timeout_minutes or node.spec.timeout_minutes
         node.attempts, node.not_before, node.job_run_ids, node.error, node.first_start = 0, 0.0, [], None, None
