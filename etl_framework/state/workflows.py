@@ -350,6 +350,10 @@ class RunProperties:
         values = dict(key) if isinstance(key, dict) else {key: value}
         self.store.put_properties(self.run_id, values)
 
+    def update(self, values: dict[str, Any]) -> None:
+        """Several properties in one transaction (as GlueRunProperties.update)."""
+        self.store.put_properties(self.run_id, dict(values))
+
     def run_vars(self) -> dict[str, Any]:
         """What `${run.X}` sees: the properties plus `id` and `date` (the run's start day, UTC)."""
         run = self.store.get_run(self.run_id) or {}
