@@ -125,13 +125,14 @@ class EventScanner:
                 stable.append((path, size, mtime_ns))
         for gone in set(st.candidates) - seen:
             del st.candidates[gone]
-        recorded: list[Event] = []
-        for path, size, mtime_ns in sorted(stable, key=lambda s: (s[2], s[0])):
+        if not stable:
+            return []
+        stable.sort(key=lambda s: (s[2], s[0]))
+        added = self.store.record_events(workflow, trigger, stable, now)
+        for path, _, _ in stable:
             del st.candidates[path]
             st.known.add(path)
-            if self.store.record_event(workflow, trigger, path, size, mtime_ns, now):
-                recorded.append(Event(workflow, trigger, path, size, mtime_ns, now))
-        return recorded
+        return [Event(workflow, trigger, path, size, mtime_ns, now) for path, size, mtime_ns in added]
 
 
 @dataclass(frozen=True)

@@ -170,15 +170,22 @@ class SchedulerStore:
         )
         return {r["path"] for r in rows}
 
-    def record_event(self, workflow: str, trigger: str, path: str, size: int, mtime_ns: int, now: datetime) -> bool:
-        """Record a file as an event; False when it already was one (a file is an event exactly once)."""
+    def record_events(self, workflow: str, trigger: str, files: list[tuple[str, int, int]], now: datetime
+                      ) -> list[tuple[str, int, int]]:
+        """Record many files as events in one transaction (one fsync, not one per file); returns those that were
+        not events yet."""
+        added = []
         with self.conn:
-            cur = self.conn.execute(
-                "INSERT OR IGNORE INTO scheduler_events (workflow, trigger, path, size, mtime_ns, seen_at)"
-                " VALUES (?,?,?,?,?,?)",
-                (workflow, trigger, path, size, mtime_ns, ts(now)),
-            )
-        return cur.rowcount == 1
+            self.conn.execute("BEGIN IMMEDIATE")
+            for path, size, mtime_ns in files:
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO scheduler_events (workflow, trigger, path, size, mtime_ns, seen_at)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (workflow, trigger, path, size, mtime_ns, ts(now)),
+                )
+                if cur.rowcount == 1:
+                    added.append((path, size, mtime_ns))
+        return added
 
     def pending_events(self, workflow: str, trigger: str) -> list[Event]:
         rows = self.conn.execute(
