@@ -54,6 +54,7 @@ def run_transform(state: JobRunState) -> None:
     obs = Observation()
     state.df = obs._on(df, F.count(F.lit(1)).alias("rows"))
     state.observations["transform"] = obs
+    state.extras["transform_df"] = state.df  # the write reuses this count when nothing changed the data since
     state.metrics[STAGE]["steps"] = len(steps)
     state.metrics[STAGE]["columns"] = len(df.columns)
     if steps:

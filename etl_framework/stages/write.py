@@ -543,8 +543,11 @@ def run_write(state: JobRunState) -> None:
         raise JobFailed(state.job, STAGE, f"the data has no column {', '.join(missing)} named in target "
                         f"partition_by/merge_keys (columns: {', '.join(state.df.columns)})",
                         "produce that column in the transform, or fix target.partition_by / merge_keys")
-    obs = Observation()
-    df = obs._on(state.df, F.count(F.lit(1)).alias("rows"))
+    if state.df is state.extras.get("transform_df") and "transform" in state.observations:
+        obs, df = state.observations["transform"], state.df  # one count node fewer in the plan
+    else:
+        obs = Observation()
+        df = obs._on(state.df, F.count(F.lit(1)).alias("rows"))
     options = {**resolve_secrets(dict(t.options)), **state.write_options}
     state.log.info(f"{t.mode} to {t.format} {t.path}"
                    + (f" partitioned by {', '.join(t.partition_by)}" if t.partition_by else ""), STAGE)
