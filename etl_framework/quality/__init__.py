@@ -1,0 +1,1 @@
+"""The quality gate (Great Expectations) and its quarantine."""

@@ -1,0 +1,170 @@
+"""Quality gate stage (SPEC §5): Great Expectations on the transformed data, between transform and write.
+
+`run_quality` evaluates the job's `quality:` rules (see `etl_framework.quality.gate` for how: one pass, GX's own
+results), then
+- any `fail` rule failed: nothing is written, not even the quarantine; QualityGateFailed (exit 3) names each
+  failed rule and its observed value;
+- `quarantine` rules: the rows that broke one are set aside, labelled with every row-level rule they broke; the
+  rest is what the write stage writes;
+- `warn` rules: recorded, printed, the job goes on.
+Per-rule results are kept on the run (`state.quality_result` and the stage's metrics, so `etl show` has them).
+
+The quarantine rows are staged (uncommitted Parquet under `<quarantine>/_etl_staging/<run_id>`, hidden from
+readers) during the gate's one pass. `write_quarantine` commits them to the quarantine Delta table right after
+the target commit, with Delta's idempotent-write transaction id (`txnAppId` = job + run id): a retry or resume
+after a crash between the two commits completes the quarantine exactly once, and never twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from etl_framework.errors import QualityGateFailed
+from etl_framework.quality.report import format_quality_table
+
+if TYPE_CHECKING:
+    from etl_framework.config.model import JobConfig
+    from etl_framework.engine.job import JobRunState
+
+__all__ = ["evaluate_gate", "format_quality_table", "quarantine_location", "run_quality", "staging_location",
+           "write_quarantine"]
+
+STAGE = "quality"
+STAGING_DIR = "_etl_staging"
+APP_ID_PREFIX = "etl_framework:quarantine:"
+
+
+def evaluate_gate(df: Any, expectations: list[Any], job_name: str, run_id: str, **kwargs: Any) -> Any:
+    """The gate as a pure function (no writes unless `staging_path` is given): see quality.gate.evaluate_gate."""
+    from etl_framework.quality.gate import evaluate_gate as _evaluate
+
+    return _evaluate(df, expectations, job_name, run_id, **kwargs)
+
+
+def quarantine_location(config: JobConfig) -> str:
+    """`target.quarantine_path`, else `<target.path>_quarantine` (a Delta table beside the target)."""
+    return config.target.quarantine_path or config.target.path.rstrip("/") + "_quarantine"
+
+
+def staging_location(config: JobConfig, run_id: str) -> str:
+    return f"{quarantine_location(config).rstrip('/')}/{STAGING_DIR}/{run_id}"
+
+
+def run_quality(state: JobRunState) -> None:
+    from etl_framework.quality.gate import describe_failure
+    from etl_framework.quality.gate import evaluate_gate as _evaluate
+
+    cfg = state.config
+    rules = list(cfg.quality)
+    has_quarantine = any(r.on_fail == "quarantine" for r in rules)
+    staging = staging_location(cfg, state.run_id) if has_quarantine else None
+    if has_quarantine:
+        recover_quarantines(state)
+    gate = _evaluate(state.df, rules, cfg.job, state.run_id, staging_path=staging)
+    state.quality_result = gate.results
+    state.extras["quality_gate"] = gate
+    m = state.metrics.setdefault(STAGE, {})
+    m.update({
+        "rows_in": gate.row_count,
+        "rows_out": gate.row_count - gate.quarantined_rows,
+        "rows_quarantined": gate.quarantined_rows,
+        "expectations": len(gate.results),
+        "passed": sum(1 for r in gate.results if r["success"]),
+        "failed": [r["rule"] for r in gate.failed],
+        "warned": [r["rule"] for r in gate.warned],
+        "results": gate.results,
+    })
+    if has_quarantine:
+        m["quarantine_path"] = quarantine_location(cfg)
+    for r in gate.warned:
+        state.log.warning("rule " + describe_failure(r), STAGE)
+    if not gate.ok:
+        gate.discard()
+        state.df = None
+        state.quarantine_df = None
+        raise QualityGateFailed(
+            cfg.job, STAGE, gate.failure_message(),
+            f"inspect the data (etl show {state.run_id} lists every rule's result), fix the source or the "
+            "transform, or relax the rule (mostly, on_fail: warn|quarantine); then run the job again",
+            run_id=state.run_id,
+        )
+    state.df = gate.passed_df
+    state.quarantine_df = gate.quarantine_df
+    m["reason"] = gate.summary().removeprefix("quality gate: ")
+    if gate.quarantined_rows:
+        every = " — every row: the target write commits 0 rows" if gate.quarantined_rows == gate.row_count else ""
+        where = quarantine_location(cfg)
+        state.log.warning(f"{gate.quarantined_rows:,} row(s) quarantined to {where}{every}", STAGE)
+
+
+def quarantine_app_id(job: str, run_id: str) -> str:
+    return f"{APP_ID_PREFIX}{job}:{run_id}"
+
+
+def write_quarantine(state: JobRunState) -> dict[str, Any] | None:
+    """Commit this run's quarantined rows to the quarantine Delta table; call right after the target commit.
+
+    Idempotent per run (Delta `txnAppId`/`txnVersion`): calling it again, in a retry or a resume, after the
+    quarantine committed writes nothing. When the gate's DataFrame is gone (a new process), the staged rows of
+    this run are read back. Returns the write's metrics, or None when there was nothing to quarantine."""
+    from etl_framework.quality.gate import delete_path, path_exists
+    from etl_framework.stages.write import write_delta
+
+    cfg, spark = state.config, state.spark
+    path = quarantine_location(cfg)
+    staging = staging_location(cfg, state.run_id)
+    gate = state.extras.get("quality_gate")
+    df = state.quarantine_df
+    if df is None:
+        if not any(r.on_fail == "quarantine" for r in cfg.quality) or not path_exists(spark, staging):
+            return None
+        df = spark.read.parquet(staging)
+    res = write_delta(spark, df, path, mode="append", partition_by=[], job=cfg.job,
+                      options={"txnAppId": quarantine_app_id(cfg.job, state.run_id), "txnVersion": 0})
+    delete_path(spark, staging)
+    if gate is not None:
+        gate.release()
+        res["rows_written"] = gate.quarantined_rows
+    state.extras["quarantine_written"] = True
+    m = state.metrics.setdefault("write", {})
+    m["quarantined_rows"] = res.get("rows_written")
+    m["quarantine_path"] = res.get("path", path)
+    return res
+
+
+def pending_quarantines(spark: Any, config: JobConfig) -> list[str]:
+    """Run ids whose quarantine rows are staged but not (known to be) committed: left by a crash."""
+    from etl_framework.quality.gate import path_exists
+
+    root = f"{quarantine_location(config).rstrip('/')}/{STAGING_DIR}"
+    if not path_exists(spark, root):
+        return []
+    jvm = spark._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(root)
+    fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
+    return sorted(st.getPath().getName() for st in fs.listStatus(hpath) if st.isDirectory())
+
+
+def recover_quarantines(state: JobRunState) -> list[str]:
+    """Finish the quarantine commit of earlier runs that crashed between their target and quarantine commits
+    (the target's own commits name their run: `engine.resume.target_has_run`), and drop the staged rows of runs
+    whose target never committed. Exactly once either way, thanks to the per-run Delta transaction id.
+    Returns the run ids whose quarantine was completed."""
+    from etl_framework.engine.resume import target_has_run
+    from etl_framework.quality.gate import delete_path
+    from etl_framework.stages.write import write_delta
+
+    cfg, spark = state.config, state.spark
+    recovered = []
+    for run_id in pending_quarantines(spark, cfg):
+        if run_id == state.run_id:
+            continue  # this run's own staging (a retry): the gate rewrites it
+        staging = staging_location(cfg, run_id)
+        if target_has_run(cfg, run_id):
+            write_delta(spark, spark.read.parquet(staging), quarantine_location(cfg), mode="append", partition_by=[],
+                        job=cfg.job, options={"txnAppId": quarantine_app_id(cfg.job, run_id), "txnVersion": 0})
+            recovered.append(run_id)
+            state.log.info(f"committed the quarantine of earlier run {run_id} (it stopped after its target commit)",
+                           STAGE)
+        delete_path(spark, staging)
+    return recovered
