@@ -572,12 +572,21 @@ def run_write(state: JobRunState) -> None:
 
 
 def _write_set_aside(state: JobRunState) -> None:
-    """Malformed input rows (bad_records: quarantine) and the quality gate's quarantined rows, after the target."""
+    """Right after the target's commit: the quality gate's quarantined rows (through the quality stage's own
+    idempotent `write_quarantine` when it is installed), then malformed input rows (bad_records: quarantine)."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     from etl_framework.engine.job import observed
 
+    if state.config.quality and not state.extras.get("quarantine_written"):
+        try:
+            from etl_framework.stages.quality import write_quarantine
+        except ImportError:
+            write_quarantine = None
+        if write_quarantine is not None:
+            write_quarantine(state)
+            state.extras["quarantine_written"] = True
     if state.bad_records:
         bad = None
         for df in state.bad_records.values():
