@@ -314,9 +314,10 @@ class WorkflowRun:
                 if rec["trigger"] in reset:
                     continue
                 orig = next((a for t in self.config.triggers if t.name == rec["trigger"] for a in t.actions
-                             if a.node == name), None)  # keeps the action's timeout_minutes
-                action = Action(**{self.specs[name].kind: name}, arguments=rec["arguments"] or {},
-                                timeout_minutes=orig.timeout_minutes if orig else None)
+                             if a.node == name), None)
+                # the action's own arguments (the record holds a redacted copy of them)
+                action = orig if orig is not None else Action(**{self.specs[name].kind: name},
+                                                              arguments=rec["arguments"] or {})
                 self._enqueue(action, rec["trigger"] or "resume")
             return self._loop()
         finally:
@@ -350,7 +351,7 @@ class WorkflowRun:
         self.progress(f"[{self.run_id}] workflow {self.config.workflow} started ({started_by})")
 
     def _log(self, message: str) -> None:
-        self.progress(f"[{self.run_id}] {message}")
+        self.progress(_redact(f"[{self.run_id}] {message}"))
 
     def _fire(self, trigger: Trigger, reason: str) -> None:
         self.fired.add(trigger.name)
@@ -372,7 +373,7 @@ class WorkflowRun:
         node.attempts, node.not_before, node.job_run_ids, node.error, node.first_start = 0, 0.0, [], None, None
         self.waiting.append(action.node)
         self.store.update_node(
-            self.run_id, action.node, state="WAITING", trigger=trigger, arguments=node.arguments, attempts=0,
+            self.run_id, action.node, state="WAITING", trigger=trigger, arguments=_redact(node.arguments), attempts=0,
             copied_from=None, started_at=None, ended_at=None, error=None, job_run_id=None, job_run_ids=[],
         )
 
@@ -514,7 +515,7 @@ class WorkflowRun:
             node.state, node.not_before, node.error = "WAITING", self.now() + delay, outcome.error
             self.waiting.append(name)
             self.store.update_node(
-                self.run_id, name, state="WAITING", error=outcome.error, job_run_id=outcome.job_run_id,
+                self.run_id, name, state="WAITING", error=_redact(outcome.error), job_run_id=outcome.job_run_id,
                 job_run_ids=node.job_run_ids,
             )
             self._log(f"job {name} FAILED on attempt {node.attempts}/{retries.max_attempts} after {elapsed:.1f}s:"
@@ -526,7 +527,7 @@ class WorkflowRun:
         node.state, node.error = state, error
         duration = self.now() - (node.first_start or node.attempt_start)
         fields: dict[str, Any] = {
-            "state": state, "ended_at": now_iso(), "duration": round(duration, 3), "error": error,
+            "state": state, "ended_at": now_iso(), "duration": round(duration, 3), "error": _redact(error),
             "job_run_ids": node.job_run_ids,
         }
         if job_run_id or node.job_run_ids:
@@ -638,6 +639,13 @@ class WorkflowRun:
             self.store.update_node(self.run_id, name, state=None)
         stats = statistics_of([{"state": n.state, "copied_from": n.copied or None} for n in self.nodes.values()])
         self.store.finish_run(self.run_id, STOPPED if exc is not None else ERROR, stats, reason)
+
+
+def _redact(value: Any) -> Any:
+    """Secrets never reach the run record (SPEC §4.2): placeholders and resolved values become ***."""
+    from etl_framework.config.interpolate import redact
+
+    return redact(value)
 
 
 def _first_line(text: str | None) -> str:

@@ -213,6 +213,18 @@ def test_action_arguments_reach_the_job(store: WorkflowStore) -> None:
     assert store.get_run(res.run_id)["nodes"][0]["arguments"] == {"min_distance": 0.5}
 
 
+def test_secrets_never_reach_the_run_record(store: WorkflowStore) -> None:
+    cfg = workflow([{"name": "start", "type": "on_demand",
+                     "actions": [{"job": "a", "arguments": {"conn": "${secret:DB_URL}", "n": 1}}]}], ["a"])
+    ex = FakeExecutor({"a": [("fail", 0)]})
+    logged: list[str] = []
+    res = run_engine(cfg, store, ex, progress=logged.append).start()
+    assert ex.tasks[0].arguments == {"conn": "${secret:DB_URL}", "n": 1}  # resolved by the job at the moment of use
+    node = store.get_run(res.run_id)["nodes"][0]
+    assert node["arguments"] == {"conn": "***", "n": 1}
+    assert "DB_URL" not in " ".join(logged)
+
+
 def test_crawler_failure_and_condition_on_crawler_state(store: WorkflowStore) -> None:
     cfg = workflow([
         {"name": "start", "type": "on_demand", "actions": [{"crawler": "crawl_raw"}]},

@@ -93,4 +93,5 @@ def specs(config: WorkflowConfig, retries: dict[str, Retries] | None = None,
 
 
 def run_engine(config: WorkflowConfig, store: WorkflowStore, executor: FakeExecutor, **kw: Any) -> WorkflowRun:
-    return WorkflowRun(config, kw.pop("node_specs", None) or specs(config), store, executor, progress=None, **kw)
+    progress = kw.pop("progress", None)
+    return WorkflowRun(config, kw.pop("node_specs", None) or specs(config), store, executor, progress=progress, **kw)
