@@ -222,6 +222,11 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
             if fn is None:
                 reason = "not available"
         if reason is not None:
+            if name == "write" and name in skip and state.config.quality:
+                from etl_framework.stages.quality import write_quarantine
+
+                state.stage = name
+                write_quarantine(state)  # the target committed before a crash: finish its staged quarantine
             if store is not None:
                 store.finish_stage(state.run_id, name, status="SKIPPED", duration_s=0.0,
                                    metrics={"reason": reason}, attempt=state.attempt, seq=seq)
@@ -345,6 +350,10 @@ def run_loaded(
                     store.set_detail(run_id, "no_new_input", plan.message)
                 raise _NothingNew
         stage = "start"
+        if config.quality:  # Great Expectations' ~5 s import overlaps Spark's start-up and the extract
+            from etl_framework.quality.gate import preload_gx
+
+            preload_gx()
         if spark is None:
             from etl_framework.runtime.spark import get_spark
 

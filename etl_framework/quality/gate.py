@@ -43,10 +43,20 @@ def preload_gx() -> None:
     """Start importing great_expectations in a background thread (it takes ~5 s); call when a job with a
     `quality:` block starts, so the import overlaps JVM start-up, extract and transform instead of adding to them."""
     global _GX_THREAD
+    import pyspark.sql  # noqa: F401 - GX imports pyspark: import it here first, never in two threads at once
+
     with _GX_LOCK:
         if _GX_THREAD is None:
             _GX_THREAD = threading.Thread(target=_import_gx, name="etl-gx-import", daemon=True)
             _GX_THREAD.start()
+
+
+def wait_gx() -> None:
+    """Wait for a background import started by `preload_gx` to finish: a module half-imported by another thread
+    has a half-filled expectation registry ("expectation ... not found")."""
+    thread = _GX_THREAD
+    if thread is not None and thread.is_alive():
+        thread.join()
 
 
 def _import_gx() -> None:
@@ -248,6 +258,7 @@ def _unique_names(expectations: list[Expectation]) -> list[str]:
 
 def build_expectations(expectations: list[Expectation], job: str) -> list[Any]:
     """GX domain objects of the rules; a wrong keyword or a wrong type fails here, naming the rule."""
+    wait_gx()
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     built = []

@@ -203,3 +203,44 @@ def test_quarantine_commits_exactly_once_around_a_crash(spark: Any, tmp_path: Pa
     write_delta(spark, staged, str(qpath), mode="append", partition_by=[], job="trips_q",
                 options={"txnAppId": quality.quarantine_app_id("trips_q", first.run_id), "txnVersion": 0})
     assert delta_version(qpath) == version and len(delta_rows(qpath)) == 7
+
+
+def test_resume_after_target_commit_completes_the_quarantine_once(spark: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`etl resume` of a run that stopped between its target commit and its quarantine commit: the target is not
+    written again, the staged quarantine rows are committed, once."""
+    import yaml
+
+    from etl_framework.cli import cli
+    from etl_framework.cli.common import run_cli
+    from etl_framework.stages import quality
+
+    root = tmp_path / "p"
+    (root / "conf").mkdir(parents=True)
+    (root / "jobs").mkdir()
+    (root / "conf" / "local.yaml").write_text("state: {path: ../.etl/state.db}\ncatalog: {path: ../.etl/catalog.db}\n")
+    write_csv(root / "in", GOOD + BAD)
+    spec = job(root / "in", root / "out").model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    spec["sources"]["trips"]["path"], spec["target"]["path"] = "../in", "../out"
+    job_file = root / "jobs" / "trips_q.yaml"
+    job_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+    def crash(state: Any) -> None:
+        raise RuntimeError("killed between the target and the quarantine commit")
+
+    monkeypatch.setattr(quality, "write_quarantine", crash)
+    assert run_cli(cli, ["--project-dir", str(root), "run", "--no-report", str(job_file)]) == 1
+    monkeypatch.undo()
+    store = SqliteRunStore(root / ".etl" / "state.db")
+    run_id = store.list_runs(limit=1)[0]["run_id"]
+    store.close()
+    qpath = root / "out_quarantine"
+    assert (qpath / "_etl_staging" / run_id).is_dir() and not (qpath / "_delta_log").exists()
+    target_version = delta_version(root / "out")
+
+    assert run_cli(cli, ["--project-dir", str(root), "resume", run_id]) == 0
+    assert delta_version(root / "out") == target_version  # the target is not written twice
+    assert [r["trip_id"] for r in delta_rows(root / "out")] == [1, 5, 6]
+    q = delta_rows(qpath)
+    assert {r["trip_id"]: sorted(r["_failed_rules"]) for r in q} == BROKE and {r["_run_id"] for r in q} == {run_id}
+    assert not (qpath / "_etl_staging" / run_id).exists()
