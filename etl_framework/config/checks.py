@@ -180,6 +180,18 @@ def _spark_type_error(t: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------- job
 
 
+# Run properties the scheduler sets on the runs it starts (see etl_framework/scheduler): readable as ${run.X}
+# by the jobs of workflows that have such triggers.
+EVENT_RUN_PROPERTIES = ("event_files", "event_batch_id", "event_trigger")
+SCHEDULE_RUN_PROPERTIES = ("scheduled_time",)
+
+
+def trigger_run_properties(triggers: Any) -> tuple[str, ...]:
+    kinds = {t.get("type") for t in triggers if isinstance(t, dict)} if isinstance(triggers, list) else set()
+    return (EVENT_RUN_PROPERTIES if "event" in kinds else ()) + (
+        SCHEDULE_RUN_PROPERTIES if "scheduled" in kinds else ())
+
+
 def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path, dict[str, Any]]]:
     """(workflow file, run_properties) of every workflow in the project (jobs/ and the job's folder) that names
     this job file; cached per project."""
@@ -203,7 +215,8 @@ def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path,
                     continue
                 if not (isinstance(data, dict) and "workflow" in data and isinstance(data.get("jobs"), dict)):
                     continue
-                props = data.get("run_properties") if isinstance(data.get("run_properties"), dict) else {}
+                props = dict(data.get("run_properties")) if isinstance(data.get("run_properties"), dict) else {}
+                props.update(dict.fromkeys(trigger_run_properties(data.get("triggers"))))
                 for rel in data["jobs"].values():
                     if isinstance(rel, str):
                         entries.append((wf, (wf.parent / rel).resolve(), props))
@@ -494,7 +507,9 @@ def check_workflow(loaded: LoadedWorkflow, project: Project | None) -> list[Conf
     _guard(errors, lambda: _check_names(loaded, doc))
     _guard(errors, lambda: _check_triggers(loaded, doc))
     _guard(errors, lambda: _check_graph(loaded, doc))
-    _guard(errors, lambda: check_run_refs(doc, set(RUN_BUILTINS) | {str(k) for k in loaded.config.run_properties},
+    wf_props = {str(k) for k in loaded.config.run_properties} | set(
+        trigger_run_properties([t.model_dump() for t in loaded.config.triggers]))
+    _guard(errors, lambda: check_run_refs(doc, set(RUN_BUILTINS) | wf_props,
                                           "built-ins, plus this workflow's run_properties"))
     return errors
 
