@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,6 +125,8 @@ def get_spark(
     home = java_home()
     if home:
         os.environ["JAVA_HOME"] = home
+    # Python workers (UDFs, pandas/arrow functions) must run in this interpreter, not whatever python3 is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = resolve_conf(project_root, overrides)
     from pyspark.sql import SparkSession
 
