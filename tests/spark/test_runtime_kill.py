@@ -25,8 +25,23 @@ from tests.spark.test_runtime_helpers import delta_rows, parquet_rows, run, snap
 ETL = str(Path(sys.executable).parent / "etl")
 
 
-def make_project(root: Path, fmt: str, rows: int) -> tuple[Path, dict[str, Any]]:
-    """A project with generated trips (`rows`), an example-like job writing `fmt`, and a tiny baseline input."""
+SLOW_STEP = """
+def slow(df, ctx):
+    import time
+
+    from pyspark.sql import functions as F, types as T
+
+    def pause(v):
+        time.sleep(0.002)
+        return v
+
+    return df.withColumn("trip_id", F.udf(pause, T.LongType())("trip_id"))
+"""
+
+
+def make_project(root: Path, fmt: str, rows: int, slow: bool = False) -> tuple[Path, dict[str, Any]]:
+    """A project with generated trips (`rows`), an example-like job writing `fmt`, and a tiny baseline input.
+    `slow` adds a python step that makes every row take 2 ms, so that the write is surely running when killed."""
     sys.path.insert(0, str(REPO / "scripts"))
     try:
         from generate_data import generate
@@ -49,6 +64,9 @@ def make_project(root: Path, fmt: str, rows: int) -> tuple[Path, dict[str, Any]]
         "target": {"format": fmt, "path": str(root / "lake" / "trips"), "partition_by": ["pickup_date"],
                    "mode": "overwrite"},
     }
+    if slow:
+        (root / "rt_slow.py").write_text(SLOW_STEP)
+        spec["transform"].insert(0, {"python": "rt_slow:slow"})
     (root / "jobs" / "kill_me.yaml").write_text(json.dumps(spec, indent=1))
     return root / "jobs" / "kill_me.yaml", spec
 
@@ -57,6 +75,7 @@ def config(spec: dict[str, Any], input_path: Path) -> JobConfig:
     data = json.loads(json.dumps(spec))
     data["sources"]["trips"]["path"] = str(input_path)
     data.pop("params")
+    data["transform"] = [s for s in data["transform"] if "python" not in s]  # the follow-up runs go fast
     return JobConfig.model_validate(data)
 
 
@@ -117,7 +136,7 @@ def test_sigkill_mid_parquet_write_leaves_the_target_unchanged(spark: Any, tmp_p
     from etl_framework.stages.write import read_committed_parquet
 
     project = tmp_path / "proj"
-    job_file, spec = make_project(project, "parquet", rows=200_000)
+    job_file, spec = make_project(project, "parquet", rows=8_000, slow=True)
     target, db = project / "lake" / "trips", project / ".etl" / "state.db"
     small = project / "data" / "small" / "trips"
     assert run(spark, config(spec, small), db).ok
@@ -181,7 +200,7 @@ def test_sigkill_inside_the_parquet_commit(spark: Any, tmp_path: Path, point: st
 @pytest.mark.slow
 def test_sigkill_mid_delta_write_leaves_the_table_unchanged(spark: Any, tmp_path: Path) -> None:
     project = tmp_path / "proj"
-    job_file, spec = make_project(project, "delta", rows=600_000)
+    job_file, spec = make_project(project, "delta", rows=8_000, slow=True)
     target, db = project / "lake" / "trips", project / ".etl" / "state.db"
     assert run(spark, config(spec, project / "data" / "small" / "trips"), db).ok
     old_rows = delta_rows(target)
