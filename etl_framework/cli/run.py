@@ -48,8 +48,11 @@ def write_run_report(project: Any, run_id: str, env: str) -> Path | None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="override a job param (repeatable)")
 @click.option("--json", "as_json", is_flag=True, help="print the run record as JSON on stdout")
 @click.option("--no-report", is_flag=True, help="do not write the HTML run report")
+@click.option("--env", "env_name", default=None, metavar="ENV",
+              help="environment config conf/<ENV>.yaml (same as `etl --env ENV run ...`)")
 @click.pass_context
-def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bool, no_report: bool) -> None:
+def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bool, no_report: bool,
+        env_name: str | None) -> None:
     """Run the job JOB_FILE: crawl, extract, transform, quality gate, write, register."""
     from etl_framework.config.load import project_for
     from etl_framework.config.project import Project
@@ -57,7 +60,7 @@ def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bo
     from etl_framework.errors import UsageError
     from etl_framework.state.runs import open_run_store
 
-    env = ctx.obj.get("env", "local") if ctx.obj else "local"
+    env = env_name or (ctx.obj.get("env", "local") if ctx.obj else "local")
     project_dir = ctx.obj.get("project_dir") if ctx.obj else None
     if not job_file.exists():
         raise UsageError(f"job file {job_file} does not exist\n  what to do: give the path of a job YAML file, "
