@@ -18,29 +18,37 @@ def _fmt(value: Any, limit: int = 48) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def format_quality_table(results: list[dict[str, Any]] | None, width: int = 140) -> str:
+def quality_table(results: list[dict[str, Any]]) -> Any:
     """The stored per-expectation results (success, observed value, unexpected count and percent, on_fail,
-    action) as a text table."""
-    from rich.console import Console
+    action) as a rich Table."""
     from rich.table import Table
 
-    if not results:
-        return "quality: no expectations recorded"
     table = Table(title="quality gate", title_justify="left", show_lines=False)
     for name, kw in (("rule", {}), ("on_fail", {}), ("success", {}), ("observed", {}),
                      ("unexpected", {"justify": "right"}), ("%", {"justify": "right"}),
                      ("rows", {"justify": "right"}), ("action", {})):
         table.add_column(name, **kw)
     for r in results:
+        if not isinstance(r, dict):
+            continue
         action = str(r.get("action", ""))
         style = "magenta" if action.startswith("quarantined") else ACTION_STYLE.get(action, "")
         pct = r.get("unexpected_percent")
         table.add_row(
             _fmt(r.get("rule"), 60), _fmt(r.get("on_fail")), "yes" if r.get("success") else "no",
             _fmt(r.get("observed_value")), _fmt(r.get("unexpected_count")),
-            "-" if pct is None else f"{pct:.3g}", _fmt(r.get("element_count")),
+            "-" if not isinstance(pct, (int, float)) else f"{pct:.3g}", _fmt(r.get("element_count")),
             f"[{style}]{action}[/{style}]" if style else action,
         )
+    return table
+
+
+def format_quality_table(results: list[dict[str, Any]] | None, width: int = 140) -> str:
+    """`quality_table` as plain text (no colours), e.g. for logs and tests."""
+    from rich.console import Console
+
+    if not results:
+        return "quality: no expectations recorded"
     buf = io.StringIO()
-    Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
+    Console(file=buf, width=width, force_terminal=False, color_system=None).print(quality_table(results))
     return buf.getvalue().rstrip("\n")

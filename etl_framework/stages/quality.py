@@ -66,16 +66,23 @@ def run_quality(state: JobRunState) -> None:
     m = state.metrics.setdefault(STAGE, {})
     m.update({
         "rows_in": gate.row_count,
-        "rows_out": gate.row_count - gate.quarantined_rows,
+        "rows_out": gate.row_count - gate.quarantined_rows if gate.ok else 0,
         "rows_quarantined": gate.quarantined_rows,
         "expectations": len(gate.results),
         "passed": sum(1 for r in gate.results if r["success"]),
         "failed": [r["rule"] for r in gate.failed],
         "warned": [r["rule"] for r in gate.warned],
-        "results": gate.results,
+        "reason": gate.summary().removeprefix("quality gate: "),
+        "persisted": gate.persisted is not None,
+        **gate.timings,
     })
     if has_quarantine:
         m["quarantine_path"] = quarantine_location(cfg)
+    if state.store is not None:  # with the run, failed or not: `etl show RUN_ID` prints them (quality.show)
+        state.store.set_detail(state.run_id, "quality", {
+            "summary": gate.summary(), "rows_in": gate.row_count, "rows_quarantined": gate.quarantined_rows,
+            "quarantine_path": m.get("quarantine_path"), "ok": gate.ok, "results": gate.results,
+        })
     for r in gate.warned:
         state.log.warning("rule " + describe_failure(r), STAGE)
     if not gate.ok:
@@ -90,7 +97,6 @@ def run_quality(state: JobRunState) -> None:
         )
     state.df = gate.passed_df
     state.quarantine_df = gate.quarantine_df
-    m["reason"] = gate.summary().removeprefix("quality gate: ")
     if gate.quarantined_rows:
         every = " — every row: the target write commits 0 rows" if gate.quarantined_rows == gate.row_count else ""
         where = quarantine_location(cfg)
@@ -107,27 +113,33 @@ def write_quarantine(state: JobRunState) -> dict[str, Any] | None:
     Idempotent per run (Delta `txnAppId`/`txnVersion`): calling it again, in a retry or a resume, after the
     quarantine committed writes nothing. When the gate's DataFrame is gone (a new process), the staged rows of
     this run are read back. Returns the write's metrics, or None when there was nothing to quarantine."""
+    gate = state.extras.get("quality_gate")
+    try:
+        return _commit_quarantine(state, gate)
+    finally:
+        if gate is not None:
+            gate.release()  # the persisted transformed data, when the gate persisted it
+
+
+def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
     from etl_framework.quality.gate import delete_path, path_exists
     from etl_framework.stages.write import write_delta
 
     cfg, spark = state.config, state.spark
     path = quarantine_location(cfg)
     staging = staging_location(cfg, state.run_id)
-    gate = state.extras.get("quality_gate")
     df = state.quarantine_df
     if df is None:
         if not any(r.on_fail == "quarantine" for r in cfg.quality) or not path_exists(spark, staging):
             return None
-        df = spark.read.parquet(staging)
+        df = spark.read.parquet(staging)  # a resume in a new process: the rows this run staged
     res = write_delta(spark, df, path, mode="append", partition_by=[], job=cfg.job,
                       options={"txnAppId": quarantine_app_id(cfg.job, state.run_id), "txnVersion": 0})
     delete_path(spark, staging)
-    if gate is not None:
-        gate.release()
-        res["rows_written"] = gate.quarantined_rows
+    res["rows_written"] = gate.quarantined_rows if gate is not None else df.count()
     state.extras["quarantine_written"] = True
     m = state.metrics.setdefault("write", {})
-    m["quarantined_rows"] = res.get("rows_written")
+    m["quarantined_rows"] = res["rows_written"]
     m["quarantine_path"] = res.get("path", path)
     return res
 

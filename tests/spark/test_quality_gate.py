@@ -207,9 +207,13 @@ def test_every_row_quarantined(spark: Any) -> None:
     assert "every row was quarantined: the target write commits 0 rows" in gate.summary()
 
 
-def test_persist_only_when_recomputing_costs_more(spark: Any, trips: Any) -> None:
+def test_persist_only_when_recomputing_costs_more(spark: Any, trips: Any, tmp_path: Path) -> None:
     from pyspark.sql import functions as F
 
+    trips.write.parquet(str(tmp_path / "p"))
+    trips.write.option("header", True).csv(str(tmp_path / "c"))
+    assert not should_persist(spark.read.parquet(str(tmp_path / "p")).filter("fare > 0").withColumn("x", F.col("fare")))
+    assert should_persist(spark.read.option("header", True).csv(str(tmp_path / "c")).filter("fare > 0"))
     assert not should_persist(trips.filter("fare > 0").withColumn("x", F.col("fare") * 2))
     assert should_persist(trips.groupBy("zone").count())
     assert should_persist(trips.join(trips.select("trip_id"), "trip_id"))

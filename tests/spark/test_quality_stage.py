@@ -80,10 +80,13 @@ def delta_version(path: Path) -> int:
 
 
 def quality_stage(record: dict[str, Any]) -> dict[str, Any]:
+    """The quality stage's metrics, with the per-rule results stored beside them in the run's details."""
     stages = [s for s in record["stages"] if s["stage"] == "quality"]
     assert stages, record["stages"]
     metrics = stages[-1]["metrics"]
-    return json.loads(metrics) if isinstance(metrics, str) else metrics
+    metrics = dict(json.loads(metrics) if isinstance(metrics, str) else metrics)
+    metrics["results"] = record["details"]["quality"]["results"]
+    return metrics
 
 
 def test_bad_rows_quarantined_with_their_rules_rest_written(spark: Any, tmp_path: Path) -> None:
@@ -139,7 +142,9 @@ def test_fail_and_quarantine_both_trigger_nothing_written(spark: Any, tmp_path: 
     assert record["exit_code"] == 3
     m = quality_stage(record)
     assert m["failed"] == ["expect_column_values_to_not_be_null(trip_id)"]
-    assert {r["rule"]: r["action"] for r in m["results"]}["fare_range"] == "quarantined 2 rows"
+    assert {r["rule"]: r["action"] for r in m["results"]}["fare_range"] == \
+        "not quarantined: the gate failed (2 rows broke it)"
+    assert m["rows_out"] == 0
 
 
 def test_fail_rule_leaves_target_and_quarantine_untouched(spark: Any, tmp_path: Path) -> None:
@@ -206,7 +211,8 @@ def test_quarantine_commits_exactly_once_around_a_crash(spark: Any, tmp_path: Pa
 
 
 def test_resume_after_target_commit_completes_the_quarantine_once(spark: Any, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """`etl resume` of a run that stopped between its target commit and its quarantine commit: the target is not
     written again, the staged quarantine rows are committed, once."""
     import yaml
@@ -244,3 +250,18 @@ def test_resume_after_target_commit_completes_the_quarantine_once(spark: Any, tm
     q = delta_rows(qpath)
     assert {r["trip_id"]: sorted(r["_failed_rules"]) for r in q} == BROKE and {r["_run_id"] for r in q} == {run_id}
     assert not (qpath / "_etl_staging" / run_id).exists()
+
+    # `etl show RUN_ID` prints the gate's results as a table; `--json` carries them in the run record
+    capsys.readouterr()
+    assert run_cli(cli, ["--project-dir", str(root), "show", run_id]) == 0
+    text = capsys.readouterr().out
+    assert "quality gate: 1/4 expectations passed on 6 rows; 3 rows quarantined, 3 to write" in text
+    for rule, action in (("fare_range", "quarantined 2 rows"), ("vendor_present", "quarantined 2 rows"),
+                         ("zone_known", "warned"), ("expect_column_values_to_not_be_null(trip_id)", "passed")):
+        assert any(rule in line and action in line for line in text.splitlines()), (rule, text)
+    assert run_cli(cli, ["--project-dir", str(root), "show", run_id, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    results = {r["rule"]: r for r in record["details"]["quality"]["results"]}
+    assert results["fare_range"]["unexpected_count"] == 2
+    assert results["fare_range"]["unexpected_percent"] == pytest.approx(100 / 3)
+    assert results["zone_known"]["observed_value"] == ["ZZ"] and results["zone_known"]["success"] is False
