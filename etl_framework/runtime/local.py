@@ -33,8 +33,13 @@ def run_local(argv: list[str]) -> int:
         else:
             project = Project.discover(start=Path(args.job_config).expanduser().resolve().parent)
         job_path = resolve_job_path(args.job_config, project.root)
+        # Inside a workflow run (subprocess executor, --WORKFLOW_RUN_ID): the run's properties, readable and
+        # writable through ctx as with Glue's get/put_workflow_run_properties.
+        from etl_framework.state.workflows import run_properties_for
+
+        props = run_properties_for(project.env_config(args.env).state.path, args.workflow_run_id)
         result = run_job(job_path, project=project, env=args.env, params=args.params or None,
-                         workflow_run_id=args.workflow_run_id, run_id=args.job_run_id)
+                         run_properties=props, workflow_run_id=args.workflow_run_id, run_id=args.job_run_id)
         if result.exception is not None:
             print(f"error: {result.exception.render()}", file=sys.stderr)
         if args.job_name and args.job_name != result.job:

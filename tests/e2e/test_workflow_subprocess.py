@@ -22,6 +22,12 @@ import time
 from pathlib import Path
 
 
+def note_region(df, ctx):
+    # Glue's get/put_workflow_run_properties, from a job in its own spark-submit process
+    ctx.put_run_property("seen_region", ctx.get_run_property("region"))
+    return df
+
+
 def record_pid(df, ctx):
     (Path(__file__).parent / "slow.pid").write_text(str(os.getpid()))
     time.sleep(600)  # plain Python, not a Spark job: only killing the process stops it
@@ -39,6 +45,7 @@ target: {{format: delta, path: "../data/lake/{name}", mode: overwrite}}
 WORKFLOW = """workflow: isolated
 executor: inline
 concurrency: 2
+run_properties: {region: eu}
 jobs: {fast: fast.yaml, slow: slow.yaml}
 triggers:
   - {name: start, type: on_demand, actions: [{job: fast, arguments: {min_a: 2}}, {job: slow}]}
@@ -56,7 +63,7 @@ def test_subprocess_executor_runs_spark_submit_and_kills_on_timeout(tmp_path: Pa
     (proj / "wfsteps2.py").write_text(STEPS)
     jobs = proj / "jobs"
     jobs.mkdir()
-    (jobs / "fast.yaml").write_text(JOB.format(name="fast", steps="  - filter: a >= ${params.min_a}")
+    (jobs / "fast.yaml").write_text(JOB.format(name="fast", steps="  - filter: a >= ${params.min_a}\n  - python: wfsteps2:note_region")
                                     + "params: {min_a: 1}\n")
     (jobs / "slow.yaml").write_text(JOB.format(name="slow", steps="  - python: wfsteps2:record_pid")
                                     + "timeout_minutes: 1\n")
@@ -73,6 +80,7 @@ def test_subprocess_executor_runs_spark_submit_and_kills_on_timeout(tmp_path: Pa
     nodes = {n["node"]: n for n in rec["nodes"]}
     assert nodes["fast"]["state"] == "SUCCEEDED", nodes["fast"]
     assert nodes["slow"]["state"] == "TIMEOUT"
+    assert rec["properties"]["seen_region"] == "eu"  # run properties reach a subprocess job, both ways
 
     # the job ran as its own spark-submit, with the engine's job run id; its output is in the node's log
     fast_log = proj / ".etl" / "logs" / rec["run_id"] / "fast.1.log"
