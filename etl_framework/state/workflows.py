@@ -115,13 +115,19 @@ def process_start(pid: int) -> str | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """A live process; a zombie (exited, not yet reaped by its parent) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal probe above is all we have
+    return state not in ("Z", "X")
 
 
 def owner_alive(row: sqlite3.Row | dict[str, Any], now: float | None = None) -> bool:
