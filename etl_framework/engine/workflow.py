@@ -628,7 +628,11 @@ class WorkflowRun:
         exc = sys.exc_info()[1]
         reason = f"interrupted: {type(exc).__name__}: {exc}" if exc else "interrupted"
         self._stop_reason = reason
-        for name, node in list(self.running.items()):
+        # Also nodes a second interrupt caught half-way through _stop_all (out of `running`, not yet final):
+        # a node left RUNNING in a stopped run could never be resumed.
+        unfinished = dict(self.running)
+        unfinished.update({n: x for n, x in self.nodes.items() if x.state in ("STARTING", "RUNNING")})
+        for name, node in unfinished.items():
             if node.task is not None:
                 self._cancel(node.task)
             node.state = "STOPPED" if node.spec.kind == "job" else "CANCELLED"
