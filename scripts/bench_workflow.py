@@ -14,7 +14,15 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from etl_framework.engine.bench import main
+from typing import Any
+
+from etl_framework.engine.bench import main, run_bench
+
+
+def register(registry: Any) -> None:
+    """`scripts/bench workflow`: engine overhead per node (target < 50 ms)."""
+    registry.add("workflow", lambda ctx: run_bench(), "workflow engine overhead per node (100 nodes, inline)")
+
 
 if __name__ == "__main__":
     sys.exit(main())
