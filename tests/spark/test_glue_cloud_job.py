@@ -4,6 +4,8 @@ the Glue Data Catalog and keeps its run record in DynamoDB."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -16,15 +18,28 @@ REGION = "us-east-1"
 CSV = "zone_id,zone_name,region\n1,Alpha,eu\n2,Beta,eu\n3,Gamma,us\n4,Delta,us\n5,Eps,ap\n"
 
 
+SERVER = (
+    "import sys\n"
+    "from moto.server import ThreadedMotoServer\n"
+    "s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)\n"
+    "s.start()\n"
+    "print('http://%s:%d' % s.get_host_and_port(), flush=True)\n"
+    "sys.stdin.read()\n"  # until the test closes stdin
+    "s.stop()\n"
+)
+
+
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    """The moto server in its own process: delta-rs (the bookmark reconciliation reads the Delta log with it) holds
+    the GIL during some S3 calls, which would starve a server thread in this process until its 180 s timeout."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    url = proc.stdout.readline().strip()
+    yield url
+    proc.stdin.close()
+    proc.wait(timeout=30)
 
 
 @pytest.fixture
@@ -57,13 +72,14 @@ def cloud_project(tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch
             path: ${env.raw_root}/zones/
             options: {header: true}
             schema: {zone_id: int, zone_name: string, region: string}
+            incremental: {mode: files}
         transform:
           - with_columns: {zone_label: "concat(zone_name, '-', region)"}
         target:
           format: delta
           path: ${env.lake_root}/curated/zones
           partition_by: [region]
-          mode: overwrite
+          mode: append
         register: {database: curated, table: zones_cloud}
     """))
     return {"root": root, "url": moto_url, "raw": raw, "lake": lake, "s3": s3,
@@ -111,3 +127,35 @@ def test_a_job_reads_and_writes_s3_registers_in_glue_and_records_in_dynamodb(spa
     assert run is not None and run["status"] == "SUCCEEDED" and run["job"] == "zones_cloud"
     assert [s["stage"] for s in run["stages"] if s["status"] == "SUCCEEDED"][:1] == ["extract"]
     assert not (cp["root"] / ".etl").exists()
+
+
+def test_the_bookmark_lives_in_dynamodb_and_a_rerun_reads_only_new_s3_files(spark: Any,
+                                                                           cloud_project: dict[str, Any]) -> None:
+    from etl_framework.catalog.source import configure_s3a
+    from etl_framework.config.project import Project
+    from etl_framework.engine.job import run_job
+    from etl_framework.state.dynamodb import DynamoBookmarkStore
+
+    cp = cloud_project
+    project = Project(cp["root"])
+    env = project.env_config("cloud")
+    configure_s3a(spark, cp["url"], REGION)
+    job = cp["root"] / "jobs" / "zones_cloud.yaml"
+    table = f"s3a://{cp['lake']}/lake/curated/zones"
+
+    assert run_job(job, project=project, env="cloud", spark=spark, quiet=True).status == "SUCCEEDED"
+    bookmark = DynamoBookmarkStore(env).get("zones_cloud")
+    assert list(bookmark.sources["zones"].files) == [f"s3a://{cp['raw']}/raw/zones/zones.csv"]
+
+    again = run_job(job, project=project, env="cloud", spark=spark, quiet=True)  # nothing new on S3
+    assert again.status == "SUCCEEDED"
+    assert spark.read.format("delta").load(table).count() == 5
+
+    cp["s3"].put_object(Bucket=cp["raw"], Key="raw/zones/more.csv",
+                        Body=b"zone_id,zone_name,region\n6,Zeta,eu\n7,Eta,us\n")
+    third = run_job(job, project=project, env="cloud", spark=spark, quiet=True)
+    assert third.status == "SUCCEEDED", third.error
+    assert spark.read.format("delta").load(table).count() == 7  # each input row exactly once
+    files = DynamoBookmarkStore(env).get("zones_cloud").sources["zones"].files
+    assert len(files) == 2
+    assert [h["action"] for h in DynamoBookmarkStore(env).history("zones_cloud")].count("commit") == 2
