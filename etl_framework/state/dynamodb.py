@@ -422,13 +422,26 @@ class DynamoBookmarkStore:
 # ------------------------------------------------------------------------------------------- workflow runs
 
 
-class DynamoWorkflowStore:
+def _workflow_store_base() -> type:
+    from etl_framework.state.workflows import WorkflowStore
+
+    return WorkflowStore
+
+
+class DynamoWorkflowStore(_workflow_store_base()):  # type: ignore[misc]
     """The workflow run records of `state/workflows.py` (same methods, same shapes) on DynamoDB, with
-    `max_concurrent_runs` enforced by a version-checked transaction on the workflow's limit item."""
+    `max_concurrent_runs` enforced by a version-checked transaction on the workflow's limit item.
+
+    A subclass of the SQLite `WorkflowStore` only so that code checking `isinstance(store, WorkflowStore)` (run
+    properties) accepts it: every method is overridden, and the SQLite transaction `tx()` does not exist here."""
 
     def __init__(self, env_config: Any = None, *, state: DynamoState | None = None) -> None:
         self.db = state or DynamoState.from_env_config(env_config)
-        self.path = f"dynamodb:{self.db.table}"
+        self.path = f"dynamodb:{self.db.table}"  # type: ignore[assignment]
+
+    def tx(self, immediate: bool = False) -> Any:  # type: ignore[override]
+        raise EtlError("the DynamoDB workflow store has no SQL transactions: use its methods "
+                       "(e.g. store.mark_orphaned_runs())")
 
     def close(self) -> None:
         pass

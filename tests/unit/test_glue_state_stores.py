@@ -307,3 +307,30 @@ def test_limit_holds_across_processes(env: Any, tmp_path: Path) -> None:
                               text=True, env=envs) for _ in range(2)]
     outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outs == ["REFUSED", "RUN"]
+
+
+# ------------------------------------------------------------------------------ the real engine on each backend
+
+
+def test_the_workflow_engine_runs_and_resumes_on_the_store(workflows: Any) -> None:
+    """The Glue-semantics engine itself (with a scripted executor) records its runs in either backend."""
+    from tests.unit.test_workflow_fakes import FakeExecutor, run_engine, workflow
+
+    cfg = workflow([
+        {"name": "start", "type": "on_demand", "actions": [{"crawler": "raw"}]},
+        {"name": "after", "type": "conditional", "conditions": [{"crawler": "raw", "state": "SUCCEEDED"}],
+         "actions": [{"job": "a"}, {"job": "b"}]},
+    ], jobs=["a", "b"], crawlers=["raw"], max_concurrent_runs=1, run_properties={"region": "eu"})
+    ex = FakeExecutor({"b": [("fail", 0)]})
+    first = run_engine(cfg, workflows, ex).start()
+    assert first.state == "COMPLETED" and first.nodes == {"raw": "SUCCEEDED", "a": "SUCCEEDED", "b": "FAILED"}
+    rec = workflows.get_run(first.run_id)
+    assert rec["statistics"]["SucceededActions"] == 2 and rec["statistics"]["FailedActions"] == 1
+    assert rec["properties"] == {"region": "eu"}
+    assert [t["trigger"] for t in rec["triggers"]] == ["start", "after"]
+
+    second = run_engine(cfg, workflows, FakeExecutor()).resume(first.run_id)
+    assert second.nodes["b"] == "SUCCEEDED"
+    again = workflows.get_run(second.run_id)
+    assert again["previous_run_id"] == first.run_id
+    assert {n["node"]: n["copied_from"] for n in again["nodes"]}["a"] == first.run_id
