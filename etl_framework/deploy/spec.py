@@ -319,11 +319,18 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
     errors: list[ConfigError] = []
     resources: list[Resource] = []
     databases: dict[str, str] = {}
+    # Glue refuses a job run beyond the job's MaxConcurrentRuns (default 1): a job of a workflow that may run N
+    # times at once must accept N concurrent runs (an unlimited workflow keeps Glue's default).
+    concurrency: dict[str, int] = {}
+    for lw in workflows.values():
+        for jname in lw.config.jobs:
+            concurrency[jname] = max(concurrency.get(jname, 1), lw.config.max_concurrent_runs or 1)
     for name, lj in sorted(jobs.items()):
         cfg: JobConfig = lj.config
         rel = lj.path.resolve().relative_to(root).as_posix()
         spec = job_spec(cfg, lj.params, d, env, job_uri=s3_join(project_uri, rel), project_uri=project_uri,
                         script_uri=script_uri, wheel_uri=wheel_uri, temp_uri=s3_join(prefix, "tmp") + "/")
+        spec["ExecutionProperty"] = {"MaxConcurrentRuns": concurrency.get(cfg.job, 1)}
         jf = display_path(lj.path)
         from_job: dict[str, tuple[int, int]] = {}
         doc = lj.doc

@@ -166,6 +166,7 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
         assert (job["WorkerType"], job["NumberOfWorkers"]) == ("G.2X", 5)  # conf/prod.yaml
         assert job["Role"] == f"arn:aws:iam::123456789012:role/{ROLE_NAME}"
         assert job["MaxRetries"] == src.get("retries", {}).get("max_attempts", 1) - 1
+        assert job["ExecutionProperty"] == {"MaxConcurrentRuns": 1}  # nightly_trips: max_concurrent_runs 1
         assert job["Timeout"] == src.get("timeout_minutes", 2880)
         args = job["DefaultArguments"]
         assert args["--datalake-formats"] == "delta"
@@ -470,3 +471,16 @@ def test_an_env_without_deploy_block_is_a_usage_error(cloud: dict[str, Any]) -> 
     r = etl(cloud["root"], "deploy", "--env", "local")
     assert r.returncode == 2
     assert "conf/local.yaml has no 'deploy:' block" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_workflow_concurrency_reaches_its_jobs(cloud: dict[str, Any]) -> None:
+    assert deploy(cloud).returncode == 0
+    wf = cloud["root"] / "jobs" / "nightly_trips.yaml"
+    wf.write_text(wf.read_text().replace("max_concurrent_runs: 1", "max_concurrent_runs: 3"))
+    r = deploy(cloud, "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    p = cloud["prefix"]
+    glue_changes = {(c["name"], f, v["from"], v["to"]) for c in json.loads(r.stdout)["changes"]
+                    if c["action"] == "update" and c["kind"] != "artifact" for f, v in c["fields"].items()}
+    assert glue_changes == {(p + "nightly_trips", "MaxConcurrentRuns", 1, 3)} | {
+        (p + j, "ExecutionProperty.MaxConcurrentRuns", 1, 3) for j in ("trips_clean", "zones_load", "trip_stats")}
