@@ -35,14 +35,14 @@ def _job_file(project: object, job: str) -> Path:
 def _context(ctx: click.Context, job: str) -> tuple:
     from etl_framework.config.load import load_job, project_for
     from etl_framework.config.project import Project
-    from etl_framework.state.bookmarks import SqliteBookmarkStore
+    from etl_framework.state.bookmarks import open_bookmark_store
 
     project = Project.discover(ctx.obj.get("project_dir"))
     path = _job_file(project, job)
     project = project_for(path, ctx.obj.get("project_dir"))
     loaded = load_job(path, project, env=ctx.obj.get("env", "local"))
     env_cfg = project.env_config(ctx.obj.get("env", "local"))
-    store = SqliteBookmarkStore(env_cfg.state.path)
+    store = open_bookmark_store(env_cfg)
     return loaded, env_cfg, store
 
 

@@ -67,9 +67,9 @@ def _project(ctx: click.Context, start: Path | None = None) -> Any:
 
 
 def _store(project: Any, env: str) -> Any:
-    from etl_framework.state.workflows import WorkflowStore
+    from etl_framework.state.workflows import open_workflow_store
 
-    return WorkflowStore(project.env_config(env).state.path)
+    return open_workflow_store(project.env_config(env))
 
 
 def _executor_name(option: str | None, env_cfg: Any, config: Any) -> str:

@@ -77,12 +77,10 @@ class SqliteBookmarkStore:
 
 
 def open_bookmark_store(env_config: object) -> BookmarkStore:
-    """The bookmark cache of the env's state backend (SQLite locally; DynamoDB when configured)."""
+    """The bookmark cache of the env's state backend (SQLite file, or DynamoDB)."""
     state = env_config.state  # type: ignore[attr-defined]
     if state.backend == "dynamodb":
-        from etl_framework.state import dynamodb
+        from etl_framework.state.dynamodb import DynamoBookmarkStore
 
-        factory = getattr(dynamodb, "DynamoBookmarkStore", None)
-        if factory is not None:
-            return factory(env_config)
+        return DynamoBookmarkStore(env_config)
     return SqliteBookmarkStore(state.path)

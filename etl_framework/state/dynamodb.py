@@ -618,19 +618,9 @@ class DynamoWorkflowStore(_workflow_store_base()):  # type: ignore[misc]
         return marked
 
 
-def open_workflow_store(env_config: Any) -> Any:
-    """The workflow store of an env config (`state.backend`)."""
-    if env_config.state.backend == "dynamodb":
-        return DynamoWorkflowStore(env_config)
-    from etl_framework.state.workflows import WorkflowStore
+# The factories live beside the SQLite stores (state/workflows.py, state/bookmarks.py); re-exported here.
+from etl_framework.state.bookmarks import open_bookmark_store
+from etl_framework.state.workflows import open_workflow_store
 
-    return WorkflowStore(env_config.state.path)
-
-
-def open_bookmark_store(env_config: Any) -> Any:
-    """The bookmark store of an env config (`state.backend`)."""
-    if env_config.state.backend == "dynamodb":
-        return DynamoBookmarkStore(env_config)
-    from etl_framework.state.bookmarks import SqliteBookmarkStore
-
-    return SqliteBookmarkStore(env_config.state.path)
+__all__ = ["DynamoBookmarkStore", "DynamoRunStore", "DynamoWorkflowStore", "open_bookmark_store",
+           "open_workflow_store"]

@@ -412,6 +412,9 @@ def run_states(state_path: str | Path, run_id: str, workflow: str | None = None)
 def mark_orphaned_runs(store: WorkflowStore, workflow: str | None = None) -> list[str]:
     """Mark RUNNING runs whose owning process is gone as STOPPED (with the reason), their unfinished nodes as STOPPED
     (crawlers CANCELLED), and return their ids. Such runs can then be resumed with `etl workflow resume`."""
+    own = getattr(store, "mark_orphaned_runs", None)
+    if callable(own):  # a backend with its own implementation (DynamoDB)
+        return list(own(workflow) if workflow else own())
     marked: list[str] = []
     with store.tx(immediate=True) as c:
         sql, args = "SELECT * FROM workflow_runs WHERE state = ?", [RUNNING]
@@ -459,3 +462,12 @@ def statistics_of(nodes: list[dict[str, Any]]) -> dict[str, int]:
         stats["TotalActions"] += 1
         stats[key[n["state"]]] += 1
     return stats
+
+
+def open_workflow_store(env_config: Any) -> Any:
+    """The workflow store of an env config's state backend (SQLite file, or DynamoDB)."""
+    if env_config.state.backend == "dynamodb":
+        from etl_framework.state.dynamodb import DynamoWorkflowStore
+
+        return DynamoWorkflowStore(env_config)
+    return WorkflowStore(env_config.state.path)
