@@ -358,6 +358,11 @@ def run_loaded(
             from etl_framework.runtime.spark import get_spark
 
             spark = get_spark(project_root, (env_config.spark if env_config else None) or None)
+        if env_config is not None and env_config.aws.endpoint_url:
+            # s3a:// paths follow the env's endpoint override (a moto server locally), like every AWS client
+            from etl_framework.catalog.source import configure_s3a
+
+            configure_s3a(spark, env_config.aws.endpoint_url, env_config.aws.region)
         session = spark.newSession()
         ctx = JobContext(job=config.job, run_id=run_id, env=env, params=params, spark=session,
                          logger=python_logger(log), run_properties=props, workflow_run_id=workflow_run_id,
