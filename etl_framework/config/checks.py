@@ -507,8 +507,8 @@ def check_workflow(loaded: LoadedWorkflow, project: Project | None) -> list[Conf
     _guard(errors, lambda: _check_names(loaded, doc))
     _guard(errors, lambda: _check_triggers(loaded, doc))
     _guard(errors, lambda: _check_graph(loaded, doc))
-    wf_props = {str(k) for k in loaded.config.run_properties} | set(
-        trigger_run_properties([t.model_dump() for t in loaded.config.triggers]))
+    triggers = loaded.doc.data.get("triggers") if loaded.doc and isinstance(loaded.doc.data, dict) else None
+    wf_props = {str(k) for k in loaded.config.run_properties} | set(trigger_run_properties(triggers))
     _guard(errors, lambda: check_run_refs(doc, set(RUN_BUILTINS) | wf_props,
                                           "built-ins, plus this workflow's run_properties"))
     return errors
