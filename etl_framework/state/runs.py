@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from etl_framework.state.base import TargetLocked
-from etl_framework.state.db import connect
+from etl_framework.state.db import connect, pid_alive
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_runs (
@@ -67,23 +67,6 @@ JSON_FIELDS = ("params", "details", "metrics")
 
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (killed child not yet reaped) is not alive for our purpose
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _row(row: sqlite3.Row) -> dict[str, Any]:

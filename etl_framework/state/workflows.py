@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from etl_framework.errors import EtlError
-from etl_framework.state.db import connect
+from etl_framework.state.db import connect, pid_alive
 
 # Run states (Glue WorkflowRunStatus): RUNNING, COMPLETED, STOPPED, ERROR.
 RUNNING, COMPLETED, STOPPED, ERROR = "RUNNING", "COMPLETED", "STOPPED", "ERROR"
@@ -112,22 +112,6 @@ def process_start(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    """A live process; a zombie (exited, not yet reaped by its parent) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): the signal probe above is all we have
-    return state not in ("Z", "X")
 
 
 def owner_alive(row: sqlite3.Row | dict[str, Any], now: float | None = None) -> bool:
