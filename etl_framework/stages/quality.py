@@ -133,10 +133,11 @@ def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
         if not any(r.on_fail == "quarantine" for r in cfg.quality) or not path_exists(spark, staging):
             return None
         df = spark.read.parquet(staging)  # a resume in a new process: the rows this run staged
+    rows = gate.quarantined_rows if gate is not None else df.count()
     res = write_delta(spark, df, path, mode="append", partition_by=[], job=cfg.job,
                       options={"txnAppId": quarantine_app_id(cfg.job, state.run_id), "txnVersion": 0})
     delete_path(spark, staging)
-    res["rows_written"] = gate.quarantined_rows if gate is not None else df.count()
+    res["rows_written"] = rows
     state.extras["quarantine_written"] = True
     m = state.metrics.setdefault("write", {})
     m["quarantined_rows"] = res["rows_written"]

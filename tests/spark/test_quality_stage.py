@@ -244,14 +244,7 @@ def test_resume_after_target_commit_completes_the_quarantine_once(spark: Any, tm
     assert (qpath / "_etl_staging" / run_id).is_dir() and not (qpath / "_delta_log").exists()
     target_version = delta_version(root / "out")
 
-    assert run_cli(cli, ["--project-dir", str(root), "resume", run_id]) == 0
-    assert delta_version(root / "out") == target_version  # the target is not written twice
-    assert [r["trip_id"] for r in delta_rows(root / "out")] == [1, 5, 6]
-    q = delta_rows(qpath)
-    assert {r["trip_id"]: sorted(r["_failed_rules"]) for r in q} == BROKE and {r["_run_id"] for r in q} == {run_id}
-    assert not (qpath / "_etl_staging" / run_id).exists()
-
-    # `etl show RUN_ID` prints the gate's results as a table; `--json` carries them in the run record
+    # `etl show RUN_ID` of the stopped run prints the gate's results as a table; `--json` carries them
     capsys.readouterr()
     assert run_cli(cli, ["--project-dir", str(root), "show", run_id]) == 0
     text = capsys.readouterr().out
@@ -265,3 +258,11 @@ def test_resume_after_target_commit_completes_the_quarantine_once(spark: Any, tm
     assert results["fare_range"]["unexpected_count"] == 2
     assert results["fare_range"]["unexpected_percent"] == pytest.approx(100 / 3)
     assert results["zone_known"]["observed_value"] == ["ZZ"] and results["zone_known"]["success"] is False
+
+    assert run_cli(cli, ["--project-dir", str(root), "resume", run_id]) == 0
+    assert delta_version(root / "out") == target_version  # the target is not written twice
+    assert [r["trip_id"] for r in delta_rows(root / "out")] == [1, 5, 6]
+    q = delta_rows(qpath)
+    assert {r["trip_id"]: sorted(r["_failed_rules"]) for r in q} == BROKE and {r["_run_id"] for r in q} == {run_id}
+    assert not (qpath / "_etl_staging" / run_id).exists()
+
