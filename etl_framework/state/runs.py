@@ -95,6 +95,9 @@ class SqliteRunStore:
     def create_run(self, run: dict[str, Any]) -> None:
         rec = {"status": "RUNNING", "attempt": 1, "host": socket.gethostname(), "pid": os.getpid(),
                "details": {}, **run}
+        old = self.conn.execute("SELECT details FROM job_runs WHERE run_id = ?", (rec["run_id"],)).fetchone()
+        if old is not None and old["details"]:  # a resumed attempt keeps what earlier attempts recorded
+            rec["details"] = {**json.loads(old["details"]), **rec["details"]}
         cols = [k for k in RUN_FIELDS if k in rec]
         vals = [json.dumps(rec[k], default=str) if k in ("params", "details") else rec[k] for k in cols]
         with self.conn:
