@@ -13,6 +13,15 @@ from etl_framework.state.runs import SqliteRunStore
 from tests.spark.test_runtime_helpers import HEADER, SCHEMA, job, run, snapshot, trips, write_csv
 
 
+def committed(path: Path) -> dict[str, str]:
+    """What any reader can see, byte for byte. A Delta table is its log (the data files it names never change):
+    a failed task may leave an uncommitted data file behind, invisible to every reader, as Spark Delta does."""
+    snap = snapshot(path)
+    if (path / "_delta_log").is_dir():
+        return {k: v for k, v in snap.items() if k.startswith("_delta_log")}
+    return snap
+
+
 @pytest.fixture(scope="module")
 def base(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Good input and two targets (Delta, Parquet) written once by a successful run."""
@@ -44,11 +53,11 @@ def fmt(request: pytest.FixtureRequest) -> str:
 
 
 def test_missing_input_path(spark: Any, base: dict[str, Any], fmt: str) -> None:
-    before = snapshot(base[fmt])
+    before = committed(base[fmt])
     missing = base["root"] / "nope" / "trips"
     r = run(spark, job(missing, base[fmt], fmt=fmt), base["db"])
     check_failed(r, "extract", "source 'trips'", str(missing), "does not exist")
-    assert snapshot(base[fmt]) == before
+    assert committed(base[fmt]) == before
 
 
 def test_unreadable_file(spark: Any, base: dict[str, Any], fmt: str) -> None:
@@ -57,61 +66,61 @@ def test_unreadable_file(spark: Any, base: dict[str, Any], fmt: str) -> None:
     spark.read.options(header=True).schema(", ".join(f"{c} {t}" for c, t in SCHEMA.items())).csv(
         str(base["good"])).write.parquet(str(folder / "ok"))
     (folder / "ok" / "part-99999-damaged.parquet").write_bytes(b"PAR1 this is not parquet at all")
-    before = snapshot(base[fmt])
+    before = committed(base[fmt])
     cfg = job(folder / "ok", base[fmt], fmt=fmt, source={"format": "parquet", "options": {}})
     r = run(spark, cfg, base["db"])
     check_failed(r, "extract", "source 'trips'", "cannot be read", "damaged")
-    assert snapshot(base[fmt]) == before
+    assert committed(base[fmt]) == before
 
 
 def test_csv_header_does_not_match_the_schema(spark: Any, base: dict[str, Any], fmt: str) -> None:
     folder = base["root"] / f"moved_columns_{fmt}"
     write_csv(folder, ["1,1,2024-01-01 10:00:00,1.0,2.0"], header="trip_id,zone_id,pickup_ts,distance,fare")
-    before = snapshot(base[fmt])
+    before = committed(base[fmt])
     r = run(spark, job(folder, base[fmt], fmt=fmt), base["db"])
     check_failed(r, "extract", "source 'trips'", "header does not match the declared schema")
-    assert snapshot(base[fmt]) == before
+    assert committed(base[fmt]) == before
 
 
 def test_parquet_source_schema_mismatch(spark: Any, base: dict[str, Any], fmt: str) -> None:
     folder = base["root"] / f"typed_{fmt}"
     spark.createDataFrame([("x", "2024-01-01 00:00:00")], "trip_id string, pickup_ts string").write.parquet(
         str(folder))
-    before = snapshot(base[fmt])
+    before = committed(base[fmt])
     cfg = job(folder, base[fmt], fmt=fmt, source={"format": "parquet", "options": {}})
     r = run(spark, cfg, base["db"])
     check_failed(r, "extract", "does not match its declared schema", "missing columns zone_id, distance, fare",
                  "column 'trip_id' is string in the data, declared bigint")
-    assert snapshot(base[fmt]) == before
+    assert committed(base[fmt]) == before
 
 
 def test_value_that_does_not_convert_fails_naming_the_file(spark: Any, base: dict[str, Any], fmt: str) -> None:
     folder = base["root"] / f"bad_value_{fmt}"
     write_csv(folder, [*trips(range(1, 4)), "9,2024-01-01 10:00:00,1,not-a-number,3.0"])
-    before = snapshot(base[fmt])
+    before = committed(base[fmt])
     r = run(spark, job(folder, base[fmt], fmt=fmt), base["db"])
     check_failed(r, "extract", "source 'trips' has a malformed row", "part-0.csv", "bad_records: quarantine")
-    assert snapshot(base[fmt]) == before
+    assert committed(base[fmt]) == before
 
 
 def test_type_that_cannot_be_cast(spark: Any, base: dict[str, Any], fmt: str) -> None:
-    before = snapshot(base[fmt])
+    before = committed(base[fmt])
     cfg = job(base["good"], base[fmt], fmt=fmt, transform=[
         {"with_columns": {"day": "to_date(pickup_ts)"}}, {"cast": {"pickup_ts": "array<int>"}}])
     r = run(spark, cfg, base["db"])
     check_failed(r, "transform", "step 2 (cast)", "cannot be cast")
-    assert snapshot(base[fmt]) == before
+    assert committed(base[fmt]) == before
 
 
 def test_python_step_that_raises(spark: Any, base: dict[str, Any], fmt: str, tmp_path: Path) -> None:
     mod = tmp_path / "rt_raising_step.py"
     mod.write_text("def boom(df, ctx):\n    raise ValueError('zone table is empty')\n")
-    before = snapshot(base[fmt])
+    before = committed(base[fmt])
     cfg = job(base["good"], base[fmt], fmt=fmt, transform=[{"python": "rt_raising_step:boom"}])
     r = run(spark, cfg, base["db"], project_root=tmp_path)
     check_failed(r, "transform", "rt_raising_step:boom raised ValueError: zone table is empty",
                  "rt_raising_step.py:2")
-    assert snapshot(base[fmt]) == before
+    assert committed(base[fmt]) == before
 
 
 def test_target_path_is_a_file(spark: Any, base: dict[str, Any], fmt: str) -> None:
@@ -131,12 +140,12 @@ def test_two_runs_writing_the_same_target(spark: Any, base: dict[str, Any], fmt:
     holder = "jr_20240101T000000_aaaaaa"
     store.create_run({"run_id": holder, "job": "other_job", "env": "local", "started_at": "2024-01-01T00:00:00Z"})
     store.acquire_target_lock(target_key(str(base[fmt])), holder, "other_job")
-    before = snapshot(base[fmt])
+    before = committed(base[fmt])
     try:
         r = run(spark, job(base["good"], base[fmt], fmt=fmt), base["db"])
         check_failed(r, "write", "another run is writing the same target", holder, "other_job",
                      f"pid {os.getpid()}")
-        assert snapshot(base[fmt]) == before
+        assert committed(base[fmt]) == before
     finally:
         store.release_target_lock(target_key(str(base[fmt])), holder)
         store.update_run(holder, status="SUCCEEDED")
