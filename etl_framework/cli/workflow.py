@@ -99,7 +99,7 @@ def stop_on_signals(run: Any) -> Iterator[None]:
 
 def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], executor_opt: str | None,
              triggers: tuple[str, ...] = (), run_id: str | None = None, resume_of: str | None = None,
-             resume_nodes: list[str] | None = None, as_json: bool = False) -> None:
+             resume_nodes: list[str] | None = None, as_json: bool = False, no_report: bool = False) -> None:
     from etl_framework.config.load import load_workflow
     from etl_framework.engine.executors import make_executor
     from etl_framework.engine.workflow import WorkflowRun, build_node_specs
@@ -121,8 +121,11 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
         else:
             result = run.start(properties, list(triggers) or None, run_id=run_id)
     record = store.get_run(result.run_id)
+    report = None if no_report else _write_report(project, result.run_id, env)
+    if report is not None:
+        err(f"report: {report}")
     if as_json:
-        print_json(record)
+        print_json({**record, "report": str(report)} if report is not None else record)
     else:
         err(f"workflow {cfg.workflow} run {result.run_id} {result.state} in {time.monotonic() - t0:.1f}s"
             f" — details: etl workflow status {result.run_id}")
@@ -134,6 +137,17 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
             + f"\n  what to do: see `etl workflow status {result.run_id}` (and `etl show JOB_RUN_ID` for a job),"
             f" fix the cause, then `etl workflow resume {result.run_id}`"
         )
+
+
+def _write_report(project: Any, run_id: str, env: str) -> Path | None:
+    """The run's HTML report (etl report); a report problem never changes the run's exit code."""
+    try:
+        from etl_framework.report import write_report
+
+        return write_report(project, workflow_run_id=run_id, env=env)
+    except Exception as e:  # noqa: BLE001
+        err(f"note: no report written ({type(e).__name__}: {e})")
+        return None
 
 
 # ------------------------------------------------------------------------------------------------- status
@@ -208,13 +222,14 @@ def register(group: click.Group) -> None:
                   help="start trigger to fire (default: the on_demand triggers); used by the scheduler")
     @click.option("--run-id", default=None, help="id for the new run (default: generated); used by the scheduler")
     @click.option("--json", "as_json", is_flag=True, help="print the run record as JSON on stdout")
+    @click.option("--no-report", is_flag=True, help="do not write the HTML run report")
     @click.pass_context
     def run_cmd(ctx: click.Context, workflow_ref: str, props: tuple[str, ...], executor: str | None,
-                triggers: tuple[str, ...], run_id: str | None, as_json: bool) -> None:
+                triggers: tuple[str, ...], run_id: str | None, as_json: bool, no_report: bool) -> None:
         """Start a run of WORKFLOW (a workflow file, or its name in jobs/) by firing its on-demand trigger(s)."""
         path = workflow_file(_project(ctx), workflow_ref) if not Path(workflow_ref).is_file() else Path(workflow_ref)
         _execute(ctx, path, properties=parse_properties(props), executor_opt=executor, triggers=triggers,
-                 run_id=run_id, as_json=as_json)
+                 run_id=run_id, as_json=as_json, no_report=no_report)
 
     @workflow.command("resume")
     @click.argument("run_id")
@@ -223,9 +238,10 @@ def register(group: click.Group) -> None:
     @click.option("--node", "nodes", multiple=True, metavar="NAME",
                   help="restart only these nodes (and what is downstream of them); default: every failed node")
     @click.option("--json", "as_json", is_flag=True, help="print the new run record as JSON on stdout")
+    @click.option("--no-report", is_flag=True, help="do not write the HTML run report")
     @click.pass_context
     def resume_cmd(ctx: click.Context, run_id: str, props: tuple[str, ...], executor: str | None,
-                   nodes: tuple[str, ...], as_json: bool) -> None:
+                   nodes: tuple[str, ...], as_json: bool, no_report: bool) -> None:
         """Resume a finished run (Glue ResumeWorkflowRun): a new run that re-runs the failed, timed-out, stopped
         and errored nodes and everything downstream of them, and copies the other nodes' results."""
         project = _project(ctx)
@@ -238,7 +254,7 @@ def register(group: click.Group) -> None:
         if not path.is_file():
             path = workflow_file(project, prev["workflow"])
         _execute(ctx, path, properties=parse_properties(props), executor_opt=executor, resume_of=run_id,
-                 resume_nodes=list(nodes) or None, as_json=as_json)
+                 resume_nodes=list(nodes) or None, as_json=as_json, no_report=no_report)
 
     @workflow.command("status")
     @click.argument("run_id", required=False)

@@ -336,6 +336,10 @@ def test_report_of_a_real_workflow_run_in_headless_chromium(
     chromium: str, real_run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     record = real_run["record"]
+    # `etl workflow run` wrote the run's report itself and says where
+    written = Path(record["report"])
+    assert written == real_run["root"].resolve() / "reports" / f"{record['run_id']}.html" and written.is_file()
+    assert f"report: {written}" in real_run["stderr"]
     out = tmp_path / "real.html"
     etl = Path(sys.executable).parent / "etl"
     res = subprocess.run(
