@@ -52,7 +52,7 @@ def exercise(cat) -> None:
     cat.update_table(got)
     assert [c.name for c in cat.get_table("sales", "orders").columns] == ["id", "items", "note"]
     assert [x.full_name for x in cat.list_tables("sales")] == ["sales.orders"]  # the moto server is shared
-    assert [d.name for d in cat.list_databases()] == ["sales"]
+    assert "sales" in [d.name for d in cat.list_databases()]  # the moto server is shared with other tests
     cat.delete_table("sales", "orders")
     assert cat.get_table("sales", "orders") is None
 
