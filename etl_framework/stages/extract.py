@@ -154,6 +154,9 @@ def read_source(state: JobRunState, name: str, src: Source) -> Any:
     override = state.source_paths.get(name)
     paths = list(override) if override is not None else [src.path]
     options = {k: option_value(v) for k, v in resolve_secrets(dict(src.options)).items()}
+    if override is not None and "basePath" not in options and _is_folder(src.path):
+        # reading an exact file list (bookmarks) keeps the Hive partition columns a folder read would give
+        options["basePath"] = src.path
     declared = parse_schema(state, name, src.schema_) if isinstance(src.schema_, dict) else None
     if override is not None and not paths:
         if declared is None:
@@ -186,6 +189,10 @@ def _input_files(df: Any) -> list[str]:
         return sorted(df.inputFiles())
     except Exception:  # noqa: BLE001 - a plan without file scans
         return []
+
+
+def _is_folder(path: str) -> bool:
+    return os.path.isdir(local_path(path)) if is_local(path) else path.endswith("/")
 
 
 def _read_text(state: JobRunState, name: str, src: Source, paths: list[str], options: dict[str, str],

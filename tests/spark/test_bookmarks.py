@@ -119,3 +119,15 @@ def test_watermark_column_type_change_fails_with_reset_hint(spark: Any, tmp_path
     r = run(spark, cfg, state, env_config=env(state))
     assert not r.ok and r.error_stage == "extract"
     assert "type changed" in (r.error or "") and "etl bookmarks reset" in (r.hint or "")
+
+
+def test_incremental_read_keeps_hive_partition_columns(spark: Any, tmp_path: Path) -> None:
+    """Reading only the new files of a `key=value` folder tree gives the same columns as reading the folder."""
+    src, target, state = tmp_path / "in", tmp_path / "out", tmp_path / "state.db"
+    cfg = job(src, target, partition_by=["region"], source={"incremental": {"mode": "files"}})
+    write_csv(src / "region=eu", trips(range(3)), "a.csv")
+    go(spark, cfg, state)
+    write_csv(src / "region=us", trips(range(3, 5)), "b.csv")
+    go(spark, cfg, state)
+    assert [(r["trip_id"], r["region"]) for r in delta_rows(target)] == [
+        (0, "eu"), (1, "eu"), (2, "eu"), (3, "us"), (4, "us")]
