@@ -216,10 +216,12 @@ def deltas_from_delta_table(path: str, job: str, after_version: int,
     The table's transaction version for our app id says whether anything is missing; only then is the
     history scanned."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
-    if not _is_delta(path, storage_options):
+    try:  # one load of the log: no separate is_deltatable() probe on every run's hot path
+        dt = DeltaTable(path, storage_options=storage_options)
+    except TableNotFoundError:  # no table yet: nothing committed
         return []
-    dt = DeltaTable(path, storage_options=storage_options)
     committed = dt.transaction_version(app_id(job))
     if committed is None or committed <= after_version:
         return []
@@ -229,15 +231,6 @@ def deltas_from_delta_table(path: str, job: str, after_version: int,
         if delta and delta.job == job and delta.version > after_version:
             found.append(delta)
     return sorted(found, key=lambda d: d.version)
-
-
-def _is_delta(path: str, storage_options: dict[str, str] | None) -> bool:
-    from deltalake import DeltaTable
-
-    try:
-        return DeltaTable.is_deltatable(path, storage_options=storage_options)
-    except Exception:  # noqa: BLE001 - a missing or unreadable path is simply not a Delta table yet
-        return False
 
 
 def deltas_from_manifest(path: str, job: str, after_version: int) -> list[BookmarkDelta]:
