@@ -13,7 +13,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast bench lint clean doctor
 
-install: $(VENV)/.installed $(JARS)
+HELPER_JAR := .jars/etl-framework-spark.jar
+HELPER_SRC := $(wildcard java/etl_framework/spark/*.java)
+
+install: $(VENV)/.installed $(JARS) $(HELPER_JAR)
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3.11 not found: install Python 3.11" >&2; exit 1; }
@@ -27,6 +30,14 @@ $(JARS): scripts/jars-pom.xml
 	@command -v mvn >/dev/null || { echo "mvn not found: apt-get install maven (it resolves Spark's JARs once)" >&2; exit 1; }
 	mvn -q -B -f scripts/jars-pom.xml dependency:copy-dependencies -DexcludeTransitive=true -DoutputDirectory=$(CURDIR)/.jars
 	touch $(JARS)
+
+# The framework's own Spark helper (the quality gate's side output), compiled against the installed pyspark's JARs.
+$(HELPER_JAR): $(HELPER_SRC) $(VENV)/.installed
+	@mkdir -p .jars && rm -rf .jars/.helper-classes
+	$(JAVA17)/bin/javac -nowarn --release 8 -cp "$$($(BIN)/python -c 'import pyspark,os;print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	  -d .jars/.helper-classes $(HELPER_SRC)
+	$(JAVA17)/bin/jar cf $@ -C .jars/.helper-classes etl_framework
+	rm -rf .jars/.helper-classes
 
 demo: install
 	$(BIN)/python scripts/demo.py

@@ -20,6 +20,7 @@ import difflib
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -401,35 +402,43 @@ def _uses_window(cond: Any, kind: str) -> bool:
     return " over (" in text and (kind == "any" or "lag(" in text or "lead(" in text)
 
 
-def evaluate_gate(
-    df: DataFrame,
-    expectations: list[Expectation],
-    job_name: str,
-    run_id: str,
-    *,
-    staging_path: str | None = None,
-    persist: bool | None = None,
-    quarantined_at: datetime | None = None,
-) -> GateResult:
-    """Validate `df` against the rules and split it into rows to write and rows to quarantine.
+@dataclass
+class GatePlan:
+    """The rules compiled against one DataFrame without reading it: GX's expectation objects, one predicate column
+    per row-level rule (`tagged` = the data + those columns), the aggregations that count them, and what a
+    quarantined row looks like. Both ways of running the gate use it: counting first (`evaluate_gate`) or inside
+    the target write's own pass (`quality.inline`)."""
 
-    With `staging_path`, the rows to quarantine are written there once after the counting pass (Parquet,
-    uncommitted; never when a `fail` rule failed): they survive a crash between the target and quarantine
-    commits, and the quarantine commit reads only them.
-    `persist`: None decides by the plan (see `should_persist`). Raises JobFailed for rules that cannot be
-    evaluated (missing column, bad arguments, quarantine on a table-level rule); failing `fail` rules are
-    reported in `GateResult.failed` (the stage raises)."""
+    job: str
+    run_id: str
+    data: DataFrame
+    outcomes: list[RuleOutcome]
+    gx_exps: list[Any]
+    deps: dict[int, Any]
+    plan: dict[int, dict[str, tuple[str, str, Any]]]
+    fallback: list[RuleOutcome]
+    tagged: DataFrame
+    original: list[Column]
+    any_q: Column | None
+    aggs: list[Column]
+    q_select: list[Column]
+    validator: Any
+    engine: Any
+    windowed: bool = False  # a predicate needs a window over the whole data (e.g. uniqueness)
+
+    @property
+    def row_level_exact(self) -> list[RuleOutcome]:
+        return [o for o in self.outcomes if o.index in self.plan]
+
+    def quarantine_df(self) -> DataFrame | None:
+        return None if self.any_q is None else self.tagged.filter(self.any_q).select(*self.q_select)
+
+
+def plan_gate(df: DataFrame, expectations: list[Expectation], job_name: str, run_id: str,
+              quarantined_at: datetime | None = None) -> GatePlan:
+    """Check the rules against `df.schema`, build GX's expectations and each row-level rule's predicate column.
+    Reads no data (GX's condition metrics are Spark Columns). Raises JobFailed for a rule that cannot run."""
     from pyspark.sql import functions as F
-    from pyspark.storagelevel import StorageLevel
-
-    clock = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
 
     names = _unique_names(expectations)
     check_columns(df.schema.names, expectations, job_name)
@@ -442,168 +451,163 @@ def evaluate_gate(
         if o.on_fail == "quarantine" and not o.row_level:
             raise JobFailed(job_name, STAGE, f"rule '{o.rule}' ({o.expectation}) is table-level: it cannot quarantine "
                             "rows", "use on_fail: fail or warn for it")
+    validator, engine = _gx_batch(df)
+    row_level = [o for o in outcomes if o.row_level]
+    fallback: list[RuleOutcome] = [o for o in outcomes if not o.row_level]
 
-    data = df
-    persisted = None
-    if persist is None:
-        persist = should_persist(df)
-    if persist and not df.storageLevel.useMemory and not df.storageLevel.useDisk:
-        data = persisted = _persist(df, StorageLevel.MEMORY_AND_DISK)
-    try:
-        validator, engine = _gx_batch(data)
-        row_level = [o for o in outcomes if o.row_level]
-        fallback: list[RuleOutcome] = [o for o in outcomes if not o.row_level]
+    # 1. ask GX for every metric the row-level rules need, and each map metric's condition
+    deps = {o.index: gx_exps[o.index].get_validation_dependencies(
+        execution_engine=engine, runtime_configuration={"result_format": RESULT_FORMAT}) for o in row_level}
+    cond_cfgs: dict[str, tuple[Any, RuleOutcome]] = {}
+    from great_expectations.validator.metric_configuration import MetricConfiguration
 
-        # 1. ask GX for every metric the row-level rules need, and each map metric's condition
-        deps = {o.index: gx_exps[o.index].get_validation_dependencies(
-            execution_engine=engine, runtime_configuration={"result_format": RESULT_FORMAT}) for o in row_level}
-        cond_cfgs: dict[str, tuple[Any, RuleOutcome]] = {}
-        from great_expectations.validator.metric_configuration import MetricConfiguration
-
-        for o in row_level:
-            for name, mc in deps[o.index].metric_configurations.items():
-                if name.endswith((".unexpected_count", ".unexpected_values", ".filtered_row_count")):
-                    base = name.rsplit(".", 1)[0]
-                    value_kwargs = {k: v for k, v in (mc.metric_value_kwargs or {}).items() if k != "result_format"}
-                    cc = MetricConfiguration(f"{base}.condition", mc.metric_domain_kwargs, value_kwargs)
-                    cond_cfgs.setdefault(str(cc.id), (cc, o))
-        conds: dict[str, Any] = {}
-        if cond_cfgs:
-            resolved, aborted = _resolve_conditions(validator, [cc for cc, _ in cond_cfgs.values()])
-            for cid, (cc, o) in cond_cfgs.items():
-                if cc.id not in resolved:
-                    info = (aborted.get(cc.id) or {}).get("exception_info")
-                    raise JobFailed(job_name, STAGE, f"rule '{o.rule}' ({o.expectation}) could not be evaluated: "
-                                    f"{_exception_text(info)}", "check the rule's arguments against the column's type")
-                conds[cid] = resolved[cc.id]
-
-        # 2. one predicate column per (map metric, domain): unexpected rows; one per domain: rows in the domain
-        schema = data.schema
-        pred_cols: dict[str, Column] = {}
-        domain_cols: dict[str, Column] = {}
-        row_count_cols: dict[str, Column] = {}
-        pred_key_by_cid: dict[str, str] = {}  # rules sharing a condition share its column
-        shared_key: dict[str, str] = {}  # likewise the row counts and domain counts
-        plan: dict[int, dict[str, tuple[str, str, Any]]] = {}
-        for o in list(row_level):
-            mine: dict[str, tuple[str, str, Any]] = {}
-            exact = True
-            for name, mc in deps[o.index].metric_configurations.items():
-                if name == "table.row_count":
-                    key = shared_key.setdefault(str(mc.id), f"{_PRED_PREFIX}_rows_{len(row_count_cols)}")
-                    if key not in row_count_cols:
-                        dp = _domain_predicate(engine, dict(mc.metric_domain_kwargs), schema)
-                        row_count_cols[key] = F.lit(True) if dp is None else F.coalesce(dp, F.lit(False))
-                    mine[name] = ("count", key, mc)
-                    continue
-                base, _, suffix = name.rpartition(".")
-                if suffix not in ("unexpected_count", "unexpected_values", "filtered_row_count"):
-                    exact = False
-                    break
+    for o in row_level:
+        for name, mc in deps[o.index].metric_configurations.items():
+            if name.endswith((".unexpected_count", ".unexpected_values", ".filtered_row_count")):
+                base = name.rsplit(".", 1)[0]
                 value_kwargs = {k: v for k, v in (mc.metric_value_kwargs or {}).items() if k != "result_format"}
-                cid = str(MetricConfiguration(f"{base}.condition", mc.metric_domain_kwargs, value_kwargs).id)
-                cond, compute_kw, accessor_kw = conds[cid]
-                if _uses_window(cond, "lag") or (_uses_window(cond, "any") and compute_kw.get("row_condition")):
-                    exact = False  # a window over the domain's rows only: not expressible on the whole data
-                    break
-                dp = _domain_predicate(engine, {**compute_kw, **accessor_kw}, schema)
-                if suffix == "filtered_row_count":
-                    key = shared_key.setdefault(f"dom:{cid}", f"{_PRED_PREFIX}_dom_{len(domain_cols)}")
-                    domain_cols[key] = F.lit(True) if dp is None else F.coalesce(dp, F.lit(False))
-                    mine[name] = ("count", key, mc)
-                else:
-                    key = pred_key_by_cid.setdefault(cid, f"{_PRED_PREFIX}_{len(pred_key_by_cid)}")
-                    if key not in pred_cols:
-                        p = cond if dp is None else (dp & cond)
-                        pred_cols[key] = F.coalesce(p, F.lit(False))
-                    mine[name] = ("count" if suffix == "unexpected_count" else "values", key,
-                                  (mc, accessor_kw))
-            if exact:
-                plan[o.index] = mine
-            else:
-                if o.on_fail == "quarantine":
-                    raise JobFailed(job_name, STAGE, f"rule '{o.rule}' ({o.expectation}) cannot quarantine rows "
-                                    "here (its unexpected rows depend on row order or on a row_condition window)",
-                                    "use on_fail: fail or warn for this rule")
-                fallback.append(o)
-
-        # 3. ONE pass: every predicate column, counted in one aggregation (it reads only the rules' columns and
-        #    runs as generated code; measured cheaper than counting with Observation metrics inside the staging
-        #    write, which falls out of whole-stage codegen)
-        tagged = data.select("*", *[c.alias(k) for k, c in {**pred_cols, **domain_cols, **row_count_cols}.items()])
-        original = [F.col(f"`{c}`") for c in df.columns]
-        for o in row_level:
-            if o.index in plan:
-                o.pred = plan[o.index][_main_metric(gx_exps[o.index])][1]
-        any_q = None
-        for o in outcomes:
-            if o.on_fail == "quarantine" and o.pred is not None:
-                any_q = F.col(o.pred) if any_q is None else (any_q | F.col(o.pred))
-        aggs = [F.count(F.lit(1)).alias("__rows")]
-        aggs += [F.count(F.when(F.col(k), True)).alias(k) for k in {**pred_cols, **domain_cols, **row_count_cols}]
-        quarantine_df = None
-        if any_q is not None:
-            aggs.append(F.count(F.when(any_q, True)).alias("__quarantined"))
-            failed_rules = F.filter(
-                F.array(*[F.when(F.col(o.pred), F.lit(o.rule)) for o in outcomes if o.pred is not None]),
-                lambda x: x.isNotNull(),
-            )
-            at = (quarantined_at or datetime.now(UTC)).astimezone(UTC)  # the session time zone is UTC
-            q_select = [
-                *original,
-                failed_rules.alias("_failed_rules"),
-                F.lit(run_id).alias("_run_id"),
-                F.lit(at.strftime("%Y-%m-%d %H:%M:%S.%f")).cast("timestamp").alias("_quarantined_at"),
-            ]
-            quarantine_df = tagged.filter(any_q).select(*q_select)
-        lap("gx_setup_s")
-        counts = tagged.agg(*aggs).collect()[0].asDict()
-        row_count = int(counts["__rows"])
-        lap("count_pass_s")
-
-        # 4. hand GX the metrics it asked for; GX decides success and formats the result
-        for o in row_level:
-            if o.index not in plan:
-                continue
-            exp = gx_exps[o.index]
-            metrics: dict[Any, Any] = {}
-            for name, mc in deps[o.index].metric_configurations.items():
-                kind, key, extra = plan[o.index][name]
-                if kind == "count":
-                    metrics[mc.id] = int(counts[key])
-                else:
-                    mc_v, accessor_kw = extra
-                    limit = int((mc_v.metric_value_kwargs.get("result_format") or {}).get("partial_unexpected_count", 20))
-                    metrics[mc.id] = _unexpected_values(tagged, key, accessor_kw, limit, counts.get(key, 0))
-            try:
-                o.gx = exp.metrics_validate(metrics, runtime_configuration={"result_format": RESULT_FORMAT},
-                                            execution_engine=engine)
-            except Exception as e:  # noqa: BLE001
+                cc = MetricConfiguration(f"{base}.condition", mc.metric_domain_kwargs, value_kwargs)
+                cond_cfgs.setdefault(str(cc.id), (cc, o))
+    conds: dict[str, Any] = {}
+    if cond_cfgs:
+        resolved, aborted = _resolve_conditions(validator, [cc for cc, _ in cond_cfgs.values()])
+        for cid, (cc, o) in cond_cfgs.items():
+            if cc.id not in resolved:
+                info = (aborted.get(cc.id) or {}).get("exception_info")
                 raise JobFailed(job_name, STAGE, f"rule '{o.rule}' ({o.expectation}) could not be evaluated: "
-                                f"{_gx_error(e)}", "check the rule's arguments against the column's type") from None
+                                f"{_exception_text(info)}", "check the rule's arguments against the column's type")
+            conds[cid] = resolved[cc.id]
 
-        # 5. table-level / aggregate rules (and the rare row-level rule GX must run itself): GX's own validation,
-        #    bundled into one graph over the persisted data
-        if fallback:
-            evrs = validator.graph_validate(
-                configurations=[gx_exps[o.index].configuration for o in fallback],
-                runtime_configuration={"result_format": RESULT_FORMAT, "catch_exceptions": True},
-            )
-            by_index = {int(e.expectation_config.meta["etl_rule_index"]): e for e in evrs}
-            for o in fallback:
-                o.gx = by_index[o.index]
-                info = o.gx.exception_info or {}
-                if info.get("raised_exception"):
-                    raise JobFailed(job_name, STAGE, f"rule '{o.rule}' ({o.expectation}) could not be evaluated: "
-                                    f"{str(info.get('exception_message')).splitlines()[0]}",
-                                    "check the rule's arguments against the data's columns and types")
-    except Exception:
-        if persisted is not None:
-            persisted.unpersist()
-        raise
-    lap("gx_validate_s")
+    # 2. one predicate column per (map metric, domain): unexpected rows; one per domain: rows in the domain
+    schema = df.schema
+    pred_cols: dict[str, Column] = {}
+    domain_cols: dict[str, Column] = {}
+    row_count_cols: dict[str, Column] = {}
+    pred_key_by_cid: dict[str, str] = {}  # rules sharing a condition share its column
+    shared_key: dict[str, str] = {}  # likewise the row counts and domain counts
+    plan: dict[int, dict[str, tuple[str, str, Any]]] = {}
+    windowed = False
+    for o in list(row_level):
+        mine: dict[str, tuple[str, str, Any]] = {}
+        exact = True
+        for name, mc in deps[o.index].metric_configurations.items():
+            if name == "table.row_count":
+                key = shared_key.setdefault(str(mc.id), f"{_PRED_PREFIX}_rows_{len(row_count_cols)}")
+                if key not in row_count_cols:
+                    dp = _domain_predicate(engine, dict(mc.metric_domain_kwargs), schema)
+                    row_count_cols[key] = F.lit(True) if dp is None else F.coalesce(dp, F.lit(False))
+                mine[name] = ("count", key, mc)
+                continue
+            base, _, suffix = name.rpartition(".")
+            if suffix not in ("unexpected_count", "unexpected_values", "filtered_row_count"):
+                exact = False
+                break
+            value_kwargs = {k: v for k, v in (mc.metric_value_kwargs or {}).items() if k != "result_format"}
+            cid = str(MetricConfiguration(f"{base}.condition", mc.metric_domain_kwargs, value_kwargs).id)
+            cond, compute_kw, accessor_kw = conds[cid]
+            if _uses_window(cond, "lag") or (_uses_window(cond, "any") and compute_kw.get("row_condition")):
+                exact = False  # a window over the domain's rows only: not expressible on the whole data
+                break
+            windowed = windowed or _uses_window(cond, "any")
+            dp = _domain_predicate(engine, {**compute_kw, **accessor_kw}, schema)
+            if suffix == "filtered_row_count":
+                key = shared_key.setdefault(f"dom:{cid}", f"{_PRED_PREFIX}_dom_{len(domain_cols)}")
+                domain_cols[key] = F.lit(True) if dp is None else F.coalesce(dp, F.lit(False))
+                mine[name] = ("count", key, mc)
+            else:
+                key = pred_key_by_cid.setdefault(cid, f"{_PRED_PREFIX}_{len(pred_key_by_cid)}")
+                if key not in pred_cols:
+                    p = cond if dp is None else (dp & cond)
+                    pred_cols[key] = F.coalesce(p, F.lit(False))
+                mine[name] = ("count" if suffix == "unexpected_count" else "values", key, (mc, accessor_kw))
+        if exact:
+            plan[o.index] = mine
+        else:
+            if o.on_fail == "quarantine":
+                raise JobFailed(job_name, STAGE, f"rule '{o.rule}' ({o.expectation}) cannot quarantine rows "
+                                "here (its unexpected rows depend on row order or on a row_condition window)",
+                                "use on_fail: fail or warn for this rule")
+            fallback.append(o)
 
-    # 6. decide, per rule, what was done
+    # 3. the data with every predicate column; the aggregation that counts them all in one pass (it reads only
+    #    the rules' columns and runs as generated code)
+    columns = {**pred_cols, **domain_cols, **row_count_cols}
+    tagged = df.select("*", *[c.alias(k) for k, c in columns.items()])
+    original = [F.col(f"`{c}`") for c in df.columns]
+    for o in row_level:
+        if o.index in plan:
+            o.pred = plan[o.index][_main_metric(gx_exps[o.index])][1]
+    any_q = None
+    for o in outcomes:
+        if o.on_fail == "quarantine" and o.pred is not None:
+            any_q = F.col(o.pred) if any_q is None else (any_q | F.col(o.pred))
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    aggs += [F.count(F.when(F.col(k), True)).alias(k) for k in columns]
+    q_select: list[Column] = []
+    if any_q is not None:
+        aggs.append(F.count(F.when(any_q, True)).alias("__quarantined"))
+        failed_rules = F.filter(
+            F.array(*[F.when(F.col(o.pred), F.lit(o.rule)) for o in outcomes if o.pred is not None]),
+            lambda x: x.isNotNull(),
+        )
+        at = (quarantined_at or datetime.now(UTC)).astimezone(UTC)  # the session time zone is UTC
+        q_select = [
+            *original,
+            failed_rules.alias("_failed_rules"),
+            F.lit(run_id).alias("_run_id"),
+            F.lit(at.strftime("%Y-%m-%d %H:%M:%S.%f")).cast("timestamp").alias("_quarantined_at"),
+        ]
+    return GatePlan(job_name, run_id, df, outcomes, gx_exps, deps, plan, fallback, tagged, original, any_q, aggs,
+                    q_select, validator, engine, windowed)
+
+
+SampleReader = Callable[[RuleOutcome, str, dict[str, Any], int], list[Any]]
+
+
+def validate_plan(p: GatePlan, counts: dict[str, Any], samples: SampleReader | None = None) -> None:
+    """Hand GX the metrics it asked for (the counts, and a sample of unexpected values read only for rules that
+    have some), so success, `mostly` and the result dict are GX's own; then let GX validate the table-level rules
+    itself, bundled into one graph. Sets each outcome's `gx`."""
+    def default_samples(o: RuleOutcome, key: str, accessor: dict[str, Any], limit: int) -> list[Any]:
+        from pyspark.sql import functions as F
+
+        return _unexpected_values(p.tagged.filter(F.col(key)), accessor, limit)
+
+    read = samples or default_samples
+    for o in p.row_level_exact:
+        exp = p.gx_exps[o.index]
+        metrics: dict[Any, Any] = {}
+        for name, mc in p.deps[o.index].metric_configurations.items():
+            kind, key, extra = p.plan[o.index][name]
+            if kind == "count":
+                metrics[mc.id] = int(counts[key])
+            else:
+                mc_v, accessor_kw = extra
+                limit = int((mc_v.metric_value_kwargs.get("result_format") or {}).get("partial_unexpected_count", 20))
+                metrics[mc.id] = read(o, key, accessor_kw, limit) if counts.get(key, 0) else []
+        try:
+            o.gx = exp.metrics_validate(metrics, runtime_configuration={"result_format": RESULT_FORMAT},
+                                        execution_engine=p.engine)
+        except Exception as e:  # noqa: BLE001
+            raise JobFailed(p.job, STAGE, f"rule '{o.rule}' ({o.expectation}) could not be evaluated: "
+                            f"{_gx_error(e)}", "check the rule's arguments against the column's type") from None
+    if p.fallback:
+        evrs = p.validator.graph_validate(
+            configurations=[p.gx_exps[o.index].configuration for o in p.fallback],
+            runtime_configuration={"result_format": RESULT_FORMAT, "catch_exceptions": True},
+        )
+        by_index = {int(e.expectation_config.meta["etl_rule_index"]): e for e in evrs}
+        for o in p.fallback:
+            o.gx = by_index[o.index]
+            info = o.gx.exception_info or {}
+            if info.get("raised_exception"):
+                raise JobFailed(p.job, STAGE, f"rule '{o.rule}' ({o.expectation}) could not be evaluated: "
+                                f"{str(info.get('exception_message')).splitlines()[0]}",
+                                "check the rule's arguments against the data's columns and types")
+
+
+def decide(outcomes: list[RuleOutcome]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each rule's record with the action taken; the failed `fail` rules and the failed `warn` rules."""
     records, failed, warned = [], [], []
     for o in outcomes:
         unexpected = int((o.gx.result or {}).get("unexpected_count") or 0)
@@ -623,12 +627,66 @@ def evaluate_gate(
         for rec in records:
             if rec["action"].startswith("quarantined"):
                 rec["action"] = f"not quarantined: the gate failed ({rec['unexpected_count']} rows broke it)"
+    return records, failed, warned
 
+
+def evaluate_gate(
+    df: DataFrame,
+    expectations: list[Expectation],
+    job_name: str,
+    run_id: str,
+    *,
+    staging_path: str | None = None,
+    persist: bool | None = None,
+    quarantined_at: datetime | None = None,
+) -> GateResult:
+    """Validate `df` against the rules and split it into rows to write and rows to quarantine: the counting
+    pass runs before anything is written.
+
+    With `staging_path`, the rows to quarantine are written there once after the counting pass (Parquet,
+    uncommitted; never when a `fail` rule failed): they survive a crash between the target and quarantine
+    commits, and the quarantine commit reads only them.
+    `persist`: None decides by the plan (see `should_persist`). Raises JobFailed for rules that cannot be
+    evaluated (missing column, bad arguments, quarantine on a table-level rule); failing `fail` rules are
+    reported in `GateResult.failed` (the stage raises)."""
+    from pyspark.storagelevel import StorageLevel
+
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    check_columns(df.schema.names, expectations, job_name)
+    build_expectations(expectations, job_name)  # bad arguments fail before anything is persisted
+    data = df
+    persisted = None
+    if persist is None:
+        persist = should_persist(df)
+    if persist and not df.storageLevel.useMemory and not df.storageLevel.useDisk:
+        data = persisted = _persist(df, StorageLevel.MEMORY_AND_DISK)
+    try:
+        p = plan_gate(data, expectations, job_name, run_id, quarantined_at)
+        lap("gx_setup_s")
+        counts = p.tagged.agg(*p.aggs).collect()[0].asDict()
+        lap("count_pass_s")
+        validate_plan(p, counts)
+    except Exception:
+        if persisted is not None:
+            persisted.unpersist()
+        raise
+    lap("gx_validate_s")
+    records, failed, warned = decide(p.outcomes)
+    row_count = int(counts["__rows"])
     quarantined = int(counts.get("__quarantined", 0))
+    quarantine_df = p.quarantine_df()
     staged = False
-    if quarantined and any_q is not None:
-        passed_df = tagged.filter(~any_q).select(*original)
-        if staging_path and not failed:
+    if quarantined and p.any_q is not None:
+        passed_df = p.tagged.filter(~p.any_q).select(*p.original)
+        if staging_path and not failed and quarantine_df is not None:
             # the rows to quarantine, written once (uncommitted) so the quarantine commit reads only them
             quarantine_df.write.mode("overwrite").parquet(staging_path)
             quarantine_df = data.sparkSession.read.parquet(staging_path)
@@ -690,13 +748,10 @@ def _main_metric(exp: Any) -> str:
     return f"{type(exp).map_metric}.unexpected_count"
 
 
-def _unexpected_values(tagged: DataFrame, key: str, accessor: dict[str, Any], limit: int, count: int) -> list[Any]:
-    """GX's sample of unexpected values, read the way GX reads it (filter + limit over the same data)."""
-    if not count:
-        return []
+def _unexpected_values(rows: DataFrame, accessor: dict[str, Any], limit: int) -> list[Any]:
+    """GX's sample of unexpected values, read the way GX reads it (filter + limit) from the unexpected `rows`."""
     from pyspark.sql import functions as F
 
-    rows = tagged.filter(F.col(key))
     if "column" in accessor:
         c = accessor["column"]
         return [r[0] for r in rows.select(F.col(f"`{c}`")).limit(limit).collect()]
