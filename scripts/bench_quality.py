@@ -142,9 +142,10 @@ def run_bench(spark: Any, work: Path, rows: int, rounds: int, source: str = "csv
                 quality = metrics.get("quality", {})
                 parts = ", ".join(f"{k.removesuffix('_s')} {quality[k]}s" for k in
                                   ("gx_setup_s", "count_pass_s", "gx_validate_s", "staging_s") if k in quality)
-                log(f"round {i + 1}/{rounds}: gated   {dt:6.2f}s (quality stage {quality.get('duration_s')}s: "
-                    f"{parts}; persisted {quality.get('persisted')}; {quality.get('rows_quarantined'):,} rows "
-                    f"quarantined; write stage {metrics.get('write', {}).get('duration_s')}s)")
+                log(f"round {i + 1}/{rounds}: gated   {dt:6.2f}s ({quality.get('mode')} gate; quality stage "
+                    f"{quality.get('duration_s')}s: {parts}; persisted {quality.get('persisted')}; "
+                    f"{quality.get('rows_quarantined'):,} rows quarantined; write stage "
+                    f"{metrics.get('write', {}).get('duration_s')}s)")
             else:
                 log(f"round {i + 1}/{rounds}: ungated {dt:6.2f}s (write stage "
                     f"{metrics.get('write', {}).get('duration_s')}s)")
@@ -161,7 +162,7 @@ def run_bench(spark: Any, work: Path, rows: int, rounds: int, source: str = "csv
         "rows_written": written, "rows_quarantined": quarantined,
         "ungated_s": [round(t, 2) for t in times["ungated"]], "gated_s": [round(t, 2) for t in times["gated"]],
         "median_ungated_s": round(mu, 2), "median_gated_s": round(mg, 2),
-        "quality_stage_s": quality.get("duration_s"),
+        "quality_stage_s": quality.get("duration_s"), "gate_mode": quality.get("mode"),
         "overhead_pct": pct, "target": "<= 30 %", "ok": pct <= 30, "gx_import_cold_s": cold_gx_import(),
     }
 

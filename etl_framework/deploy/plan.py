@@ -27,7 +27,7 @@ from etl_framework.errors import EtlError
 
 SHA_KEY = "etl-sha256"
 UNCHANGEABLE = {"trigger": ("Type", "WorkflowName")}  # Glue cannot update these: delete + create
-MANAGED_S3 = ("scripts/", "wheels/", "project/")
+MANAGED_S3 = ("scripts/", "wheels/", "jars/", "project/")
 
 
 class DeployError(EtlError):

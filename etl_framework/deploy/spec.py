@@ -92,7 +92,8 @@ def to_s3(path: str) -> str:
 
 
 def job_spec(cfg: JobConfig, params: dict[str, Any], d: DeployConfig, env: str, *, job_uri: str,
-             project_uri: str, script_uri: str, wheel_uri: str, temp_uri: str) -> dict[str, Any]:
+             project_uri: str, script_uri: str, wheel_uri: str, temp_uri: str,
+             jar_uri: str | None = None) -> dict[str, Any]:
     glue = cfg.glue
     args = {
         "--job_config": job_uri,
@@ -105,6 +106,8 @@ def job_spec(cfg: JobConfig, params: dict[str, Any], d: DeployConfig, env: str, 
         "--job-bookmark-option": "job-bookmark-disable",  # the framework keeps its own bookmarks
         "--TempDir": temp_uri,
     }
+    if jar_uri:  # the framework's Spark helper: the quality gate checks rules inside the write's own pass
+        args["--extra-jars"] = jar_uri
     args.update(to_glue_arguments(params))
     return {
         "Name": d.name_prefix + cfg.job,
@@ -308,6 +311,12 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
     state = DesiredState(env=env, deploy=d)
     state.artifacts.append(Artifact(script_uri, script.read_bytes(), "entry script"))
     state.artifacts.append(Artifact(wheel_uri, wheel.data, "framework wheel"))
+    from etl_framework.runtime.spark import HELPER_JAR, jars_dir
+
+    helper = jars_dir(project.root) / HELPER_JAR
+    jar_uri = s3_join(prefix, "jars", HELPER_JAR) if helper.is_file() else None
+    if jar_uri:
+        state.artifacts.append(Artifact(jar_uri, helper.read_bytes(), "framework Spark helper"))
     root = project.root
     env_file = project.env_file(env)
     state.artifacts.append(Artifact(s3_join(project_uri, "conf", f"{env}.yaml"), env_file.read_bytes(),
@@ -329,7 +338,8 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
         cfg: JobConfig = lj.config
         rel = lj.path.resolve().relative_to(root).as_posix()
         spec = job_spec(cfg, lj.params, d, env, job_uri=s3_join(project_uri, rel), project_uri=project_uri,
-                        script_uri=script_uri, wheel_uri=wheel_uri, temp_uri=s3_join(prefix, "tmp") + "/")
+                        script_uri=script_uri, wheel_uri=wheel_uri, temp_uri=s3_join(prefix, "tmp") + "/",
+                        jar_uri=jar_uri)
         spec["ExecutionProperty"] = {"MaxConcurrentRuns": concurrency.get(cfg.job, 1)}
         jf = display_path(lj.path)
         from_job: dict[str, tuple[int, int]] = {}

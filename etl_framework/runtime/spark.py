@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 PATH_KEYS = ("spark.jars",)
+HELPER_JAR = "etl-framework-spark.jar"  # the framework's own Spark helper, compiled by `make` from java/
 
 
 def packaged_conf_dir() -> Path:

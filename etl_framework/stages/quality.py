@@ -17,6 +17,7 @@ after a crash between the two commits completes the quarantine exactly once, and
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from etl_framework.errors import QualityGateFailed
@@ -51,8 +52,10 @@ def staging_location(config: JobConfig, run_id: str) -> str:
 
 
 def run_quality(state: JobRunState) -> None:
-    from etl_framework.quality.gate import describe_failure
+    """Plan the gate inline, in the target write's own pass (`quality.inline`), when the rules allow it; else
+    count first, and fail or split the data before the write stage starts."""
     from etl_framework.quality.gate import evaluate_gate as _evaluate
+    from etl_framework.quality.inline import InlineGate, config_blocker
 
     cfg = state.config
     rules = list(cfg.quality)
@@ -60,9 +63,36 @@ def run_quality(state: JobRunState) -> None:
     staging = staging_location(cfg, state.run_id) if has_quarantine else None
     if has_quarantine:
         recover_quarantines(state)
+    m = state.metrics.setdefault(STAGE, {})
+    why = config_blocker(cfg)
+    if why is None:
+        inline, why = InlineGate.prepare(state.df, rules, cfg, state.run_id, staging)
+        if inline is not None:
+            state.extras["quality_inline"] = inline
+            state.df = inline.write_df()
+            m.update({"mode": "inline", "expectations": len(rules), **inline.timings,
+                      "reason": "checked in the target write's own pass"})
+            if has_quarantine:
+                m["quarantine_path"] = quarantine_location(cfg)
+            return
+    m.update({"mode": "count-first", "inline_blocked_by": why})
     gate = _evaluate(state.df, rules, cfg.job, state.run_id, staging_path=staging)
-    state.quality_result = gate.results
-    state.extras["quality_gate"] = gate
+    _record_gate(state, gate)
+    if not gate.ok:
+        gate.discard()
+        state.df = None
+        state.quarantine_df = None
+        raise _gate_failed(state, gate)
+    state.df = gate.passed_df
+    state.quarantine_df = gate.quarantine_df
+
+
+def _record_gate(state: JobRunState, gate: Any) -> None:
+    """The gate's verdict on the run: stage metrics, per-rule results in the run's details (`etl show`), the
+    warnings in the log."""
+    from etl_framework.quality.gate import describe_failure
+
+    cfg = state.config
     m = state.metrics.setdefault(STAGE, {})
     m.update({
         "rows_in": gate.row_count,
@@ -76,31 +106,67 @@ def run_quality(state: JobRunState) -> None:
         "persisted": gate.persisted is not None,
         **gate.timings,
     })
-    if has_quarantine:
+    if any(r.on_fail == "quarantine" for r in cfg.quality):
         m["quarantine_path"] = quarantine_location(cfg)
     if state.store is not None:  # with the run, failed or not: `etl show RUN_ID` prints them (quality.show)
         state.store.set_detail(state.run_id, "quality", {
             "summary": gate.summary(), "rows_in": gate.row_count, "rows_quarantined": gate.quarantined_rows,
             "quarantine_path": m.get("quarantine_path"), "ok": gate.ok, "results": gate.results,
         })
+        if state.stage != STAGE:  # an inline gate's verdict comes during the write stage
+            state.store.update_stage_metrics(state.run_id, STAGE, m, attempt=state.attempt)
     for r in gate.warned:
         state.log.warning("rule " + describe_failure(r), STAGE)
-    if not gate.ok:
-        gate.discard()
-        state.df = None
-        state.quarantine_df = None
-        raise QualityGateFailed(
-            cfg.job, STAGE, gate.failure_message(),
-            f"inspect the data (etl show {state.run_id} lists every rule's result), fix the source or the "
-            "transform, or relax the rule (mostly, on_fail: warn|quarantine); then run the job again",
-            run_id=state.run_id,
-        )
-    state.df = gate.passed_df
-    state.quarantine_df = gate.quarantine_df
-    if gate.quarantined_rows:
+    if gate.ok and gate.quarantined_rows:
         every = " — every row: the target write commits 0 rows" if gate.quarantined_rows == gate.row_count else ""
-        where = quarantine_location(cfg)
-        state.log.warning(f"{gate.quarantined_rows:,} row(s) quarantined to {where}{every}", STAGE)
+        state.log.warning(f"{gate.quarantined_rows:,} row(s) quarantined to {quarantine_location(cfg)}{every}",
+                          STAGE)
+
+
+def _gate_failed(state: JobRunState, gate: Any) -> QualityGateFailed:
+    return QualityGateFailed(
+        state.config.job, STAGE, gate.failure_message(),
+        f"inspect the data (etl show {state.run_id} lists every rule's result), fix the source or the "
+        "transform, or relax the rule (mostly, on_fail: warn|quarantine); then run the job again",
+        run_id=state.run_id,
+    )
+
+
+def finish_gate(state: JobRunState) -> None:
+    """Right after the target commit of an inline gate: GX's verdict from the write's own counts, recorded on the
+    run; the staged quarantine rows are what `write_quarantine` commits next."""
+    inline = state.extras.pop("quality_inline", None)
+    if inline is None:
+        return
+    gate = inline.finish()
+    state.extras["quality_gate"] = gate
+    state.quarantine_df = gate.quarantine_df
+    _record_gate(state, gate)
+    if not gate.ok:  # only a non-deterministic transform can get here: its rows changed between two reads
+        state.log.warning("a fail rule failed on rows the target write had accepted: "
+                          + gate.failure_message(), STAGE)
+
+
+def gate_stop(state: JobRunState, error: BaseException) -> QualityGateFailed | None:
+    """The target write failed: if an inline gate stopped it (a row broke a `fail` rule), clean up what the write
+    left and count, to report every failed rule with its observed value. None for any other failure."""
+    from etl_framework.quality.gate import evaluate_gate as _evaluate
+
+    inline = state.extras.get("quality_inline")
+    if inline is None:
+        return None
+    state.extras.pop("quality_inline")
+    inline.discard()
+    if not inline.is_stop(error):
+        return None
+    gate = _evaluate(inline.plan.data, list(state.config.quality), state.config.job, state.run_id)
+    state.metrics.setdefault(STAGE, {})["stopped_write"] = True
+    try:
+        _record_gate(state, gate)
+    finally:
+        gate.release()
+    state.df = None
+    return _gate_failed(state, gate)
 
 
 def quarantine_app_id(job: str, run_id: str) -> str:
@@ -122,7 +188,7 @@ def write_quarantine(state: JobRunState) -> dict[str, Any] | None:
 
 
 def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
-    from etl_framework.quality.gate import delete_path, path_exists
+    from etl_framework.quality.staging import delete_staged, read_staged
     from etl_framework.stages.write import write_delta
 
     cfg, spark = state.config, state.spark
@@ -130,18 +196,23 @@ def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
     staging = staging_location(cfg, state.run_id)
     df = state.quarantine_df
     if df is None:
-        if not any(r.on_fail == "quarantine" for r in cfg.quality) or not path_exists(spark, staging):
+        if not any(r.on_fail == "quarantine" for r in cfg.quality):
             return None
-        df = spark.read.parquet(staging)  # a resume in a new process: the rows this run staged
+        df = read_staged(spark, staging)  # a resume in a new process: the rows this run staged
+        if df is None:
+            delete_staged(spark, staging)  # nothing was quarantined (or only the schema was staged)
+            return None
+    t0 = time.perf_counter()
     rows = gate.quarantined_rows if gate is not None else df.count()
     res = write_delta(spark, df, path, mode="append", partition_by=[], job=cfg.job,
                       options={"txnAppId": quarantine_app_id(cfg.job, state.run_id), "txnVersion": 0})
-    delete_path(spark, staging)
+    delete_staged(spark, staging)
     res["rows_written"] = rows
     state.extras["quarantine_written"] = True
     m = state.metrics.setdefault("write", {})
     m["quarantined_rows"] = res["rows_written"]
     m["quarantine_path"] = res.get("path", path)
+    m["quarantine_commit_s"] = round(time.perf_counter() - t0, 3)
     return res
 
 
@@ -164,7 +235,7 @@ def recover_quarantines(state: JobRunState) -> list[str]:
     whose target never committed. Exactly once either way, thanks to the per-run Delta transaction id.
     Returns the run ids whose quarantine was completed."""
     from etl_framework.engine.resume import target_has_run
-    from etl_framework.quality.gate import delete_path
+    from etl_framework.quality.staging import delete_staged, read_staged
     from etl_framework.stages.write import write_delta
 
     cfg, spark = state.config, state.spark
@@ -173,11 +244,12 @@ def recover_quarantines(state: JobRunState) -> list[str]:
         if run_id == state.run_id:
             continue  # this run's own staging (a retry): the gate rewrites it
         staging = staging_location(cfg, run_id)
-        if target_has_run(cfg, run_id):
-            write_delta(spark, spark.read.parquet(staging), quarantine_location(cfg), mode="append", partition_by=[],
+        staged = read_staged(spark, staging)
+        if staged is not None and target_has_run(cfg, run_id):
+            write_delta(spark, staged, quarantine_location(cfg), mode="append", partition_by=[],
                         job=cfg.job, options={"txnAppId": quarantine_app_id(cfg.job, run_id), "txnVersion": 0})
             recovered.append(run_id)
             state.log.info(f"committed the quarantine of earlier run {run_id} (it stopped after its target commit)",
                            STAGE)
-        delete_path(spark, staging)
+        delete_staged(spark, staging)
     return recovered

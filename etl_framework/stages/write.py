@@ -552,8 +552,14 @@ def run_write(state: JobRunState) -> None:
     state.log.info(f"{t.mode} to {t.format} {t.path}"
                    + (f" partitioned by {', '.join(t.partition_by)}" if t.partition_by else ""), STAGE)
     fault("write.start")
-    result = write_table(state, df, t.path, fmt=t.format, mode=t.mode, partition_by=list(t.partition_by),
-                         merge_keys=list(t.merge_keys), options=options, metadata=state.commit_metadata or None)
+    try:
+        result = write_table(state, df, t.path, fmt=t.format, mode=t.mode, partition_by=list(t.partition_by),
+                             merge_keys=list(t.merge_keys), options=options, metadata=state.commit_metadata or None)
+    except Exception as e:
+        stop = _quality_stop(state, e)
+        if stop is not None:
+            raise stop from None
+        raise
     fault("write.committed")
     from etl_framework.engine.job import observed
 
@@ -571,6 +577,15 @@ def run_write(state: JobRunState) -> None:
     _write_set_aside(state)
 
 
+def _quality_stop(state: JobRunState, error: BaseException) -> JobFailed | None:
+    """A quality gate checked inside this write (`quality.inline`) and stopped it: its QualityGateFailed."""
+    if "quality_inline" not in state.extras:
+        return None
+    from etl_framework.stages.quality import gate_stop
+
+    return gate_stop(state, error)
+
+
 def _write_set_aside(state: JobRunState) -> None:
     """Right after the target's commit: the quality gate's quarantined rows (through the quality stage's own
     idempotent `write_quarantine` when it is installed), then malformed input rows (bad_records: quarantine)."""
@@ -581,10 +596,11 @@ def _write_set_aside(state: JobRunState) -> None:
 
     if state.config.quality and not state.extras.get("quarantine_written"):
         try:
-            from etl_framework.stages.quality import write_quarantine
+            from etl_framework.stages.quality import finish_gate, write_quarantine
         except ImportError:
-            write_quarantine = None
-        if write_quarantine is not None:
+            finish_gate = write_quarantine = None
+        if finish_gate is not None and write_quarantine is not None:
+            finish_gate(state)  # an inline gate's verdict, from the counts of the write's own pass
             write_quarantine(state)
             state.extras["quarantine_written"] = True
     if state.bad_records:

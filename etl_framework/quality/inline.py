@@ -1,0 +1,169 @@
+"""The quality gate inside the target write's own pass: the default whenever the rules allow it.
+
+Counting first (`gate.evaluate_gate`) reads the data once to count and once more to write, or caches it; on
+4,000,000 CSV rows that was +40 to +50 % of the job's wall time. Here the target write *is* the gate's pass:
+
+- every row-level rule's predicate is computed on the rows as they stream to the writer, and counted there (a
+  Spark Observation);
+- a row that breaks a `fail` rule stops the write (`raise_error`) before anything is committed: without `mostly`,
+  GX fails such a rule on its first unexpected row, so no count is needed to decide. The gate then counts, to
+  report every failed rule with its observed value (`QualityGateFailed`, exit 3);
+- a row that breaks a `quarantine` rule goes to the framework's JVM side output (`etl_framework.spark.
+  QuarantineTee`, evaluated only for those rows), which stages it as a JSON line under
+  `<quarantine>/_etl_staging/<run_id>/`, and is dropped from the target write;
+- after the target commit, the counts go to GX (success, `mostly` and the result dicts are GX's own) and the staged
+  rows are committed to the quarantine table, exactly as in the counting-first mode.
+
+`blocker()` says why a job cannot use it, and the gate then counts first: a `fail` rule with `mostly` < 1 or a
+table-level / GX-validated rule (their verdict needs counts before the commit), a predicate that needs a window
+over the whole data, a MERGE target (it reads its source more than once), or no helper JAR on the classpath.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from etl_framework.quality.gate import GatePlan, GateResult, RuleOutcome, decide, plan_gate, validate_plan
+from etl_framework.quality.staging import JSON_OPTIONS, delete_staged, read_staged, write_schema
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from etl_framework.config.model import Expectation, JobConfig
+
+TEE_CLASS = "etl_framework.spark.QuarantineTee"
+TEE_UDF = "etl_quarantine_tee"
+MARKER = "etl-quality-gate:"  # in the raise_error message: tells a gate stop from any other write failure
+MODE_ENV = "ETL_QUALITY_MODE"  # `count-first` turns the inline gate off (benches and tests compare the two)
+
+
+def config_blocker(config: JobConfig) -> str | None:
+    """Why the job's config rules the inline gate out, from the config alone (no Spark needed)."""
+    if os.environ.get(MODE_ENV, "").lower() in ("count-first", "count_first"):
+        return f"{MODE_ENV}=count-first"
+    if config.target.mode == "merge":
+        return "a merge reads its source more than once"
+    for e in config.quality:
+        mostly = e.kwargs.get("mostly")
+        if e.on_fail == "fail" and mostly is not None and float(mostly) < 1:
+            return f"rule '{e.rule_name}' fails on a share of rows (mostly {mostly}): its count decides the commit"
+    return None
+
+
+def tee_available(spark: Any) -> bool:
+    try:
+        spark._jvm.java.lang.Class.forName(TEE_CLASS, False, spark._jvm.Thread.currentThread().getContextClassLoader())
+        return True
+    except Exception:  # noqa: BLE001 - py4j raises its own error for a missing class
+        return False
+
+
+class InlineGate:
+    """A gate planned on the transformed data; `write_df` is what the write stage writes."""
+
+    def __init__(self, plan: GatePlan, staging_path: str | None, target_path: str, target_existed: bool) -> None:
+        from pyspark.sql import Observation
+
+        self.plan = plan
+        self.staging_path = staging_path
+        self.target_path = target_path
+        self.target_existed = target_existed
+        self.observation = Observation(f"etl_quality_{uuid.uuid4().hex[:8]}")
+        self.timings: dict[str, float] = {}
+
+    @classmethod
+    def prepare(cls, df: DataFrame, expectations: list[Expectation], config: JobConfig, run_id: str,
+                staging_path: str | None) -> tuple[InlineGate | None, str | None]:
+        """Plan the gate on `df` (no data read). Returns (gate, None), or (None, why not inline)."""
+        from etl_framework.quality.gate import path_exists
+
+        spark = df.sparkSession
+        t0 = time.perf_counter()
+        plan = plan_gate(df, expectations, config.job, run_id)
+        if plan.fallback:
+            o = plan.fallback[0]
+            return None, f"rule '{o.rule}' ({o.expectation}) is validated by GX itself, over the whole data"
+        if plan.windowed:
+            return None, "a rule's predicate needs a window over the whole data"
+        if plan.any_q is not None:
+            if staging_path is None:
+                return None, "no staging folder for the quarantined rows"
+            if not tee_available(spark):
+                return None, f"the helper JAR ({TEE_CLASS}) is not on Spark's classpath"
+        gate = cls(plan, staging_path, config.target.path, path_exists(spark, config.target.path))
+        gate.timings["gx_setup_s"] = round(time.perf_counter() - t0, 3)
+        return gate, None
+
+    @property
+    def outcomes(self) -> list[RuleOutcome]:
+        return self.plan.outcomes
+
+    def write_df(self) -> DataFrame:
+        """The data to write: counted as it streams, stopped at the first row breaking a `fail` rule, with the rows
+        breaking a `quarantine` rule staged by the side output and left out."""
+        from functools import reduce
+
+        from pyspark.sql import functions as F
+
+        p = self.plan
+        spark = p.data.sparkSession
+        df = p.tagged.observe(self.observation, *p.aggs)
+        hard = [F.col(o.pred) for o in p.outcomes if o.on_fail == "fail" and o.pred is not None]
+        keep = None
+        if hard:
+            stop = F.raise_error(F.lit(f"{MARKER} a row broke an on_fail: fail rule of job {p.job}"))
+            keep = F.when(reduce(lambda a, b: a | b, hard), stop)
+        if p.any_q is not None:
+            assert self.staging_path is not None
+            spark._jvm.etl_framework.spark.QuarantineTee.register(spark._jsparkSession, TEE_UDF)
+            write_schema(spark, self.staging_path, p.tagged.select(*p.q_select).schema)
+            row = F.to_json(F.struct(*p.q_select), JSON_OPTIONS)
+            tee = F.call_udf(TEE_UDF, F.lit(self.staging_path), row)
+            keep = F.when(p.any_q, tee) if keep is None else keep.when(p.any_q, tee)
+        if keep is not None:
+            df = df.filter(keep.otherwise(F.lit(True)))
+        return df.select(*p.original)
+
+    def is_stop(self, error: BaseException) -> bool:
+        """Whether a failed write was stopped by this gate (a row broke a `fail` rule)."""
+        return MARKER in str(error)
+
+    def discard(self) -> None:
+        """The write failed: drop the staged rows, and the files a first write left in a target that did not exist
+        before (Delta writes its files before its first commit; a folder of them would look like a foreign table)."""
+        spark = self.plan.data.sparkSession
+        if self.staging_path:
+            delete_staged(spark, self.staging_path)
+        if not self.target_existed:
+            from etl_framework.quality.gate import delete_path
+
+            delete_path(spark, self.target_path)
+
+    def finish(self) -> GateResult:
+        """After the target commit: GX's verdict from the counts of the write's own pass."""
+        from pyspark.sql import functions as F
+
+        t0 = time.perf_counter()
+        p = self.plan
+        counts = dict(self.observation.get)
+        staged = read_staged(p.data.sparkSession, self.staging_path) if self.staging_path else None
+
+        def samples(o: RuleOutcome, key: str, accessor: dict[str, Any], limit: int) -> list[Any]:
+            from etl_framework.quality.gate import _unexpected_values
+
+            if staged is not None and o.on_fail == "quarantine" and key == o.pred:
+                rows = staged.filter(F.array_contains("_failed_rules", o.rule))  # small: read the staged rows
+            else:
+                rows = p.tagged.filter(F.col(key))  # filter + limit: stops at the first rows found
+            return _unexpected_values(rows, accessor, limit)
+
+        validate_plan(p, counts, samples)
+        records, failed, warned = decide(p.outcomes)
+        self.timings["gx_validate_s"] = round(time.perf_counter() - t0, 3)
+        quarantined = int(counts.get("__quarantined", 0))
+        return GateResult(p.job, p.run_id, records, p.data, staged if quarantined else None,
+                          int(counts["__rows"]), quarantined, failed, warned, None,
+                          self.staging_path if quarantined else None, dict(self.timings))

@@ -1,0 +1,72 @@
+"""Quarantined rows staged (uncommitted) under `<quarantine>/_etl_staging/<run_id>/` until the target commits.
+
+Two layouts, one reader: the counting-first gate stages Parquet; the inline gate's JVM side output stages one JSON
+line per row (`part-NNNNN.jsonl`) beside `_schema.json`, the quarantine table's schema, written before the target
+write starts so that a resume in a new process can read them back. Names starting with `_` are invisible to
+Spark's readers and to Delta, so nothing staged is ever seen as data.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+SCHEMA_FILE = "_schema.json"
+# Spark's JSON keeps timestamps to the millisecond by default: stage them to the microsecond, as Spark holds them.
+JSON_OPTIONS = {
+    "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
+    "timestampNTZFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
+}
+
+
+def _fs(spark: Any, path: str) -> tuple[Any, Any]:
+    jvm = spark._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
+
+
+def write_schema(spark: Any, path: str, schema: Any) -> None:
+    """Put the staged rows' schema in the staging folder (a small file: one PUT on S3)."""
+    from etl_framework.stages.write import filesystem
+
+    filesystem(spark, path).write_atomic(posixpath.join(path, SCHEMA_FILE), schema.json())
+
+
+def has_rows(spark: Any, path: str) -> bool:
+    """Whether the staging folder holds any staged data file (not just its schema)."""
+    fs, hpath = _fs(spark, path)
+    if not fs.exists(hpath):
+        return False
+    return any(not st.getPath().getName().startswith(("_", ".")) for st in fs.listStatus(hpath))
+
+
+def read_staged(spark: Any, path: str) -> Any:
+    """The staged rows of one run as a DataFrame (JSON with its schema, or Parquet), or None when there are none."""
+    from pyspark.sql.types import StructType
+
+    if not has_rows(spark, path):
+        return None
+    from etl_framework.stages.write import filesystem
+
+    text = filesystem(spark, path).read_text(posixpath.join(path, SCHEMA_FILE))
+    if text is None:
+        return spark.read.parquet(path)
+    schema = StructType.fromJson(json.loads(text))
+    return spark.read.schema(schema).options(**JSON_OPTIONS).json(path)
+
+
+def delete_staged(spark: Any, path: str) -> None:
+    """Delete one run's staging folder, then its parents (`_etl_staging`, the quarantine folder) if that left them
+    empty: a gate that failed leaves no trace, not even an empty quarantine folder."""
+    fs, hpath = _fs(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+    parent = hpath.getParent()
+    for _ in range(2):
+        if parent is None or not fs.exists(parent):
+            break
+        if any(True for _ in fs.listStatus(parent)):
+            break
+        fs.delete(parent, False)
+        parent = parent.getParent()

@@ -1,0 +1,161 @@
+"""The quality gate inside the target write's own pass (`quality.inline`): the same table, quarantine and GX
+results as counting first, a `fail` rule stopping the write before any commit, the staged JSON rows coming back
+exactly, and the cases that must count first instead."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl_framework.config.model import JobConfig
+from etl_framework.quality.inline import MODE_ENV
+from tests.spark.test_quality_stage import (
+    BAD,
+    BROKE,
+    GOOD,
+    RULES,
+    delta_rows,
+    delta_version,
+    job,
+    quality_stage,
+    run,
+    stored_run,
+    write_csv,
+)
+
+
+def quality_metrics(tmp: Path, run_id: str) -> dict[str, Any]:
+    return quality_stage(stored_run(tmp, run_id))
+
+
+def without_volatile(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return json.loads(json.dumps(results))
+
+
+def test_inline_gate_equals_counting_first(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same input, both modes: the same target rows, the same quarantined rows with the same rule names, the same
+    per-rule results (GX's own); the inline run made no pass of its own before the write."""
+    src = tmp_path / "in"
+    write_csv(src, GOOD[:1] + BAD[:2], name="part-0.csv")  # three files: three tasks each stage their own rows
+    write_csv(src, GOOD[1:2] + BAD[2:], name="part-1.csv")
+    write_csv(src, GOOD[2:], name="part-2.csv")
+    inline = run(spark, job(src, tmp_path / "a"), tmp_path)
+    monkeypatch.setenv(MODE_ENV, "count-first")
+    counted = run(spark, job(src, tmp_path / "b"), tmp_path)
+    assert inline.ok and counted.ok, (inline.error, counted.error)
+
+    mi, mc = quality_metrics(tmp_path, inline.run_id), quality_metrics(tmp_path, counted.run_id)
+    assert mi["mode"] == "inline" and "count_pass_s" not in mi
+    assert mc["mode"] == "count-first" and mc["inline_blocked_by"] == f"{MODE_ENV}=count-first"
+    assert without_volatile(mi["results"]) == without_volatile(mc["results"])
+    for key in ("rows_in", "rows_out", "rows_quarantined", "passed", "failed", "warned", "reason"):
+        assert mi[key] == mc[key], key
+    assert mi["rows_in"] == 6 and mi["rows_quarantined"] == 3
+
+    assert delta_rows(tmp_path / "a") == delta_rows(tmp_path / "b")
+    assert [r["trip_id"] for r in delta_rows(tmp_path / "a")] == [1, 5, 6]
+    qa, qb = delta_rows(tmp_path / "a_quarantine"), delta_rows(tmp_path / "b_quarantine")
+    assert {r["trip_id"]: sorted(r["_failed_rules"]) for r in qa} == BROKE
+    assert [{k: v for k, v in r.items() if k not in ("_run_id", "_quarantined_at")} for r in qa] == \
+        [{k: v for k, v in r.items() if k not in ("_run_id", "_quarantined_at")} for r in qb]
+    assert {r["_run_id"] for r in qa} == {inline.run_id}
+    assert not (tmp_path / "a_quarantine" / "_etl_staging").exists() or \
+        not any((tmp_path / "a_quarantine" / "_etl_staging").iterdir())
+
+
+def test_fail_rule_stops_the_inline_write_before_any_commit(spark: Any, tmp_path: Path) -> None:
+    """A row breaking a fail rule stops the write: exit 3 from the quality gate, every failed rule counted, no
+    target (not even the files of a first Delta write) and no quarantine; the next good run is not blocked."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    rules = [*RULES, {"expect": "expect_column_values_to_be_between", "column": "fare", "max_value": 2500,
+                      "on_fail": "fail", "name": "fare_max"}]
+    write_csv(src, GOOD + BAD + [",3.0,a,Z1", "9,3000.0,b,Z1"])
+    res = run(spark, job(src, out, rules), tmp_path)
+    assert res.exit_code == 3 and res.error_stage == "quality", res.error
+    assert "expect_column_values_to_not_be_null(trip_id) [expect_column_values_to_not_be_null]: 1 of 8 rows" \
+        in res.error
+    assert "fare_max [expect_column_values_to_be_between]: 1 of 8 rows unexpected" in res.error
+    assert not out.exists() and not Path(str(out) + "_quarantine").exists()
+    m = quality_metrics(tmp_path, res.run_id)
+    assert m["mode"] == "inline" and m["stopped_write"] is True
+    assert m["failed"] == ["expect_column_values_to_not_be_null(trip_id)", "fare_max"]
+
+    write_csv(src, GOOD + BAD)  # fixed at the source: the same target accepts the next run
+    again = run(spark, job(src, out, rules), tmp_path)
+    assert again.ok, again.error
+    assert [r["trip_id"] for r in delta_rows(out)] == [1, 5, 6] and delta_version(out) == 0
+
+
+def test_staged_rows_come_back_exactly(spark: Any, tmp_path: Path) -> None:
+    """The side output stages rows as JSON lines: every type comes back to the quarantine table unchanged
+    (microsecond timestamps, decimals, NaN, nested values, unicode and newlines in strings)."""
+    rows = [
+        (1, datetime(2024, 1, 2, 3, 4, 5, 123456), Decimal("12.345"), float("nan"), ["x", None], {"k": 1},
+         "line1\nline2 ü \"q\"", -1.0),
+        (2, None, None, None, None, None, None, -2.0),
+        (3, datetime(2024, 1, 2), Decimal("0.001"), 1.5, [], {}, "", 5.0),
+    ]
+    schema = ("id long, ts timestamp, amount decimal(10,3), ratio double, tags array<string>, "
+              "attrs map<string,int>, note string, fare double")
+    src = tmp_path / "src"
+    spark.createDataFrame(rows, schema).coalesce(1).write.parquet(str(src))
+    cfg = JobConfig.model_validate({
+        "job": "types_q",
+        "sources": {"t": {"format": "parquet", "path": str(src)}},
+        "quality": [{"expect": "expect_column_values_to_be_between", "column": "fare", "min_value": 0,
+                     "on_fail": "quarantine", "name": "fare_ok"}],
+        "target": {"format": "delta", "path": str(tmp_path / "out")},
+    })
+    res = run(spark, cfg, tmp_path)
+    assert res.ok, res.error
+    assert quality_metrics(tmp_path, res.run_id)["mode"] == "inline"
+    q = spark.read.format("delta").load(str(tmp_path / "out_quarantine"))
+    assert q.columns == [*schema_names(schema), "_failed_rules", "_run_id", "_quarantined_at"]
+    got = sorted((tuple(r)[:8] for r in q.collect()), key=lambda r: r[0])
+    for a, b in zip(got, rows[:2], strict=True):
+        assert a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and a[4:] == b[4:]
+        assert (a[3] != a[3]) if b[3] is not None else a[3] is None  # NaN stays NaN
+    assert [r["_failed_rules"] for r in q.orderBy("id").collect()] == [["fare_ok"], ["fare_ok"]]
+    assert [r["id"] for r in spark.read.format("delta").load(str(tmp_path / "out")).collect()] == [3]
+
+
+def schema_names(ddl: str) -> list[str]:
+    return [part.strip().split(" ")[0] for part in ddl.split(", ")]
+
+
+@pytest.mark.parametrize(("extra", "blocked"), [
+    ({"expect": "expect_column_values_to_not_be_null", "column": "zone", "mostly": 0.5, "on_fail": "fail"},
+     "fails on a share of rows (mostly 0.5)"),
+    ({"expect": "expect_table_row_count_to_be_between", "min_value": 1, "on_fail": "warn"},
+     "is validated by GX itself"),
+    ({"expect": "expect_column_values_to_be_unique", "column": "trip_id", "on_fail": "warn"},
+     "needs a window over the whole data"),
+])
+def test_rules_that_need_counts_first(spark: Any, tmp_path: Path, extra: dict[str, Any], blocked: str) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_csv(src, GOOD + BAD)
+    res = run(spark, job(src, out, [*RULES, extra]), tmp_path)
+    assert res.ok, res.error
+    m = quality_metrics(tmp_path, res.run_id)
+    assert m["mode"] == "count-first" and blocked in m["inline_blocked_by"]
+    assert [r["trip_id"] for r in delta_rows(out)] == [1, 5, 6]
+    assert {r["trip_id"]: sorted(r["_failed_rules"]) for r in delta_rows(Path(str(out) + "_quarantine"))} == BROKE
+
+
+def test_without_the_helper_jar_the_gate_counts_first(spark: Any, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from etl_framework.quality import inline
+
+    monkeypatch.setattr(inline, "tee_available", lambda spark: False)
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_csv(src, GOOD + BAD)
+    res = run(spark, job(src, out), tmp_path)
+    assert res.ok, res.error
+    m = quality_metrics(tmp_path, res.run_id)
+    assert m["mode"] == "count-first" and "helper JAR" in m["inline_blocked_by"]
+    assert [r["trip_id"] for r in delta_rows(out)] == [1, 5, 6]
