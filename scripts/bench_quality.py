@@ -145,7 +145,8 @@ def run_bench(spark: Any, work: Path, rows: int, rounds: int, source: str = "csv
                 log(f"round {i + 1}/{rounds}: gated   {dt:6.2f}s ({quality.get('mode')} gate; quality stage "
                     f"{quality.get('duration_s')}s: {parts}; persisted {quality.get('persisted')}; "
                     f"{quality.get('rows_quarantined'):,} rows quarantined; write stage "
-                    f"{metrics.get('write', {}).get('duration_s')}s)")
+                    f"{metrics.get('write', {}).get('duration_s')}s, of which quarantine commit "
+                    f"{metrics.get('write', {}).get('quarantine_commit_s')}s)")
             else:
                 log(f"round {i + 1}/{rounds}: ungated {dt:6.2f}s (write stage "
                     f"{metrics.get('write', {}).get('duration_s')}s)")

@@ -422,6 +422,7 @@ class GatePlan:
     any_q: Column | None
     aggs: list[Column]
     q_select: list[Column]
+    q_constants: dict[str, str]  # quarantine columns that are the same on every row: name -> value (as text)
     validator: Any
     engine: Any
     windowed: bool = False  # a predicate needs a window over the whole data (e.g. uniqueness)
@@ -544,6 +545,7 @@ def plan_gate(df: DataFrame, expectations: list[Expectation], job_name: str, run
     aggs = [F.count(F.lit(1)).alias("__rows")]
     aggs += [F.count(F.when(F.col(k), True)).alias(k) for k in columns]
     q_select: list[Column] = []
+    q_constants: dict[str, str] = {}
     if any_q is not None:
         aggs.append(F.count(F.when(any_q, True)).alias("__quarantined"))
         failed_rules = F.filter(
@@ -551,14 +553,15 @@ def plan_gate(df: DataFrame, expectations: list[Expectation], job_name: str, run
             lambda x: x.isNotNull(),
         )
         at = (quarantined_at or datetime.now(UTC)).astimezone(UTC)  # the session time zone is UTC
+        q_constants = {"_run_id": run_id, "_quarantined_at": at.strftime("%Y-%m-%d %H:%M:%S.%f")}
         q_select = [
             *original,
             failed_rules.alias("_failed_rules"),
             F.lit(run_id).alias("_run_id"),
-            F.lit(at.strftime("%Y-%m-%d %H:%M:%S.%f")).cast("timestamp").alias("_quarantined_at"),
+            F.lit(q_constants["_quarantined_at"]).cast("timestamp").alias("_quarantined_at"),
         ]
     return GatePlan(job_name, run_id, df, outcomes, gx_exps, deps, plan, fallback, tagged, original, any_q, aggs,
-                    q_select, validator, engine, windowed)
+                    q_select, q_constants, validator, engine, windowed)
 
 
 SampleReader = Callable[[RuleOutcome, str, dict[str, Any], int], list[Any]]

@@ -119,8 +119,10 @@ class InlineGate:
         if p.any_q is not None:
             assert self.staging_path is not None
             spark._jvm.etl_framework.spark.QuarantineTee.register(spark._jsparkSession, TEE_UDF)
-            write_schema(spark, self.staging_path, p.tagged.select(*p.q_select).schema)
-            row = F.to_json(F.struct(*p.q_select), JSON_OPTIONS)
+            schema = p.tagged.select(*p.q_select).schema
+            write_schema(spark, self.staging_path, schema, p.q_constants)
+            varying = [c for c, f in zip(p.q_select, schema.fields, strict=True) if f.name not in p.q_constants]
+            row = F.to_json(F.struct(*[c.alias(str(i)) for i, c in enumerate(varying)]), JSON_OPTIONS)
             tee = F.call_udf(TEE_UDF, F.lit(self.staging_path), row)
             keep = F.when(p.any_q, tee) if keep is None else keep.when(p.any_q, tee)
         if keep is not None:

@@ -26,11 +26,14 @@ def _fs(spark: Any, path: str) -> tuple[Any, Any]:
     return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
 
 
-def write_schema(spark: Any, path: str, schema: Any) -> None:
-    """Put the staged rows' schema in the staging folder (a small file: one PUT on S3)."""
+def write_schema(spark: Any, path: str, schema: Any, constants: dict[str, str] | None = None) -> None:
+    """Put the staged rows' schema in the staging folder (a small file: one PUT on S3). The JSON lines carry the
+    other columns under their position ("0", "1", ...: a third of the bytes of the names); `constants` (the run id
+    and time) are the same on every row and are kept here instead."""
     from etl_framework.stages.write import filesystem
 
-    filesystem(spark, path).write_atomic(posixpath.join(path, SCHEMA_FILE), schema.json())
+    doc = {"schema": json.loads(schema.json()), "constants": constants or {}}
+    filesystem(spark, path).write_atomic(posixpath.join(path, SCHEMA_FILE), json.dumps(doc))
 
 
 def has_rows(spark: Any, path: str) -> bool:
@@ -52,8 +55,18 @@ def read_staged(spark: Any, path: str) -> Any:
     text = filesystem(spark, path).read_text(posixpath.join(path, SCHEMA_FILE))
     if text is None:
         return spark.read.parquet(path)
-    schema = StructType.fromJson(json.loads(text))
-    return spark.read.schema(schema).options(**JSON_OPTIONS).json(path)
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructField
+
+    doc = json.loads(text)
+    schema = StructType.fromJson(doc["schema"])
+    constants = doc.get("constants") or {}
+    varying = [f for f in schema.fields if f.name not in constants]
+    positional = StructType([StructField(str(i), f.dataType, True) for i, f in enumerate(varying)])
+    rows = spark.read.schema(positional).options(**JSON_OPTIONS).json(path)
+    by_name = {f.name: F.col(f"`{i}`").alias(f.name) for i, f in enumerate(varying)}
+    return rows.select(*[by_name[f.name] if f.name in by_name else F.lit(constants[f.name]).cast(f.dataType)
+                         .alias(f.name) for f in schema.fields])
 
 
 def delete_staged(spark: Any, path: str) -> None:
