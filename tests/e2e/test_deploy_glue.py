@@ -171,6 +171,7 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
         args = job["DefaultArguments"]
         assert args["--datalake-formats"] == "delta"
         assert args["--additional-python-modules"] == f"{s3uri}/wheels/etl_framework-0.1.0-py3-none-any.whl"
+        assert args["--extra-jars"] == f"{s3uri}/jars/etl-framework-spark.jar"  # the quality gate's side output
         assert args["--job_config"] == f"{s3uri}/project/jobs/{name}.yaml"
         assert args["--env"] == "prod"
         for k, v in (src.get("params") or {}).items():
@@ -245,6 +246,7 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
     # artifacts
     keys = {o["Key"] for o in cloud["s3"].list_objects_v2(Bucket=cloud["bucket"])["Contents"]}
     assert {"etl/scripts/etl_job.py", "etl/wheels/etl_framework-0.1.0-py3-none-any.whl",
+            "etl/jars/etl-framework-spark.jar",
             "etl/project/conf/prod.yaml", "etl/project/jobs/trips_clean.yaml",
             "etl/project/jobs/nightly_trips.yaml"} <= keys
     assert not any("/conf/local.yaml" in k or "/conf/dev.yaml" in k for k in keys)  # only the deployed env
