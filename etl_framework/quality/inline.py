@@ -61,6 +61,18 @@ def tee_available(spark: Any) -> bool:
         return False
 
 
+def _has_commit(spark: Any, root: str) -> bool:
+    """Whether the table at `root` has any commit: a Delta log entry, or the framework's Parquet manifest."""
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    manifest = jvm.org.apache.hadoop.fs.Path(f"{root}/_etl_manifest.json")
+    if manifest.getFileSystem(conf).exists(manifest):
+        return True
+    log = jvm.org.apache.hadoop.fs.Path(f"{root}/_delta_log")
+    fs = log.getFileSystem(conf)
+    return bool(fs.exists(log)) and any(st.getPath().getName().endswith(".json") for st in fs.listStatus(log))
+
+
 class InlineGate:
     """A gate planned on the transformed data; `write_df` is what the write stage writes."""
 
@@ -118,7 +130,10 @@ class InlineGate:
             keep = F.when(reduce(lambda a, b: a | b, hard), stop)
         if p.any_q is not None:
             assert self.staging_path is not None
+            from etl_framework.quality.gate import delete_path
+
             spark._jvm.etl_framework.spark.QuarantineTee.register(spark._jsparkSession, TEE_UDF)
+            delete_path(spark, self.staging_path)  # a retry of this run: rows staged by its failed attempt go
             schema = p.tagged.select(*p.q_select).schema
             write_schema(spark, self.staging_path, schema, p.q_constants)
             varying = [c for c, f in zip(p.q_select, schema.fields, strict=True) if f.name not in p.q_constants]
@@ -136,13 +151,14 @@ class InlineGate:
     def discard(self) -> None:
         """The write failed: drop the staged rows, and the files a first write left in a target that did not exist
         before (Delta writes its files before its first commit; a folder of them would look like a foreign table)."""
+        from etl_framework.quality.gate import delete_path
+
         spark = self.plan.data.sparkSession
         if self.staging_path:
             delete_staged(spark, self.staging_path)
-        if not self.target_existed:
-            from etl_framework.quality.gate import delete_path
-
-            delete_path(spark, self.target_path)
+        root = self.target_path.rstrip("/")
+        if not self.target_existed and not _has_commit(spark, root):  # never touch a table that has a commit
+            delete_path(spark, root)
 
     def finish(self) -> GateResult:
         """After the target commit: GX's verdict from the counts of the write's own pass."""
