@@ -93,6 +93,8 @@ def _record_gate(state: JobRunState, gate: Any) -> None:
     from etl_framework.quality.gate import describe_failure
 
     cfg = state.config
+    state.quality_result = gate.results
+    state.extras["quality_gate"] = gate  # write_quarantine: its row count, and the persisted data to release
     m = state.metrics.setdefault(STAGE, {})
     m.update({
         "rows_in": gate.row_count,
@@ -139,7 +141,6 @@ def finish_gate(state: JobRunState) -> None:
     if inline is None:
         return
     gate = inline.finish()
-    state.extras["quality_gate"] = gate
     state.quarantine_df = gate.quarantine_df
     _record_gate(state, gate)
     if not gate.ok:  # only a non-deterministic transform can get here: its rows changed between two reads
