@@ -663,15 +663,13 @@ def evaluate_gate(
         timings[name] = round(now - clock, 3)
         clock = now
 
-    check_columns(df.schema.names, expectations, job_name)
-    build_expectations(expectations, job_name)  # bad arguments fail before anything is persisted
     data = df
     persisted = None
     if persist is None:
         persist = should_persist(df)
     if persist and not df.storageLevel.useMemory and not df.storageLevel.useDisk:
         data = persisted = _persist(df, StorageLevel.MEMORY_AND_DISK)
-    try:
+    try:  # persisting is lazy: a rule that cannot run fails in plan_gate before any data is read
         p = plan_gate(data, expectations, job_name, run_id, quarantined_at)
         lap("gx_setup_s")
         counts = p.tagged.agg(*p.aggs).collect()[0].asDict()

@@ -66,13 +66,13 @@ def tee_available(spark: Any) -> bool:
 
 def _has_commit(spark: Any, root: str) -> bool:
     """Whether the table at `root` has any commit: a Delta log entry, or the framework's Parquet manifest."""
-    jvm = spark._jvm
-    conf = spark._jsc.hadoopConfiguration()
-    manifest = jvm.org.apache.hadoop.fs.Path(f"{root}/_etl_manifest.json")
-    if manifest.getFileSystem(conf).exists(manifest):
+    from etl_framework.quality.gate import path_exists
+    from etl_framework.stages.write import MANIFEST
+
+    if path_exists(spark, f"{root}/{MANIFEST}"):
         return True
-    log = jvm.org.apache.hadoop.fs.Path(f"{root}/_delta_log")
-    fs = log.getFileSystem(conf)
+    log = spark._jvm.org.apache.hadoop.fs.Path(f"{root}/_delta_log")
+    fs = log.getFileSystem(spark._jsc.hadoopConfiguration())
     return bool(fs.exists(log)) and any(st.getPath().getName().endswith(".json") for st in fs.listStatus(log))
 
 
@@ -111,10 +111,6 @@ class InlineGate:
         gate = cls(plan, staging_path, config.target.path, path_exists(spark, config.target.path))
         gate.timings["gx_setup_s"] = round(time.perf_counter() - t0, 3)
         return gate, None
-
-    @property
-    def outcomes(self) -> list[RuleOutcome]:
-        return self.plan.outcomes
 
     def write_df(self) -> DataFrame:
         """The data to write: counted as it streams, stopped at the first row breaking a `fail` rule, with the rows
