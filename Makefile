@@ -4,7 +4,8 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-JARS := .jars/delta-spark_2.12-3.3.0.jar .jars/delta-storage-3.3.0.jar .jars/hadoop-aws-3.3.4.jar .jars/aws-java-sdk-bundle-1.12.262.jar
+JARS := .jars/delta-spark_2.12-3.3.0.jar .jars/delta-storage-3.3.0.jar .jars/hadoop-aws-3.3.4.jar .jars/aws-java-sdk-bundle-1.12.262.jar \
+  .jars/iceberg-spark-runtime-3.5_2.12-1.7.1.jar .jars/iceberg-aws-bundle-1.7.1.jar .jars/sqlite-jdbc-3.50.3.0.jar
 # Spark 3.5 needs Java 8/11/17: prefer a 17 JDK when the default java is another version.
 JAVA17 := $(shell for d in $$JAVA_HOME /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/*17*; do \
   [ -x "$$d/bin/java" ] && "$$d/bin/java" -version 2>&1 | grep -q '"17\.' && { echo $$d; break; }; done)
@@ -31,10 +32,13 @@ $(JARS): scripts/jars-pom.xml
 	mvn -q -B -f scripts/jars-pom.xml dependency:copy-dependencies -DexcludeTransitive=true -DoutputDirectory=$(CURDIR)/.jars
 	touch $(JARS)
 
-# The framework's own Spark helper (the quality gate's side output), compiled against the installed pyspark's JARs.
-$(HELPER_JAR): $(HELPER_SRC) $(VENV)/.installed
+# The framework's own Spark helper (the quality gate's side output, Iceberg commits with snapshot properties),
+# compiled against the installed pyspark's JARs and the Iceberg Spark runtime.
+ICEBERG_RUNTIME_JAR := .jars/iceberg-spark-runtime-3.5_2.12-1.7.1.jar
+$(HELPER_JAR): $(HELPER_SRC) $(VENV)/.installed $(ICEBERG_RUNTIME_JAR)
 	@mkdir -p .jars && rm -rf .jars/.helper-classes
-	$(JAVA17)/bin/javac -nowarn --release 8 -cp "$$($(BIN)/python -c 'import pyspark,os;print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	$(JAVA17)/bin/javac -nowarn --release 8 \
+	  -cp "$$($(BIN)/python -c 'import pyspark,os;print(os.path.dirname(pyspark.__file__))')/jars/*:$(ICEBERG_RUNTIME_JAR)" \
 	  -d .jars/.helper-classes $(HELPER_SRC)
 	$(JAVA17)/bin/jar cf $@ -C .jars/.helper-classes etl_framework
 	rm -rf .jars/.helper-classes

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 APP_ID_PREFIX = "etl_framework:"
-MANIFEST = "_etl_manifest.json"
 
 # Spark/Hadoop hidden-file conventions: these never hold input rows.
 _HIDDEN = ("_", ".")
@@ -209,46 +208,6 @@ def deleted_files(listing: list[FileEntry], cursor: SourceCursor) -> list[str]:
 # --------------------------------------------------------------------------------------- reconciliation
 
 
-def deltas_from_delta_table(path: str, job: str, after_version: int,
-                            storage_options: dict[str, str] | None = None) -> list[BookmarkDelta]:
-    """Bookmark deltas committed to a Delta target after `after_version`, read with delta-rs (no Spark).
-
-    The table's transaction version for our app id says whether anything is missing; only then is the
-    history scanned."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:  # one load of the log: no separate is_deltatable() probe on every run's hot path
-        dt = DeltaTable(path, storage_options=storage_options)
-    except TableNotFoundError:  # no table yet: nothing committed
-        return []
-    committed = dt.transaction_version(app_id(job))
-    if committed is None or committed <= after_version:
-        return []
-    found: list[BookmarkDelta] = []
-    for commit in dt.history():
-        delta = BookmarkDelta.from_metadata(commit.get("userMetadata"))
-        if delta and delta.job == job and delta.version > after_version:
-            found.append(delta)
-    return sorted(found, key=lambda d: d.version)
-
-
-def deltas_from_manifest(path: str, job: str, after_version: int) -> list[BookmarkDelta]:
-    """The bookmark delta of the last commit of a Parquet target, from its commit manifest (`metadata`).
-
-    One is enough: every run reconciles before it writes and holds the target lock, so the cache can lag the
-    table by at most the last commit."""
-    manifest = Path(path) / MANIFEST
-    if not manifest.is_file():
-        return []
-    try:
-        item = (json.loads(manifest.read_text()).get("metadata") or {}).get("etl_bookmark")
-    except (ValueError, AttributeError):
-        return []
-    delta = BookmarkDelta.from_metadata(json.dumps({"etl_bookmark": item})) if item else None
-    return [delta] if delta and delta.job == job and delta.version > after_version else []
-
-
 def reconcile(cached: Bookmark, deltas: list[BookmarkDelta]) -> Bookmark:
     """The true bookmark: the cached one plus every delta the table committed after it."""
     result = cached
@@ -260,31 +219,21 @@ def reconcile(cached: Bookmark, deltas: list[BookmarkDelta]) -> Bookmark:
 # ------------------------------------------------------------------------------------------- engine helpers
 
 
-def storage_options(aws: dict[str, Any] | None) -> dict[str, str] | None:
-    """delta-rs options for s3 targets (endpoint of the env config, path-style, plain HTTP for a local moto)."""
-    if not aws or not aws.get("endpoint_url"):
-        return None
-    opts = {"AWS_ENDPOINT_URL": aws["endpoint_url"], "AWS_REGION": aws.get("region") or "us-east-1",
-            "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true", "AWS_FORCE_PATH_STYLE": "true"}
-    return opts
-
-
 def committed_deltas(target_format: str, target_path: str, job: str, after_version: int,
-                     aws: dict[str, Any] | None = None) -> list[BookmarkDelta]:
-    """Bookmark deltas the target committed after `after_version` (the table is the truth)."""
-    if target_format == "delta":
-        path = target_path.replace("s3a://", "s3://", 1)
-        return deltas_from_delta_table(path, job, after_version, storage_options(aws))
-    if target_path.startswith(("s3://", "s3a://")):
-        return []  # Parquet manifests on S3 are read by the write stage itself
-    return deltas_from_manifest(target_path, job, after_version)
+                     storage: Any = None) -> list[BookmarkDelta]:
+    """Bookmark deltas the target committed after `after_version` (the table is the truth), read by the target's
+    format without Spark — on local files and on S3 alike."""
+    from etl_framework.tables import Storage, table_format
+
+    items = table_format(target_format).bookmark_deltas(target_path, job, after_version, storage or Storage())
+    found = [BookmarkDelta.from_metadata(json.dumps({"etl_bookmark": item})) for item in items]
+    return [d for d in found if d is not None and d.job == job and d.version > after_version]
 
 
-def current_bookmark(store: Any, job: str, target_format: str, target_path: str,
-                     aws: dict[str, Any] | None = None) -> Bookmark:
+def current_bookmark(store: Any, job: str, target_format: str, target_path: str, storage: Any = None) -> Bookmark:
     """The cached bookmark reconciled with the target's commits; the cache is updated when it lagged."""
     cached: Bookmark = store.get(job)
-    missing = committed_deltas(target_format, target_path, job, cached.version, aws)
+    missing = committed_deltas(target_format, target_path, job, cached.version, storage)
     if not missing:
         return cached
     truth = reconcile(cached, missing)

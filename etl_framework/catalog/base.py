@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from etl_framework.errors import EtlError, UsageError
 
-FORMATS = ("csv", "json", "parquet", "delta")
+FORMATS = ("csv", "json", "parquet", "delta", "iceberg")
 
 PARQUET_IO = (
     "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
@@ -96,9 +96,15 @@ class Table:
     @property
     def format(self) -> str:
         """csv | json | parquet | delta: what a reader needs."""
-        if self.parameters.get("table_type", "").upper() == "DELTA":
-            return "delta"
+        table_type = self.parameters.get("table_type", "").upper()
+        if table_type in ("DELTA", "ICEBERG"):
+            return table_type.lower()
         return self.classification
+
+    @property
+    def table_format(self) -> str | None:
+        """The `etl_framework.tables` format that owns this table's commits (None for plain csv/json folders)."""
+        return self.format if self.format in ("delta", "iceberg", "parquet") else None
 
     @property
     def is_delta(self) -> bool:
@@ -133,14 +139,14 @@ def new_table(
     """A table with the input/output format, SerDe and parameters Glue's crawlers and Athena give that format."""
     params: dict[str, str] = {"classification": fmt, "EXTERNAL": "TRUE"}
     serde_params: dict[str, str] = {}
-    if fmt in ("parquet", "delta"):
+    if fmt in ("parquet", "delta", "iceberg"):
+        from etl_framework.tables import table_format
+
         in_fmt, out_fmt, serde = PARQUET_IO
         serde_params["serialization.format"] = "1"
-        if fmt == "delta":
-            # How Glue's native Delta crawler and Athena record a Delta Lake table: Athena reads the schema and
-            # files from the transaction log at `path`.
-            params.update({"table_type": "DELTA", "spark.sql.sources.provider": "delta"})
-            serde_params["path"] = location
+        own, own_serde = table_format(fmt).catalog_parameters(location)
+        params.update(own)
+        serde_params.update(own_serde)
     elif fmt == "csv":
         in_fmt, out_fmt = TEXT_IO
         serde = CSV_SERDE

@@ -143,7 +143,26 @@ def list_files(fs: Any, root: str, display: str) -> tuple[list[FileInfo], bool]:
         mtime = fi.mtime.timestamp() if fi.mtime is not None else 0.0
         files.append(FileInfo(rel, int(fi.size or 0), mtime))
     files.sort(key=lambda f: f.rel)
+    committed = _manifest_files(fs, root)
+    if committed is not None:  # a Parquet table of this framework: only what its commits made
+        files = [f for f in files if f.rel in committed]
     return files, delta
+
+
+def _manifest_files(fs: Any, root: str) -> set[str] | None:
+    """The files the framework's Parquet commit manifest lists (relative), or None when there is none."""
+    import json
+
+    from etl_framework.tables.parquet import MANIFEST
+
+    try:
+        with fs.open_input_stream(f"{root}/{MANIFEST}") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
+        return None
+    return {str(x.get("path")) for x in data["files"] if isinstance(x, dict)}
 
 
 # ------------------------------------------------------------------------------------------------ classification

@@ -42,8 +42,10 @@ def _context(ctx: click.Context, job: str) -> tuple:
     project = project_for(path, ctx.obj.get("project_dir"))
     loaded = load_job(path, project, env=ctx.obj.get("env", "local"))
     env_cfg = project.env_config(ctx.obj.get("env", "local"))
+    from etl_framework.tables import storage_for
+
     store = open_bookmark_store(env_cfg)
-    return loaded, env_cfg, store
+    return loaded, storage_for(env_cfg, project.root), store
 
 
 def register(group: click.Group) -> None:
@@ -59,9 +61,9 @@ def register(group: click.Group) -> None:
         """Show JOB's bookmark (JOB: a name or a job file), reconciled with its target table."""
         from etl_framework.incremental import current_bookmark
 
-        loaded, env_cfg, store = _context(ctx, job)
+        loaded, storage, store = _context(ctx, job)
         cfg = loaded.config
-        bm = current_bookmark(store, cfg.job, cfg.target.format, cfg.target.path, env_cfg.aws.model_dump())
+        bm = current_bookmark(store, cfg.job, cfg.target.format, cfg.target.path, storage)
         data = bm.to_json()
         data["history"] = store.history(cfg.job)
         if as_json:
@@ -88,9 +90,9 @@ def register(group: click.Group) -> None:
         """Reset JOB's bookmark (all input is new again, or back to --to RUN_ID). Logged in the history."""
         from etl_framework.incremental import Bookmark, current_bookmark
 
-        loaded, env_cfg, store = _context(ctx, job)
+        loaded, storage, store = _context(ctx, job)
         cfg = loaded.config
-        now = current_bookmark(store, cfg.job, cfg.target.format, cfg.target.path, env_cfg.aws.model_dump())
+        now = current_bookmark(store, cfg.job, cfg.target.format, cfg.target.path, storage)
         if to_run:
             past = store.at_run(cfg.job, to_run)
             if past is None:

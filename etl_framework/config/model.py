@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-SourceFormat = Literal["csv", "json", "parquet", "delta", "catalog"]
-TargetFormat = Literal["delta", "parquet"]
+SourceFormat = Literal["csv", "json", "parquet", "delta", "iceberg", "catalog"]
+TargetFormat = Literal["delta", "iceberg", "parquet"]
 WriteMode = Literal["append", "overwrite", "overwrite_partitions", "merge"]
 BadRecords = Literal["fail", "drop", "quarantine"]
 OnFail = Literal["fail", "quarantine", "warn"]
@@ -195,7 +195,7 @@ class Target(Strict):
     path: str
     partition_by: list[str] = Field(default_factory=list)
     mode: WriteMode = "append"
-    merge_keys: list[str] = Field(default_factory=list, description="merge only (delta)")
+    merge_keys: list[str] = Field(default_factory=list, description="merge only (delta, iceberg)")
     options: dict[str, Any] = Field(default_factory=dict, description="Spark writer options")
     quarantine_path: str | None = Field(None, description="default: '<path>_quarantine' (a Delta table)")
 
@@ -204,8 +204,8 @@ class Target(Strict):
         if self.mode == "merge":
             if not self.merge_keys:
                 raise ValueError("mode 'merge' needs 'merge_keys'")
-            if self.format != "delta":
-                raise ValueError("mode 'merge' needs format 'delta'")
+            if self.format not in ("delta", "iceberg"):
+                raise ValueError("mode 'merge' needs format 'delta' or 'iceberg'")
         elif self.merge_keys:
             raise ValueError("'merge_keys' is only for mode 'merge'")
         return self

@@ -29,6 +29,25 @@ DELTA_CONF = (
     "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension"
     " --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog"
 )
+ICEBERG_EXTENSION = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
+
+def datalake_formats(cfg: JobConfig) -> list[str]:
+    """Glue's `--datalake-formats` for a job: the table formats it reads or writes (its quarantine is Delta)."""
+    used = {cfg.target.format} | {s.format for s in cfg.sources.values()}
+    if cfg.quality:
+        used.add("delta")
+    return sorted(used & {"delta", "iceberg"}) or ["delta"]
+
+
+def spark_conf(formats: list[str]) -> str:
+    """`--conf` for the job: the session extensions of its formats (the Iceberg catalog itself is configured at run
+    time by `etl_framework.tables.iceberg`, from the env's catalog settings)."""
+    ext = ["io.delta.sql.DeltaSparkSessionExtension"] + ([ICEBERG_EXTENSION] if "iceberg" in formats else [])
+    return (f"spark.sql.extensions={','.join(ext)}"
+            " --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog")
+
+
 SCHEMA_CHANGE = {
     # Glue forces LOG/LOG for crawlers that re-crawl new folders only; `update` therefore re-crawls everything.
     "log": ({"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}, "CRAWL_NEW_FOLDERS_ONLY"),
@@ -99,9 +118,9 @@ def job_spec(cfg: JobConfig, params: dict[str, Any], d: DeployConfig, env: str, 
         "--job_config": job_uri,
         "--env": env,
         "--project_dir": project_uri,
-        "--datalake-formats": "delta",
+        "--datalake-formats": ",".join(datalake_formats(cfg)),
         "--additional-python-modules": wheel_uri,
-        "--conf": DELTA_CONF,
+        "--conf": spark_conf(datalake_formats(cfg)),
         "--enable-glue-datacatalog": "true",
         "--job-bookmark-option": "job-bookmark-disable",  # the framework keeps its own bookmarks
         "--TempDir": temp_uri,

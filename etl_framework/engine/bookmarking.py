@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from etl_framework.config.model import EnvConfig, JobConfig
     from etl_framework.engine.job import JobRunState
     from etl_framework.log import JobLog
+    from etl_framework.tables import Storage
 
 
 @dataclass
@@ -57,9 +58,9 @@ class IncrementalPlan:
 
     def _set_commit(self, state: JobRunState) -> None:
         state.commit_metadata["etl_bookmark"] = _delta_json(self.delta)
-        if state.config.target.format == "delta":
-            state.write_options["txnAppId"] = app_id(self.job)
-            state.write_options["txnVersion"] = self.delta.version
+        # Delta dedupes on this id; other formats ignore it (the bookmark in the commit is enough)
+        state.write_options["txnAppId"] = app_id(self.job)
+        state.write_options["txnVersion"] = self.delta.version
 
     def filter_watermarks(self, state: JobRunState) -> None:
         """Keep rows above each watermark and record the new high value (one aggregation per source)."""
@@ -124,13 +125,13 @@ def _json_value(v: Any) -> Any:
 
 
 def plan_incremental(config: JobConfig, env_config: EnvConfig, store: Any, run_id: str,
-                     log: JobLog) -> IncrementalPlan | None:
+                     log: JobLog, storage: Storage | None = None) -> IncrementalPlan | None:
     """Decide what each incremental source reads; None when the job has no incremental source."""
     incremental = {k: s for k, s in config.sources.items() if s.incremental is not None}
     if not incremental:
         return None
     aws = env_config.aws.model_dump()
-    bookmark = current_bookmark(store, config.job, config.target.format, config.target.path, aws)
+    bookmark = current_bookmark(store, config.job, config.target.format, config.target.path, storage)
     delta = BookmarkDelta(job=config.job, version=bookmark.version + 1, run_id=run_id)
     plan = IncrementalPlan(job=config.job, bookmark=bookmark, delta=delta)
     anything_new = False

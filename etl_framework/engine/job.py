@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from etl_framework.engine.context import JobContext, LocalRunProperties, properties_dict
 from etl_framework.errors import EtlError, JobFailed
+from etl_framework.faults import fault
 from etl_framework.log import JobLog, fmt_bytes, fmt_count, python_logger
-from etl_framework.stages.write import fault
 
 if TYPE_CHECKING:
     from etl_framework.config.model import EnvConfig, JobConfig
     from etl_framework.config.project import Project
     from etl_framework.state.base import RunStore
+    from etl_framework.tables import WriteResult
 
 
 def new_run_id() -> str:
@@ -67,7 +68,8 @@ class JobRunState:
     df: Any = None  # the data to write (transform output; the quality gate may narrow it)
     quarantine_df: Any = None  # rows the quality gate set aside (written by the write stage)
     quality_result: Any = None
-    write_result: dict[str, Any] | None = None
+    write_result: dict[str, Any] | None = None  # the write stage's metrics
+    committed: WriteResult | None = None  # what the target's format says the write committed
     write_options: dict[str, Any] = field(default_factory=dict)  # extra writer options (e.g. Delta txnAppId)
     commit_metadata: dict[str, Any] = field(default_factory=dict)  # Delta userMetadata / Parquet manifest
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -295,7 +297,9 @@ def run_loaded(
     """Run an already loaded job config (tests and engines that load jobs themselves use this directly)."""
     from etl_framework.config.interpolate import redact
     from etl_framework.stages.extract import preflight as extract_preflight
-    from etl_framework.stages.write import preflight, target_key
+    from etl_framework.stages.write import preflight
+    from etl_framework.tables import storage_for
+    from etl_framework.tables.fs import target_key
 
     run_id = run_id or new_run_id()
     params = dict(params if params is not None else config.params)
@@ -332,7 +336,7 @@ def run_loaded(
                                 f"wait for run {h.get('run_id')} to finish (etl show {h.get('run_id')}); if its "
                                 "process is gone, the next run takes the lock over by itself") from None
         stage = "write"
-        preflight(config)
+        preflight(config, storage_for(env_config, project_root))
         stage = "extract"
         if not skip_stages:
             extract_preflight(config)
@@ -342,7 +346,8 @@ def run_loaded(
             from etl_framework.state.bookmarks import open_bookmark_store
 
             bookmarks = open_bookmark_store(env_config)
-            plan = plan_incremental(config, env_config, bookmarks, run_id, log)
+            plan = plan_incremental(config, env_config, bookmarks, run_id, log,
+                                    storage_for(env_config, project_root))
             fault("bookmark.planned")
             if plan is not None and plan.nothing_new:
                 log.info(plan.message)

@@ -6,14 +6,13 @@ extract -> transform -> quality -> write when the write did not complete. That i
 - the bookmark advanced only if the write committed (it is carried in the same commit), so incremental sources
   re-plan to exactly the input the failed attempt would have written;
 - a write that committed but whose stage record was lost (a kill right after the commit) is recognised from the
-  target itself — the run id travels in every commit (Delta userMetadata, Parquet manifest) — and is never redone;
+  target itself — the run id travels in every commit (Delta userMetadata, Iceberg snapshot summary, Parquet manifest) — and is never redone;
   only the stages after it (register) run.
 A completed crawl is not redone either.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,43 +22,25 @@ if TYPE_CHECKING:
     from etl_framework.config.model import JobConfig
     from etl_framework.config.project import Project
     from etl_framework.engine.job import JobRunResult
+    from etl_framework.tables import Storage
 
 BEFORE_WRITE = ("crawl", "extract", "transform", "quality", "write")
 
 
-def target_has_run(config: JobConfig, run_id: str) -> bool:
-    """Did this run already commit to the target? Read from the table itself, without Spark."""
-    t = config.target
-    path = t.path.rstrip("/")
-    if t.format == "parquet":
-        manifest = Path(path) / "_etl_manifest.json"
-        if not manifest.is_file():
-            return False
-        try:
-            return json.loads(manifest.read_text()).get("run_id") == run_id
-        except ValueError:
-            return False
-    from deltalake import DeltaTable
+def target_has_run(config: JobConfig, run_id: str, storage: Storage | None = None) -> bool:
+    """Did this run already commit to the target? Read from the table itself (its format's commits), without
+    Spark, on local files and S3 alike."""
+    from etl_framework.tables import Storage, table_format
 
     try:
-        if not DeltaTable.is_deltatable(path):
-            return False
-        history = DeltaTable(path).history(50)
-    except Exception:  # noqa: BLE001 - an unreadable table is treated as "not written", the write re-checks
+        return table_format(config.target.format).has_run(config.target.path, run_id, storage or Storage())
+    except Exception:  # noqa: BLE001 - an unreadable table is treated as "not written": the write re-checks
         return False
-    for commit in history:
-        try:
-            meta = json.loads(commit.get("userMetadata") or "{}")
-        except ValueError:
-            continue
-        if isinstance(meta, dict) and meta.get("etl_run_id") == run_id:
-            return True
-    return False
 
 
-def stages_to_skip(record: dict[str, Any], config: JobConfig) -> set[str]:
+def stages_to_skip(record: dict[str, Any], config: JobConfig, storage: Storage | None = None) -> set[str]:
     done = {s["stage"] for s in record.get("stages", []) if s.get("status") == "SUCCEEDED"}
-    if "write" in done or target_has_run(config, record["run_id"]):
+    if "write" in done or target_has_run(config, record["run_id"], storage):
         return set(BEFORE_WRITE)
     return {"crawl"} & done
 
@@ -93,7 +74,9 @@ def resume_run(run_id: str, project: Project, env: str) -> JobRunResult:
         raise UsageError(f"run {run_id}: its job file {job_path} no longer exists")
     params = {k: v for k, v in (record.get("params") or {}).items() if v != "***"}  # secrets re-resolve
     loaded = load_job(Path(job_path), project, env=env, params=params)
-    skip = stages_to_skip(record, loaded.config)
+    from etl_framework.tables import storage_for
+
+    skip = stages_to_skip(record, loaded.config, storage_for(env_config, project.root))
     attempts = [int(s.get("attempt") or 1) for s in record.get("stages", [])] + [int(record.get("attempt") or 1)]
     return run_job(Path(job_path), project=project, env=env, params=params, run_id=run_id,
                    attempt=max(attempts) + 1, skip_stages=skip)

@@ -158,23 +158,10 @@ class GateResult:
     def discard(self) -> None:
         """The gate failed: drop the staged quarantine rows and the persisted data; nothing is committed."""
         if self.staging_path:
+            from etl_framework.tables.fs import delete_path
+
             delete_path(self.passed_df.sparkSession, self.staging_path)
         self.release()
-
-
-def delete_path(spark: Any, path: str) -> None:
-    """Delete a folder through Hadoop's FileSystem (so local paths and s3a:// behave the same)."""
-    jvm = spark._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
-    if fs.exists(hpath):
-        fs.delete(hpath, True)
-
-
-def path_exists(spark: Any, path: str) -> bool:
-    jvm = spark._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return bool(hpath.getFileSystem(spark._jsc.hadoopConfiguration()).exists(hpath))
 
 
 def describe_failure(r: dict[str, Any]) -> str:

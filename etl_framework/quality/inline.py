@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from etl_framework.quality.gate import GatePlan, GateResult, RuleOutcome, decide, plan_gate, validate_plan
 from etl_framework.quality.staging import JSON_OPTIONS, delete_staged, read_staged, write_schema
+from etl_framework.tables import table_format
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -64,28 +65,18 @@ def tee_available(spark: Any) -> bool:
         return False
 
 
-def _has_commit(spark: Any, root: str) -> bool:
-    """Whether the table at `root` has any commit: a Delta log entry, or the framework's Parquet manifest."""
-    from etl_framework.quality.gate import path_exists
-    from etl_framework.stages.write import MANIFEST
-
-    if path_exists(spark, f"{root}/{MANIFEST}"):
-        return True
-    log = spark._jvm.org.apache.hadoop.fs.Path(f"{root}/_delta_log")
-    fs = log.getFileSystem(spark._jsc.hadoopConfiguration())
-    return bool(fs.exists(log)) and any(st.getPath().getName().endswith(".json") for st in fs.listStatus(log))
-
-
 class InlineGate:
     """A gate planned on the transformed data; `write_df` is what the write stage writes."""
 
-    def __init__(self, plan: GatePlan, staging_path: str | None, target_path: str, target_existed: bool) -> None:
+    def __init__(self, plan: GatePlan, staging_path: str | None, target_path: str, target_format: str) -> None:
         from pyspark.sql import Observation
 
         self.plan = plan
         self.staging_path = staging_path
         self.target_path = target_path
-        self.target_existed = target_existed
+        self.target_format = target_format
+        # what the target held before: a stopped write removes exactly the files it left (tables.abort_write)
+        self.write_token = table_format(target_format).begin_write(plan.data.sparkSession, target_path)
         self.observation = Observation(f"etl_quality_{uuid.uuid4().hex[:8]}")
         self.timings: dict[str, float] = {}
 
@@ -93,7 +84,6 @@ class InlineGate:
     def prepare(cls, df: DataFrame, expectations: list[Expectation], config: JobConfig, run_id: str,
                 staging_path: str | None) -> tuple[InlineGate | None, str | None]:
         """Plan the gate on `df` (no data read). Returns (gate, None), or (None, why not inline)."""
-        from etl_framework.quality.gate import path_exists
 
         spark = df.sparkSession
         t0 = time.perf_counter()
@@ -108,7 +98,7 @@ class InlineGate:
                 return None, "no staging folder for the quarantined rows"
             if not tee_available(spark):
                 return None, f"the helper JAR ({TEE_CLASS}) is not on Spark's classpath"
-        gate = cls(plan, staging_path, config.target.path, path_exists(spark, config.target.path))
+        gate = cls(plan, staging_path, config.target.path, config.target.format)
         gate.timings["gx_setup_s"] = round(time.perf_counter() - t0, 3)
         return gate, None
 
@@ -129,7 +119,7 @@ class InlineGate:
             keep = F.when(reduce(lambda a, b: a | b, hard), stop)
         if p.any_q is not None:
             assert self.staging_path is not None
-            from etl_framework.quality.gate import delete_path
+            from etl_framework.tables.fs import delete_path
 
             spark._jvm.etl_framework.spark.QuarantineTee.register(spark._jsparkSession, TEE_UDF)
             delete_path(spark, self.staging_path)  # a retry of this run: rows staged by its failed attempt go
@@ -148,16 +138,13 @@ class InlineGate:
         return MARKER in str(error)
 
     def discard(self) -> None:
-        """The write failed: drop the staged rows, and the files a first write left in a target that did not exist
-        before (Delta writes its files before its first commit; a folder of them would look like a foreign table)."""
-        from etl_framework.quality.gate import delete_path
-
+        """The write failed: drop the staged rows, and the files the stopped write left in the target (Delta writes
+        its data files before its commit: a crawler or a plain Parquet reader would see the rejected rows). The
+        target's format removes only files no commit references that were not there before the write."""
         spark = self.plan.data.sparkSession
         if self.staging_path:
             delete_staged(spark, self.staging_path)
-        root = self.target_path.rstrip("/")
-        if not self.target_existed and not _has_commit(spark, root):  # never touch a table that has a commit
-            delete_path(spark, root)
+        table_format(self.target_format).abort_write(spark, self.target_path, self.write_token)
 
     def finish(self) -> GateResult:
         """After the target commit: GX's verdict from the counts of the write's own pass."""

@@ -30,7 +30,7 @@ def write_schema(spark: Any, path: str, schema: Any, constants: dict[str, str] |
     """Put the staged rows' schema in the staging folder (a small file: one PUT on S3). The JSON lines carry the
     other columns under their position ("0", "1", ...: a third of the bytes of the names); `constants` (the run id
     and time) are the same on every row and are kept here instead."""
-    from etl_framework.stages.write import filesystem
+    from etl_framework.tables.fs import filesystem
 
     doc = {"schema": json.loads(schema.json()), "constants": constants or {}}
     filesystem(spark, path).write_atomic(posixpath.join(path, SCHEMA_FILE), json.dumps(doc))
@@ -50,7 +50,7 @@ def read_staged(spark: Any, path: str) -> Any:
 
     if not has_rows(spark, path):
         return None
-    from etl_framework.stages.write import filesystem
+    from etl_framework.tables.fs import filesystem
 
     text = filesystem(spark, path).read_text(posixpath.join(path, SCHEMA_FILE))
     if text is None:

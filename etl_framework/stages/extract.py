@@ -171,8 +171,8 @@ def read_source(state: JobRunState, name: str, src: Source) -> Any:
         elif src.format == "parquet":
             df = _read_parquet(state, name, paths, options)
         else:
-            df = _read_delta(state, name, paths, options)
-        if declared is not None and src.format in ("parquet", "delta"):
+            df = _read_table(state, name, src.format, paths, options)
+        if declared is not None and src.format in ("parquet", "delta", "iceberg"):
             df = conform(state, name, df, declared)
         state.input_files.setdefault(name, _input_files(df))
     except JobFailed:
@@ -243,7 +243,7 @@ def _read_text(state: JobRunState, name: str, src: Source, paths: list[str], opt
 
 
 def _read_parquet(state: JobRunState, name: str, paths: list[str], options: dict[str, str]) -> Any:
-    from etl_framework.stages.write import committed_files, read_committed_parquet
+    from etl_framework.tables.parquet import committed_files, read_committed_parquet
 
     spark = state.spark
     if len(paths) == 1:
@@ -254,14 +254,19 @@ def _read_parquet(state: JobRunState, name: str, paths: list[str], options: dict
     return spark.read.options(**options).parquet(*paths)
 
 
-def _read_delta(state: JobRunState, name: str, paths: list[str], options: dict[str, str]) -> Any:
+def _read_table(state: JobRunState, name: str, fmt: str, paths: list[str], options: dict[str, str]) -> Any:
+    """A Delta or Iceberg source: the table's committed state, through its format."""
+    from etl_framework.tables import storage_for, table_format
+
     if len(paths) != 1:
-        raise JobFailed(state.job, STAGE, f"source '{name}': a Delta source is one table path, got {len(paths)}")
+        raise JobFailed(state.job, STAGE, f"source '{name}': a {fmt} source is one table path, got {len(paths)}")
     path = paths[0]
-    if is_local(path) and not os.path.isdir(os.path.join(local_path(path), "_delta_log")):
-        raise JobFailed(state.job, STAGE, f"source '{name}': {path} is not a Delta table (no _delta_log folder)",
-                        "point 'path' at a Delta table, or use the format the data is in (parquet, csv, json)")
-    return state.spark.read.format("delta").options(**options).load(path)
+    storage = storage_for(state.env_config, state.project_root)
+    tf = table_format(fmt)
+    if is_local(path) and not tf.detect(path, storage):
+        raise JobFailed(state.job, STAGE, f"source '{name}': {path} is not a {fmt} table (no {tf.marker})",
+                        f"point 'path' at a {fmt} table, or use the format the data is in (parquet, csv, json)")
+    return tf.spark_read(state.spark, path, options, storage=storage)
 
 
 def conform(state: JobRunState, name: str, df: Any, declared: Any) -> Any:

@@ -33,6 +33,9 @@ __all__ = ["evaluate_gate", "format_quality_table", "quarantine_location", "run_
 STAGE = "quality"
 STAGING_DIR = "_etl_staging"
 APP_ID_PREFIX = "etl_framework:quarantine:"
+# The quarantine table is Delta whatever the target's format: its idempotent per-run commit (txnAppId) makes the
+# "target committed, quarantine not yet" recovery exactly-once, and it is an append-only side table.
+QUARANTINE_FORMAT = "delta"
 
 
 def evaluate_gate(df: Any, expectations: list[Any], job_name: str, run_id: str, **kwargs: Any) -> Any:
@@ -190,7 +193,8 @@ def write_quarantine(state: JobRunState) -> dict[str, Any] | None:
 
 def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
     from etl_framework.quality.staging import delete_staged, read_staged
-    from etl_framework.stages.write import write_delta
+    from etl_framework.stages.write import write_table
+    from etl_framework.tables import CommitRequest
 
     cfg, spark = state.config, state.spark
     path = quarantine_location(cfg)
@@ -205,8 +209,8 @@ def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
             return None
     t0 = time.perf_counter()
     rows = gate.quarantined_rows if gate is not None else df.count()
-    res = write_delta(spark, df, path, mode="append", partition_by=[], job=cfg.job,
-                      options={"txnAppId": quarantine_app_id(cfg.job, state.run_id), "txnVersion": 0})
+    res = write_table(state, df, path, fmt=QUARANTINE_FORMAT, mode="append", partition_by=[],
+                      commit=CommitRequest(state.run_id, txn=(quarantine_app_id(cfg.job, state.run_id), 0))).metrics()
     delete_staged(spark, staging)
     res["rows_written"] = rows
     state.extras["quarantine_written"] = True
@@ -219,7 +223,7 @@ def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
 
 def pending_quarantines(spark: Any, config: JobConfig) -> list[str]:
     """Run ids whose quarantine rows are staged but not (known to be) committed: left by a crash."""
-    from etl_framework.quality.gate import path_exists
+    from etl_framework.tables.fs import path_exists
 
     root = f"{quarantine_location(config).rstrip('/')}/{STAGING_DIR}"
     if not path_exists(spark, root):
@@ -237,7 +241,8 @@ def recover_quarantines(state: JobRunState) -> list[str]:
     Returns the run ids whose quarantine was completed."""
     from etl_framework.engine.resume import target_has_run
     from etl_framework.quality.staging import delete_staged, read_staged
-    from etl_framework.stages.write import write_delta
+    from etl_framework.stages.write import write_table
+    from etl_framework.tables import CommitRequest, storage_for
 
     cfg, spark = state.config, state.spark
     recovered = []
@@ -246,9 +251,9 @@ def recover_quarantines(state: JobRunState) -> list[str]:
             continue  # this run's own staging (a retry): the gate rewrites it
         staging = staging_location(cfg, run_id)
         staged = read_staged(spark, staging)
-        if staged is not None and target_has_run(cfg, run_id):
-            write_delta(spark, staged, quarantine_location(cfg), mode="append", partition_by=[],
-                        job=cfg.job, options={"txnAppId": quarantine_app_id(cfg.job, run_id), "txnVersion": 0})
+        if staged is not None and target_has_run(cfg, run_id, storage_for(state.env_config, state.project_root)):
+            write_table(state, staged, quarantine_location(cfg), fmt=QUARANTINE_FORMAT, mode="append",
+                        partition_by=[], commit=CommitRequest(run_id, txn=(quarantine_app_id(cfg.job, run_id), 0)))
             recovered.append(run_id)
             state.log.info(f"committed the quarantine of earlier run {run_id} (it stopped after its target commit)",
                            STAGE)

@@ -14,6 +14,7 @@ from typing import Any
 from etl_framework.catalog.base import Catalog, Column, Partition, Table, new_table
 from etl_framework.catalog.ddl import table_ddl
 from etl_framework.errors import JobFailed
+from etl_framework.tables import FORMATS, storage_for, table_format
 
 # Hive's FileUtils.escapePathName: the characters Spark percent-encodes in partition folder names.
 _HIVE_ESCAPE = set('"#%\'*/:=?\\\x7f{[]^')
@@ -75,6 +76,7 @@ def register_target(
     partition_by: list[str],
     partition_values: list[dict[str, Any]] | None = None,
     description: str = "",
+    extra_parameters: dict[str, str] | None = None,
 ) -> RegisterResult:
     """Create or update `database.table_name` for a written target and add the given partitions (values by
     partition column). Returns what changed and the Athena DDL."""
@@ -82,7 +84,10 @@ def register_target(
     types = dict(fields)
     columns = [Column(n, t) for n, t in fields if n not in partition_by]
     keys = [Column(k, types.get(k, "string")) for k in partition_by]
-    wanted = new_table(database, table_name, fmt, loc, columns, keys, description=description)
+    wanted = new_table(database, table_name, fmt, loc, columns, keys, description=description,
+                       extra_parameters=extra_parameters)
+    if fmt in FORMATS and not FORMATS[fmt].catalog_partitions:
+        partition_values = None  # the table's own metadata lists its partitions (Iceberg)
     catalog.ensure_database(database)
     existing = catalog.get_table(database, table_name)
     if existing is None:
@@ -161,7 +166,8 @@ def _target_fields(state: Any, fmt: str, path: str) -> list[tuple[str, str]]:
     schema = None
     if spark is not None:
         try:
-            schema = spark.read.format(fmt).load(path).schema
+            storage = storage_for(getattr(state, "env_config", None), getattr(state, "project_root", None))
+            schema = table_format(fmt).spark_read(spark, path, storage=storage).schema
         except Exception:  # noqa: BLE001 - fall back to the written DataFrame's schema
             schema = None
     if schema is None and getattr(state, "df", None) is not None:
@@ -184,9 +190,12 @@ def run_register(state: Any) -> RegisterResult | None:
     try:
         fields = _target_fields(state, target.format, target.path)
         catalog = getattr(state, "catalog", None) or catalog_for(state.env_config, getattr(state, "project_root", None))
+        storage = storage_for(getattr(state, "env_config", None), getattr(state, "project_root", None))
+        extra = table_format(target.format).current_parameters(target.path, storage)
         result = register_target(
             catalog, reg.database, reg.table, target.format, target.path, fields, list(target.partition_by),
-            _written_partitions(state, list(target.partition_by)), reg.description or cfg.description,
+            None if not FORMATS[target.format].catalog_partitions else
+            _written_partitions(state, list(target.partition_by)), reg.description or cfg.description, extra,
         )
     except CatalogError as e:
         raise JobFailed(cfg.job, "register", str(e), "check the catalog settings (catalog: in the env config); "

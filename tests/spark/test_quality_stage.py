@@ -201,12 +201,13 @@ def test_quarantine_commits_exactly_once_around_a_crash(spark: Any, tmp_path: Pa
     assert not (qpath / "_etl_staging").exists() or not any((qpath / "_etl_staging").iterdir())
 
     # the same run's quarantine committed again (a retry after the commit): Delta's txn id makes it a no-op
-    from etl_framework.stages.write import write_delta
+    from etl_framework.tables import CommitRequest, Storage, table_format
 
     staged = spark.createDataFrame([r for r in q if r["_run_id"] == first.run_id])
     version = delta_version(qpath)
-    write_delta(spark, staged, str(qpath), mode="append", partition_by=[], job="trips_q",
-                options={"txnAppId": quality.quarantine_app_id("trips_q", first.run_id), "txnVersion": 0})
+    table_format("delta").write(spark, staged, str(qpath), mode="append", partition_by=[], merge_keys=None,
+                                options={}, job="trips_q", storage=Storage(), commit=CommitRequest(
+                                    first.run_id, txn=(quality.quarantine_app_id("trips_q", first.run_id), 0)))
     assert delta_version(qpath) == version and len(delta_rows(qpath)) == 7
 
 

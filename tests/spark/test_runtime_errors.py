@@ -135,7 +135,7 @@ def test_two_runs_writing_the_same_target(spark: Any, base: dict[str, Any], fmt:
     """A live run holds the target's lock: the second run refuses, naming it. (tests/e2e does it with two real
     processes; here the holder is this very process, so it is alive.)"""
     store = SqliteRunStore(base["db"])
-    from etl_framework.stages.write import target_key
+    from etl_framework.tables.fs import target_key
 
     holder = "jr_20240101T000000_aaaaaa"
     store.create_run({"run_id": holder, "job": "other_job", "env": "local", "started_at": "2024-01-01T00:00:00Z"})
@@ -155,7 +155,7 @@ def test_two_runs_writing_the_same_target(spark: Any, base: dict[str, Any], fmt:
 def test_a_dead_holders_lock_is_taken_over(spark: Any, base: dict[str, Any]) -> None:
     import subprocess
 
-    from etl_framework.stages.write import target_key
+    from etl_framework.tables.fs import target_key
 
     dead = subprocess.Popen(["true"])
     dead.wait()

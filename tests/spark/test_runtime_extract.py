@@ -12,7 +12,7 @@ from tests.spark.test_runtime_helpers import delta_rows, job, parquet_rows, run,
 
 
 def test_json_source_quarantines_malformed_lines(spark: Any, tmp_path: Path) -> None:
-    from etl_framework.stages.write import read_committed_parquet
+    from etl_framework.tables.parquet import read_committed_parquet
 
     src = tmp_path / "in"
     src.mkdir()

@@ -133,7 +133,7 @@ def committed(target: Path) -> dict[str, str]:
 
 
 def test_sigkill_mid_parquet_write_leaves_the_target_unchanged(spark: Any, tmp_path: Path) -> None:
-    from etl_framework.stages.write import read_committed_parquet
+    from etl_framework.tables.parquet import read_committed_parquet
 
     project = tmp_path / "proj"
     job_file, spec = make_project(project, "parquet", rows=8_000, slow=True)
@@ -176,7 +176,7 @@ def test_sigkill_mid_parquet_write_leaves_the_target_unchanged(spark: Any, tmp_p
 def test_sigkill_inside_the_parquet_commit(spark: Any, tmp_path: Path, point: str) -> None:
     """Killed after the files moved but before the manifest (old table), or right after it (new table): a
     manifest reader never sees a mix, and the next run leaves exactly the manifest's files on disk."""
-    from etl_framework.stages.write import read_committed_parquet
+    from etl_framework.tables.parquet import read_committed_parquet
 
     project = tmp_path / "proj"
     job_file, spec = make_project(project, "parquet", rows=3_000)

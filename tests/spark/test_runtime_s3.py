@@ -70,7 +70,7 @@ def test_parquet_commit_on_s3(spark: Any, s3: Any, tmp_path: Path) -> None:
     data_keys = [k for k in keys(s3, "lake/parquet_t/") if k.endswith(".parquet")]
     assert listed == data_keys  # replaced files deleted, no staging left
     assert not keys(s3, "lake/parquet_t/_staging")
-    from etl_framework.stages.write import read_committed_parquet
+    from etl_framework.tables.parquet import read_committed_parquet
 
     rows = read_committed_parquet(spark, target).orderBy("trip_id").collect()
     assert [(x["trip_id"], str(x["day"])) for x in rows] == [

@@ -83,7 +83,7 @@ def test_delta_merge_with_duplicate_keys_fails_and_leaves_target(spark: Any, pat
 
 
 def test_parquet_modes_commit_through_the_manifest(spark: Any, paths: dict[str, Path]) -> None:
-    from etl_framework.stages.write import read_committed_parquet
+    from etl_framework.tables.parquet import read_committed_parquet
 
     write_csv(paths["in"], trips(range(1, 4), "2024-01-01") + trips(range(4, 6), "2024-01-02"))
     cfg = job(paths["in"], paths["out"], fmt="parquet", mode="append")
@@ -157,7 +157,7 @@ def test_run_record_has_stages_with_durations_and_metrics(spark: Any, paths: dic
 
 
 def test_bad_records_drop_and_quarantine(spark: Any, paths: dict[str, Path]) -> None:
-    from etl_framework.stages.write import read_committed_parquet
+    from etl_framework.tables.parquet import read_committed_parquet
 
     bad = ["100,2024-01-01 10:00:00,1,not-a-number,3.0", "101,2024-01-01 10:00:00"]
     write_csv(paths["in"], trips(range(1, 6)) + bad)

@@ -11,19 +11,26 @@ import pyarrow as pa
 from deltalake import CommitProperties, Transaction, write_deltalake
 
 from etl_framework.incremental import (
-    MANIFEST,
     Bookmark,
     BookmarkDelta,
     SourceCursor,
     app_id,
+    committed_deltas,
     deleted_files,
-    deltas_from_delta_table,
-    deltas_from_manifest,
     list_files,
     new_files,
     reconcile,
 )
 from etl_framework.state.bookmarks import SqliteBookmarkStore
+from etl_framework.tables.parquet import MANIFEST
+
+
+def deltas_from_delta_table(path: str, job: str, after: int) -> list[BookmarkDelta]:
+    return committed_deltas("delta", path, job, after)
+
+
+def deltas_from_manifest(path: str, job: str, after: int) -> list[BookmarkDelta]:
+    return committed_deltas("parquet", path, job, after)
 
 
 def _write(p: Path, text: str, mtime: float) -> None:

@@ -111,13 +111,21 @@ def test_write_preflight(tmp_path: Path) -> None:
     with pytest.raises(JobFailed, match="not a Delta table"):
         preflight(_cfg(tmp_path / "plain"))
     (tmp_path / "d" / "_delta_log").mkdir(parents=True)
-    with pytest.raises(JobFailed, match="is a Delta table, but target.format is parquet"):
+    with pytest.raises(JobFailed, match="holds an existing delta table .* but target.format is parquet"):
         preflight(_cfg(tmp_path / "d", "parquet"))
+    with pytest.raises(JobFailed, match="holds an existing delta table .* but target.format is iceberg"):
+        preflight(_cfg(tmp_path / "d", "iceberg"))
+    (tmp_path / "i" / "metadata").mkdir(parents=True)
+    (tmp_path / "i" / "metadata" / "00000-1a2b.metadata.json").write_text("{}")
+    for fmt in ("delta", "parquet"):
+        with pytest.raises(JobFailed, match=f"holds an existing iceberg table .* but target.format is {fmt}"):
+            preflight(_cfg(tmp_path / "i", fmt))
     preflight(_cfg(tmp_path / "new" / "t"))  # a folder to be created is fine
 
 
 def test_recover_removes_staging_and_unlisted_files(tmp_path: Path) -> None:
-    from etl_framework.stages.write import MANIFEST, LocalFS, read_manifest, recover
+    from etl_framework.tables.fs import LocalFS
+    from etl_framework.tables.parquet import MANIFEST, read_manifest, recover
 
     root = tmp_path / "t"
     (root / "_staging" / "jr_x").mkdir(parents=True)

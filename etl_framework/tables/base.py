@@ -1,0 +1,187 @@
+"""The one interface every table format implements (SPEC §11). Callers never know what a Delta log, a Parquet
+manifest or an Iceberg snapshot is: they ask the format.
+
+A format answers, for a table at a path:
+- `preflight`: may a job write here (before any data is read; no Spark)?
+- `write`: commit a DataFrame with the run's commit metadata (run id, bookmark delta) in the same commit, and say
+  what was committed (`WriteResult`);
+- `commits`: the run ids and metadata of the table's commits, read without Spark — from which "has run R
+  committed?" and "the bookmark deltas committed after version V" follow;
+- `arrow_dataset` / `spark_read`: the committed rows (for `etl query` without a JVM, and for Spark sources);
+- `catalog_parameters` / `ddl`: what the Glue Data Catalog stores for the table and Athena's DDL;
+- `begin_write` / `abort_write`: remove exactly the files a stopped write left (never a committed file).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from etl_framework.errors import JobFailed
+
+if TYPE_CHECKING:
+    from etl_framework.tables.fs import Storage
+
+STAGE = "write"
+RUN_ID_KEY = "etl_run_id"
+BOOKMARK_KEY = "etl_bookmark"
+
+
+@dataclass(frozen=True)
+class CommitRequest:
+    """What rides in the commit of one write: the run id and the bookmark delta (SPEC §6), plus an idempotent
+    write id (`txn`: app id and version) for formats that dedupe on it (Delta's txnAppId/txnVersion)."""
+
+    run_id: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    txn: tuple[str, int] | None = None
+
+    def properties(self) -> dict[str, Any]:
+        return {RUN_ID_KEY: self.run_id, **self.metadata}
+
+
+@dataclass
+class WriteResult:
+    """What one write committed."""
+
+    format: str
+    mode: str
+    path: str
+    version: int | None = None  # Delta version, Parquet manifest version, Iceberg snapshot sequence number
+    snapshot_id: int | None = None
+    files_written: int = 0
+    bytes_written: int = 0
+    files_removed: int = 0
+    partitions: list[str] = field(default_factory=list)
+    partition_count: int | None = None  # when the format counts partitions without listing them (Iceberg)
+    operation: str | None = None
+    merge: dict[str, int] = field(default_factory=dict)
+    recovered_files: int = 0
+    metadata_location: str | None = None  # Iceberg: the table's current metadata file after this commit
+
+    def metrics(self) -> dict[str, Any]:
+        """The write stage's metrics (run records, `etl show`, the report)."""
+        out: dict[str, Any] = {"format": self.format, "mode": self.mode, "path": self.path}
+        if self.version is not None:
+            out.update({"table_version": self.version, "files_written": self.files_written,
+                        "bytes_written": self.bytes_written, "files_removed": self.files_removed,
+                        "partitions_touched": self.partition_count if self.partition_count is not None
+                        else len(self.partitions), "partitions": self.partitions[:100]})
+        for key in ("snapshot_id", "operation", "metadata_location"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.recovered_files:
+            out["recovered_files"] = self.recovered_files
+        if self.merge:
+            out["merge"] = dict(self.merge)
+        return out
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One commit of a table as this framework reads it back: its version and the run metadata it carries."""
+
+    version: int
+    metadata: dict[str, Any]
+
+    @property
+    def run_id(self) -> str | None:
+        return self.metadata.get(RUN_ID_KEY)
+
+    @property
+    def bookmark(self) -> dict[str, Any] | None:
+        b = self.metadata.get(BOOKMARK_KEY)
+        if isinstance(b, str):
+            try:
+                b = json.loads(b)
+            except ValueError:
+                return None
+        return b if isinstance(b, dict) else None
+
+
+class TableFormat(ABC):
+    """A table format. Implementations are stateless singletons (`tables.table_format(name)`)."""
+
+    name: ClassVar[str]
+    marker: ClassVar[str]  # the entry in a table's folder that says "a table of this format lives here"
+
+    # ---------------------------------------------------------------------------------------------- checks
+
+    def preflight(self, job: str, path: str, storage: Storage) -> None:
+        """Refuse a target folder that holds another format's table (no Spark, before any data is read)."""
+        from etl_framework.tables import FORMATS
+
+        root = path.rstrip("/")
+        for other in FORMATS.values():
+            if other.name != self.name and other.detect(root, storage):
+                raise JobFailed(job, STAGE, f"target {root} holds an existing {other.name} table ({other.marker} found), but "
+                                f"target.format is {self.name}",
+                                f"set target.format: {other.name}, or write to another folder")
+
+    def detect(self, path: str, storage: Storage) -> bool:
+        """Whether the folder holds a table of this format (its marker exists)."""
+        return storage.exists(f"{path.rstrip('/')}/{self.marker}")
+
+    # ---------------------------------------------------------------------------------------------- writes
+
+    @abstractmethod
+    def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
+              merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
+              job: str, storage: Storage) -> WriteResult:
+        """Commit `df` atomically; `commit` rides in the same commit."""
+
+    def begin_write(self, spark: Any, path: str) -> Any:
+        """A token taken before a write that may be stopped (a quality gate inside the write)."""
+        return None
+
+    def abort_write(self, spark: Any, path: str, token: Any) -> int:
+        """A write stopped before its commit: remove the files it left (only those). Returns how many."""
+        return 0
+
+    # ---------------------------------------------------------------------------------------------- reads
+
+    @abstractmethod
+    def commits(self, path: str, storage: Storage) -> list[CommitRecord]:
+        """The table's commits that this framework can read back, oldest first (no Spark); [] for no table."""
+
+    def has_run(self, path: str, run_id: str, storage: Storage) -> bool:
+        """Did run `run_id` commit to this table? (resume never redoes a committed write)"""
+        return any(c.run_id == run_id for c in self.commits(path, storage))
+
+    def bookmark_deltas(self, path: str, job: str, after_version: int, storage: Storage) -> list[dict[str, Any]]:
+        """The bookmark deltas of `job` committed after `after_version` (the table is the truth), oldest first."""
+        out = []
+        for c in self.commits(path, storage):
+            b = c.bookmark
+            if b and b.get("job") == job and int(b.get("version", 0)) > after_version:
+                out.append(b)
+        return sorted(out, key=lambda b: int(b["version"]))
+
+    @abstractmethod
+    def arrow_dataset(self, location: str, storage: Storage, metadata_location: str | None = None) -> Any:
+        """The committed rows as a pyarrow dataset (`etl query`, independent readers; no JVM).
+        `metadata_location`: the catalog's pointer, for formats whose current state a catalog holds."""
+
+    @abstractmethod
+    def spark_read(self, spark: Any, path: str, options: dict[str, Any] | None = None,
+                   storage: Storage | None = None) -> Any:
+        """The committed rows as a Spark DataFrame (sources of this format)."""
+
+    # ---------------------------------------------------------------------------------------------- catalog
+
+    # Whether the catalog lists the table's partitions (Hive-style tables); Iceberg's live in its metadata.
+    catalog_partitions: ClassVar[bool] = True
+
+    def catalog_parameters(self, location: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(table parameters, SerDe parameters) the Glue Data Catalog stores for this table."""
+        return {}, {}
+
+    def current_parameters(self, path: str, storage: Storage) -> dict[str, str]:
+        """Catalog parameters that change with every commit (Iceberg's `metadata_location`)."""
+        return {}
+
+    def create_ddl(self, t: Any) -> str | None:
+        """Athena's CREATE statement for catalog table `t`, or None when the generic Hive DDL applies."""
+        return None

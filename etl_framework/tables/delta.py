@@ -1,0 +1,224 @@
+"""Delta Lake tables (Glue 5: Delta 3.3): native Spark Delta for writes, delta-rs for every read without a JVM.
+
+The run's metadata rides in the commit's `userMetadata` (a JSON object: run id, bookmark delta) and the bookmark's
+idempotent write id in `txnAppId`/`txnVersion`, so a re-run after a crash can neither lose nor repeat a commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from typing import Any
+
+from etl_framework.tables.base import CommitRecord, CommitRequest, TableFormat, WriteResult
+from etl_framework.tables.fs import Storage, is_local, s3_uri, strip_scheme
+
+
+def log_dir(path: str) -> str:
+    return posixpath.join(strip_scheme(path.rstrip("/")), "_delta_log")
+
+
+def local_version(path: str) -> int | None:
+    """Newest committed version of a local Delta table (from its log folder), or None."""
+    d = log_dir(path)
+    if not os.path.isdir(d):
+        return None
+    versions = [int(f[:20]) for f in os.listdir(d) if f.endswith(".json") and f[:20].isdigit()]
+    return max(versions) if versions else None
+
+
+def local_commit(path: str, version: int) -> dict[str, Any]:
+    """Files, bytes and partitions of one local Delta commit, read from its JSON log entry."""
+    adds, removes, info = [], [], {}
+    with open(posixpath.join(log_dir(path), f"{version:020d}.json"), encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            action = json.loads(line)
+            if "add" in action:
+                adds.append(action["add"])
+            elif "remove" in action:
+                removes.append(action["remove"])
+            elif "commitInfo" in action:
+                info = action["commitInfo"]
+    parts = set()
+    for a in adds + removes:
+        pv = a.get("partitionValues") or {}
+        if pv:
+            parts.add("/".join(f"{k}={v}" for k, v in pv.items()))
+    return {"adds": adds, "removes": removes, "info": info, "partitions": sorted(parts)}
+
+
+def _merge_stats(om: dict[str, Any]) -> dict[str, int]:
+    return {k: int(v) for k, v in om.items() if k.startswith(("numTarget", "numSource"))}
+
+
+class DeltaFormat(TableFormat):
+    name = "delta"
+    marker = "_delta_log"
+
+    def _open(self, path: str, storage: Storage) -> Any:
+        """delta-rs table, or None when there is no Delta table at `path`."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        uri = s3_uri(path.rstrip("/")) if not is_local(path) else strip_scheme(path.rstrip("/"))
+        try:
+            return DeltaTable(uri, storage_options=storage.delta_options())
+        except TableNotFoundError:
+            return None
+
+    def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
+              merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
+              job: str, storage: Storage) -> WriteResult:
+        from delta.tables import DeltaTable
+
+        root = path.rstrip("/")
+        opts = {k: str(v) for k, v in (options or {}).items()}
+        if commit is not None:
+            opts["userMetadata"] = json.dumps(commit.properties(), sort_keys=True, default=str)
+            if commit.txn is not None:
+                opts["txnAppId"], opts["txnVersion"] = commit.txn[0], str(commit.txn[1])
+        exists = DeltaTable.isDeltaTable(spark, root)
+        before = local_version(root) if is_local(root) else None
+        if mode == "merge" and exists:
+            cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in merge_keys or [])
+            # MERGE takes no writer options: commit metadata and Delta's idempotent-write ids (the bookmark's
+            # txnAppId/txnVersion) go through this run's session conf instead.
+            session_conf = {"spark.databricks.delta.commitInfo.userMetadata": opts.get("userMetadata"),
+                            "spark.databricks.delta.write.txnAppId": opts.get("txnAppId"),
+                            "spark.databricks.delta.write.txnVersion": opts.get("txnVersion")}
+            session_conf = {k: v for k, v in session_conf.items() if v is not None}
+            for key, value in session_conf.items():
+                spark.conf.set(key, value)
+            try:
+                (DeltaTable.forPath(spark, root).alias("t").merge(df.alias("s"), cond)
+                 .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+            finally:
+                for key in session_conf:
+                    spark.conf.unset(key)
+        else:
+            writer = df.write.format("delta").options(**opts)
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            if mode == "overwrite":
+                writer = writer.mode("overwrite").option("partitionOverwriteMode", "static")
+            elif mode == "overwrite_partitions" and exists:
+                writer = writer.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+            else:  # append, and the first write of overwrite_partitions / merge
+                writer = writer.mode("append")
+            writer.save(root)
+        out = WriteResult(format=self.name, mode=mode, path=root)
+        if is_local(root):
+            after = local_version(root)
+            if after is not None and after != before:
+                c = local_commit(root, after)
+                out.version = after
+                out.files_written = len(c["adds"])
+                out.bytes_written = sum(int(a.get("size", 0)) for a in c["adds"])
+                out.files_removed = len(c["removes"])
+                out.partitions = c["partitions"]
+                out.operation = c["info"].get("operation")
+                out.merge = _merge_stats(c["info"].get("operationMetrics", {}))
+        else:
+            row = DeltaTable.forPath(spark, root).history(1).collect()[0]
+            om = row["operationMetrics"] or {}
+            out.version, out.operation = row["version"], row["operation"]
+            out.files_written = int(om.get("numFiles", om.get("numTargetFilesAdded", 0)))
+            out.bytes_written = int(om.get("numOutputBytes", om.get("numTargetBytesAdded", 0)))
+            out.merge = _merge_stats(om)
+        return out
+
+    def begin_write(self, spark: Any, path: str) -> Any:
+        """The data files and folders there before the write (a stopped write's own files are the new ones)."""
+        from etl_framework.tables.fs import filesystem
+
+        fs = filesystem(spark, path)
+        return set(fs.list_files(path)) if fs.exists(path) else None
+
+    def abort_write(self, spark: Any, path: str, token: Any) -> int:
+        """Remove the data files a stopped write left: new since `begin_write` and referenced by no commit (the
+        log did not change, so a file no commit adds is the stopped write's own)."""
+        from etl_framework.tables.fs import filesystem
+
+        fs = filesystem(spark, path)
+        root = path.rstrip("/")
+        if token is None:  # the folder did not exist: the table is new, and nothing in it was committed
+            if not fs.exists(posixpath.join(root, self.marker)) or not self._referenced(spark, root):
+                fs.delete(root)
+            return 0
+        referenced = self._referenced(spark, root)
+        removed = 0
+        before = {rel for rel, _ in token}
+        for rel, _size in fs.list_files(root):
+            if rel not in before and rel not in referenced:
+                fs.delete(posixpath.join(root, rel))
+                removed += 1
+        fs.remove_empty_dirs(root)
+        return removed
+
+    def _referenced(self, spark: Any, root: str) -> set[str]:
+        """Paths (relative to the table) of the files the table's current version references."""
+        from urllib.parse import unquote
+
+        from delta.tables import DeltaTable
+
+        if not DeltaTable.isDeltaTable(spark, root):
+            return set()
+        key = (strip_scheme(root) if is_local(root) else root.split("://", 1)[1]).rstrip("/") + "/"
+        out = set()
+        for f in spark.read.format("delta").load(root).inputFiles():
+            f = unquote(str(f))
+            i = f.find(key)
+            if i >= 0:
+                out.add(f[i + len(key):])
+        return out
+
+    def commits(self, path: str, storage: Storage) -> list[CommitRecord]:
+        dt = self._open(path, storage)
+        if dt is None:
+            return []
+        out = []
+        for c in dt.history():
+            try:
+                meta = json.loads(c.get("userMetadata") or "{}")
+            except ValueError:
+                continue
+            if isinstance(meta, dict) and meta:
+                out.append(CommitRecord(version=int(c.get("version", 0)), metadata=meta))
+        return sorted(out, key=lambda c: c.version)
+
+    def bookmark_deltas(self, path: str, job: str, after_version: int, storage: Storage) -> list[dict[str, Any]]:
+        """The table's transaction version for the job's app id says whether anything is missing: only then is the
+        history scanned (one load of the log on every run's hot path)."""
+        from etl_framework.incremental import app_id
+
+        dt = self._open(path, storage)
+        if dt is None:
+            return []
+        committed = dt.transaction_version(app_id(job))
+        if committed is None or committed <= after_version:
+            return []
+        return super().bookmark_deltas(path, job, after_version, storage)
+
+    def arrow_dataset(self, location: str, storage: Storage, metadata_location: str | None = None) -> Any:
+        dt = self._open(location, storage)
+        if dt is None:
+            raise FileNotFoundError(f"{location} is not a Delta table (no _delta_log)")
+        return dt.to_pyarrow_dataset()
+
+    def spark_read(self, spark: Any, path: str, options: dict[str, Any] | None = None,
+                   storage: Storage | None = None) -> Any:
+        return spark.read.format("delta").options(**(options or {})).load(path)
+
+    def catalog_parameters(self, location: str) -> tuple[dict[str, str], dict[str, str]]:
+        # How Glue's native Delta crawler and Athena record a Delta Lake table: Athena reads the schema and files
+        # from the transaction log at `path`.
+        return {"table_type": "DELTA", "spark.sql.sources.provider": "delta"}, {"path": location}
+
+    def create_ddl(self, t: Any) -> str | None:
+        from etl_framework.catalog.ddl import athena_location, q, s
+
+        return (f"CREATE EXTERNAL TABLE {q(t.database)}.{q(t.name)}\nLOCATION {s(athena_location(t.location))}\n"
+                "TBLPROPERTIES ('table_type'='DELTA')")

@@ -1,0 +1,289 @@
+"""Apache Iceberg tables (Glue 5: Iceberg 1.7.1), written by Spark through Iceberg's own runtime.
+
+Catalog: Iceberg needs one to commit atomically (a compare-and-swap of the table's metadata pointer). On Glue that
+is the Glue Data Catalog (`GlueCatalog`); locally it is Iceberg's JDBC catalog on a SQLite file beside the local
+catalog (`.etl/iceberg_catalog.db`) — the same pointer-swap semantics as Glue's, safe for two writers at once and
+on S3 (a Hadoop catalog commits by rename, which S3 does not have). The table's data and metadata live under the
+target `path` (the table's `location`); its catalog identifier is derived from that path (`etl.<leaf>_<hash>`), so
+two jobs writing the same path write the same table.
+
+The run id and the bookmark delta ride in the snapshot summary of the same commit (`snapshot-property.*` write
+options; `MERGE INTO` through `CommitMetadata.withCommitProperties` in the helper JAR), and are read back without a
+JVM by pyiceberg from the current metadata file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from typing import Any
+
+from etl_framework.errors import JobFailed
+from etl_framework.tables.base import STAGE, CommitRecord, CommitRequest, TableFormat, WriteResult
+from etl_framework.tables.fs import Storage, is_local, strip_scheme, target_key
+
+CATALOG = "etl_iceberg"  # the Spark catalog name (and the JDBC catalog's catalog_name)
+NAMESPACE = "etl"
+HELPER = "etl_framework.spark.IcebergCommit"
+
+
+def table_name(path: str) -> str:
+    """The catalog name of the Iceberg table at `path`: readable leaf plus a hash of the whole location."""
+    key = target_key(path)
+    leaf = re.sub(r"[^a-z0-9_]", "_", key.rsplit("/", 1)[-1].lower())[:40] or "t"
+    return f"{leaf}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def identifier(path: str) -> str:
+    return f"{CATALOG}.{NAMESPACE}.{table_name(path)}"
+
+
+def spark_location(path: str) -> str:
+    """How Iceberg records the location: an absolute local path or the URI as given."""
+    return target_key(path) if is_local(path) else path.rstrip("/")
+
+
+def catalog_conf(storage: Storage) -> dict[str, str]:
+    """Spark confs of the catalog this env's Iceberg tables live in."""
+    p = f"spark.sql.catalog.{CATALOG}"
+    if storage.glue_catalog:
+        conf = {p: "org.apache.iceberg.spark.SparkCatalog",
+                f"{p}.catalog-impl": "org.apache.iceberg.aws.glue.GlueCatalog",
+                f"{p}.io-impl": "org.apache.iceberg.hadoop.HadoopFileIO",
+                f"{p}.warehouse": "s3://unused-every-table-has-a-location/"}
+        if storage.endpoint_url:
+            conf[f"{p}.glue.endpoint"] = storage.endpoint_url
+        return conf
+    if not storage.iceberg_catalog:
+        raise RuntimeError("no Iceberg catalog for this env (the env config has no local catalog path)")
+    from pathlib import Path
+
+    db = Path(storage.iceberg_catalog)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return {p: "org.apache.iceberg.spark.SparkCatalog",
+            f"{p}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
+            f"{p}.uri": f"jdbc:sqlite:{db}",
+            f"{p}.jdbc.schema-version": "V1",
+            f"{p}.warehouse": str(db.parent / "iceberg_warehouse")}
+
+
+def ensure_catalog(spark: Any, storage: Storage) -> None:
+    """Point this Spark session's `etl_iceberg` catalog at the env's Iceberg catalog (once per session)."""
+    conf = catalog_conf(storage)
+    key = f"spark.sql.catalog.{CATALOG}.uri" if not storage.glue_catalog else f"spark.sql.catalog.{CATALOG}"
+    current = spark.conf.get(key, None)
+    if current is not None and current != conf[key]:
+        raise RuntimeError(f"this Spark session's Iceberg catalog is {current}, not {conf[key]}: use one session "
+                           "per env")
+    if current is None:
+        for k, v in conf.items():
+            spark.conf.set(k, v)
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {CATALOG}.{NAMESPACE}")
+
+
+def _java_table(spark: Any, ident: str) -> Any:
+    return spark._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, ident)
+
+
+class IcebergFormat(TableFormat):
+    name = "iceberg"
+    marker = "metadata"
+    catalog_partitions = False
+
+    def detect(self, path: str, storage: Storage) -> bool:
+        """A `metadata/` folder holding `*.metadata.json` files."""
+        from pyarrow import fs as pafs
+
+        fs, root = storage.arrow_fs(path)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(f"{root}/metadata", allow_not_found=True))
+        except OSError:
+            return False
+        return any(i.path.endswith(".metadata.json") for i in infos)
+
+    # ---------------------------------------------------------------------------------------------- writes
+
+    def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
+              merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
+              job: str, storage: Storage) -> WriteResult:
+        from pyspark.sql import functions as F
+
+        ensure_catalog(spark, storage)
+        ident = identifier(path)
+        loc = spark_location(path)
+        props = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+                 for k, v in (commit.properties() if commit is not None else {}).items()}
+        opts = {k: str(v) for k, v in (options or {}).items()}
+        opts.update({f"snapshot-property.{k}": v for k, v in props.items()})
+        exists = bool(spark.catalog.tableExists(ident))
+        if exists:
+            jt = _java_table(spark, ident)
+            have = str(jt.location()).removeprefix("file:").rstrip("/")
+            if have != loc.removeprefix("file:").rstrip("/"):
+                raise JobFailed(job, STAGE, f"the Iceberg catalog has {ident} at {have}, not at {loc}",
+                                "the catalog entry is stale: drop it, or write to the location it names")
+        elif self.detect(path, storage):
+            raise JobFailed(job, STAGE, f"target {loc} holds Iceberg metadata that the catalog does not know (a "
+                            "table written elsewhere, or the catalog file was deleted)",
+                            "register the table in this env's Iceberg catalog, or write to an empty folder")
+        if not exists:  # an atomic create-table-as-select: a stopped first write leaves no table
+            w = df.writeTo(ident).using("iceberg").tableProperty("location", loc)
+            w = w.tableProperty("format-version", "2").options(**opts)
+            if partition_by:
+                w = w.partitionedBy(*[F.col(c) for c in partition_by])
+            w.create()
+        elif mode == "merge":
+            self._merge(spark, df, ident, merge_keys or [], props)
+        else:
+            w = df.writeTo(ident).options(**opts)
+            if mode == "overwrite":
+                w.overwrite(F.lit(True))
+            elif mode == "overwrite_partitions":
+                w.overwritePartitions()
+            else:
+                w.append()
+        return self._result(spark, ident, loc, mode)
+
+    def _merge(self, spark: Any, df: Any, ident: str, keys: list[str], props: dict[str, str]) -> None:
+        import uuid
+
+        view = f"etl_merge_src_{uuid.uuid4().hex[:8]}"
+        df.createOrReplaceTempView(view)
+        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        sql = (f"MERGE INTO {ident} t USING {view} s ON {cond} "
+               "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
+        try:
+            helper = spark._jvm.etl_framework.spark.IcebergCommit
+            jprops = spark._jvm.java.util.HashMap()
+            for k, v in props.items():
+                jprops.put(k, v)
+            helper.sql(spark._jsparkSession, sql, jprops)
+        finally:
+            spark.catalog.dropTempView(view)
+
+    def _result(self, spark: Any, ident: str, loc: str, mode: str) -> WriteResult:
+        jt = _java_table(spark, ident)
+        jt.refresh()
+        snap = jt.currentSnapshot()
+        out = WriteResult(format=self.name, mode=mode, path=loc)
+        out.metadata_location = str(jt.operations().current().metadataFileLocation())
+        if snap is None:
+            return out
+        summary = {str(k): str(v) for k, v in dict(snap.summary()).items()}
+        out.version = int(snap.sequenceNumber())
+        out.snapshot_id = int(snap.snapshotId())
+        out.operation = str(snap.operation())
+        out.files_written = int(summary.get("added-data-files", 0))
+        out.bytes_written = int(summary.get("added-files-size", 0))
+        out.files_removed = int(summary.get("deleted-data-files", 0))
+        out.partition_count = int(summary.get("changed-partition-count", 0))
+        if mode == "merge":
+            added, deleted = int(summary.get("added-records", 0)), int(summary.get("deleted-records", 0))
+            out.merge = {"numTargetRowsAdded": added, "numTargetRowsDeleted": deleted}
+        return out
+
+    def abort_write(self, spark: Any, path: str, token: Any) -> int:
+        """Iceberg's Spark writer deletes the data files of an aborted write itself, and a first write is an atomic
+        create-table-as-select: nothing of a stopped write stays in the table's folder."""
+        return 0
+
+    # ---------------------------------------------------------------------------------------------- reads
+
+    def metadata_location(self, path: str, storage: Storage) -> str | None:
+        """The table's current metadata file, from the catalog's pointer (no Spark)."""
+        name = table_name(path)
+        if storage.glue_catalog:
+            import boto3
+
+            glue = boto3.client("glue", region_name=storage.region, endpoint_url=storage.endpoint_url)
+            try:
+                t = glue.get_table(DatabaseName=NAMESPACE, Name=name)["Table"]
+            except glue.exceptions.EntityNotFoundException:
+                return None
+            return t.get("Parameters", {}).get("metadata_location")
+        if not storage.iceberg_catalog:
+            return None
+        try:
+            con = sqlite3.connect(f"file:{storage.iceberg_catalog}?mode=ro", uri=True, timeout=30)
+        except sqlite3.Error:
+            return None
+        try:
+            row = con.execute("SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND "
+                              "table_namespace = ? AND table_name = ?", (CATALOG, NAMESPACE, name)).fetchone()
+        except sqlite3.Error:  # no table yet in a new catalog
+            return None
+        finally:
+            con.close()
+        return str(row[0]) if row else None
+
+    def _static(self, path: str, storage: Storage, metadata_location: str | None = None) -> Any:
+        from pyiceberg.table import StaticTable
+
+        loc = metadata_location or self.metadata_location(path, storage)
+        if loc is None:
+            return None
+        if loc.startswith("file:"):
+            loc = strip_scheme(loc).removeprefix("file:")
+        try:
+            return StaticTable.from_metadata(loc, properties=storage.pyiceberg_properties())
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"the Iceberg table at {path} is damaged: its metadata file {loc} is missing "
+                                    f"({e})") from e
+
+    def commits(self, path: str, storage: Storage) -> list[CommitRecord]:
+        table = self._static(path, storage)
+        if table is None:
+            return []
+        out = []
+        for snap in table.metadata.snapshots:
+            summary = dict(snap.summary.additional_properties) if snap.summary else {}
+            meta = {}
+            for k, v in summary.items():
+                if k.startswith("etl_"):
+                    try:
+                        meta[k] = json.loads(v) if k != "etl_run_id" else v
+                    except ValueError:
+                        meta[k] = v
+            if meta:
+                out.append(CommitRecord(int(snap.sequence_number or 0), meta))
+        return sorted(out, key=lambda c: c.version)
+
+    def arrow_dataset(self, location: str, storage: Storage, metadata_location: str | None = None) -> Any:
+        import pyarrow.dataset as ds
+
+        table = self._static(location, storage, metadata_location)
+        if table is None:
+            raise FileNotFoundError(f"no Iceberg table at {location} in this env's Iceberg catalog")
+        return ds.dataset(table.scan().to_arrow())
+
+    def spark_read(self, spark: Any, path: str, options: dict[str, Any] | None = None,
+                   storage: Storage | None = None) -> Any:
+        if storage is not None:
+            ensure_catalog(spark, storage)
+            ident = identifier(path)
+            if spark.catalog.tableExists(ident):
+                return spark.read.options(**(options or {})).table(ident)
+        return spark.read.format("iceberg").options(**(options or {})).load(path)
+
+    # ---------------------------------------------------------------------------------------------- catalog
+
+    def catalog_parameters(self, location: str) -> tuple[dict[str, str], dict[str, str]]:
+        # What Glue stores for an Iceberg table; `metadata_location` is added from the write's commit.
+        return {"table_type": "ICEBERG"}, {}
+
+    def current_parameters(self, path: str, storage: Storage) -> dict[str, str]:
+        loc = self.metadata_location(path, storage)
+        return {"metadata_location": loc} if loc else {}
+
+    def create_ddl(self, t: Any) -> str | None:
+        from etl_framework.catalog.ddl import athena_location, q, s
+
+        cols = ",\n".join(f"  {q(c.name)} {c.type}" for c in [*t.columns, *t.partition_keys])
+        lines = [f"CREATE TABLE {q(t.database)}.{q(t.name)} (", cols, ")"]
+        if t.partition_keys:
+            lines.append("PARTITIONED BY (" + ", ".join(q(k.name) for k in t.partition_keys) + ")")
+        lines.append(f"LOCATION {s(athena_location(t.location))}")
+        lines.append("TBLPROPERTIES ('table_type'='ICEBERG')")
+        return "\n".join(lines)

@@ -1,0 +1,279 @@
+"""Parquet tables with this framework's commit protocol: staging plus an atomic manifest commit.
+
+1. Spark writes the new files to `<target>/_staging/<run_id>/` (hidden from readers: names starting with `_`).
+2. The files move into their partition folders (unique names, so nothing visible is overwritten).
+3. `<target>/_etl_manifest.json` is replaced atomically (local: write to a temp file, then rename; S3: one PUT):
+   it lists every committed file, and carries the run's metadata (run id, bookmark delta) and a short history of
+   earlier commits' metadata. This replacement is the commit point.
+4. Files no longer listed (replaced partitions) are deleted, and the staging folder is removed.
+Every reader of ours (sources, `etl query`, the crawler, resume, bookmark reconciliation) reads through the
+manifest. A run killed at any moment leaves only files the manifest does not list; the next write removes them
+(holding the target's lock, so nothing else is writing).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from datetime import UTC, datetime
+from typing import Any
+
+from etl_framework.errors import JobFailed
+from etl_framework.faults import fault
+from etl_framework.tables.base import STAGE, CommitRecord, CommitRequest, TableFormat, WriteResult
+from etl_framework.tables.fs import HadoopFS, LocalFS, Storage, filesystem
+
+MANIFEST = "_etl_manifest.json"
+STAGING = "_staging"
+MANIFEST_FORMAT = "etl-parquet-manifest/1"
+HISTORY = 50  # earlier commits whose metadata the manifest keeps (resume, bookmark reconciliation)
+
+
+def target_is_file(job: str, path: str) -> JobFailed:
+    return JobFailed(job, STAGE, f"target path {path} is a file, not a folder",
+                     "point target.path at a folder (a table is a folder of files), or move that file away")
+
+
+def read_manifest(fs: LocalFS | HadoopFS, root: str) -> dict[str, Any] | None:
+    text = fs.read_text(posixpath.join(root, MANIFEST))
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and "files" in data else None
+
+
+def committed_files(spark: Any, path: str) -> list[str] | None:
+    """Absolute paths of the committed files of a framework-written Parquet table, or None (no manifest)."""
+    root = path.rstrip("/")
+    fs = filesystem(spark, root)
+    manifest = read_manifest(fs, root)
+    if manifest is None:
+        return None
+    return [posixpath.join(root, f["path"]) for f in manifest["files"]]
+
+
+def read_committed_parquet(spark: Any, path: str, options: dict[str, str] | None = None) -> Any:
+    """The committed state of a Parquet table written by this framework (its manifest's files only)."""
+    from pyspark.sql.types import StructType
+
+    root = path.rstrip("/")
+    manifest = read_manifest(filesystem(spark, root), root)
+    if manifest is None:
+        return spark.read.options(**(options or {})).parquet(root)
+    schema = StructType.fromJson(json.loads(manifest["schema"])) if manifest.get("schema") else None
+    files = [posixpath.join(root, f["path"]) for f in manifest["files"]]
+    if not files:
+        if schema is None:
+            raise ValueError(f"the Parquet table {root} has no files and no schema")
+        return spark.createDataFrame([], schema)
+    reader = spark.read.options(**(options or {})).option("basePath", root)
+    if schema is not None:
+        reader = reader.schema(schema)
+    return reader.parquet(*files)
+
+
+def _schema_cols(schema_json: str) -> list[tuple[str, str]]:
+    from pyspark.sql.types import StructType
+
+    st = StructType.fromJson(json.loads(schema_json))
+    return [(f.name.lower(), f.dataType.simpleString()) for f in st.fields]
+
+
+def recover(fs: LocalFS | HadoopFS, root: str, manifest: dict[str, Any] | None) -> int:
+    """Remove what killed writes left: staging folders and files the manifest does not list. Only called while
+    holding the target's lock. Returns the number of files removed."""
+    removed = 0
+    staging = posixpath.join(root, STAGING)
+    if fs.exists(staging):
+        fs.delete(staging)
+        removed += 1
+    if manifest is not None:
+        listed = {f["path"] for f in manifest["files"]}
+        for rel, _size in fs.list_files(root):
+            if rel not in listed:
+                fs.delete(posixpath.join(root, rel))
+                removed += 1
+        fs.remove_empty_dirs(root)
+    return removed
+
+
+def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
+                         options: dict[str, Any] | None = None, run_id: str,
+                         metadata: dict[str, Any] | None = None, job: str = "?") -> WriteResult:
+    """Write `df` to the Parquet table at `path` with the staging + manifest commit."""
+    root = path.rstrip("/")
+    fs = filesystem(spark, root)
+    if fs.is_file(root):
+        raise target_is_file(job, root)
+    existed = fs.exists(root)
+    manifest = read_manifest(fs, root)
+    recovered = recover(fs, root, manifest)
+    pinned = manifest is not None
+    if manifest is None:
+        existing = fs.list_files(root) if existed else []
+        manifest = {"format": MANIFEST_FORMAT, "version": 0, "run_id": None, "schema": None,
+                    "partition_by": list(partition_by), "files": [{"path": r, "size": s} for r, s in existing]}
+    staging = posixpath.join(root, STAGING, run_id)
+    schema_json = df.schema.json()
+    if mode in ("append", "overwrite_partitions") and manifest.get("schema"):
+        old, new = _schema_cols(manifest["schema"]), _schema_cols(schema_json)
+        if old != new:
+            raise JobFailed(job, STAGE, f"the data's columns differ from the Parquet table {root}: table has "
+                            f"{', '.join(f'{n} {t}' for n, t in old)}; data has "
+                            f"{', '.join(f'{n} {t}' for n, t in new)}",
+                            "make the transform produce the table's columns, or use mode: overwrite to replace "
+                            "the table; the target was not changed")
+        if manifest.get("partition_by") and list(manifest["partition_by"]) != list(partition_by):
+            raise JobFailed(job, STAGE, f"the table {root} is partitioned by {manifest['partition_by']}, the job "
+                            f"by {partition_by}", "use the table's partition_by, or mode: overwrite")
+    writer = df.write.mode("overwrite").option("partitionOverwriteMode", "static")
+    writer = writer.options(**{k: str(v) for k, v in (options or {}).items()})
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    try:
+        writer.parquet(staging)
+    except BaseException:
+        fs.delete(posixpath.join(root, STAGING))
+        if not existed:
+            fs.delete(root)
+        raise
+    fault("parquet.staged")
+    if not pinned:
+        # Pin what is there now (nothing, or files written by something else) before moving anything in, so a
+        # run killed mid-commit never makes its partial files look committed.
+        fs.write_atomic(posixpath.join(root, MANIFEST), json.dumps(manifest, indent=1))
+    new_files = fs.list_files(staging)
+    touched = sorted({posixpath.dirname(rel) for rel, _ in new_files})
+    old_files = list(manifest["files"])
+    if mode == "overwrite" or (mode == "overwrite_partitions" and not partition_by):
+        keep: list[dict[str, Any]] = []
+    elif mode == "overwrite_partitions":
+        keep = [f for f in old_files if posixpath.dirname(f["path"]) not in set(touched)]
+    else:
+        keep = old_files
+    kept = {f["path"] for f in keep}
+    removed = [f for f in old_files if f["path"] not in kept]
+    committed = []
+    for rel, size in new_files:
+        dst = rel
+        if fs.exists(posixpath.join(root, dst)):  # never overwrite a visible file
+            stem, ext = posixpath.splitext(rel)
+            dst = f"{stem}-{run_id}{ext}"
+        fs.rename(posixpath.join(staging, rel), posixpath.join(root, dst))
+        committed.append({"path": dst, "size": size})
+    fault("parquet.moved")
+    history = list(manifest.get("history") or [])
+    if manifest.get("run_id") or manifest.get("metadata"):
+        history.append({"version": manifest.get("version", 0), "metadata": manifest.get("metadata") or {}})
+    new_manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": int(manifest.get("version", 0)) + 1,
+        "run_id": run_id,
+        "previous_run_id": manifest.get("run_id"),
+        "committed_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "mode": mode,
+        "partition_by": list(partition_by),
+        "schema": schema_json,
+        "metadata": metadata or {},
+        "files": keep + committed,
+        "history": history[-HISTORY:],
+    }
+    fs.write_atomic(posixpath.join(root, MANIFEST), json.dumps(new_manifest, indent=1))
+    fault("parquet.committed")
+    for f in removed:
+        fs.delete(posixpath.join(root, f["path"]))
+    fs.delete(posixpath.join(root, STAGING))
+    fs.remove_empty_dirs(root)
+    removed_parts = {posixpath.dirname(f["path"]) for f in removed}
+    return WriteResult(format="parquet", mode=mode, path=root, version=new_manifest["version"],
+                       files_written=len(committed), bytes_written=sum(f["size"] for f in committed),
+                       files_removed=len(removed), recovered_files=recovered,
+                       partitions=sorted(p for p in set(touched) | removed_parts if p))
+
+
+_SIMPLE_ARROW = {"string": "string", "long": "int64", "integer": "int32", "short": "int16", "byte": "int8",
+                 "double": "float64", "float": "float32", "boolean": "bool", "date": "date32",
+                 "timestamp": "timestamp[us, tz=UTC]", "timestamp_ntz": "timestamp[us]", "binary": "binary"}
+
+
+def _arrow_schema(schema_json: str) -> Any:
+    """An Arrow schema for an empty table from the manifest's Spark schema (simple types; others as string)."""
+    import pyarrow as pa
+
+    fields = json.loads(schema_json).get("fields", [])
+    out = []
+    for f in fields:
+        t = f.get("type")
+        name = _SIMPLE_ARROW.get(t, "string") if isinstance(t, str) and not t.startswith("decimal") else "string"
+        out.append(pa.field(f["name"], pa.type_for_alias(name)))
+    return pa.schema(out)
+
+
+class ParquetFormat(TableFormat):
+    name = "parquet"
+    marker = MANIFEST
+
+    def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
+              merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
+              job: str, storage: Storage) -> WriteResult:
+        run_id = commit.run_id if commit is not None else f"w{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
+        metadata = commit.properties() if commit is not None else None
+        return write_parquet_atomic(spark, df, path, mode=mode, partition_by=partition_by, options=options,
+                                    run_id=run_id, metadata=metadata, job=job)
+
+    def manifest(self, path: str, storage: Storage) -> dict[str, Any] | None:
+        """The table's commit manifest, read without Spark (local files or S3)."""
+        text = storage.read_text(posixpath.join(path.rstrip("/"), MANIFEST))
+        if text is None:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) and "files" in data else None
+
+    def commits(self, path: str, storage: Storage) -> list[CommitRecord]:
+        m = self.manifest(path, storage)
+        if m is None:
+            return []
+        out = [CommitRecord(int(h.get("version", 0)), h.get("metadata") or {}) for h in m.get("history") or []]
+        meta = dict(m.get("metadata") or {})
+        if m.get("run_id"):
+            meta.setdefault("etl_run_id", m["run_id"])
+        out.append(CommitRecord(int(m.get("version", 0)), meta))
+        return [c for c in out if c.metadata]
+
+    def committed_paths(self, location: str, storage: Storage) -> list[str] | None:
+        """Absolute paths of the committed files, or None for a Parquet folder this framework did not write."""
+        m = self.manifest(location, storage)
+        if m is None:
+            return None
+        root = location.rstrip("/")
+        return [posixpath.join(root, f["path"]) for f in m["files"]]
+
+    def arrow_dataset(self, location: str, storage: Storage, metadata_location: str | None = None) -> Any:
+        """The manifest's files only (never what a killed or stopped write left), Hive partitions as columns."""
+        import pyarrow.dataset as ds
+
+        fs, root = storage.arrow_fs(location)
+        m = self.manifest(location, storage)
+        if m is None:  # a Parquet folder some other tool wrote: every data file
+            return ds.dataset(root, filesystem=fs, format="parquet", partitioning="hive",
+                              exclude_invalid_files=True)
+        files = [posixpath.join(root, f["path"]) for f in m["files"]]
+        if not files:
+            if not m.get("schema"):
+                raise FileNotFoundError(f"the Parquet table {location} has no files and no schema")
+            import pyarrow as pa
+
+            schema = _arrow_schema(m["schema"])
+            return ds.dataset(pa.Table.from_batches([], schema=schema))
+        part = ds.partitioning(flavor="hive") if m.get("partition_by") else None
+        return ds.dataset(files, filesystem=fs, format="parquet", partitioning=part, partition_base_dir=root)
+
+    def spark_read(self, spark: Any, path: str, options: dict[str, Any] | None = None,
+                   storage: Storage | None = None) -> Any:
+        return read_committed_parquet(spark, path, {k: str(v) for k, v in (options or {}).items()})
