@@ -1,0 +1,123 @@
+"""The table-format contract (SPEC §11), run against every format on local files and on `s3a://` (moto server):
+for each write mode, a reader that is not Spark (delta-rs, pyarrow through the Parquet manifest, pyiceberg) sees
+exactly the committed rows; the run id and the bookmark delta are found in the commit; "has run R committed" is
+false before R's write and true after. A new format gets its line in FORMATS and nothing else here."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl_framework.incremental import app_id
+from etl_framework.tables import FORMATS, CommitRequest, Storage, table_format
+from tests.spark.test_runtime_s3 import BUCKET, s3  # noqa: F401 - the moto server fixture
+
+MODES = ["append", "overwrite", "overwrite_partitions", "merge"]
+FIRST = [(1, "d1", 1.0), (2, "d1", 2.0), (3, "d2", 3.0), (4, "d2", 4.0)]
+SECOND = {
+    "append": ([(5, "d2", 5.0), (6, "d3", 6.0)], FIRST + [(5, "d2", 5.0), (6, "d3", 6.0)]),
+    "overwrite": ([(10, "d9", 10.0)], [(10, "d9", 10.0)]),
+    "overwrite_partitions": ([(7, "d2", 7.0)], [(1, "d1", 1.0), (2, "d1", 2.0), (7, "d2", 7.0)]),
+    "merge": ([(3, "d2", 33.0), (8, "d3", 8.0)],
+              [(1, "d1", 1.0), (2, "d1", 2.0), (3, "d2", 33.0), (4, "d2", 4.0), (8, "d3", 8.0)]),
+}
+
+
+def independent_rows(fmt: str, path: str, storage: Storage) -> list[tuple[Any, ...]]:
+    """The table's rows as a reader other than Spark sees them."""
+    if fmt == "delta":
+        from deltalake import DeltaTable
+
+        uri = path.replace("s3a://", "s3://")
+        table = DeltaTable(uri, storage_options=storage.delta_options()).to_pyarrow_dataset().to_table(
+            use_threads=False)
+    elif fmt == "parquet":
+        import pyarrow.dataset as ds
+
+        manifest = json.loads(storage.read_text(posixpath.join(path, "_etl_manifest.json")) or "{}")
+        fs, root = storage.arrow_fs(path)
+        files = [posixpath.join(root, f["path"]) for f in manifest["files"]]
+        table = ds.dataset(files, filesystem=fs, format="parquet", partitioning=ds.partitioning(flavor="hive"),
+                           partition_base_dir=root).to_table()
+    elif fmt == "iceberg":
+        from pyiceberg.table import StaticTable
+
+        from etl_framework.tables.iceberg import CATALOG, NAMESPACE, table_name
+
+        con = sqlite3.connect(storage.iceberg_catalog or "")
+        (loc,) = con.execute("SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND "
+                             "table_namespace = ? AND table_name = ?", (CATALOG, NAMESPACE, table_name(path))
+                             ).fetchone()
+        con.close()
+        table = StaticTable.from_metadata(loc.removeprefix("file:"), properties=storage.pyiceberg_properties()
+                                          ).scan().to_arrow()
+    else:
+        raise AssertionError(f"no independent reader for {fmt}: add one")
+    return sorted((int(r["id"]), str(r["day"]), float(r["v"])) for r in table.to_pylist())
+
+
+def write(spark: Any, fmt: str, path: str, rows: list[tuple[Any, ...]], mode: str, run_id: str, version: int,
+          storage: Storage) -> Any:
+    df = spark.createDataFrame(rows, "id long, day string, v double")
+    bookmark = {"job": "contract", "version": version, "run_id": run_id, "files": {"src": {f"/in/{run_id}": [1, 1]}},
+                "watermarks": {}}
+    return table_format(fmt).write(
+        spark, df, path, mode=mode, partition_by=["day"], merge_keys=["id"] if mode == "merge" else None,
+        options={}, commit=CommitRequest(run_id, {"etl_bookmark": bookmark}, txn=(app_id("contract"), version)),
+        job="contract", storage=storage)
+
+
+def check_contract(spark: Any, fmt: str, mode: str, path: str, storage: Storage) -> None:
+    tf = table_format(fmt)
+    assert not tf.has_run(path, "r1", storage) and tf.commits(path, storage) == []
+    first = write(spark, fmt, path, FIRST, "append", "r1", 1, storage)
+    assert first.version is not None and first.files_written >= 2
+    assert independent_rows(fmt, path, storage) == sorted(FIRST)
+    assert tf.has_run(path, "r1", storage) and not tf.has_run(path, "r2", storage)
+    assert [b["run_id"] for b in tf.bookmark_deltas(path, "contract", 0, storage)] == ["r1"]
+
+    rows, expected = SECOND[mode]
+    second = write(spark, fmt, path, rows, mode, "r2", 2, storage)
+    assert second.version is not None and second.version > first.version
+    assert independent_rows(fmt, path, storage) == sorted(expected)
+    assert tf.has_run(path, "r2", storage) and tf.has_run(path, "r1", storage)
+    deltas = tf.bookmark_deltas(path, "contract", 1, storage)
+    assert [(b["run_id"], b["version"]) for b in deltas] == [("r2", 2)]
+    assert tf.bookmark_deltas(path, "contract", 2, storage) == []
+    assert tf.detect(path, storage)
+    assert sorted(tuple(r) for r in tf.spark_read(spark, path, storage=storage).select("id", "day", "v").collect()
+                  ) == sorted(expected)
+
+
+def cases() -> list[Any]:
+    return [pytest.param(fmt, mode, id=f"{fmt}-{mode}") for fmt in FORMATS for mode in MODES
+            if mode != "merge" or fmt != "parquet"]
+
+
+@pytest.mark.parametrize(("fmt", "mode"), cases())
+def test_contract_local(spark: Any, tmp_path: Path, fmt: str, mode: str) -> None:
+    storage = Storage(iceberg_catalog=str(tmp_path / "iceberg_catalog.db"))
+    check_contract(spark.newSession(), fmt, mode, str(tmp_path / "t"), storage)
+
+
+@pytest.mark.parametrize(("fmt", "mode"), cases())
+def test_contract_s3(spark: Any, s3: Any, tmp_path: Path, fmt: str, mode: str) -> None:  # noqa: F811
+    endpoint = spark._jsc.hadoopConfiguration().get(f"fs.s3a.bucket.{BUCKET}.endpoint")
+    storage = Storage(endpoint_url=endpoint, iceberg_catalog=str(tmp_path / "iceberg_catalog.db"))
+    check_contract(spark.newSession(), fmt, mode, f"s3a://{BUCKET}/contract/{fmt}_{mode}", storage)
+
+
+def test_merge_needs_keys_and_a_merging_format() -> None:
+    from pydantic import ValidationError
+
+    from etl_framework.config.model import Target
+
+    with pytest.raises(ValidationError, match="needs 'merge_keys'"):
+        Target(format="iceberg", path="/x", mode="merge")
+    with pytest.raises(ValidationError, match="needs format 'delta' or 'iceberg'"):
+        Target(format="parquet", path="/x", mode="merge", merge_keys=["id"])
