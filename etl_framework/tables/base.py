@@ -15,6 +15,7 @@ A format answers, for a table at a path:
 from __future__ import annotations
 
 import json
+import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -133,12 +134,45 @@ class TableFormat(ABC):
         """Commit `df` atomically; `commit` rides in the same commit."""
 
     def begin_write(self, spark: Any, path: str) -> Any:
-        """A token taken before a write that may be stopped (a quality gate inside the write)."""
-        return None
+        """A token taken before a write that may be stopped (a quality gate inside the write): the data files the
+        folder held (None: no folder)."""
+        from etl_framework.tables.fs import filesystem
+
+        fs = filesystem(spark, path)
+        return {rel for rel, _ in fs.list_files(path)} if fs.exists(path) else None
 
     def abort_write(self, spark: Any, path: str, token: Any) -> int:
-        """A write stopped before its commit: remove the files it left (only those). Returns how many."""
-        return 0
+        """A write stopped before its commit: remove the files it left — new since `begin_write` and referenced by
+        no commit — and nothing else. A folder the stopped write created goes when no commit is in it.
+        Returns how many files were removed."""
+        from etl_framework.tables.fs import filesystem
+
+        fs = filesystem(spark, path)
+        root = path.rstrip("/")
+        if not fs.exists(root):
+            return 0
+        referenced = self.referenced_files(spark, root)
+        if token is None and not referenced and not self.has_commits_spark(spark, root):
+            fs.delete(root)
+            return 1
+        removed = 0
+        for rel, _size in fs.list_files(root):
+            if rel not in (token or set()) and rel not in referenced:
+                fs.delete(posixpath.join(root, rel))
+                crc = posixpath.join(root, posixpath.dirname(rel), f".{posixpath.basename(rel)}.crc")
+                if fs.exists(crc):
+                    fs.delete(crc)  # Hadoop's local checksum beside the file
+                removed += 1
+        fs.remove_empty_dirs(root)
+        return removed
+
+    def referenced_files(self, spark: Any, path: str) -> set[str]:
+        """Paths, relative to the table, of the data files any commit references (never deleted by cleanup)."""
+        return set()
+
+    def has_commits_spark(self, spark: Any, path: str) -> bool:
+        """Whether the table has a commit (Spark side)."""
+        return bool(self.referenced_files(spark, path))
 
     # ---------------------------------------------------------------------------------------------- reads
 

@@ -130,36 +130,8 @@ class DeltaFormat(TableFormat):
             out.merge = _merge_stats(om)
         return out
 
-    def begin_write(self, spark: Any, path: str) -> Any:
-        """The data files and folders there before the write (a stopped write's own files are the new ones)."""
-        from etl_framework.tables.fs import filesystem
-
-        fs = filesystem(spark, path)
-        return set(fs.list_files(path)) if fs.exists(path) else None
-
-    def abort_write(self, spark: Any, path: str, token: Any) -> int:
-        """Remove the data files a stopped write left: new since `begin_write` and referenced by no commit (the
-        log did not change, so a file no commit adds is the stopped write's own)."""
-        from etl_framework.tables.fs import filesystem
-
-        fs = filesystem(spark, path)
-        root = path.rstrip("/")
-        if token is None:  # the folder did not exist: the table is new, and nothing in it was committed
-            if not fs.exists(posixpath.join(root, self.marker)) or not self._referenced(spark, root):
-                fs.delete(root)
-            return 0
-        referenced = self._referenced(spark, root)
-        removed = 0
-        before = {rel for rel, _ in token}
-        for rel, _size in fs.list_files(root):
-            if rel not in before and rel not in referenced:
-                fs.delete(posixpath.join(root, rel))
-                removed += 1
-        fs.remove_empty_dirs(root)
-        return removed
-
-    def _referenced(self, spark: Any, root: str) -> set[str]:
-        """Paths (relative to the table) of the files the table's current version references."""
+    def referenced_files(self, spark: Any, root: str) -> set[str]:
+        """The files the table's current version references (a stopped write changed no version)."""
         from urllib.parse import unquote
 
         from delta.tables import DeltaTable
@@ -174,6 +146,11 @@ class DeltaFormat(TableFormat):
             if i >= 0:
                 out.add(f[i + len(key):])
         return out
+
+    def has_commits_spark(self, spark: Any, path: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return bool(DeltaTable.isDeltaTable(spark, path.rstrip("/")))
 
     def commits(self, path: str, storage: Storage) -> list[CommitRecord]:
         dt = self._open(path, storage)

@@ -184,10 +184,29 @@ class IcebergFormat(TableFormat):
             out.merge = {"numTargetRowsAdded": added, "numTargetRowsDeleted": deleted}
         return out
 
-    def abort_write(self, spark: Any, path: str, token: Any) -> int:
-        """Iceberg's Spark writer deletes the data files of an aborted write itself, and a first write is an atomic
-        create-table-as-select: nothing of a stopped write stays in the table's folder."""
-        return 0
+    def referenced_files(self, spark: Any, path: str) -> set[str]:
+        """Data and delete files of every snapshot (`all_files`), and the metadata folder (the table's own).
+        Iceberg 1.7 removes a failed job's files only when the commit itself fails; files of finished tasks of a
+        stopped write stay behind, and are this format's to clean."""
+        from urllib.parse import unquote
+
+        from etl_framework.tables.fs import filesystem
+
+        if not spark.catalog.tableExists(identifier(path)):
+            return set()
+        root = path.rstrip("/")
+        key = (strip_scheme(root) if is_local(root) else root.split("://", 1)[1]).rstrip("/") + "/"
+        out = {rel for rel, _ in filesystem(spark, root).list_files(f"{root}/metadata")}
+        out = {f"metadata/{rel}" for rel in out}
+        for row in spark.sql(f"SELECT file_path FROM {identifier(path)}.all_files").collect():
+            f = unquote(str(row[0]))
+            i = f.find(key)
+            if i >= 0:
+                out.add(f[i + len(key):])
+        return out
+
+    def has_commits_spark(self, spark: Any, path: str) -> bool:
+        return bool(spark.catalog.tableExists(identifier(path)))
 
     # ---------------------------------------------------------------------------------------------- reads
 

@@ -121,3 +121,42 @@ def test_merge_needs_keys_and_a_merging_format() -> None:
         Target(format="iceberg", path="/x", mode="merge")
     with pytest.raises(ValidationError, match="needs format 'delta' or 'iceberg'"):
         Target(format="parquet", path="/x", mode="merge", merge_keys=["id"])
+
+
+def folder_bytes(root: Path) -> dict[str, str] | None:
+    """Every file under `root` (hidden ones too) with its content hash: 'byte-identical' made checkable."""
+    import hashlib
+
+    if not root.exists():
+        return None
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_a_stopped_write_leaves_the_target_byte_identical(spark: Any, tmp_path: Path, fmt: str,
+                                                          existing: bool) -> None:
+    """A quality gate inside the write stops it (a row breaks an on_fail: fail rule, in the last of several
+    tasks, after the others wrote their files): the target folder is exactly as before — no data file of the
+    stopped write is left for a crawler or a plain Parquet reader to see."""
+    from etl_framework.config.model import EnvConfig
+    from tests.spark.test_quality_stage import GOOD, job, run, write_csv
+
+    env = EnvConfig.model_validate({"catalog": {"path": str(tmp_path / ".etl" / "catalog.db")}})
+    src, out = tmp_path / "in", tmp_path / "out"
+    rules = [{"expect": "expect_column_values_to_be_between", "column": "fare", "max_value": 2500,
+              "on_fail": "fail", "name": "fare_max"}]
+    cfg = job(src, out, rules)
+    cfg.target.format = fmt
+    if existing:
+        write_csv(src, GOOD, name="part-0.csv")
+        first = run(spark, cfg, tmp_path, env_config=env, project_root=tmp_path)
+        assert first.ok, first.error
+    before = folder_bytes(out)
+    for i in range(4):  # four files, four tasks: the bad row is in the last one
+        write_csv(src, GOOD, name=f"part-{i}.csv")
+    write_csv(src, GOOD + ["9,3000.0,b,Z1"], name="part-9.csv")
+    res = run(spark, cfg, tmp_path, env_config=env, project_root=tmp_path)
+    assert res.exit_code == 3 and res.error_stage == "quality", res.error
+    assert folder_bytes(out) == before
