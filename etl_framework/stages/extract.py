@@ -264,7 +264,7 @@ def _read_table(state: JobRunState, name: str, fmt: str, paths: list[str], optio
     storage = storage_for(state.env_config, state.project_root)
     tf = table_format(fmt)
     if is_local(path) and not tf.detect(path, storage):
-        raise JobFailed(state.job, STAGE, f"source '{name}': {path} is not a {fmt} table (no {tf.marker})",
+        raise JobFailed(state.job, STAGE, f"source '{name}': {path} is not a {tf.title} table (no {tf.marker})",
                         f"point 'path' at a {fmt} table, or use the format the data is in (parquet, csv, json)")
     return tf.spark_read(state.spark, path, options, storage=storage)
 

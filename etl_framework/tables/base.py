@@ -106,6 +106,7 @@ class TableFormat(ABC):
     """A table format. Implementations are stateless singletons (`tables.table_format(name)`)."""
 
     name: ClassVar[str]
+    title: ClassVar[str]  # as people write it: Delta, Iceberg, Parquet
     marker: ClassVar[str]  # the entry in a table's folder that says "a table of this format lives here"
 
     # ---------------------------------------------------------------------------------------------- checks

@@ -56,6 +56,7 @@ def _merge_stats(om: dict[str, Any]) -> dict[str, int]:
 
 class DeltaFormat(TableFormat):
     name = "delta"
+    title = "Delta"
     marker = "_delta_log"
 
     def _open(self, path: str, storage: Storage) -> Any:

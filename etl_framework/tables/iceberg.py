@@ -89,6 +89,7 @@ def _java_table(spark: Any, ident: str) -> Any:
 
 class IcebergFormat(TableFormat):
     name = "iceberg"
+    title = "Iceberg"
     marker = "metadata"
     catalog_partitions = False
 

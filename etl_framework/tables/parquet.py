@@ -214,6 +214,7 @@ def _arrow_schema(schema_json: str) -> Any:
 
 class ParquetFormat(TableFormat):
     name = "parquet"
+    title = "Parquet"
     marker = MANIFEST
 
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],

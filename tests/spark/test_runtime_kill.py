@@ -188,6 +188,17 @@ def test_sigkill_inside_the_parquet_commit(spark: Any, tmp_path: Path, point: st
     expected = 20 if point == "parquet.moved" else 3_000
     assert len(parquet_rows(target)) == expected
     assert read_committed_parquet(spark, str(target)).count() == expected
+    # `etl query` on the registered table reads through the manifest: the moved, uncommitted files are invisible
+    from etl_framework.catalog.local import LocalCatalog
+    from etl_framework.catalog.query import run_query
+    from etl_framework.stages.register import register_target
+
+    catalog = LocalCatalog(tmp_path / "query_catalog.db")
+    fields = [(f.name, f.dataType.simpleString()) for f in read_committed_parquet(spark, str(target)).schema]
+    register_target(catalog, "lake", "trips", "parquet", str(target), fields, ["pickup_date"])
+    if point == "parquet.moved":
+        assert len([p for p in target.rglob("*.parquet") if "_staging" not in str(p)]) > 1  # files beside the old
+    assert run_query(catalog, "SELECT count(*) AS n FROM lake.trips").rows == [(expected,)]
 
     r = run(spark, config(spec, project / "data" / "small" / "trips"), db)
     assert r.ok, r.error

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import posixpath
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ import pytest
 
 from etl_framework.incremental import app_id
 from etl_framework.tables import FORMATS, CommitRequest, Storage, table_format
-from tests.spark.test_runtime_s3 import BUCKET, s3  # noqa: F401 - the moto server fixture
+from tests.spark.test_glue_cloud_job import moto_url  # noqa: F401 - a moto server in its own process
+
+BUCKET = "contract-lake"
 
 MODES = ["append", "overwrite", "overwrite_partitions", "merge"]
 FIRST = [(1, "d1", 1.0), (2, "d1", 2.0), (3, "d2", 3.0), (4, "d2", 4.0)]
@@ -94,6 +97,32 @@ def check_contract(spark: Any, fmt: str, mode: str, path: str, storage: Storage)
                   ) == sorted(expected)
 
 
+@pytest.fixture(scope="module")
+def s3(spark: Any, moto_url: str) -> Iterator[str]:  # noqa: F811
+    """A bucket on the moto server; s3a:// reaches it through per-bucket settings (nothing else is pointed at moto).
+    delta-rs and pyiceberg reach it with the credentials from the environment."""
+    import os
+
+    import boto3
+
+    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    conf = spark._jsc.hadoopConfiguration()
+    for key, value in {"endpoint": moto_url, "path.style.access": "true", "connection.ssl.enabled": "false",
+                       "access.key": "testing", "secret.key": "testing", "endpoint.region": "us-east-1",
+                       "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"}.items():
+        conf.set(f"fs.s3a.bucket.{BUCKET}.{key}", value)
+    try:
+        yield moto_url
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def cases() -> list[Any]:
     return [pytest.param(fmt, mode, id=f"{fmt}-{mode}") for fmt in FORMATS for mode in MODES
             if mode != "merge" or fmt != "parquet"]
@@ -106,9 +135,8 @@ def test_contract_local(spark: Any, tmp_path: Path, fmt: str, mode: str) -> None
 
 
 @pytest.mark.parametrize(("fmt", "mode"), cases())
-def test_contract_s3(spark: Any, s3: Any, tmp_path: Path, fmt: str, mode: str) -> None:  # noqa: F811
-    endpoint = spark._jsc.hadoopConfiguration().get(f"fs.s3a.bucket.{BUCKET}.endpoint")
-    storage = Storage(endpoint_url=endpoint, iceberg_catalog=str(tmp_path / "iceberg_catalog.db"))
+def test_contract_s3(spark: Any, s3: str, tmp_path: Path, fmt: str, mode: str) -> None:
+    storage = Storage(endpoint_url=s3, iceberg_catalog=str(tmp_path / "iceberg_catalog.db"))
     check_contract(spark.newSession(), fmt, mode, f"s3a://{BUCKET}/contract/{fmt}_{mode}", storage)
 
 
