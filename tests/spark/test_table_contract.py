@@ -188,3 +188,41 @@ def test_a_stopped_write_leaves_the_target_byte_identical(spark: Any, tmp_path: 
     res = run(spark, cfg, tmp_path, env_config=env, project_root=tmp_path)
     assert res.exit_code == 3 and res.error_stage == "quality", res.error
     assert folder_bytes(out) == before
+
+
+def test_an_iceberg_job_registers_like_glue_and_answers_etl_query(spark: Any, tmp_path: Path) -> None:
+    """A job writing Iceberg: registered as Glue registers Iceberg tables (table_type, the current
+    metadata_location), Athena's Iceberg DDL, `etl query` over the current snapshot, resume sees the commit."""
+    from etl_framework.catalog.ddl import table_ddl
+    from etl_framework.catalog.local import LocalCatalog
+    from etl_framework.catalog.query import run_query
+    from etl_framework.config.model import EnvConfig, Register
+    from etl_framework.engine.resume import target_has_run
+    from etl_framework.tables import storage_for
+    from tests.spark.test_quality_stage import GOOD, job, run, write_csv
+
+    env = EnvConfig.model_validate({"catalog": {"path": str(tmp_path / ".etl" / "catalog.db")}})
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_csv(src, GOOD, name="part-0.csv")
+    cfg = job(src, out, [])
+    cfg.quality = []
+    cfg.target.format, cfg.target.mode, cfg.target.merge_keys = "iceberg", "merge", ["trip_id"]
+    cfg.target.partition_by = ["zone"]
+    cfg.register = Register(database="curated", table="trips")
+    first = run(spark, cfg, tmp_path, env_config=env, project_root=tmp_path)
+    assert first.ok, first.error
+    second = run(spark, cfg, tmp_path, env_config=env, project_root=tmp_path)  # the same rows merged: no dupes
+    assert second.ok, second.error
+
+    storage = storage_for(env, tmp_path)
+    catalog = LocalCatalog(tmp_path / ".etl" / "catalog.db")
+    t = catalog.get_table("curated", "trips")
+    assert t is not None and t.format == "iceberg"
+    assert t.parameters["table_type"] == "ICEBERG"
+    assert t.parameters["metadata_location"] == table_format("iceberg").metadata_location(str(out), storage)
+    ddl = table_ddl(t)
+    assert ddl.startswith("CREATE TABLE `curated`.`trips`") and "'table_type'='ICEBERG'" in ddl
+    assert "PARTITIONED BY (`zone`)" in ddl
+    n = len(GOOD)
+    assert run_query(catalog, "SELECT count(*), count(DISTINCT trip_id) FROM curated.trips").rows == [(n, n)]
+    assert target_has_run(cfg, second.run_id, storage) and not target_has_run(cfg, "jr_never", storage)
