@@ -34,8 +34,10 @@ def target_is_file(job: str, path: str) -> JobFailed:
                      "point target.path at a folder (a table is a folder of files), or move that file away")
 
 
-def read_manifest(fs: LocalFS | HadoopFS, root: str) -> dict[str, Any] | None:
-    text = fs.read_text(posixpath.join(root, MANIFEST))
+def read_manifest(fs: LocalFS | HadoopFS | Storage, root: str) -> dict[str, Any] | None:
+    """The commit manifest at `root` through Spark's file system or a `Storage` (no JVM); None when absent or
+    unreadable (a table without a manifest has no commit of ours)."""
+    text = fs.read_text(posixpath.join(root.rstrip("/"), MANIFEST))
     if text is None:
         return None
     try:
@@ -227,14 +229,7 @@ class ParquetFormat(TableFormat):
 
     def manifest(self, path: str, storage: Storage) -> dict[str, Any] | None:
         """The table's commit manifest, read without Spark (local files or S3)."""
-        text = storage.read_text(posixpath.join(path.rstrip("/"), MANIFEST))
-        if text is None:
-            return None
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return None
-        return data if isinstance(data, dict) and "files" in data else None
+        return read_manifest(storage, path)
 
     def commits(self, path: str, storage: Storage) -> list[CommitRecord]:
         m = self.manifest(path, storage)
