@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from etl_framework.config.model import EnvConfig, JobConfig
     from etl_framework.config.project import Project
     from etl_framework.state.base import RunStore
-    from etl_framework.tables import WriteResult
+    from etl_framework.tables import Storage, WriteResult
 
 
 def new_run_id() -> str:
@@ -71,12 +71,22 @@ class JobRunState:
     write_result: dict[str, Any] | None = None  # the write stage's metrics
     committed: WriteResult | None = None  # what the target's format says the write committed
     write_options: dict[str, Any] = field(default_factory=dict)  # extra writer options (e.g. Delta txnAppId)
-    commit_metadata: dict[str, Any] = field(default_factory=dict)  # Delta userMetadata / Parquet manifest
+    commit_metadata: dict[str, Any] = field(default_factory=dict)  # rides in the target's commit with the run id
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     observations: dict[str, Any] = field(default_factory=dict)  # rows counted while Spark runs the plan
     stage: str = "start"
     extras: dict[str, Any] = field(default_factory=dict)
     _catalog: Any = None
+    _storage: Storage | None = None
+
+    @property
+    def storage(self) -> Storage:
+        """How this env reaches its tables without Spark (built once per run)."""
+        if self._storage is None:
+            from etl_framework.tables import storage_for
+
+            self._storage = storage_for(self.env_config, self.project_root)
+        return self._storage
 
     @property
     def job(self) -> str:
@@ -336,7 +346,8 @@ def run_loaded(
                                 f"wait for run {h.get('run_id')} to finish (etl show {h.get('run_id')}); if its "
                                 "process is gone, the next run takes the lock over by itself") from None
         stage = "write"
-        preflight(config, storage_for(env_config, project_root))
+        storage = storage_for(env_config, project_root)
+        preflight(config, storage)
         stage = "extract"
         if not skip_stages:
             extract_preflight(config)
@@ -346,8 +357,7 @@ def run_loaded(
             from etl_framework.state.bookmarks import open_bookmark_store
 
             bookmarks = open_bookmark_store(env_config)
-            plan = plan_incremental(config, env_config, bookmarks, run_id, log,
-                                    storage_for(env_config, project_root))
+            plan = plan_incremental(config, env_config, bookmarks, run_id, log, storage)
             fault("bookmark.planned")
             if plan is not None and plan.nothing_new:
                 log.info(plan.message)
@@ -375,7 +385,7 @@ def run_loaded(
         state = JobRunState(config=config, run_id=run_id, spark=session, log=log, ctx=ctx, store=store, env=env,
                             env_config=env_config, project_root=project_root, job_path=job_path, params=params,
                             attempt=attempt, workflow_run_id=workflow_run_id)
-        state.commit_metadata["etl_run_id"] = run_id  # lets a resume see that this run's write committed
+        state._storage = storage
         if plan is not None:
             plan.apply(state)
         if prepare is not None:

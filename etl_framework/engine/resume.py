@@ -6,8 +6,8 @@ extract -> transform -> quality -> write when the write did not complete. That i
 - the bookmark advanced only if the write committed (it is carried in the same commit), so incremental sources
   re-plan to exactly the input the failed attempt would have written;
 - a write that committed but whose stage record was lost (a kill right after the commit) is recognised from the
-  target itself — the run id travels in every commit (Delta userMetadata, Iceberg snapshot summary, Parquet manifest) — and is never redone;
-  only the stages after it (register) run.
+  target itself — the run id travels in every commit (Delta userMetadata, Iceberg snapshot summary, Parquet
+  manifest) — and is never redone; only the stages after it (register) run.
 A completed crawl is not redone either.
 """
 

@@ -84,7 +84,6 @@ class InlineGate:
     def prepare(cls, df: DataFrame, expectations: list[Expectation], config: JobConfig, run_id: str,
                 staging_path: str | None) -> tuple[InlineGate | None, str | None]:
         """Plan the gate on `df` (no data read). Returns (gate, None), or (None, why not inline)."""
-
         spark = df.sparkSession
         t0 = time.perf_counter()
         plan = plan_gate(df, expectations, config.job, run_id)

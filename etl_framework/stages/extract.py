@@ -256,12 +256,12 @@ def _read_parquet(state: JobRunState, name: str, paths: list[str], options: dict
 
 def _read_table(state: JobRunState, name: str, fmt: str, paths: list[str], options: dict[str, str]) -> Any:
     """A Delta or Iceberg source: the table's committed state, through its format."""
-    from etl_framework.tables import storage_for, table_format
+    from etl_framework.tables import table_format
 
     if len(paths) != 1:
         raise JobFailed(state.job, STAGE, f"source '{name}': a {fmt} source is one table path, got {len(paths)}")
     path = paths[0]
-    storage = storage_for(state.env_config, state.project_root)
+    storage = state.storage
     tf = table_format(fmt)
     if is_local(path) and not tf.detect(path, storage):
         raise JobFailed(state.job, STAGE, f"source '{name}': {path} is not a {tf.title} table (no {tf.marker})",

@@ -242,7 +242,7 @@ def recover_quarantines(state: JobRunState) -> list[str]:
     from etl_framework.engine.resume import target_has_run
     from etl_framework.quality.staging import delete_staged, read_staged
     from etl_framework.stages.write import write_table
-    from etl_framework.tables import CommitRequest, storage_for
+    from etl_framework.tables import CommitRequest
 
     cfg, spark = state.config, state.spark
     recovered = []
@@ -251,7 +251,7 @@ def recover_quarantines(state: JobRunState) -> list[str]:
             continue  # this run's own staging (a retry): the gate rewrites it
         staging = staging_location(cfg, run_id)
         staged = read_staged(spark, staging)
-        if staged is not None and target_has_run(cfg, run_id, storage_for(state.env_config, state.project_root)):
+        if staged is not None and target_has_run(cfg, run_id, state.storage):
             write_table(state, staged, quarantine_location(cfg), fmt=QUARANTINE_FORMAT, mode="append",
                         partition_by=[], commit=CommitRequest(run_id, txn=(quarantine_app_id(cfg.job, run_id), 0)))
             recovered.append(run_id)

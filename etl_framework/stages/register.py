@@ -161,12 +161,18 @@ def _written_partitions(state: Any, partition_by: list[str]) -> list[dict[str, A
     return [r.asDict() for r in df.select(*partition_by).distinct().collect()]
 
 
+def _storage(state: Any) -> Any:
+    """The run's table Storage (a job run has one; other callers build it from their env config)."""
+    return getattr(state, "storage", None) or storage_for(getattr(state, "env_config", None),
+                                                          getattr(state, "project_root", None))
+
+
 def _target_fields(state: Any, fmt: str, path: str) -> list[tuple[str, str]]:
     spark = getattr(state, "spark", None)
     schema = None
     if spark is not None:
         try:
-            storage = storage_for(getattr(state, "env_config", None), getattr(state, "project_root", None))
+            storage = _storage(state)
             schema = table_format(fmt).spark_read(spark, path, storage=storage).schema
         except Exception:  # noqa: BLE001 - fall back to the written DataFrame's schema
             schema = None
@@ -190,7 +196,7 @@ def run_register(state: Any) -> RegisterResult | None:
     try:
         fields = _target_fields(state, target.format, target.path)
         catalog = getattr(state, "catalog", None) or catalog_for(state.env_config, getattr(state, "project_root", None))
-        storage = storage_for(getattr(state, "env_config", None), getattr(state, "project_root", None))
+        storage = _storage(state)
         extra = table_format(target.format).current_parameters(target.path, storage)
         result = register_target(
             catalog, reg.database, reg.table, target.format, target.path, fields, list(target.partition_by),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from etl_framework.errors import JobFailed
 from etl_framework.faults import fault
-from etl_framework.tables import CommitRequest, Storage, WriteResult, storage_for, table_format
+from etl_framework.tables import CommitRequest, Storage, WriteResult, table_format
 from etl_framework.tables.fs import is_local, strip_scheme
 from etl_framework.tables.parquet import target_is_file
 
@@ -52,14 +52,6 @@ def preflight(config: JobConfig, storage: Storage | None = None) -> None:
         if parent and os.path.isfile(parent):
             raise JobFailed(config.job, STAGE, f"target path {p} is inside {parent}, which is a file",
                             "point target.path at a folder, or move that file away")
-        if os.path.isdir(p) and t.format == "delta":
-            has_log = os.path.isdir(os.path.join(p, "_delta_log"))
-            has_data = any(not n.startswith((".", "_")) for n in os.listdir(p))
-            if has_data and not has_log and not any(os.path.exists(os.path.join(p, m)) for m in
-                                                    ("_etl_manifest.json", "metadata")):
-                raise JobFailed(config.job, STAGE, f"target {p} holds files but is not a Delta table (no "
-                                "_delta_log)", "point target.path at an empty folder or a Delta table, or set "
-                                "target.format to the format the folder holds")
     table_format(t.format).preflight(config.job, t.path, storage)
 
 
@@ -68,15 +60,14 @@ def commit_request(state: JobRunState) -> CommitRequest:
     txn = None
     if "txnAppId" in state.write_options:
         txn = (str(state.write_options["txnAppId"]), int(state.write_options["txnVersion"]))
-    meta = {k: v for k, v in state.commit_metadata.items() if k != "etl_run_id"}
-    return CommitRequest(run_id=state.run_id, metadata=meta, txn=txn)
+    return CommitRequest(run_id=state.run_id, metadata=dict(state.commit_metadata), txn=txn)
 
 
 def write_table(state: JobRunState, df: Any, path: str, *, fmt: str, mode: str, partition_by: list[str],
                 merge_keys: list[str] | None = None, options: dict[str, Any] | None = None,
                 commit: CommitRequest | None = None) -> WriteResult:
     """Write any DataFrame of this run to a table (the target, bad records, quarantine) through its format."""
-    storage = storage_for(state.env_config, state.project_root)
+    storage = state.storage
     return table_format(fmt).write(state.spark, df, path, mode=mode, partition_by=partition_by,
                                    merge_keys=merge_keys, options=dict(options or {}), commit=commit,
                                    job=state.job, storage=storage)
@@ -89,7 +80,7 @@ def run_write(state: JobRunState) -> None:
     from etl_framework.config.interpolate import resolve_secrets
 
     t = state.config.target
-    preflight(state.config, storage_for(state.env_config, state.project_root))
+    preflight(state.config, state.storage)
     missing = [c for c in t.partition_by + t.merge_keys if c not in state.df.columns]
     if missing:
         raise JobFailed(state.job, STAGE, f"the data has no column {', '.join(missing)} named in target "

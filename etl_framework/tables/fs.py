@@ -12,7 +12,7 @@ import os
 import posixpath
 import shutil
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -207,7 +207,6 @@ class Storage:
     endpoint_url: str | None = None
     iceberg_catalog: str | None = None  # SQLite file of the local Iceberg JDBC catalog
     glue_catalog: bool = False  # Iceberg tables are cataloged in the Glue Data Catalog (cloud envs)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_aws(cls, aws: Any) -> Storage:

@@ -16,6 +16,15 @@ from tests.spark.test_runtime_helpers import job, run, trips, write_csv
 BUCKET = "rt-lake"
 
 
+def point_s3a_bucket(spark: Any, bucket: str, endpoint: str) -> None:
+    """s3a:// settings for one bucket only: nothing else in the test session is pointed at moto."""
+    conf = spark._jsc.hadoopConfiguration()
+    for key, value in {"endpoint": endpoint, "path.style.access": "true", "connection.ssl.enabled": "false",
+                       "access.key": "testing", "secret.key": "testing", "endpoint.region": "us-east-1",
+                       "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"}.items():
+        conf.set(f"fs.s3a.bucket.{bucket}.{key}", value)
+
+
 @pytest.fixture(scope="module")
 def s3(spark: Any) -> Iterator[Any]:
     import boto3
@@ -30,12 +39,7 @@ def s3(spark: Any) -> Iterator[Any]:
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
     client.create_bucket(Bucket=BUCKET)
-    conf = spark._jsc.hadoopConfiguration()
-    # per-bucket settings: nothing else in the test session is pointed at moto
-    for key, value in {"endpoint": endpoint, "path.style.access": "true", "connection.ssl.enabled": "false",
-                       "access.key": "testing", "secret.key": "testing", "endpoint.region": "us-east-1",
-                       "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"}.items():
-        conf.set(f"fs.s3a.bucket.{BUCKET}.{key}", value)
+    point_s3a_bucket(spark, BUCKET, endpoint)
     try:
         yield client
     finally:

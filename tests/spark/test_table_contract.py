@@ -17,6 +17,7 @@ import pytest
 from etl_framework.incremental import app_id
 from etl_framework.tables import FORMATS, CommitRequest, Storage, table_format
 from tests.spark.test_glue_cloud_job import moto_url  # noqa: F401 - a moto server in its own process
+from tests.spark.test_runtime_s3 import point_s3a_bucket
 
 BUCKET = "contract-lake"
 
@@ -108,11 +109,7 @@ def s3(spark: Any, moto_url: str) -> Iterator[str]:  # noqa: F811
     old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
     boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    conf = spark._jsc.hadoopConfiguration()
-    for key, value in {"endpoint": moto_url, "path.style.access": "true", "connection.ssl.enabled": "false",
-                       "access.key": "testing", "secret.key": "testing", "endpoint.region": "us-east-1",
-                       "aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"}.items():
-        conf.set(f"fs.s3a.bucket.{BUCKET}.{key}", value)
+    point_s3a_bucket(spark, BUCKET, moto_url)
     try:
         yield moto_url
     finally:
