@@ -169,7 +169,10 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
         assert job["ExecutionProperty"] == {"MaxConcurrentRuns": 1}  # nightly_trips: max_concurrent_runs 1
         assert job["Timeout"] == src.get("timeout_minutes", 2880)
         args = job["DefaultArguments"]
-        assert args["--datalake-formats"] == "delta"
+        # the formats the job uses (its quarantine is Delta); Iceberg's session extension where it writes Iceberg
+        iceberg = src["target"].get("format") == "iceberg"
+        assert args["--datalake-formats"] == ("delta,iceberg" if iceberg else "delta")
+        assert ("IcebergSparkSessionExtensions" in args["--conf"]) == iceberg
         assert args["--additional-python-modules"] == f"{s3uri}/wheels/etl_framework-0.1.0-py3-none-any.whl"
         assert args["--extra-jars"] == f"{s3uri}/jars/etl-framework-spark.jar"  # the quality gate's side output
         assert args["--job_config"] == f"{s3uri}/project/jobs/{name}.yaml"

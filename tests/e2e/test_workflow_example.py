@@ -66,6 +66,16 @@ def test_nightly_trips_end_to_end(project: Path) -> None:
     assert table.num_rows > 0
     assert min(table.column("trip_distance").to_pylist()) > 0.1  # the action's argument overrode the param
 
+    # the daily stats: an Iceberg table, registered as Glue registers Iceberg, its counts add up to the curated rows
+    show = etl(project, "catalog", "show", "marts.trip_stats", "--json")
+    assert show.returncode == 0, show.stderr[-2000:]
+    shown = json.loads(show.stdout)
+    assert shown["format"] == "iceberg" and shown["parameters"]["table_type"] == "ICEBERG"
+    assert Path(shown["parameters"]["metadata_location"].removeprefix("file:")).is_file()
+    q = etl(project, "query", "SELECT sum(trips) AS n FROM marts.trip_stats", "--json")
+    assert q.returncode == 0, q.stderr[-2000:]
+    assert json.loads(q.stdout)[0]["n"] == table.num_rows
+
     status = etl(project, "workflow", "status")
     assert status.returncode == 0 and rec["run_id"] in status.stdout and "COMPLETED" in status.stdout
     plan = etl(project, "plan", "jobs/nightly_trips.yaml", "--run", rec["run_id"], "--format", "mermaid")
