@@ -198,6 +198,9 @@ class Target(Strict):
     merge_keys: list[str] = Field(default_factory=list, description="merge only (delta, iceberg)")
     options: dict[str, Any] = Field(default_factory=dict, description="Spark writer options")
     quarantine_path: str | None = Field(None, description="default: '<path>_quarantine' (a Delta table)")
+    schema_evolution: Literal["add_columns", "fail"] = Field(
+        "fail", description="new columns in the data: add them to the target (and its quarantine), or stop "
+        "before any commit naming them; a changed column type always stops")
 
     @model_validator(mode="after")
     def _merge(self) -> Target:

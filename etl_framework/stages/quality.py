@@ -209,7 +209,7 @@ def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
             return None
     t0 = time.perf_counter()
     rows = gate.quarantined_rows if gate is not None else df.count()
-    res = write_table(state, df, path, fmt=QUARANTINE_FORMAT, mode="append", partition_by=[],
+    res = write_table(state, df, path, fmt=QUARANTINE_FORMAT, mode="append", partition_by=[], evolve=True,
                       commit=CommitRequest(state.run_id, txn=(quarantine_app_id(cfg.job, state.run_id), 0))).metrics()
     delete_staged(spark, staging)
     res["rows_written"] = rows
@@ -252,10 +252,29 @@ def recover_quarantines(state: JobRunState) -> list[str]:
         staging = staging_location(cfg, run_id)
         staged = read_staged(spark, staging)
         if staged is not None and target_has_run(cfg, run_id, state.storage):
-            write_table(state, staged, quarantine_location(cfg), fmt=QUARANTINE_FORMAT, mode="append",
-                        partition_by=[], commit=CommitRequest(run_id, txn=(quarantine_app_id(cfg.job, run_id), 0)))
+            try:
+                write_table(state, staged, quarantine_location(cfg), fmt=QUARANTINE_FORMAT, mode="append",
+                            partition_by=[], evolve=True,
+                            commit=CommitRequest(run_id, txn=(quarantine_app_id(cfg.job, run_id), 0)))
+            except Exception as e:  # noqa: BLE001 - staged rows never block later runs: kept aside, never lost
+                aside = set_aside(spark, cfg, run_id)
+                state.log.warning(f"the quarantined rows of earlier run {run_id} cannot join the quarantine table "
+                                  f"({str(e).splitlines()[0][:200]}); they are kept in {aside}", STAGE)
+                continue
             recovered.append(run_id)
             state.log.info(f"committed the quarantine of earlier run {run_id} (it stopped after its target commit)",
                            STAGE)
         delete_staged(spark, staging)
     return recovered
+
+
+def set_aside(spark: Any, config: JobConfig, run_id: str) -> str:
+    """Move a run's staged quarantine rows to `<quarantine>/_etl_rejected/<run_id>` (hidden from readers)."""
+    from etl_framework.tables.fs import filesystem
+
+    src = staging_location(config, run_id)
+    dst = f"{quarantine_location(config).rstrip('/')}/_etl_rejected/{run_id}"
+    fs = filesystem(spark, src)
+    fs.delete(dst)
+    fs.rename(src, dst)
+    return dst

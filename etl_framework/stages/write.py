@@ -65,12 +65,12 @@ def commit_request(state: JobRunState) -> CommitRequest:
 
 def write_table(state: JobRunState, df: Any, path: str, *, fmt: str, mode: str, partition_by: list[str],
                 merge_keys: list[str] | None = None, options: dict[str, Any] | None = None,
-                commit: CommitRequest | None = None) -> WriteResult:
+                commit: CommitRequest | None = None, evolve: bool = False) -> WriteResult:
     """Write any DataFrame of this run to a table (the target, bad records, quarantine) through its format."""
     storage = state.storage
     return table_format(fmt).write(state.spark, df, path, mode=mode, partition_by=partition_by,
                                    merge_keys=merge_keys, options=dict(options or {}), commit=commit,
-                                   job=state.job, storage=storage)
+                                   job=state.job, storage=storage, evolve=evolve)
 
 
 def run_write(state: JobRunState) -> None:
@@ -96,8 +96,10 @@ def run_write(state: JobRunState) -> None:
                    + (f" partitioned by {', '.join(t.partition_by)}" if t.partition_by else ""), STAGE)
     fault("write.start")
     try:
+        evolve = check_schema(state, state.df)
         committed = write_table(state, df, t.path, fmt=t.format, mode=t.mode, partition_by=list(t.partition_by),
-                                merge_keys=list(t.merge_keys), options=options, commit=commit_request(state))
+                                merge_keys=list(t.merge_keys), options=options, commit=commit_request(state),
+                                evolve=evolve)
     except Exception as e:
         stop = _quality_stop(state, e)
         if stop is not None:
@@ -119,7 +121,40 @@ def run_write(state: JobRunState) -> None:
     state.metrics[STAGE].update(result)
     state.metrics[STAGE]["rows_in"] = rows
     state.metrics[STAGE]["rows_out"] = rows
-    _write_set_aside(state)
+    try:
+        _write_set_aside(state)
+    except JobFailed:
+        raise
+    except Exception as e:  # the target committed: say so, whatever failed after it
+        raise JobFailed(state.job, STAGE, f"the target committed ({t.format} version {committed.version}, run "
+                        f"{state.run_id}), but committing the rows set aside after it failed: "
+                        f"{str(e).splitlines()[0][:300]}",
+                        f"`etl resume {state.run_id}` commits them without writing the target again") from e
+
+
+def check_schema(state: JobRunState, df: Any) -> bool:
+    """Before any commit: the data's columns against the target's. A changed type always stops; new columns stop
+    unless `schema_evolution: add_columns` (then the format adds them). Returns whether the write evolves."""
+    t = state.config.target
+    current = table_format(t.format).schema(state.spark, t.path, state.storage)
+    if current is None:
+        return False
+    have = {f.name.lower(): f.dataType.simpleString() for f in current.fields}
+    changed = [f"{f.name} ({have[f.name.lower()]} in the table, {f.dataType.simpleString()} in the data)"
+               for f in df.schema.fields if f.name.lower() in have and f.dataType.simpleString() != "void"
+               and f.dataType.simpleString() != have[f.name.lower()]]
+    if changed:
+        raise JobFailed(state.job, STAGE, f"column type changed: {'; '.join(changed)}",
+                        "cast the column back in the transform, or write a new table (mode: overwrite of a new "
+                        "path); nothing was committed")
+    new = [f.name for f in df.schema.fields if f.name.lower() not in have]
+    if new and t.schema_evolution == "fail":
+        raise JobFailed(state.job, STAGE, f"the data has column(s) the target {t.path} lacks: {', '.join(new)}",
+                        "set target.schema_evolution: add_columns to add them to the table (and its quarantine), "
+                        "or drop them in the transform; nothing was committed")
+    if new:
+        state.log.info(f"schema evolution: adding column(s) {', '.join(new)} to the target", STAGE)
+    return bool(new)
 
 
 def _quality_stop(state: JobRunState, error: BaseException) -> JobFailed | None:

@@ -131,8 +131,13 @@ class TableFormat(ABC):
     @abstractmethod
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
               merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
-              job: str, storage: Storage) -> WriteResult:
-        """Commit `df` atomically; `commit` rides in the same commit."""
+              job: str, storage: Storage, evolve: bool = False) -> WriteResult:
+        """Commit `df` atomically; `commit` rides in the same commit. `evolve`: columns of `df` the table lacks
+        are added to it (otherwise the format's own check stops the write)."""
+
+    @abstractmethod
+    def schema(self, spark: Any, path: str, storage: Storage) -> Any:
+        """The table's current Spark schema (StructType), or None when there is no table yet."""
 
     def begin_write(self, spark: Any, path: str) -> Any:
         """A token taken before a write that may be stopped (a quality gate inside the write): the data files the

@@ -86,11 +86,13 @@ class DeltaFormat(TableFormat):
 
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
               merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
-              job: str, storage: Storage) -> WriteResult:
+              job: str, storage: Storage, evolve: bool = False) -> WriteResult:
         from delta.tables import DeltaTable
 
         root = path.rstrip("/")
         opts = {k: str(v) for k, v in (options or {}).items()}
+        if evolve:
+            opts["mergeSchema"] = "true"
         if commit is not None:
             opts["userMetadata"] = json.dumps(commit.properties(), sort_keys=True, default=str)
             if commit.txn is not None:
@@ -103,7 +105,8 @@ class DeltaFormat(TableFormat):
             # txnAppId/txnVersion) go through this run's session conf instead.
             session_conf = {"spark.databricks.delta.commitInfo.userMetadata": opts.get("userMetadata"),
                             "spark.databricks.delta.write.txnAppId": opts.get("txnAppId"),
-                            "spark.databricks.delta.write.txnVersion": opts.get("txnVersion")}
+                            "spark.databricks.delta.write.txnVersion": opts.get("txnVersion"),
+                            "spark.databricks.delta.schema.autoMerge.enabled": "true" if evolve else None}
             session_conf = {k: v for k, v in session_conf.items() if v is not None}
             for key, value in session_conf.items():
                 spark.conf.set(key, value)
@@ -161,6 +164,12 @@ class DeltaFormat(TableFormat):
             if i >= 0:
                 out.add(f[i + len(key):])
         return out
+
+    def schema(self, spark: Any, path: str, storage: Storage) -> Any:
+        from delta.tables import DeltaTable
+
+        root = path.rstrip("/")
+        return DeltaTable.forPath(spark, root).toDF().schema if DeltaTable.isDeltaTable(spark, root) else None
 
     def has_commits_spark(self, spark: Any, path: str) -> bool:
         from delta.tables import DeltaTable

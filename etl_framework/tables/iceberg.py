@@ -66,6 +66,10 @@ def catalog_conf(storage: Storage) -> dict[str, str]:
             f"{p}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
             f"{p}.uri": f"jdbc:sqlite:{db}",
             f"{p}.jdbc.schema-version": "V1",
+            # several processes share the file (a killed run's successor, `etl query`): wait for a lock instead
+            # of failing, and let readers read while a commit writes
+            f"{p}.jdbc.busy_timeout": "30000",
+            f"{p}.jdbc.journal_mode": "WAL",
             f"{p}.warehouse": str(db.parent / "iceberg_warehouse")}
 
 
@@ -108,7 +112,7 @@ class IcebergFormat(TableFormat):
 
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
               merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
-              job: str, storage: Storage) -> WriteResult:
+              job: str, storage: Storage, evolve: bool = False) -> WriteResult:
         from pyspark.sql import functions as F
 
         ensure_catalog(spark, storage)
@@ -129,6 +133,8 @@ class IcebergFormat(TableFormat):
             raise JobFailed(job, STAGE, f"target {loc} holds Iceberg metadata that the catalog does not know (a "
                             "table written elsewhere, or the catalog file was deleted)",
                             "register the table in this env's Iceberg catalog, or write to an empty folder")
+        if exists and evolve:
+            self._add_columns(spark, ident, df)
         if not exists:  # an atomic create-table-as-select: a stopped first write leaves no table
             w = df.writeTo(ident).using("iceberg").tableProperty("location", loc)
             w = w.tableProperty("format-version", "2").options(**opts)
@@ -146,6 +152,20 @@ class IcebergFormat(TableFormat):
             else:
                 w.append()
         return self._result(spark, ident, loc, mode)
+
+    def _add_columns(self, spark: Any, ident: str, df: Any) -> None:
+        """Columns of `df` the table lacks, added as nullable columns (a schema-only commit before the data's:
+        Iceberg's MERGE does not evolve the schema itself)."""
+        have = {f.name.lower() for f in spark.table(ident).schema.fields}
+        new = [f for f in df.schema.fields if f.name.lower() not in have]
+        if new:
+            cols = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in new)
+            spark.sql(f"ALTER TABLE {ident} ADD COLUMNS ({cols})")
+
+    def schema(self, spark: Any, path: str, storage: Storage) -> Any:
+        ensure_catalog(spark, storage)
+        ident = identifier(path)
+        return spark.table(ident).schema if spark.catalog.tableExists(ident) else None
 
     def _merge(self, spark: Any, df: Any, ident: str, keys: list[str], props: dict[str, str]) -> None:
         import uuid

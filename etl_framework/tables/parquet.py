@@ -104,7 +104,8 @@ def recover(fs: LocalFS | HadoopFS, root: str, manifest: dict[str, Any] | None) 
 
 def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
                          options: dict[str, Any] | None = None, run_id: str,
-                         metadata: dict[str, Any] | None = None, job: str = "?") -> WriteResult:
+                         metadata: dict[str, Any] | None = None, job: str = "?",
+                         evolve: bool = False) -> WriteResult:
     """Write `df` to the Parquet table at `path` with the staging + manifest commit."""
     root = path.rstrip("/")
     fs = filesystem(spark, root)
@@ -122,7 +123,9 @@ def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition
     schema_json = df.schema.json()
     if mode in ("append", "overwrite_partitions") and manifest.get("schema"):
         old, new = _schema_cols(manifest["schema"]), _schema_cols(schema_json)
-        if old != new:
+        if evolve and set(old) <= set(new):
+            pass  # added columns: older files read them as NULL (readers take the manifest's schema)
+        elif old != new:
             raise JobFailed(job, STAGE, f"the data's columns differ from the Parquet table {root}: table has "
                             f"{', '.join(f'{n} {t}' for n, t in old)}; data has "
                             f"{', '.join(f'{n} {t}' for n, t in new)}",
@@ -221,11 +224,17 @@ class ParquetFormat(TableFormat):
 
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
               merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
-              job: str, storage: Storage) -> WriteResult:
+              job: str, storage: Storage, evolve: bool = False) -> WriteResult:
         run_id = commit.run_id if commit is not None else f"w{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}"
         metadata = commit.properties() if commit is not None else None
         return write_parquet_atomic(spark, df, path, mode=mode, partition_by=partition_by, options=options,
-                                    run_id=run_id, metadata=metadata, job=job)
+                                    run_id=run_id, metadata=metadata, job=job, evolve=evolve)
+
+    def schema(self, spark: Any, path: str, storage: Storage) -> Any:
+        from pyspark.sql.types import StructType
+
+        m = read_manifest(filesystem(spark, path), path.rstrip("/"))
+        return StructType.fromJson(json.loads(m["schema"])) if m and m.get("schema") else None
 
     def manifest(self, path: str, storage: Storage) -> dict[str, Any] | None:
         """The table's commit manifest, read without Spark (local files or S3)."""

@@ -1,7 +1,7 @@
 """SPEC §6 crash test: an incremental job over many small files is killed with SIGKILL at many moments — at
 named points before, during and right after the write and its commit, and at random times — then re-run; after
-every kill and re-run each input row is in the target exactly once (checked with delta-rs / the Parquet
-manifest, independent of Spark).
+every kill and re-run each input row is in the target exactly once (checked with delta-rs, the Parquet manifest
+or pyiceberg, independent of Spark), for Delta, Parquet and Iceberg targets.
 
 The killed runs are real `etl run` processes (own JVM, whole process group killed); the re-runs use the shared
 test session to keep the suite fast. ETL_CRASH_POINTS sets how many kills (default 20).
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from etl_framework.config.model import EnvConfig, JobConfig
-from tests.spark.test_runtime_helpers import delta_rows, parquet_rows, run
+from tests.spark.test_runtime_helpers import delta_rows, iceberg_rows, parquet_rows, run
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,8 @@ def make(root: Path, fmt: str) -> tuple[Path, JobConfig, EnvConfig]:
     }
     job_file = root / "jobs" / "crashy.yaml"
     job_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    env = EnvConfig.model_validate({"state": {"path": str(root / ".etl" / "state.db")}})
+    env = EnvConfig.model_validate({"state": {"path": str(root / ".etl" / "state.db")},
+                                    "catalog": {"path": str(root / ".etl" / "catalog.db")}})
     return job_file, JobConfig.model_validate(spec), env
 
 
@@ -78,19 +79,31 @@ def killed_run(root: Path, job_file: Path, point: str | None, delay: float | Non
         os.killpg(proc.pid, signal.SIGKILL)  # the JVM child of a self-killed driver
     except ProcessLookupError:
         pass
-    return "killed (fault point)" if proc.returncode == -signal.SIGKILL else f"exited {proc.returncode}"
+    if proc.returncode == -signal.SIGKILL:
+        return "killed (fault point)"
+    tail = (proc.stderr.read().decode(errors="replace").strip().splitlines() or [""])[-1] if proc.stderr else ""
+    return f"exited {proc.returncode} ({tail[:300]})"
 
 
-@pytest.mark.parametrize("fmt", ["delta", "parquet"])
+def committed_rows(root: Path, fmt: str) -> list[dict[str, Any]]:
+    """The target as a reader that is not Spark sees it: delta-rs, the Parquet manifest, pyiceberg."""
+    if fmt == "delta":
+        return delta_rows(root / "out")
+    if fmt == "parquet":
+        return parquet_rows(root / "out")
+    return iceberg_rows(root / "out", root / ".etl" / "iceberg_catalog.db")
+
+
+@pytest.mark.parametrize("fmt", ["delta", "parquet", "iceberg"])
 def test_every_row_exactly_once_across_kills(spark: Any, tmp_path: Path, fmt: str) -> None:
-    total_kills = int(os.environ.get("ETL_CRASH_POINTS", "20"))
-    kills = total_kills // 2 + (total_kills % 2 if fmt == "delta" else 0)
-    rng = random.Random(42 if fmt == "delta" else 43)
+    rng = random.Random({"delta": 42, "parquet": 43, "iceberg": 44}[fmt])
     root = tmp_path / "p"
     job_file, cfg, env = make(root, fmt)
     landed = 0
     outcomes: list[str] = []
     points = [p for p in NAMED if fmt == "parquet" or not p.startswith("parquet.")]
+    # every named point, then random moments (ETL_CRASH_POINTS in all, shared by the three formats)
+    kills = max(len(points) + 2, int(os.environ.get("ETL_CRASH_POINTS", "20")) // 3)
     for k in range(kills):
         for _ in range(rng.randint(1, 3)):  # new input lands before every attempt
             land(root / "in", landed)
@@ -103,7 +116,7 @@ def test_every_row_exactly_once_across_kills(spark: Any, tmp_path: Path, fmt: st
         t0 = time.monotonic()
         r = run(spark, cfg, root / ".etl" / "state.db", env_config=env)
         assert r.ok, (outcomes[-1], r.error_stage, r.error)
-        rows = delta_rows(root / "out") if fmt == "delta" else parquet_rows(root / "out")
+        rows = committed_rows(root, fmt)
         ids = [row["trip_id"] for row in rows]
         assert len(ids) == len(set(ids)), f"duplicates after {outcomes[-1]}"
         assert sorted(ids) == list(range(landed * ROWS_PER_FILE)), f"rows missing after {outcomes[-1]}"

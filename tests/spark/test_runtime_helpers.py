@@ -75,6 +75,27 @@ def parquet_rows(path: Path, order: str = "trip_id") -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r[order])
 
 
+def iceberg_rows(path: Path, catalog_file: Path, order: str = "trip_id") -> list[dict[str, Any]]:
+    """The Iceberg table's current snapshot as pyiceberg (an independent reader) sees it: the metadata file the
+    catalog points at, read with no JVM."""
+    import sqlite3
+
+    from pyiceberg.table import StaticTable
+
+    from etl_framework.tables.iceberg import CATALOG, NAMESPACE, table_name
+
+    con = sqlite3.connect(catalog_file)
+    try:
+        row = con.execute("SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND "
+                          "table_namespace = ? AND table_name = ?", (CATALOG, NAMESPACE, table_name(str(path)))
+                          ).fetchone()
+    finally:
+        con.close()
+    assert row is not None, f"no Iceberg table for {path} in {catalog_file}"
+    table = StaticTable.from_metadata(str(row[0]).removeprefix("file:")).scan().to_arrow()
+    return sorted(table.to_pylist(), key=lambda r: r[order])
+
+
 def snapshot(path: Path) -> dict[str, str]:
     """Every file under path with its content hash: 'unchanged' means byte for byte."""
     if not path.exists():
