@@ -9,6 +9,7 @@ test session to keep the suite fast. ETL_CRASH_POINTS sets how many kills (defau
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from etl_framework.config.model import EnvConfig, JobConfig
+from tests.spark.test_glue_cloud_job import moto_url  # noqa: F401 - a moto server in its own process
 from tests.spark.test_runtime_helpers import delta_rows, iceberg_rows, parquet_rows, run
 
 pytestmark = pytest.mark.slow
@@ -39,11 +41,14 @@ def land(src: Path, index: int) -> None:
     (src / f"part-{index:04d}.csv").write_text("trip_id,pickup_ts,zone_id,fare\n" + body)
 
 
-def make(root: Path, fmt: str) -> tuple[Path, JobConfig, EnvConfig]:
+def make(root: Path, fmt: str, target: str | None = None, endpoint: str | None = None
+         ) -> tuple[Path, JobConfig, EnvConfig]:
     (root / "conf").mkdir(parents=True)
     (root / "jobs").mkdir()
     (root / "in").mkdir()
-    (root / "conf" / "local.yaml").write_text("state: {path: ../.etl/state.db}\ncatalog: {path: ../.etl/catalog.db}\n")
+    aws = {"aws": {"endpoint_url": endpoint, "region": "us-east-1"}} if endpoint else {}
+    (root / "conf" / "local.yaml").write_text(yaml.safe_dump({"state": {"path": "../.etl/state.db"},
+                                                              "catalog": {"path": "../.etl/catalog.db"}, **aws}))
     spec = {
         "job": "crashy",
         "sources": {"trips": {"format": "csv", "path": str(root / "in"), "options": {"header": True},
@@ -51,12 +56,12 @@ def make(root: Path, fmt: str) -> tuple[Path, JobConfig, EnvConfig]:
                               "schema": {"trip_id": "long", "pickup_ts": "timestamp", "zone_id": "int",
                                          "fare": "double"}}},
         "transform": [{"with_columns": {"day": "to_date(pickup_ts)"}}],
-        "target": {"format": fmt, "path": str(root / "out"), "partition_by": ["day"], "mode": "append"},
+        "target": {"format": fmt, "path": target or str(root / "out"), "partition_by": ["day"], "mode": "append"},
     }
     job_file = root / "jobs" / "crashy.yaml"
     job_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     env = EnvConfig.model_validate({"state": {"path": str(root / ".etl" / "state.db")},
-                                    "catalog": {"path": str(root / ".etl" / "catalog.db")}})
+                                    "catalog": {"path": str(root / ".etl" / "catalog.db")}, **aws})
     return job_file, JobConfig.model_validate(spec), env
 
 
@@ -85,8 +90,17 @@ def killed_run(root: Path, job_file: Path, point: str | None, delay: float | Non
     return f"exited {proc.returncode} ({tail[:300]})"
 
 
-def committed_rows(root: Path, fmt: str) -> list[dict[str, Any]]:
+def committed_rows(root: Path, fmt: str, target: str | None = None, storage: Any = None) -> list[dict[str, Any]]:
     """The target as a reader that is not Spark sees it: delta-rs, the Parquet manifest, pyiceberg."""
+    if target is not None:  # on S3: pyarrow's S3 client through the manifest, pyiceberg with the moto endpoint
+        if fmt == "parquet":
+            import pyarrow.dataset as ds
+
+            manifest = json.loads(storage.read_text(f"{target}/_etl_manifest.json"))
+            fs, base = storage.arrow_fs(target)
+            files = [f"{base}/{f['path']}" for f in manifest["files"]]
+            return ds.dataset(files, filesystem=fs, format="parquet").to_table().to_pylist()
+        return iceberg_rows(target, root / ".etl" / "iceberg_catalog.db", properties=storage.pyiceberg_properties())
     if fmt == "delta":
         return delta_rows(root / "out")
     if fmt == "parquet":
@@ -122,3 +136,42 @@ def test_every_row_exactly_once_across_kills(spark: Any, tmp_path: Path, fmt: st
         assert sorted(ids) == list(range(landed * ROWS_PER_FILE)), f"rows missing after {outcomes[-1]}"
         outcomes[-1] += f", re-run ok in {time.monotonic() - t0:.1f}s"
     print(f"\n{fmt}: {kills} kill points, every row exactly once after each re-run:\n  " + "\n  ".join(outcomes))
+
+
+S3_POINTS = {"parquet": ["write.start", "parquet.staged", "parquet.moved", "parquet.committed", "write.committed",
+                         "bookmark.before_cache"],
+             "iceberg": ["write.start", "write.committed", "bookmark.before_cache"]}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "iceberg"])
+def test_every_row_exactly_once_across_kills_on_s3(spark: Any, tmp_path: Path, moto_url: str, fmt: str,  # noqa: F811
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same on `s3a://` (moto in its own process): the commit points that matter, then a random moment."""
+    import boto3
+
+    from etl_framework.tables import Storage
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    bucket = f"crash-{fmt}"
+    boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").create_bucket(Bucket=bucket)
+    target = f"s3a://{bucket}/lake/out"
+    rng = random.Random(45)
+    root = tmp_path / "p"
+    job_file, cfg, env = make(root, fmt, target, moto_url)
+    storage = Storage(endpoint_url=moto_url)
+    landed = 0
+    outcomes: list[str] = []
+    for point in [*S3_POINTS[fmt], None]:
+        for _ in range(rng.randint(1, 2)):
+            land(root / "in", landed)
+            landed += 1
+        delay = None if point else rng.uniform(2.0, 15.0)
+        outcomes.append(f"{point or f'{delay:.1f}s'}: {killed_run(root, job_file, point, delay)}")
+        r = run(spark, cfg, root / ".etl" / "state.db", env_config=env)
+        assert r.ok, (outcomes[-1], r.error_stage, r.error)
+        ids = [row["trip_id"] for row in committed_rows(root, fmt, target, storage)]
+        assert len(ids) == len(set(ids)), f"duplicates after {outcomes[-1]}"
+        assert sorted(ids) == list(range(landed * ROWS_PER_FILE)), f"rows missing after {outcomes[-1]}"
+    print(f"\n{fmt} on s3a: {len(outcomes)} kills, every row exactly once after each re-run:\n  "
+          + "\n  ".join(outcomes))

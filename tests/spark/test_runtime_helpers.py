@@ -75,7 +75,8 @@ def parquet_rows(path: Path, order: str = "trip_id") -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: r[order])
 
 
-def iceberg_rows(path: Path, catalog_file: Path, order: str = "trip_id") -> list[dict[str, Any]]:
+def iceberg_rows(path: Path | str, catalog_file: Path, order: str = "trip_id",
+                 properties: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The Iceberg table's current snapshot as pyiceberg (an independent reader) sees it: the metadata file the
     catalog points at, read with no JVM."""
     import sqlite3
@@ -92,7 +93,7 @@ def iceberg_rows(path: Path, catalog_file: Path, order: str = "trip_id") -> list
     finally:
         con.close()
     assert row is not None, f"no Iceberg table for {path} in {catalog_file}"
-    table = StaticTable.from_metadata(str(row[0]).removeprefix("file:")).scan().to_arrow()
+    table = StaticTable.from_metadata(str(row[0]).removeprefix("file:"), properties=properties or {}).scan().to_arrow()
     return sorted(table.to_pylist(), key=lambda r: r[order])
 
 
