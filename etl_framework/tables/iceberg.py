@@ -108,6 +108,18 @@ class IcebergFormat(TableFormat):
             return False
         return any(i.path.endswith(".metadata.json") for i in infos)
 
+    def preflight(self, job: str, path: str, storage: Storage) -> None:
+        super().preflight(job, path, storage)
+        self._check_intact(job, path, storage)
+
+    def _check_intact(self, job: str, path: str, storage: Storage) -> None:
+        """The catalog points at a metadata file that is gone (deleted by hand): say which, before any read."""
+        loc = self.metadata_location(path, storage)
+        if loc is not None and not storage.exists(loc.removeprefix("file:")):
+            raise JobFailed(job, STAGE, f"the Iceberg table at {path} is damaged: its metadata file {loc} is "
+                            "missing", "restore the file from a backup or versioned bucket; or, to start the "
+                            "table over, remove its folder and its entry in this env's Iceberg catalog")
+
     # ---------------------------------------------------------------------------------------------- writes
 
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
@@ -115,6 +127,7 @@ class IcebergFormat(TableFormat):
               job: str, storage: Storage, evolve: bool = False) -> WriteResult:
         from pyspark.sql import functions as F
 
+        self._check_intact(job, path, storage)
         ensure_catalog(spark, storage)
         ident = identifier(path)
         loc = spark_location(path)
