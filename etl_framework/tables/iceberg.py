@@ -27,6 +27,9 @@ from etl_framework.tables.fs import Storage, is_local, strip_scheme, target_key
 CATALOG = "etl_iceberg"  # the Spark catalog name (and the JDBC catalog's catalog_name)
 NAMESPACE = "etl"
 HELPER = "etl_framework.spark.IcebergCommit"
+# A concurrent commit seen by the catalog: Iceberg's own conflict, or SQLite refusing a stale writer (the local
+# JDBC catalog) — either way this write did not commit.
+CONFLICTS = ("CommitFailedException", "SQLITE_BUSY", "database is locked")
 
 
 def table_name(path: str) -> str:
@@ -125,8 +128,6 @@ class IcebergFormat(TableFormat):
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
               merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
               job: str, storage: Storage, evolve: bool = False) -> WriteResult:
-        from pyspark.sql import functions as F
-
         self._check_intact(job, path, storage)
         ensure_catalog(spark, storage)
         ident = identifier(path)
@@ -146,6 +147,23 @@ class IcebergFormat(TableFormat):
             raise JobFailed(job, STAGE, f"target {loc} holds Iceberg metadata that the catalog does not know (a "
                             "table written elsewhere, or the catalog file was deleted)",
                             "register the table in this env's Iceberg catalog, or write to an empty folder")
+        try:
+            self._write(spark, df, ident, loc, mode=mode, partition_by=partition_by, merge_keys=merge_keys,
+                        opts=opts, props=props, exists=exists, evolve=evolve)
+        except Exception as e:
+            if not any(m in str(e) for m in CONFLICTS):
+                raise
+            raise JobFailed(job, STAGE, f"another writer committed to the Iceberg table at {loc} at the same "
+                            "moment: this write's commit was refused, and nothing of it is in the table",
+                            "run the job again (`etl resume RUN_ID`); the target's lock keeps this framework's "
+                            "own runs apart, so another tool or a manual write was writing") from None
+        return self._result(spark, ident, loc, mode)
+
+    def _write(self, spark: Any, df: Any, ident: str, loc: str, *, mode: str, partition_by: list[str],
+               merge_keys: list[str] | None, opts: dict[str, str], props: dict[str, str], exists: bool,
+               evolve: bool) -> None:
+        from pyspark.sql import functions as F
+
         if exists and evolve:
             self._add_columns(spark, ident, df)
         if not exists:  # an atomic create-table-as-select: a stopped first write leaves no table
@@ -164,7 +182,6 @@ class IcebergFormat(TableFormat):
                 w.overwritePartitions()
             else:
                 w.append()
-        return self._result(spark, ident, loc, mode)
 
     def _add_columns(self, spark: Any, ident: str, df: Any) -> None:
         """Columns of `df` the table lacks, added as nullable columns (a schema-only commit before the data's:

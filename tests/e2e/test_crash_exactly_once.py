@@ -166,7 +166,7 @@ def test_every_row_exactly_once_across_kills_on_s3(spark: Any, tmp_path: Path, m
         for _ in range(rng.randint(1, 2)):
             land(root / "in", landed)
             landed += 1
-        delay = None if point else rng.uniform(2.0, 15.0)
+        delay = None if point else rng.uniform(8.0, 20.0)  # inside the write: a JVM takes ~8 s to start
         outcomes.append(f"{point or f'{delay:.1f}s'}: {killed_run(root, job_file, point, delay)}")
         r = run(spark, cfg, root / ".etl" / "state.db", env_config=env)
         assert r.ok, (outcomes[-1], r.error_stage, r.error)
