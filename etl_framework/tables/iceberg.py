@@ -26,7 +26,6 @@ from etl_framework.tables.fs import Storage, is_local, strip_scheme, target_key
 
 CATALOG = "etl_iceberg"  # the Spark catalog name (and the JDBC catalog's catalog_name)
 NAMESPACE = "etl"
-HELPER = "etl_framework.spark.IcebergCommit"
 # A concurrent commit seen by the catalog: Iceberg's own conflict, or SQLite refusing a stale writer (the local
 # JDBC catalog) — either way this write did not commit.
 CONFLICTS = ("CommitFailedException", "SQLITE_BUSY", "database is locked")
@@ -202,7 +201,7 @@ class IcebergFormat(TableFormat):
 
         view = f"etl_merge_src_{uuid.uuid4().hex[:8]}"
         df.createOrReplaceTempView(view)
-        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)  # as Delta's merge: a NULL key matches nothing
         sql = (f"MERGE INTO {ident} t USING {view} s ON {cond} "
                "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
         try:
