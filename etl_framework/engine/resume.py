@@ -45,6 +45,15 @@ def stages_to_skip(record: dict[str, Any], config: JobConfig, storage: Storage |
     return {"crawl"} & done
 
 
+def _process_gone(record: dict[str, Any]) -> bool:
+    """A RUNNING run whose process, on this host, no longer exists."""
+    import socket
+
+    from etl_framework.state.db import pid_alive
+
+    return record.get("host") == socket.gethostname() and not pid_alive(record.get("pid"))
+
+
 def resume_run(run_id: str, project: Project, env: str) -> JobRunResult:
     from etl_framework.config.load import load_job
     from etl_framework.engine.job import run_job
@@ -58,6 +67,11 @@ def resume_run(run_id: str, project: Project, env: str) -> JobRunResult:
             recent = [r["run_id"] for r in store.list_runs(limit=5)]
             raise UsageError(f"no job run {run_id}" + (f" (recent runs: {', '.join(recent)})" if recent else "")
                              + "\n  what to do: `etl runs` lists the runs")
+        if record.get("status") == "RUNNING" and _process_gone(record):
+            # killed (SIGKILL, OOM, a lost machine): its record says RUNNING forever unless someone says otherwise
+            store.update_run(run_id, status="FAILED", error=f"the process (pid {record.get('pid')}) died while "
+                             "the run was RUNNING", exit_code=1)
+            record["status"] = "FAILED"
     finally:
         close = getattr(store, "close", None)
         if callable(close):

@@ -2,11 +2,15 @@
 
 For every format: with `schema_evolution: fail` nothing commits and the message names the column; with
 `add_columns` the target, the quarantine and the staged rows all carry it; a run stopped after its target commit
-and before its quarantine commit is reported as such (never "target not changed"), `etl resume` finishes exactly
-the rest, and the next day's run is not blocked. Every row lands exactly once (read back without Spark)."""
+and before its quarantine commit (a failure there, then a real SIGKILL) is reported as such (never "target not
+changed"), `etl resume` finishes exactly the rest, and the next day's run is not blocked. Every row lands exactly once (read back without Spark)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from tests.spark.test_table_contract import folder_bytes
 DAY1 = ["1,10.0,a,Z1", "5,8.0,b,Z1", "2,-5.0,a,Z1", "3,12.0,,Z2"]  # 2 and 3 break quarantine rules
 DAY2 = ["11,10.0,a,Z1,C11", "12,-1.0,b,Z1,C12", "13,7.0,b,Z2,C13"]  # 12 breaks fare_range
 DAY3 = ["21,3.0,a,Z1,C21", "22,4.0,,Z1,C22"]  # 22 breaks vendor_present
+DAY4 = ["31,6.0,b,Z2,C31", "32,-2.0,b,Z2,C32"]  # 32 breaks fare_range
 MODE = {"delta": "merge", "iceberg": "merge", "parquet": "append"}  # Parquet has no merge
 
 
@@ -120,16 +125,28 @@ def test_a_new_column_in_the_feed(spark: Any, tmp_path: Path, fmt: str, monkeypa
     assert folder_bytes(root / "out") == committed_after_stop  # the target is not written again
     assert not (quarantine / "_etl_staging" / stopped["run_id"]).exists()
 
-    # the next day is not blocked
+    # the next day: a real `etl run` process killed (SIGKILL) right after its target commit, then `etl resume`
     land(root, "day3.csv", DAY3, coupon=True)
+    killed = subprocess.run([str(Path(sys.executable).parent / "etl"), "--project-dir", str(root), "run",
+                             "--no-report", str(job)], env={**os.environ, "ETL_FAULT_KILL_AT": "write.committed",
+                                                            "ETL_QUIET": "1"},
+                            capture_output=True, timeout=300, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    victim = last_run(root)
+    assert victim["status"] == "RUNNING"  # its process is gone; resume sees that
+    assert cli(root, "resume", victim["run_id"]) == 0
+    assert not (quarantine / "_etl_staging" / victim["run_id"]).exists()
+
+    # and the day after is not blocked
+    land(root, "day4.csv", DAY4, coupon=True)
     assert cli(root, "run", "--no-report", str(job)) == 0
 
     rows = {r["trip_id"]: r for r in target_rows(root, fmt)}
-    assert sorted(rows) == [1, 5, 11, 13, 21]  # every good row, once
-    assert [rows[i].get("coupon") for i in (1, 5, 11, 13, 21)] == [None, None, "C11", "C13", "C21"]
+    assert sorted(rows) == [1, 5, 11, 13, 21, 31]  # every good row, once
+    assert [rows[i].get("coupon") for i in sorted(rows)] == [None, None, "C11", "C13", "C21", "C31"]
     q = delta_rows(quarantine)
-    assert sorted(r["trip_id"] for r in q) == [2, 3, 12, 22]  # every quarantined row, once
-    assert {r["trip_id"]: r.get("coupon") for r in q} == {2: None, 3: None, 12: "C12", 22: "C22"}
+    assert sorted(r["trip_id"] for r in q) == [2, 3, 12, 22, 32]  # every quarantined row, once
+    assert {r["trip_id"]: r.get("coupon") for r in q} == {2: None, 3: None, 12: "C12", 22: "C22", 32: "C32"}
 
 
 def test_a_changed_column_type_stops_before_any_commit(spark: Any, tmp_path: Path) -> None:
