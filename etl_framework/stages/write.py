@@ -33,8 +33,17 @@ def bad_records_path(config: JobConfig) -> str:
     return sibling_path(config.target.path, "_bad_records")
 
 
-def quarantine_path(config: JobConfig) -> str:
-    return config.target.quarantine_path or sibling_path(config.target.path, "_quarantine")
+def tables_written(config: JobConfig) -> list[str]:
+    """Every table a run of the job may write — its target, its quarantine, its bad-records table — which its run
+    locks and nothing else may contain."""
+    from etl_framework.stages.quality import quarantine_location
+
+    out = [config.target.path]
+    if any(r.on_fail == "quarantine" for r in config.quality):
+        out.append(quarantine_location(config))
+    if any(s.bad_records == "quarantine" for s in config.sources.values()):
+        out.append(bad_records_path(config))
+    return out
 
 
 def preflight(config: JobConfig, storage: Storage | None = None) -> None:
@@ -67,6 +76,10 @@ def write_table(state: JobRunState, df: Any, path: str, *, fmt: str, mode: str, 
                 merge_keys: list[str] | None = None, options: dict[str, Any] | None = None,
                 commit: CommitRequest | None = None, evolve: bool = False) -> WriteResult:
     """Write any DataFrame of this run to a table (the target, bad records, quarantine) through its format."""
+    lost = state.lock.check() if state.lock is not None else None
+    if lost:
+        raise JobFailed(state.job, STAGE, f"{lost}; nothing of this run was committed to {path}",
+                        f"run the job again: etl resume {state.run_id}")
     storage = state.storage
     return table_format(fmt).write(state.spark, df, path, mode=mode, partition_by=partition_by,
                                    merge_keys=merge_keys, options=dict(options or {}), commit=commit,
@@ -200,7 +213,9 @@ def _write_set_aside(state: JobRunState) -> None:
     if state.quarantine_df is not None and not state.extras.get("quarantine_written"):
         obs = Observation()
         q = obs._on(state.quarantine_df, F.count(F.lit(1)).alias("rows"))
-        path = quarantine_path(state.config)
+        from etl_framework.stages.quality import quarantine_location
+
+        path = quarantine_location(state.config)
         res = write_table(state, q, path, fmt="delta", mode="append", partition_by=[])
         n = observed(obs)
         state.metrics[STAGE]["quarantined_rows"] = n

@@ -25,9 +25,10 @@ def strip_scheme(path: str) -> str:
 
 
 def target_key(path: str) -> str:
-    """The identity of a target for locking: absolute local path or URI, without a trailing slash."""
+    """The identity of a table for locking and ownership: absolute local path with symlinks resolved (two spellings of
+    one folder are one table), or URI with `s3a://` spelled `s3://`; no trailing slash."""
     if is_local(path):
-        return os.path.abspath(strip_scheme(path)).rstrip("/") or "/"
+        return os.path.realpath(strip_scheme(path)).rstrip("/") or "/"
     return path.rstrip("/").replace("s3a://", "s3://").replace("s3n://", "s3://")
 
 

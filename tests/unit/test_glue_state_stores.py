@@ -170,7 +170,7 @@ def test_a_killed_holder_on_this_host_loses_its_lock_and_its_run_is_marked(runs:
     import socket
 
     if type(runs).__name__ == "SqliteRunStore":
-        runs.conn.execute("INSERT INTO target_locks VALUES (?,?,?,?,?,?)",
+        runs.conn.execute("INSERT INTO target_locks (target, run_id, job, host, pid, acquired_at) VALUES (?,?,?,?,?,?)",
                           ("s3://lake/k", "jr_dead", "x", socket.gethostname(), dead.pid, "t"))
     else:
         from etl_framework.state.dynamodb import encode_item
@@ -182,6 +182,67 @@ def test_a_killed_holder_on_this_host_loses_its_lock_and_its_run_is_marked(runs:
     assert runs.target_lock("s3://lake/k")["run_id"] == "jr_new"
     old = runs.get_run("jr_dead")
     assert old["status"] == "FAILED" and "took over the write lock" in old["error"]
+
+
+def _plant_lock(runs: Any, key: str, run_id: str, *, host: str, pid: int, lease_until: float) -> None:
+    """A lock as another process left it (another host: only its lease says whether it is alive)."""
+    fields = {"target": key, "run_id": run_id, "job": "x", "host": host, "pid": pid,
+              "acquired_at": "2026-11-25T10:00:00.000Z", "lease_until": lease_until, "heartbeat_at": lease_until - 120}
+    if type(runs).__name__ == "SqliteRunStore":
+        runs.conn.execute(f"INSERT INTO target_locks ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                          list(fields.values()))
+    else:
+        from etl_framework.state.dynamodb import encode_item
+
+        runs.db.put({"pk": f"lock#{key}", "sk": "lock", "gpk": "locks", "gsk": key, **encode_item(fields)})
+
+
+def test_a_holder_on_another_host_with_an_expired_lease_is_taken_over_and_its_run_marked(runs: Any) -> None:
+    runs.create_run({"run_id": "jr_oom", "job": "x", "started_at": "2026-11-25T10:00:00.000Z", "host": "glue-1"})
+    runs.create_run({"run_id": "jr_next", "job": "x", "started_at": "2026-11-25T11:00:00.000Z"})
+    _plant_lock(runs, "s3://lake/t", "jr_oom", host="glue-1", pid=7, lease_until=time.time() - 5)
+    runs.acquire_target_lock("s3://lake/t", "jr_next", "x")
+    assert runs.target_lock("s3://lake/t")["run_id"] == "jr_next"
+    old = runs.get_run("jr_oom")
+    assert old["status"] == "FAILED"
+    assert "lease expired" in old["error"] and "glue-1" in old["error"] and "jr_next took over" in old["error"]
+    assert not runs.renew_target_lock(["s3://lake/t"], "jr_oom")  # the old holder, if it wakes up, knows
+    assert runs.renew_target_lock(["s3://lake/t"], "jr_next")
+
+
+def test_a_live_lease_on_another_host_is_respected(runs: Any) -> None:
+    runs.create_run({"run_id": "jr_glue", "job": "x", "started_at": "2026-11-25T10:00:00.000Z", "host": "glue-2"})
+    _plant_lock(runs, "s3://lake/t", "jr_glue", host="glue-2", pid=7, lease_until=time.time() + 60)
+    with pytest.raises(TargetLocked, match="jr_glue"):
+        runs.acquire_target_lock("s3://lake/t", "jr_me", "y")
+    assert runs.get_run("jr_glue")["status"] == "RUNNING"
+    with pytest.raises(TargetLocked, match="jr_glue"):  # a table inside the held one is held too
+        runs.acquire_target_lock(["s3://lake/t_quarantine", "s3://lake/t/part"], "jr_me", "y")
+    assert runs.target_lock("s3://lake/t_quarantine") is None  # all or nothing
+    runs.acquire_target_lock("s3://lake/t_other", "jr_me", "y")  # a sibling whose name starts alike is free
+
+
+def test_nested_targets_exclude_each_other(runs: Any) -> None:
+    runs.create_run({"run_id": "jr_a", "job": "a", "started_at": "2026-11-25T10:00:00.000Z"})
+    runs.create_run({"run_id": "jr_b", "job": "b", "started_at": "2026-11-25T10:00:01.000Z"})
+    runs.acquire_target_lock("s3://lake/sales/daily", "jr_a", "a")
+    with pytest.raises(TargetLocked, match="jr_a"):
+        runs.acquire_target_lock("s3://lake/sales", "jr_b", "b")
+    runs.release_target_lock("s3://lake/sales/daily", "jr_a")
+    runs.acquire_target_lock("s3://lake/sales", "jr_b", "b")
+    with pytest.raises(TargetLocked, match="jr_b"):
+        runs.acquire_target_lock("s3://lake/sales/daily", "jr_a", "a")
+
+
+def test_unlock_by_hand_releases_the_lock_and_marks_the_holder(runs: Any) -> None:
+    runs.create_run({"run_id": "jr_stuck", "job": "x", "started_at": "2026-11-25T10:00:00.000Z"})
+    _plant_lock(runs, "s3://lake/t", "jr_stuck", host="glue-3", pid=7, lease_until=time.time() + 600)
+    released = runs.force_unlock("s3://lake/t", "etl runs --unlock by ops on laptop")
+    assert [h["run_id"] for h in released] == ["jr_stuck"]
+    assert runs.target_lock("s3://lake/t") is None and runs.list_locks() == []
+    old = runs.get_run("jr_stuck")
+    assert old["status"] == "FAILED" and "released by hand (etl runs --unlock by ops on laptop)" in old["error"]
+    runs.acquire_target_lock("s3://lake/t", "jr_new", "x")
 
 
 # ------------------------------------------------------------------------------------------------ bookmarks

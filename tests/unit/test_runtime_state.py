@@ -80,7 +80,8 @@ def test_lock_of_a_dead_process_is_taken_over_and_its_run_marked(tmp_path: Path)
     dead.wait()
     s.create_run({"run_id": "jr_dead", "job": "a", "env": "local", "started_at": "2024-01-01T00:00:00Z",
                   "pid": dead.pid})
-    s.conn.execute("INSERT INTO target_locks VALUES ('/lake/t', 'jr_dead', 'a', ?, ?, 'x')",
+    s.conn.execute("INSERT INTO target_locks (target, run_id, job, host, pid, acquired_at) "
+                   "VALUES ('/lake/t', 'jr_dead', 'a', ?, ?, 'x')",
                    (os.uname().nodename, dead.pid))
     s.acquire_target_lock("/lake/t", "jr_new", "a")
     assert s.get_run("jr_dead")["status"] == "FAILED"
