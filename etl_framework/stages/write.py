@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 STAGE = "write"
 
 
+BAD_RECORDS_FORMAT = "parquet"
+
+
 def sibling_path(path: str, suffix: str) -> str:
     return path.rstrip("/") + suffix
 
@@ -33,22 +36,22 @@ def bad_records_path(config: JobConfig) -> str:
     return sibling_path(config.target.path, "_bad_records")
 
 
-def tables_written(config: JobConfig) -> list[str]:
-    """Every table a run of the job may write — its target, its quarantine, its bad-records table — which its run
-    locks and nothing else may contain."""
-    from etl_framework.stages.quality import quarantine_location
+def tables_written(config: JobConfig) -> dict[str, str]:
+    """Every table a run of the job may write — its target, its quarantine, its bad-records table — with its
+    format: what the run locks, and where nothing else may be."""
+    from etl_framework.stages.quality import QUARANTINE_FORMAT, quarantine_location
 
-    out = [config.target.path]
+    out = {config.target.path: config.target.format}
     if any(r.on_fail == "quarantine" for r in config.quality):
-        out.append(quarantine_location(config))
+        out.setdefault(quarantine_location(config), QUARANTINE_FORMAT)
     if any(s.bad_records == "quarantine" for s in config.sources.values()):
-        out.append(bad_records_path(config))
+        out.setdefault(bad_records_path(config), BAD_RECORDS_FORMAT)
     return out
 
 
 def preflight(config: JobConfig, storage: Storage | None = None) -> None:
-    """Checks that need no Spark, run before anything is read: the target is a usable folder and holds no table of
-    another format."""
+    """Checks that need no Spark, run before anything is read: the target is a usable folder, and it and the job's
+    quarantine and bad-records tables hold nothing but their own table."""
     t = config.target
     storage = storage or Storage()
     if is_local(t.path):
@@ -61,7 +64,8 @@ def preflight(config: JobConfig, storage: Storage | None = None) -> None:
         if parent and os.path.isfile(parent):
             raise JobFailed(config.job, STAGE, f"target path {p} is inside {parent}, which is a file",
                             "point target.path at a folder, or move that file away")
-    table_format(t.format).preflight(config.job, t.path, storage)
+    for path, fmt in tables_written(config).items():
+        table_format(fmt).preflight(config.job, path, storage)
 
 
 def commit_request(state: JobRunState) -> CommitRequest:
@@ -81,6 +85,7 @@ def write_table(state: JobRunState, df: Any, path: str, *, fmt: str, mode: str, 
         raise JobFailed(state.job, STAGE, f"{lost}; nothing of this run was committed to {path}",
                         f"run the job again: etl resume {state.run_id}")
     storage = state.storage
+    table_format(fmt).claim(state.spark, path)
     return table_format(fmt).write(state.spark, df, path, mode=mode, partition_by=partition_by,
                                    merge_keys=merge_keys, options=dict(options or {}), commit=commit,
                                    job=state.job, storage=storage, evolve=evolve)
@@ -203,7 +208,7 @@ def _write_set_aside(state: JobRunState) -> None:
         obs = Observation()
         bad = obs._on(bad, F.count(F.lit(1)).alias("rows"))
         path = bad_records_path(state.config)
-        res = write_table(state, bad, path, fmt="parquet", mode="append", partition_by=[],
+        res = write_table(state, bad, path, fmt=BAD_RECORDS_FORMAT, mode="append", partition_by=[],
                           commit=CommitRequest(run_id=state.run_id))
         n = observed(obs)
         state.metrics[STAGE]["bad_records"] = n
