@@ -20,6 +20,8 @@ SourceFormat = Literal["csv", "json", "parquet", "delta", "iceberg", "catalog"]
 TargetFormat = Literal["delta", "iceberg", "parquet"]
 WriteMode = Literal["append", "overwrite", "overwrite_partitions", "merge"]
 BadRecords = Literal["fail", "drop", "quarantine"]
+QUARANTINE_FORMAT = "delta"  # the quality gate's quarantine table
+BAD_RECORDS_FORMAT = "parquet"  # malformed input rows (bad_records: quarantine)
 OnFail = Literal["fail", "quarantine", "warn"]
 SchemaChange = Literal["log", "update", "fail"]
 JobState = Literal["SUCCEEDED", "STOPPED", "FAILED", "TIMEOUT"]
@@ -251,6 +253,23 @@ class JobConfig(Strict):
     retries: Retries = Field(default_factory=Retries)
     timeout_minutes: int | None = Field(None, ge=1, description="default: none locally, 2880 on Glue")
     glue: GlueJobSettings | None = None
+
+    def quarantine_location(self) -> str:
+        """`target.quarantine_path`, else `<target.path>_quarantine`."""
+        return self.target.quarantine_path or self.target.path.rstrip("/") + "_quarantine"
+
+    def bad_records_location(self) -> str:
+        return self.target.path.rstrip("/") + "_bad_records"
+
+    def tables_written(self) -> dict[str, str]:
+        """Every table a run of the job may write — its target, quarantine and bad-records tables — with its
+        format: what a run locks, and what may hold nothing but its own table (SPEC §13)."""
+        out = {self.target.path: self.target.format}
+        if any(r.on_fail == "quarantine" for r in self.quality):
+            out.setdefault(self.quarantine_location(), QUARANTINE_FORMAT)
+        if any(s.bad_records == "quarantine" for s in self.sources.values()):
+            out.setdefault(self.bad_records_location(), BAD_RECORDS_FORMAT)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------- workflow file

@@ -339,7 +339,7 @@ def run_loaded(
     """Run an already loaded job config (tests and engines that load jobs themselves use this directly)."""
     from etl_framework.config.interpolate import redact
     from etl_framework.stages.extract import preflight as extract_preflight
-    from etl_framework.stages.write import preflight, tables_written
+    from etl_framework.stages.write import preflight
     from etl_framework.tables import storage_for
     from etl_framework.tables.fs import target_key
 
@@ -355,7 +355,7 @@ def run_loaded(
             "workflow_run_id": workflow_run_id,
         })
     log.info(f"run {run_id} started (env {env})")
-    lock_keys = list(dict.fromkeys(target_key(p) for p in tables_written(config)))
+    lock_keys = list(dict.fromkeys(target_key(p) for p in config.tables_written()))
     held: Any = None
     state: JobRunState | None = None
     plan: Any = None

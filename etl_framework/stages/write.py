@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from etl_framework.config.model import BAD_RECORDS_FORMAT
 from etl_framework.errors import JobFailed
 from etl_framework.faults import fault
 from etl_framework.tables import CommitRequest, Storage, WriteResult, table_format
@@ -25,28 +26,12 @@ if TYPE_CHECKING:
 STAGE = "write"
 
 
-BAD_RECORDS_FORMAT = "parquet"
-
-
 def sibling_path(path: str, suffix: str) -> str:
     return path.rstrip("/") + suffix
 
 
 def bad_records_path(config: JobConfig) -> str:
-    return sibling_path(config.target.path, "_bad_records")
-
-
-def tables_written(config: JobConfig) -> dict[str, str]:
-    """Every table a run of the job may write — its target, its quarantine, its bad-records table — with its
-    format: what the run locks, and where nothing else may be."""
-    from etl_framework.stages.quality import QUARANTINE_FORMAT, quarantine_location
-
-    out = {config.target.path: config.target.format}
-    if any(r.on_fail == "quarantine" for r in config.quality):
-        out.setdefault(quarantine_location(config), QUARANTINE_FORMAT)
-    if any(s.bad_records == "quarantine" for s in config.sources.values()):
-        out.setdefault(bad_records_path(config), BAD_RECORDS_FORMAT)
-    return out
+    return config.bad_records_location()
 
 
 def preflight(config: JobConfig, storage: Storage | None = None) -> None:
@@ -64,7 +49,7 @@ def preflight(config: JobConfig, storage: Storage | None = None) -> None:
         if parent and os.path.isfile(parent):
             raise JobFailed(config.job, STAGE, f"target path {p} is inside {parent}, which is a file",
                             "point target.path at a folder, or move that file away")
-    for path, fmt in tables_written(config).items():
+    for path, fmt in config.tables_written().items():
         table_format(fmt).preflight(config.job, path, storage)
 
 
