@@ -253,6 +253,9 @@ class ParquetFormat(TableFormat):
         m = read_manifest(filesystem(spark, path), path.rstrip("/"))
         return StructType.fromJson(json.loads(m["schema"])) if m and m.get("schema") else None
 
+    def claim(self, spark: Any, path: str) -> None:
+        """No claim needed: a killed first write leaves only `_staging/` or files its manifest names as pending."""
+
     def foreign_files(self, path: str, storage: Storage) -> list[str]:
         """Every file in the folder that is not the manifest, a committed or pending file (with Hadoop's `.crc`
         beside it), staging, or the folder's claim."""
