@@ -494,6 +494,12 @@ class DynamoBookmarkStore:
     def history(self, job: str) -> list[dict]:
         return [{k: h.get(k) for k in ("version", "run_id", "action", "at")} for h in self._history(job)]
 
+    def entries(self, job: str) -> list[dict[str, Any]]:
+        return [{k: h.get(k) for k in ("version", "run_id", "action", "data", "at")} for h in self._history(job)]
+
+    def close(self) -> None:
+        pass
+
     def at_run(self, job: str, run_id: str) -> Any:
         from etl_framework.incremental import Bookmark
 
@@ -504,26 +510,13 @@ class DynamoBookmarkStore:
 # ------------------------------------------------------------------------------------------- workflow runs
 
 
-def _workflow_store_base() -> type:
-    from etl_framework.state.workflows import WorkflowStore
-
-    return WorkflowStore
-
-
-class DynamoWorkflowStore(_workflow_store_base()):  # type: ignore[misc]
-    """The workflow run records of `state/workflows.py` (same methods, same shapes) on DynamoDB, with
-    `max_concurrent_runs` enforced by a version-checked transaction on the workflow's limit item.
-
-    A subclass of the SQLite `WorkflowStore` only so that code checking `isinstance(store, WorkflowStore)` (run
-    properties) accepts it: every method is overridden, and the SQLite transaction `tx()` does not exist here."""
+class DynamoWorkflowStore:
+    """`WorkflowRunStore` on DynamoDB (the same shapes as the SQLite store), with `max_concurrent_runs` enforced by
+    a version-checked transaction on the workflow's limit item."""
 
     def __init__(self, env_config: Any = None, *, state: DynamoState | None = None) -> None:
         self.db = state or DynamoState.from_env_config(env_config)
-        self.path = f"dynamodb:{self.db.table}"  # type: ignore[assignment]
-
-    def tx(self, immediate: bool = False) -> Any:  # type: ignore[override]
-        raise EtlError("the DynamoDB workflow store has no SQL transactions: use its methods "
-                       "(e.g. store.mark_orphaned_runs())")
+        self.path = f"dynamodb:{self.db.table}"
 
     def close(self) -> None:
         pass
@@ -700,9 +693,67 @@ class DynamoWorkflowStore(_workflow_store_base()):  # type: ignore[misc]
         return marked
 
 
+# ------------------------------------------------------------------------------------------- crawler runs
+
+
+class DynamoCrawlerStore:
+    """`CrawlerStore` on DynamoDB: runs under pk=crawler#<name> (sk=run#<id>, also indexed newest first), the files
+    a crawler has read under sk=file#<path>."""
+
+    def __init__(self, env_config: Any = None, *, state: DynamoState | None = None) -> None:
+        self.db = state or DynamoState.from_env_config(env_config)
+
+    def close(self) -> None:
+        pass
+
+    def start(self, crawler: str, database: str, table: str | None, path: str, policy: str) -> int:
+        from etl_framework.state.crawlers import _now
+
+        run_id = time.time_ns() // 1000
+        started = _now()
+        self.db.put({"pk": f"crawler#{crawler}", "sk": f"run#{run_id:020d}", "gpk": "crawls",
+                     "gsk": f"{started}#{run_id:020d}",
+                     **encode_item({"id": run_id, "crawler": crawler, "database": database, "table_name": table,
+                                    "path": path, "schema_change": policy, "state": "RUNNING", "started": started,
+                                    "ended": None, "message": "", "changes": [], "stats": {}})})
+        return run_id
+
+    def finish(self, run_id: int, result: Any) -> None:
+        self.db.set_fields(f"crawler#{result.crawler}", f"run#{run_id:020d}",
+                           {"state": result.state, "ended": result.ended, "message": result.message,
+                            "changes": result.changes, "stats": result.stats, "table_name": result.table})
+
+    def seen(self, crawler: str) -> dict[str, tuple[int, float]]:
+        out = {}
+        for item in self.db.query(f"crawler#{crawler}", "file#"):
+            d = decode_item(item)
+            out[d["path"]] = (int(d["size"]), float(d["mtime"]))
+        return out
+
+    def last_path(self, crawler: str) -> str | None:
+        done = [r for r in self.runs(crawler, limit=1000) if r.get("state") == "SUCCEEDED"]
+        return done[0]["path"] if done else None
+
+    def forget(self, crawler: str) -> None:
+        for item in self.db.query(f"crawler#{crawler}", "file#"):
+            self.db.delete(item["pk"], item["sk"])
+
+    def remember(self, crawler: str, files: list[Any]) -> None:
+        for f in files:
+            self.db.put({"pk": f"crawler#{crawler}", "sk": f"file#{f.rel}",
+                         **encode_item({"path": f.rel, "size": f.size, "mtime": f.mtime})})
+
+    def runs(self, crawler: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if crawler:
+            items = self.db.query(f"crawler#{crawler}", "run#")
+            items.sort(key=lambda i: i["sk"], reverse=True)
+            return [decode_item(i) for i in items[:limit]]
+        return [decode_item(i) for i in self.db.newest("crawls", lambda _i: True, limit)]
+
+
 # The factories live beside the SQLite stores (state/workflows.py, state/bookmarks.py); re-exported here.
 from etl_framework.state.bookmarks import open_bookmark_store
 from etl_framework.state.workflows import open_workflow_store
 
-__all__ = ["DynamoBookmarkStore", "DynamoRunStore", "DynamoWorkflowStore", "open_bookmark_store",
+__all__ = ["DynamoBookmarkStore", "DynamoCrawlerStore", "DynamoRunStore", "DynamoWorkflowStore", "open_bookmark_store",
            "open_workflow_store"]

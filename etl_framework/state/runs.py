@@ -97,11 +97,19 @@ class SqliteRunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.conn = connect(self.path)
+        self._migrate()
         self.conn.executescript(SCHEMA)
-        cols = {r["name"] for r in self.conn.execute("PRAGMA table_info(target_locks)")}
-        for col in ("lease_until", "heartbeat_at"):  # a state file from before leases
-            if col not in cols:
-                self.conn.execute(f"ALTER TABLE target_locks ADD COLUMN {col} REAL")
+
+    def _migrate(self) -> None:
+        """A state file of an older version gets the columns this one reads (its rows stay as they are)."""
+        added = {"job_runs": {"details": "TEXT NOT NULL DEFAULT '{}'", "attempt": "INTEGER NOT NULL DEFAULT 1",
+                              **{c: "TEXT" for c in RUN_FIELDS}},
+                 "target_locks": {"lease_until": "REAL", "heartbeat_at": "REAL"}}
+        for table, columns in added.items():
+            have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            for col, decl in columns.items():
+                if have and col not in have:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
 
     def close(self) -> None:
         self.conn.close()
@@ -273,16 +281,8 @@ class SqliteRunStore:
         return out
 
 
-def open_run_store(env_config: Any) -> SqliteRunStore:
-    """The run store of an env config (`state.backend`); DynamoDB plugs in here later."""
-    backend = getattr(env_config.state, "backend", "sqlite")
-    if backend == "dynamodb":
-        try:
-            from etl_framework.state.dynamodb import DynamoRunStore  # type: ignore[import-not-found]
-        except ImportError:
-            from etl_framework.errors import EtlError
+def open_run_store(env_config: Any) -> Any:
+    """The run store of an env config's state backend (SQLite file, or DynamoDB)."""
+    from etl_framework.state import open_state
 
-            raise EtlError("state backend 'dynamodb' is not available in this version\n"
-                           "  what to do: use state: {backend: sqlite} in the env config") from None
-        return DynamoRunStore(env_config)  # type: ignore[no-any-return]
-    return SqliteRunStore(env_config.state.path)
+    return open_state(env_config).runs

@@ -92,7 +92,10 @@ def test_the_backend_is_the_one_configured(env: Any, runs: Any, workflows: Any, 
     if env.state.backend == "dynamodb":
         assert names == {"DynamoRunStore", "DynamoWorkflowStore", "DynamoBookmarkStore"}
     else:
-        assert names == {"SqliteRunStore", "WorkflowStore", "SqliteBookmarkStore"}
+        assert names == {"SqliteRunStore", "SqliteWorkflowStore", "SqliteBookmarkStore"}
+    from etl_framework.state.workflows import SqliteWorkflowStore
+
+    assert not isinstance(workflows, SqliteWorkflowStore) or env.state.backend == "sqlite"  # no backend subclasses another
 
 
 # ----------------------------------------------------------------------------------------- runs and stages
@@ -245,6 +248,28 @@ def test_unlock_by_hand_releases_the_lock_and_marks_the_holder(runs: Any) -> Non
     runs.acquire_target_lock("s3://lake/t", "jr_new", "x")
 
 
+def test_crawler_runs_and_files_seen(env: Any) -> None:
+    from etl_framework.catalog.crawler import CrawlerRunResult, FileInfo
+    from etl_framework.state import open_state
+
+    state = open_state(env)
+    store = state.crawlers
+    rid = store.start("raw_trips", "raw", "trips", "/data/raw/trips", "log")
+    assert store.runs("raw_trips")[0]["state"] == "RUNNING"
+    store.remember("raw_trips", [FileInfo(rel="a.csv", size=10, mtime=1.5), FileInfo(rel="b.csv", size=3, mtime=2.0)])
+    store.finish(rid, CrawlerRunResult(crawler="raw_trips", state="SUCCEEDED", message="2 files", table="trips",
+                                       ended="2026-11-25T10:00:01", changes=[{"change": "column_added"}]))
+    rid2 = store.start("other", "raw", None, "/data/raw/other", "log")
+    (last,) = store.runs("raw_trips")
+    assert (last["state"], last["message"], last["changes"]) == ("SUCCEEDED", "2 files", [{"change": "column_added"}])
+    assert store.seen("raw_trips") == {"a.csv": (10, 1.5), "b.csv": (3, 2.0)}
+    assert store.last_path("raw_trips") == "/data/raw/trips" and store.last_path("other") is None
+    assert [r["crawler"] for r in store.runs()][:2] == ["other", "raw_trips"] and rid2 != rid
+    store.forget("raw_trips")
+    assert store.seen("raw_trips") == {}
+    state.close()
+
+
 # ------------------------------------------------------------------------------------------------ bookmarks
 
 
@@ -346,7 +371,7 @@ def test_a_dead_owner_does_not_hold_a_slot_and_is_marked_stopped(workflows: Any)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     # the owner dies: its pid is gone and its heartbeat is old
-    if type(workflows).__name__ == "WorkflowStore":
+    if type(workflows).__name__ == "SqliteWorkflowStore":
         with workflows.tx() as c:
             c.execute("UPDATE workflow_runs SET owner_pid = ?, heartbeat_at = 0 WHERE run_id = ?", (dead.pid, rid))
         marked = mark_orphaned_runs(workflows)

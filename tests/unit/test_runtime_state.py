@@ -109,7 +109,7 @@ def test_write_preflight(tmp_path: Path) -> None:
         preflight(_cfg(tmp_path / "file" / "t"))
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "part-0.parquet").write_text("x")
-    with pytest.raises(JobFailed, match="not a Delta table"):
+    with pytest.raises(JobFailed, match="holds files not written by this job .*part-0.parquet"):
         preflight(_cfg(tmp_path / "plain"))
     (tmp_path / "d" / "_delta_log").mkdir(parents=True)
     with pytest.raises(JobFailed, match="holds an existing delta table .* but target.format is parquet"):
@@ -124,7 +124,8 @@ def test_write_preflight(tmp_path: Path) -> None:
     preflight(_cfg(tmp_path / "new" / "t"))  # a folder to be created is fine
 
 
-def test_recover_removes_staging_and_unlisted_files(tmp_path: Path) -> None:
+def test_recover_removes_staging_and_pending_files_only(tmp_path: Path) -> None:
+    """A killed commit's staging and the files it was moving in (`pending`) go; a file the table never made stays."""
     from etl_framework.tables.fs import LocalFS
     from etl_framework.tables.parquet import MANIFEST, read_manifest, recover
 
@@ -135,9 +136,11 @@ def test_recover_removes_staging_and_unlisted_files(tmp_path: Path) -> None:
     (root / "d=1" / "kept.parquet").write_text("k")
     (root / "d=2").mkdir()
     (root / "d=2" / "orphan.parquet").write_text("o")
-    (root / MANIFEST).write_text(json.dumps({"files": [{"path": "d=1/kept.parquet", "size": 1}]}))
+    (root / "d=2" / "someone_elses.parquet").write_text("s")
+    (root / MANIFEST).write_text(json.dumps({"files": [{"path": "d=1/kept.parquet", "size": 1}],
+                                             "pending": {"run_id": "jr_x", "files": ["d=2/orphan.parquet"]}}))
     fs = LocalFS()
     removed = recover(fs, str(root), read_manifest(fs, str(root)))
     assert removed == 2
-    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == ["_etl_manifest.json", "d=1",
-                                                                         "d=1/kept.parquet"]
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == [
+        "_etl_manifest.json", "d=1", "d=1/kept.parquet", "d=2", "d=2/someone_elses.parquet"]
