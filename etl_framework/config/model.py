@@ -387,7 +387,12 @@ class AwsConfig(Strict):
 
 
 class DeployConfig(Strict):
-    s3_prefix: str = Field(description="s3://bucket/prefix where scripts, wheel and configs are uploaded")
+    project: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="the project's name: tagged as etl:project on every Glue resource and part of the S3 upload "
+                    "prefix, so that --prune never touches another project's resources; default: the project "
+                    "directory's name")
+    s3_prefix: str = Field(description="s3://bucket/prefix; uploads go under <s3_prefix>/<project>/<env>/")
     role: str = Field(description="IAM role ARN of the Glue jobs and crawlers")
     glue_version: str = "5.0"
     worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] = "G.1X"
