@@ -1,8 +1,9 @@
 """The one factory of boto3 clients: every client gets connect/read timeouts and bounded retries, so a hung or
 unreachable endpoint fails a call in seconds, naming the endpoint, instead of hanging a run (SPEC §10).
 
-Defaults: 5 s to connect, 10 s per read, 3 attempts (botocore's `standard` retry mode). A black-holed endpoint
-fails after about 3 x 10 s. `ETL_AWS_CONNECT_TIMEOUT`, `ETL_AWS_READ_TIMEOUT` and `ETL_AWS_MAX_ATTEMPTS` change
+Defaults: 3 s to connect, 5 s per read (AWS control-plane and DynamoDB calls answer in milliseconds; large S3
+reads stream through pyarrow, not here), 3 attempts (botocore's `standard` retry mode): a black-holed endpoint
+fails after about 3 x 5 s. `ETL_AWS_CONNECT_TIMEOUT`, `ETL_AWS_READ_TIMEOUT` and `ETL_AWS_MAX_ATTEMPTS` change
 them for a process (e.g. a slow link).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-DEFAULTS: dict[str, float] = {"connect_timeout": 5.0, "read_timeout": 10.0, "max_attempts": 3}
+DEFAULTS: dict[str, float] = {"connect_timeout": 3.0, "read_timeout": 5.0, "max_attempts": 3}
 
 
 def settings() -> dict[str, Any]:
