@@ -2,7 +2,7 @@
 unreachable endpoint fails a call in seconds, naming the endpoint, instead of hanging a run (SPEC §10).
 
 Defaults: 3 s to connect, 5 s per read (AWS control-plane and DynamoDB calls answer in milliseconds; large S3
-reads stream through pyarrow, not here), 3 attempts (botocore's `standard` retry mode): a black-holed endpoint
+reads stream through pyarrow, not here), 3 attempts in all (botocore's `standard` retry mode): a black-holed endpoint
 fails after about 3 x 5 s. `ETL_AWS_CONNECT_TIMEOUT`, `ETL_AWS_READ_TIMEOUT` and `ETL_AWS_MAX_ATTEMPTS` change
 them for a process (e.g. a slow link).
 """
@@ -34,7 +34,7 @@ def client_config(**overrides: Any) -> Any:
 
     s = settings()
     return Config(connect_timeout=s["connect_timeout"], read_timeout=s["read_timeout"],
-                  retries={"max_attempts": s["max_attempts"], "mode": "standard"}, **overrides)
+                  retries={"total_max_attempts": s["max_attempts"], "mode": "standard"}, **overrides)
 
 
 def client(service: str, region: str | None = None, endpoint_url: str | None = None, **kwargs: Any) -> Any:
