@@ -88,9 +88,10 @@ def test_resolved_secret_is_hidden_in_logging_streams_and_state(tmp_path: Path,
     stream = RedactingStream(sink)
     handler = logging.StreamHandler(stream)
     log = logging.getLogger("tests.safety")
+    log.setLevel(logging.INFO)
     log.addHandler(handler)
     try:
-        log.warning("login with %s", secret)
+        log.error("login with %s", secret)
         try:
             raise ValueError(f"refused {secret!r}")
         except ValueError:
