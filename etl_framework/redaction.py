@@ -76,6 +76,21 @@ def redact_any(value: Any) -> Any:
     return value
 
 
+def protect_spark(spark: Any) -> None:
+    """Spark's own redaction of plans, the SQL UI and job descriptions (`spark.sql.redaction.string.regex`, a
+    session conf) learns the secret values resolved so far: call it after resolving options for a Spark read or
+    write."""
+    if _PATTERN is None or spark is None:
+        return
+    with _LOCK:
+        values = sorted(_VALUES, key=len, reverse=True)
+    regex = "|".join("\\Q" + v.replace("\\E", "\\E\\\\E\\Q") + "\\E" for v in values)  # Java literal quoting
+    try:
+        spark.conf.set("spark.sql.redaction.string.regex", regex)
+    except Exception:  # noqa: BLE001, S110 - a session without SQL conf (a test fake) has no plans to redact
+        pass
+
+
 # ------------------------------------------------------------------------------------------ sensitive keys
 
 # A key names a credential when its last word is one of these (`db_password`, `apiToken`), or its last two words
