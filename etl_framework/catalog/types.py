@@ -148,7 +148,7 @@ def from_arrow(dt: Any) -> T:
 
 def spark_ddl(columns: list[tuple[str, str]]) -> str:
     """A Spark DDL schema string (`a BIGINT, b STRING`) from Glue columns; Hive type names parse in Spark."""
-    return ", ".join(f"`{name}` {typ}" for name, typ in columns)
+    return ", ".join(f"`{name.replace('`', '``')}` {typ}" for name, typ in columns)
 
 
 def duckdb_type(hive: str) -> str:
