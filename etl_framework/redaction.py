@@ -39,11 +39,12 @@ def register(value: Any) -> None:
     if not isinstance(value, str) or len(value) < MIN_LENGTH:
         return
     forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1], html.escape(value), html.escape(value, quote=False)}
-    forms |= {f.strip() for f in value.splitlines() if len(f.strip()) >= MIN_LENGTH}  # a multi-line value's lines
+    forms |= {f.strip() for f in value.splitlines()}  # a multi-line value's lines
+    forms = {f for f in forms if len(f) >= MIN_LENGTH}
     with _LOCK:
         if forms <= _VALUES:
             return
-        _VALUES.update(f for f in forms if len(f) >= MIN_LENGTH)
+        _VALUES.update(forms)
         _PATTERN = re.compile("|".join(re.escape(v) for v in sorted(_VALUES, key=len, reverse=True)))
 
 
@@ -58,22 +59,6 @@ def redact_text(text: str) -> str:
     if pattern is None or not text:
         return text
     return pattern.sub(MASK, text)
-
-
-def redact_any(value: Any) -> Any:
-    """Registered secret values hidden in every string of a nested structure (keys included); nothing else
-    changes (so it is safe on data that is read back, such as a run's params)."""
-    if _PATTERN is None:
-        return value
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, dict):
-        return {redact_any(k): redact_any(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_any(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(redact_any(v) for v in value)
-    return value
 
 
 def protect_spark(spark: Any) -> None:
@@ -140,7 +125,7 @@ _factory_installed = False
 def install_logging() -> None:
     """Every `logging` record of this process is redacted when it is made: its message (args merged in), the
     exception's traceback text and the stack. Handlers added later (by Spark, by a user's step) are covered too.
-    Uncaught exceptions (main thread and threads) print their tracebacks redacted."""
+    An uncaught exception prints its traceback redacted."""
     global _factory_installed
     with _FACTORY_LOCK:
         if _factory_installed:
@@ -164,23 +149,13 @@ def install_logging() -> None:
 
         logging.setLogRecordFactory(factory)
 
-        # an uncaught exception (ETL_DEBUG=1, a thread's crash) prints its traceback redacted too
+        # an uncaught exception (ETL_DEBUG=1) is printed after the command's streams are restored: redact it too
         def excepthook(tp: type[BaseException], value: BaseException, tb: Any) -> None:
             import traceback
 
             (sys.stderr or sys.__stderr__).write(redact_text("".join(traceback.format_exception(tp, value, tb))))
 
-        def thread_hook(args: threading.ExceptHookArgs) -> None:
-            if args.exc_type is SystemExit or args.exc_value is None:
-                return
-            import traceback
-
-            name = args.thread.name if args.thread else "?"
-            text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
-            (sys.stderr or sys.__stderr__).write(redact_text(f"Exception in thread {name}:\n{text}"))
-
         sys.excepthook = excepthook
-        threading.excepthook = thread_hook
         _factory_installed = True
 
 

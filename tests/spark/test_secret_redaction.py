@@ -101,6 +101,7 @@ def assert_nowhere(proj: Path, outputs: list[subprocess.CompletedProcess[bytes]]
     assert leaked == [], leaked
 
 
+@pytest.mark.slow  # three `etl` processes that start Spark (run, inline workflow, subprocess workflow)
 def test_secret_in_logs_and_errors_is_never_written(proj: Path) -> None:
     outputs = []
     run = etl(proj, "run", "jobs/leaky.yaml", "--json")
