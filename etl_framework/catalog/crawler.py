@@ -21,14 +21,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from etl_framework.catalog import types as ty
 from etl_framework.catalog.base import Catalog, CatalogError, Column, Partition, Table, glue_name, new_table
 from etl_framework.errors import EtlError
-from etl_framework.state.db import connect
 
 SAMPLE_ROWS = 1000
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
@@ -38,15 +36,6 @@ EXTENSIONS = {
 }
 COMPRESSIONS = (".gz", ".bz2", ".zst", ".snappy", ".lz4")
 
-STATE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS crawler_runs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, crawler TEXT NOT NULL, database TEXT NOT NULL, table_name TEXT,
-  path TEXT NOT NULL, schema_change TEXT NOT NULL, state TEXT NOT NULL, started TEXT NOT NULL, ended TEXT,
-  message TEXT NOT NULL DEFAULT '', changes TEXT NOT NULL DEFAULT '[]', stats TEXT NOT NULL DEFAULT '{}');
-CREATE TABLE IF NOT EXISTS crawler_files (
-  crawler TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
-  PRIMARY KEY (crawler, path));
-"""
 
 
 class CrawlError(EtlError):
@@ -364,70 +353,6 @@ def partition_type(key: str, values: list[str], existing: str | None, display: s
 # ------------------------------------------------------------------------------------------------ state records
 
 
-class CrawlerState:
-    """Crawler runs and the files each crawler has read, in the state database (SQLite)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.conn = connect(path)
-        self.conn.executescript(STATE_SCHEMA)
-
-    def start(self, crawler: str, database: str, table: str | None, path: str, policy: str) -> int:
-        with self.conn:
-            cur = self.conn.execute(
-                "INSERT INTO crawler_runs (crawler, database, table_name, path, schema_change, state, started) "
-                "VALUES (?, ?, ?, ?, ?, 'RUNNING', ?)",
-                (crawler, database, table, path, policy, _now()),
-            )
-        return int(cur.lastrowid or 0)
-
-    def finish(self, run_id: int, result: CrawlerRunResult) -> None:
-        with self.conn:
-            self.conn.execute(
-                "UPDATE crawler_runs SET state = ?, ended = ?, message = ?, changes = ?, stats = ?, table_name = ? "
-                "WHERE id = ?",
-                (result.state, result.ended, result.message, json.dumps(result.changes, default=str),
-                 json.dumps(result.stats, default=str), result.table, run_id),
-            )
-
-    def seen(self, crawler: str) -> dict[str, tuple[int, float]]:
-        rows = self.conn.execute("SELECT path, size, mtime FROM crawler_files WHERE crawler = ?", (crawler,))
-        return {r["path"]: (r["size"], r["mtime"]) for r in rows}
-
-    def last_path(self, crawler: str) -> str | None:
-        r = self.conn.execute("SELECT path FROM crawler_runs WHERE crawler = ? AND state = 'SUCCEEDED' "
-                              "ORDER BY id DESC LIMIT 1", (crawler,)).fetchone()
-        return r["path"] if r else None
-
-    def forget(self, crawler: str) -> None:
-        with self.conn:
-            self.conn.execute("DELETE FROM crawler_files WHERE crawler = ?", (crawler,))
-
-    def remember(self, crawler: str, files: list[FileInfo]) -> None:
-        with self.conn:
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO crawler_files (crawler, path, size, mtime) VALUES (?, ?, ?, ?)",
-                [(crawler, f.rel, f.size, f.mtime) for f in files],
-            )
-
-    def runs(self, crawler: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM crawler_runs"
-        args: tuple[Any, ...] = ()
-        if crawler:
-            sql += " WHERE crawler = ?"
-            args = (crawler,)
-        rows = self.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["changes"] = json.loads(d["changes"])
-            d["stats"] = json.loads(d["stats"])
-            out.append(d)
-        return out
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 # ------------------------------------------------------------------------------------------------ the crawl
 
 
@@ -574,7 +499,7 @@ def plan_crawl(
 
 def run_crawler(
     catalog: Catalog,
-    state_db: str | Path | CrawlerState,
+    state_db: Any,
     name: str,
     path: str,
     database: str,
@@ -585,8 +510,12 @@ def run_crawler(
     progress: Callable[[str], None] | None = None,
 ) -> CrawlerRunResult:
     """Run one crawler; never raises for a crawl problem: the result's state is FAILED with the message (the
-    caller decides whether that fails a job). `cancel` set -> CANCELLED with nothing written."""
-    store = state_db if isinstance(state_db, CrawlerState) else CrawlerState(state_db)
+    caller decides whether that fails a job). `cancel` set -> CANCELLED with nothing written. `state_db`: the env
+    config (its state backend), a SQLite state file, or an open `CrawlerStore`."""
+    from etl_framework.state import open_crawler_store
+
+    owned = not hasattr(state_db, "start")
+    store = open_crawler_store(state_db) if owned else state_db
     fs, root, location = open_fs(path, aws)
     table_name = table or glue_name(posixpath.basename(root.rstrip("/")))
     result = CrawlerRunResult(crawler=name, state="RUNNING", database=database, table=table_name, started=_now())
@@ -659,7 +588,7 @@ def run_crawler(
         result.state, result.message = "FAILED", f"cannot read {path}: {e}"
     result.ended = _now()
     store.finish(run_id, result)
-    if not isinstance(state_db, CrawlerState):
+    if owned:
         store.close()
     say(f"crawler {name}: {result.state} — {result.message.splitlines()[0] if result.message else ''}")
     return result

@@ -125,10 +125,14 @@ def register(group: click.Group) -> None:
     @click.pass_context
     def crawls_cmd(ctx: click.Context, crawler: str | None, limit: int, as_json: bool) -> None:
         """Crawler runs (newest first): state, what they changed."""
-        from etl_framework.catalog.crawler import CrawlerState
+        from etl_framework.state import open_crawler_store
 
         _, env_cfg, _ = env_catalog(ctx)
-        runs = CrawlerState(env_cfg.state.path).runs(crawler, limit)
+        store = open_crawler_store(env_cfg)
+        try:
+            runs = store.runs(crawler, limit)
+        finally:
+            store.close()
         if as_json:
             print_json(runs)
             return

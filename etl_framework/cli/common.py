@@ -68,7 +68,10 @@ def _run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return 2
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):  # click wraps Ctrl-C / SIGTERM
+            click.echo("interrupted", err=True)
+            return 130
         click.echo("aborted", err=True)
         return 1
     except KeyboardInterrupt:

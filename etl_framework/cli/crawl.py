@@ -90,7 +90,7 @@ def register(group: click.Group) -> None:
             raise UsageError(f"{file} defines no crawlers")
         results = []
         for s in specs:
-            res = run_crawler(cat, env_cfg.state.path, s["name"], s["path"], s["database"], s["table"],
+            res = run_crawler(cat, env_cfg, s["name"], s["path"], s["database"], s["table"],
                               s["schema_change"], aws=env_cfg.aws, progress=err)
             results.append(res)
             if not as_json:

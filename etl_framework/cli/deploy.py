@@ -41,14 +41,16 @@ def register(group: click.Group) -> None:
     @group.command("deploy")
     @click.option("--env", "env_opt", default=None, help="environment config conf/<env>.yaml (default: the global --env)")
     @click.option("--dry-run", is_flag=True, help="print the diff and change nothing")
-    @click.option("--prune", is_flag=True, help="also delete our Glue resources and S3 files the project no longer defines")
+    @click.option("--prune", is_flag=True, help="also delete this project's and env's Glue resources (tagged "
+                  "etl:project and etl:env) and S3 files (under its own prefix) that it no longer defines")
+    @click.option("--yes", is_flag=True, help="confirm a --prune that deletes more than it creates")
     @click.option("--wheel", "wheel_path", type=click.Path(dir_okay=False),
                   help="deploy this framework wheel instead of building one")
     @click.option("--verbose", "-v", is_flag=True, help="list unchanged resources too (a dry run always does)")
     @click.option("--json", "as_json", is_flag=True, help="machine-readable plan/result on stdout")
     @click.pass_context
-    def deploy_cmd(ctx: click.Context, env_opt: str | None, dry_run: bool, prune: bool, wheel_path: str | None,
-                   verbose: bool, as_json: bool) -> None:
+    def deploy_cmd(ctx: click.Context, env_opt: str | None, dry_run: bool, prune: bool, yes: bool,
+                   wheel_path: str | None, verbose: bool, as_json: bool) -> None:
         """Create or update the project's Glue jobs, crawlers, workflows and triggers (idempotent)."""
         from etl_framework.config.project import Project
         from etl_framework.deploy.run import deploy
@@ -59,7 +61,7 @@ def register(group: click.Group) -> None:
         t0 = time.monotonic()
         err(f"deploy: project {project.root}, env {env}{' (dry run)' if dry_run else ''}")
         result = deploy(project, env, dry_run=dry_run, prune=prune, progress=lambda m: err(f"  .. {m}"),
-                        wheel_path=wheel_path)
+                        wheel_path=wheel_path, yes=yes)
         for w in result.warnings:
             err(f"warning: {w}")
         for line in render(result, verbose):
@@ -78,6 +80,9 @@ def register(group: click.Group) -> None:
             err(f"dry run: {counts or 'nothing to create or update'}"
                 + (f", {orphans} to delete" if prune and orphans else "")
                 + f", {unchanged} unchanged; nothing was changed ({took})")
+            if result.needs_yes and not yes:
+                err(f"note: this prune deletes more than it creates ({orphans} to delete, {todo['create']} to "
+                    "create): without --dry-run it needs --yes")
         else:
             done = len(result.applied)
             err(f"deployed: {done} change{'s' if done != 1 else ''} applied"

@@ -40,7 +40,8 @@ catalog:
 aws:
   region: us-east-1
 deploy:
-  s3_prefix: s3://my-bucket/etl-artifacts
+  project: PROJECT_NAME                 # tagged on every Glue resource: --prune deletes only this project's
+  s3_prefix: s3://my-bucket/etl-artifacts   # files go under <s3_prefix>/<project>/<env>/
   role: arn:aws:iam::123456789012:role/my-glue-role
 """
 
@@ -103,6 +104,7 @@ GITIGNORE = ".etl/\ndata/lake/\n"
 def create_project(root: Path, force: bool = False) -> list[Path]:
     """Write the project files; refuse to overwrite an existing project unless `force`."""
     from etl_framework.config.schema import write_schemas
+    from etl_framework.deploy.spec import default_project_name
     from etl_framework.errors import UsageError
     from etl_framework.runtime.spark import packaged_conf_dir
 
@@ -112,7 +114,7 @@ def create_project(root: Path, force: bool = False) -> list[Path]:
                          "pass --force to overwrite the generated files")
     files = {
         "conf/local.yaml": LOCAL_YAML,
-        "conf/dev.yaml": DEV_YAML,
+        "conf/dev.yaml": DEV_YAML.replace("PROJECT_NAME", default_project_name(root)),
         "jobs/orders_clean.yaml": JOB_YAML,
         "jobs/daily.yaml": WORKFLOW_YAML,
         "data/raw/orders/part-0.csv": ORDERS_CSV,

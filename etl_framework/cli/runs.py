@@ -42,8 +42,12 @@ STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "cyan", "SKIPP
 @click.option("--job", "job", metavar="JOB", help="only runs of this job")
 @click.option("--limit", default=20, show_default=True, help="how many runs")
 @click.option("--json", "as_json", is_flag=True, help="the run records as a JSON array on stdout")
+@click.option("--locks", "show_locks", is_flag=True, help="list the write locks of tables: holder and lease")
+@click.option("--unlock", "unlock", metavar="TARGET", help="release the write lock of a table (and of tables inside "
+              "it) by hand; the holding run, if RUNNING, is marked FAILED. Logged in its run record")
 @click.pass_context
-def runs(ctx: click.Context, job: str | None, limit: int, as_json: bool) -> None:
+def runs(ctx: click.Context, job: str | None, limit: int, as_json: bool, show_locks: bool,
+         unlock: str | None) -> None:
     """List recent job runs, newest first."""
     from rich.markup import escape
     from rich.table import Table
@@ -52,6 +56,9 @@ def runs(ctx: click.Context, job: str | None, limit: int, as_json: bool) -> None
 
     store = _store(ctx)
     try:
+        if show_locks or unlock:
+            _locks(store, unlock, as_json)
+            return
         records = store.list_runs(job=job, limit=limit)
     finally:
         store.close()
@@ -72,6 +79,34 @@ def runs(ctx: click.Context, job: str | None, limit: int, as_json: bool) -> None
         table.add_row(r["run_id"], r["job"], r.get("env") or "", f"[{STATUS_STYLE.get(st, '')}]{st}[/]",
                       _time(r["started_at"]), fmt_duration(r.get("duration_s")), escape(error))
     _console().print(table)
+
+
+def _locks(store: Any, unlock: str | None, as_json: bool) -> None:
+    """`--locks` and `--unlock TARGET`: what holds which table, and releasing one by hand."""
+    from etl_framework.cli.common import err
+    from etl_framework.state.locks import unlocker, when
+    from etl_framework.tables.fs import target_key
+
+    if unlock is None:
+        locks = store.list_locks()
+        if as_json:
+            print_json(locks)
+        elif not locks:
+            err("no table is locked")
+        for h in [] if as_json else locks:
+            click.echo(f"{h['target']}  run {h['run_id']} of job {h['job']} (pid {h.get('pid')} on {h.get('host')}, "
+                       f"since {h.get('acquired_at')}, lease until {when(h.get('lease_until'))})")
+        return
+    key = target_key(unlock)
+    by = unlocker()
+    released = store.force_unlock(key, by)
+    for h in released:
+        err(f"released the write lock of {h['target']} held by run {h['run_id']} of job {h['job']} (pid "
+            f"{h.get('pid')} on {h.get('host')}); {by}. If that run was still RUNNING it is recorded FAILED")
+    if as_json:
+        print_json({"target": key, "released": released, "by": by})
+    elif not released:
+        err(f"no lock held on {key} (see `etl runs --locks`)")
 
 
 def _metric_text(stage: str, m: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from etl_framework.config.errors import ConfigError
 from etl_framework.config.interpolate import REF, RUN_BUILTINS, Context, references
 from etl_framework.config.loader import YamlDoc, expansion, suggest
+from etl_framework.config.ownership import check_ownership
 
 if TYPE_CHECKING:
     from etl_framework.config.load import LoadedJob, LoadedWorkflow
@@ -294,6 +295,7 @@ def check_job(loaded: LoadedJob, project: Project | None, run_known: bool = Fals
     _guard(errors, lambda: _check_steps(loaded, doc, ctx))
     _guard(errors, lambda: _check_quality(loaded, doc))
     _guard(errors, lambda: _check_target(loaded, doc))
+    _guard(errors, lambda: check_ownership(loaded, project))
     return errors
 
 

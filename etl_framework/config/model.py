@@ -20,6 +20,8 @@ SourceFormat = Literal["csv", "json", "parquet", "delta", "iceberg", "catalog"]
 TargetFormat = Literal["delta", "iceberg", "parquet"]
 WriteMode = Literal["append", "overwrite", "overwrite_partitions", "merge"]
 BadRecords = Literal["fail", "drop", "quarantine"]
+QUARANTINE_FORMAT = "delta"  # the quality gate's quarantine table
+BAD_RECORDS_FORMAT = "parquet"  # malformed input rows (bad_records: quarantine)
 OnFail = Literal["fail", "quarantine", "warn"]
 SchemaChange = Literal["log", "update", "fail"]
 JobState = Literal["SUCCEEDED", "STOPPED", "FAILED", "TIMEOUT"]
@@ -252,6 +254,23 @@ class JobConfig(Strict):
     timeout_minutes: int | None = Field(None, ge=1, description="default: none locally, 2880 on Glue")
     glue: GlueJobSettings | None = None
 
+    def quarantine_location(self) -> str:
+        """`target.quarantine_path`, else `<target.path>_quarantine`."""
+        return self.target.quarantine_path or self.target.path.rstrip("/") + "_quarantine"
+
+    def bad_records_location(self) -> str:
+        return self.target.path.rstrip("/") + "_bad_records"
+
+    def tables_written(self) -> dict[str, str]:
+        """Every table a run of the job may write — its target, quarantine and bad-records tables — with its
+        format: what a run locks, and what may hold nothing but its own table (SPEC §13)."""
+        out = {self.target.path: self.target.format}
+        if any(r.on_fail == "quarantine" for r in self.quality):
+            out.setdefault(self.quarantine_location(), QUARANTINE_FORMAT)
+        if any(s.bad_records == "quarantine" for s in self.sources.values()):
+            out.setdefault(self.bad_records_location(), BAD_RECORDS_FORMAT)
+        return out
+
 
 # ---------------------------------------------------------------------------------------------- workflow file
 
@@ -368,7 +387,12 @@ class AwsConfig(Strict):
 
 
 class DeployConfig(Strict):
-    s3_prefix: str = Field(description="s3://bucket/prefix where scripts, wheel and configs are uploaded")
+    project: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="the project's name: tagged as etl:project on every Glue resource and part of the S3 upload "
+                    "prefix, so that --prune never touches another project's resources; default: the project "
+                    "directory's name")
+    s3_prefix: str = Field(description="s3://bucket/prefix; uploads go under <s3_prefix>/<project>/<env>/")
     role: str = Field(description="IAM role ARN of the Glue jobs and crawlers")
     glue_version: str = "5.0"
     worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] = "G.1X"

@@ -1,9 +1,12 @@
 """Plan and apply: compare the desired state with what S3 and Glue hold, then make only the differences.
 
 Every resource is read back before anything is written, so a second deploy writes nothing and an interrupted
-deploy is completed by the next one (what was made is `unchanged`, the rest is created). Resources tagged as ours
-(`etl:managed-by=etl_framework`, `etl:env=ENV`) with the name prefix that the project no longer defines are listed
-as orphans and deleted only with `--prune`.
+deploy is completed by the next one (what was made is `unchanged`, the rest is created). Tags are part of the diff:
+a resource missing one of ours gets it (TagResource) on the next deploy, and a resource tagged as another
+project's or env's is never taken over. Resources with the name prefix that carry all three of our tags
+(`etl:managed-by=etl_framework`, `etl:project=PROJECT`, `etl:env=ENV`, each read back with GetTags, never trusted
+to a List* tag filter alone) and files under `<s3_prefix>/<project>/<env>/` that the project no longer defines are
+listed as orphans and deleted only with `--prune`.
 
 Emulators: moto (5.2) has no UpdateJob, UpdateCrawler or UpdateTrigger. Against an `aws.endpoint_url`, an update
 that fails because the API is not implemented falls back to delete + create of that resource (said in the output);
@@ -18,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etl_framework.deploy.spec import (
+    ENV_TAG,
     MANAGED_TAG,
+    PROJECT_TAG,
     Artifact,
     DesiredState,
     Resource,
@@ -27,7 +32,9 @@ from etl_framework.errors import EtlError
 
 SHA_KEY = "etl-sha256"
 UNCHANGEABLE = {"trigger": ("Type", "WorkflowName")}  # Glue cannot update these: delete + create
-MANAGED_S3 = ("scripts/", "wheels/", "jars/", "project/")
+MANAGED_S3 = ("scripts/", "wheels/", "jars/", "project/")  # under DesiredState.s3_root; tmp/ is Glue's scratch
+TAGGED = ("job", "crawler", "workflow", "trigger", "event_rule")  # what deploy tags, checks and may prune
+TAGS = "Tags."  # diff fields of missing tags: `Tags.etl:project`
 
 
 class DeployError(EtlError):
@@ -70,6 +77,12 @@ class Plan:
         for c in self.changes:
             out[c.action] = out.get(c.action, 0) + 1
         return out
+
+    @property
+    def prunes_more_than_it_creates(self) -> bool:
+        """A prune that deletes more than the deploy creates is more likely a mistake (a half checkout, the
+        wrong branch) than a rename: `etl deploy --prune` asks for `--yes` before making it."""
+        return len(self.by_action("orphan")) > len(self.by_action("create"))
 
 
 # ------------------------------------------------------------------------------------------------- comparison
@@ -312,6 +325,32 @@ class Deployer:
             api = "Get" + kind.capitalize()
             raise DeployError(f"Glue {api} for {kind} {name} failed: {error_code(e)}: {error_message(e)}") from e
 
+    def arn(self, kind: str, name: str) -> str:
+        """A Glue resource's ARN (`arn:aws:glue:REGION:ACCOUNT:job/NAME`), for GetTags and TagResource."""
+        return f"arn:{self.aws.partition}:glue:{self.aws.region}:{self.aws.account}:{kind}/{name}"
+
+    def tags_of(self, kind: str, name: str, rule_arn: str | None = None) -> dict[str, str]:
+        """The tags a resource carries now (Glue GetTags, EventBridge ListTagsForResource)."""
+        if kind == "event_rule":
+            arn = rule_arn or f"arn:{self.aws.partition}:events:{self.aws.region}:{self.aws.account}:rule/{name}"
+            got = self.call("EventBridge ListTagsForResource", f"rule {name}", self.aws.events.list_tags_for_resource,
+                            ResourceARN=arn).get("Tags", [])
+            return {t["Key"]: t["Value"] for t in got}
+        return dict(self.call("Glue GetTags", f"{kind} {name}", self.aws.glue.get_tags,
+                              ResourceArn=self.arn(kind, name)).get("Tags") or {})
+
+    def ours(self, tags: dict[str, str]) -> bool:
+        return all(tags.get(k) == v for k, v in self.desired.tags.items())
+
+    def foreign_owner(self, tags: dict[str, str]) -> str | None:
+        """Whose a resource is, when its tags say another project or env made it (untagged ones are adopted)."""
+        mine = self.desired.tags
+        other = {k: tags[k] for k in (PROJECT_TAG, ENV_TAG) if k in tags and tags[k] != mine[k]}
+        if not other:
+            return None
+        return (f"project '{tags.get(PROJECT_TAG, '?')}', env '{tags.get(ENV_TAG, '?')}' "
+                f"({', '.join(f'{k}={v}' for k, v in sorted(other.items()))})")
+
     def read_artifact(self, art: Artifact) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
@@ -325,7 +364,9 @@ class Deployer:
         return {"sha256": (head.get("Metadata") or {}).get(SHA_KEY), "size": head.get("ContentLength")}
 
     def orphans(self) -> list[Change]:
-        """Our resources (tag + prefix) and S3 artifacts that the project no longer defines."""
+        """This project's and env's resources (all three tags + name prefix) and S3 files (its own prefix) that the
+        project no longer defines. List filters only narrow the search: each candidate's tags are read back, since
+        a List* tag filter may match on any one tag (moto's does) and `etl:managed-by` alone is every project's."""
         g, d = self.aws.glue, self.desired.deploy
         tags = self.desired.tags
         wanted = {(r.kind, r.name) for r in self.desired.resources}
@@ -346,16 +387,11 @@ class Deployer:
             "trigger": names("Glue ListTriggers", g.list_triggers, "TriggerNames", Tags=tags),
             "job": names("Glue ListJobs", g.list_jobs, "JobNames", Tags=tags),
             "crawler": names("Glue ListCrawlers", g.list_crawlers, "CrawlerNames", Tags=tags),
+            "workflow": names("Glue ListWorkflows", g.list_workflows, "Workflows"),  # no tag filter in the API
         }
-        workflows = []
-        for wname in names("Glue ListWorkflows", g.list_workflows, "Workflows"):
-            if not wname.startswith(d.name_prefix) or ("workflow", wname) in wanted:
-                continue
-            arn = f"arn:{self.aws.partition}:glue:{self.aws.region}:{self.aws.account}:workflow/{wname}"
-            wtags = self.call("Glue GetTags", f"workflow {wname}", g.get_tags, ResourceArn=arn).get("Tags", {})
-            if all(wtags.get(k) == v for k, v in tags.items()):
-                workflows.append(wname)
-        listed["workflow"] = workflows
+        for kind, found in listed.items():
+            listed[kind] = [n for n in found if n.startswith(d.name_prefix) and (kind, n) not in wanted
+                            and self.ours(self.tags_of(kind, n))]
         rules = []
         ev = self.aws.events
         token = None
@@ -367,10 +403,7 @@ class Deployer:
             for rule in resp.get("Rules", []):
                 if ("event_rule", rule["Name"]) in wanted:
                     continue
-                rtags = self.call("EventBridge ListTagsForResource", f"rule {rule['Name']}",
-                                  ev.list_tags_for_resource, ResourceARN=rule["Arn"]).get("Tags", [])
-                rtags = {t["Key"]: t["Value"] for t in rtags}
-                if all(rtags.get(k) == v for k, v in tags.items()):
+                if self.ours(self.tags_of("event_rule", rule["Name"], rule["Arn"])):
                     rules.append(rule["Name"])
             token = resp.get("NextToken")
             if not token:
@@ -380,10 +413,10 @@ class Deployer:
             for n in sorted(listed[kind]):
                 if n.startswith(d.name_prefix) and (kind, n) not in wanted:
                     out.append(Change(kind, n, "orphan", note="not defined by the project any more"))
-        bucket, prefix = split_s3(d.s3_prefix)
+        bucket, root = split_s3(self.desired.s3_root)  # <s3_prefix>/<project>/<env>: never another's files
         wanted_keys = {split_s3(a.uri)[1] for a in self.desired.artifacts}
         for sub in MANAGED_S3:
-            base = f"{prefix.rstrip('/')}/{sub}" if prefix else sub
+            base = f"{root.rstrip('/')}/{sub}" if root else sub
             for page in self.aws.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
                 for obj in page.get("Contents", []):
                     if obj["Key"] not in wanted_keys:
@@ -403,6 +436,7 @@ class Deployer:
     def plan(self) -> Plan:
         self.fill_arns()
         changes: list[Change] = []
+        taken: list[str] = []
         for art in self.desired.artifacts:
             have = self.read_artifact(art)
             if have is None:
@@ -422,6 +456,13 @@ class Deployer:
                 continue
             want, have = compared(res.kind, res.spec, actual)
             diff = field_diff(want, have)
+            if res.kind in TAGGED:
+                tags = self.tags_of(res.kind, res.name, actual.get("Arn"))
+                owner = self.foreign_owner(tags)
+                if owner:
+                    taken.append(f"{res.kind} {res.name} belongs to {owner}")
+                    continue
+                diff.update({TAGS + k: (tags.get(k), v) for k, v in self.desired.tags.items() if tags.get(k) != v})
             if res.kind == "trigger" and res.spec["Type"] != "ON_DEMAND" and trigger_active(actual) != res.enabled:
                 diff["State"] = (actual.get("State"), "ACTIVATED" if res.enabled else "DEACTIVATED")
             if not diff:
@@ -430,6 +471,13 @@ class Deployer:
             fixed = UNCHANGEABLE.get(res.kind, ())
             action = "replace" if any(f.split(".")[0] in fixed for f in diff) else "update"
             changes.append(Change(res.kind, res.name, action, diff, resource=res, actual=actual))
+        if taken:
+            raise DeployError(
+                f"this deploy (project '{self.desired.project}', env '{self.desired.env}') would take over resources "
+                "that another project or env deployed; nothing was deployed:\n"
+                + "".join(f"  {t}\n" for t in taken)
+                + "  what to do: give this project or env its own deploy.name_prefix (Glue names are account-wide), "
+                "or set deploy.project to the name it was deployed under")
         changes += self.orphans()
         return Plan(changes, list(self.desired.warnings))
 
@@ -496,18 +544,38 @@ class Deployer:
             self.write("Glue CreateTrigger", what, g.create_trigger, **spec, StartOnCreation=start, Tags=tags)
 
     def update(self, res: Resource, c: Change) -> None:
+        """The changed fields through the Update APIs, then the missing tags (unless the resource was replaced:
+        a created one has them all)."""
+        fields = {f for f in c.fields if not f.startswith(TAGS)}
+        replaced = self._update_fields(res, c, fields) if fields else False
+        missing = {f[len(TAGS):]: new for f, (_, new) in c.fields.items() if f.startswith(TAGS)}
+        if missing and not replaced:
+            self.tag(res, missing, (c.actual or {}).get("Arn"))
+
+    def tag(self, res: Resource, tags: dict[str, str], rule_arn: str | None = None) -> None:
+        what = f"{res.kind} {res.name}"
+        if res.kind == "event_rule":
+            arn = rule_arn or f"arn:{self.aws.partition}:events:{self.aws.region}:{self.aws.account}:rule/{res.name}"
+            self.write("EventBridge TagResource", what, self.aws.events.tag_resource, ResourceARN=arn,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            return
+        self.write("Glue TagResource", what, self.aws.glue.tag_resource, ResourceArn=self.arn(res.kind, res.name),
+                   TagsToAdd=tags)
+
+    def _update_fields(self, res: Resource, c: Change, fields: set[str]) -> bool:
+        """Returns True when the endpoint lacked the Update API and the resource was replaced."""
         g, what = self.aws.glue, f"{res.kind} {res.name}"
         spec = {k: v for k, v in res.spec.items() if k != "Name"}
-        only_state = set(c.fields) == {"State"}
+        only_state = fields == {"State"}
         if res.kind == "workflow":
             self.write("Glue UpdateWorkflow", what, g.update_workflow, Name=res.name, **spec)
-            return
+            return False
         if res.kind == "event_rule":
             self._put_rule(res, create=False)
-            return
+            return False
         if res.kind == "trigger" and only_state:
             self._set_trigger_state(res)
-            return
+            return False
         apis = {
             "job": ("Glue UpdateJob", g.update_job, {"JobName": res.name, "JobUpdate": spec}),
             "crawler": ("Glue UpdateCrawler", g.update_crawler, dict(res.spec)),
@@ -518,7 +586,7 @@ class Deployer:
         api, fn, kwargs = apis[res.kind]
         if res.kind in self.unimplemented:
             self._replace_on_emulator(res, c)
-            return
+            return True
         from botocore.exceptions import ClientError
 
         try:
@@ -528,13 +596,14 @@ class Deployer:
             if self.aws.endpoint_url and is_unimplemented(e):
                 self.unimplemented.add(res.kind)
                 self._replace_on_emulator(res, c)
-                return
+                return True
             raise DeployError(
                 f"{api} for {what} failed: {error_code(e)}: {error_message(e)}\n  what to do: fix the cause and "
                 "run `etl deploy` again; what was already deployed stays and the next deploy continues from here"
             ) from e
-        if res.kind == "trigger" and "State" in c.fields:
+        if res.kind == "trigger" and "State" in fields:
             self._set_trigger_state(res)
+        return False
 
     def _replace_on_emulator(self, res: Resource, c: Change) -> None:
         c.note = (c.note + "; " if c.note else "") + "the endpoint lacks the Update API: replaced (delete + create)"

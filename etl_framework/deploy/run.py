@@ -21,12 +21,22 @@ class DeployResult:
     applied: list[Any] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     write_calls: list[str] = field(default_factory=list)
+    project: str = ""
+    s3_root: str = ""
+
+    @property
+    def needs_yes(self) -> bool:
+        """A prune that deletes more than it creates: refused without `--yes` (a dry run says so)."""
+        return self.prune and self.plan.prunes_more_than_it_creates
 
     def to_json(self) -> dict[str, Any]:
         return {
             "env": self.env,
+            "project": self.project,
+            "s3_root": self.s3_root,
             "dry_run": self.dry_run,
             "prune": self.prune,
+            "needs_yes": self.needs_yes,
             "changed": bool(self.applied),
             "summary": self.plan.summary(),
             "changes": [c.to_json() for c in self.plan.changes],
@@ -108,8 +118,22 @@ def entry_script(project: Any) -> Path:
                    + ", ".join(str(c) for c in candidates) + ")")
 
 
+def prune_refusal(plan: Any, project: str, env: str) -> UsageError:
+    """Why a prune waits for `--yes`, with everything it would delete."""
+    doomed = plan.by_action("orphan")
+    created = len(plan.by_action("create"))
+    return UsageError(
+        f"deploy --prune would delete {len(doomed)} resource{'s' if len(doomed) != 1 else ''} of project "
+        f"'{project}', env '{env}', and create {created}; nothing was changed. It would delete:\n"
+        + "".join(f"  - {c.kind} {c.name}\n" for c in doomed)
+        + "  what to do: check the list, then run again with --yes to delete them (or without --prune to keep them)")
+
+
 def deploy(project: Any, env: str, dry_run: bool = False, prune: bool = False,
-           progress: Any = None, aws: Any = None, wheel_path: str | Path | None = None) -> DeployResult:
+           progress: Any = None, aws: Any = None, wheel_path: str | Path | None = None,
+           yes: bool = False) -> DeployResult:
+    """Plan, then apply unless `dry_run`. A prune that deletes more than it creates needs `yes`: refused (exit 2)
+    before any write otherwise."""
     from etl_framework.deploy.build import build_wheel, load_wheel
     from etl_framework.deploy.plan import Aws, Deployer
     from etl_framework.deploy.spec import build_desired
@@ -126,13 +150,18 @@ def deploy(project: Any, env: str, dry_run: bool = False, prune: bool = False,
         say("building the framework wheel")
         wheel = build_wheel()
     desired = build_desired(project, env, env_cfg, jobs, workflows, files, entry_script(project), wheel)
+    say(f"project {desired.project}, env {env}: files under {desired.s3_root}/, resources tagged "
+        + ", ".join(f"{k}={v}" for k, v in desired.tags.items()))
     aws = aws or Aws(env_cfg.aws.region, env_cfg.aws.endpoint_url)
     deployer = Deployer(desired, aws, say)
     say(f"checking credentials, role {env_cfg.deploy.role} and {env_cfg.deploy.s3_prefix}")
     warnings = list(desired.warnings) + deployer.preflight()
     say("reading what is deployed")
     plan = deployer.plan()
-    result = DeployResult(env, dry_run, prune, plan, warnings=warnings)
+    result = DeployResult(env, dry_run, prune, plan, warnings=warnings, project=desired.project,
+                          s3_root=desired.s3_root)
+    if result.needs_yes and not dry_run and not yes:
+        raise prune_refusal(plan, desired.project, env)
     if not dry_run:
         n = len(plan.pending) + (len(plan.by_action("orphan")) if prune else 0)
         if n:

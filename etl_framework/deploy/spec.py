@@ -4,6 +4,11 @@ problem Glue would reject is caught before the first call.
 
 Naming: every Glue resource is `deploy.name_prefix` + its name; triggers are `name_prefix + workflow + "__" +
 trigger`, because Glue trigger names are global and two workflows usually both have a `start` trigger.
+
+Ownership: every resource carries the tags `etl:managed-by`, `etl:project` and `etl:env`, and every uploaded file
+lives under `<s3_prefix>/<project>/<env>/`. Two projects (or two envs) sharing an account, a name prefix and a
+bucket therefore never mistake each other's resources for their own: `--prune` deletes only what carries all
+three tags with this project's and env's values, and only files under this project's and env's own prefix.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from etl_framework.runtime.args import to_glue_arguments
 
 MANAGED_TAG = "etl:managed-by"
 MANAGED_VALUE = "etl_framework"
+PROJECT_TAG = "etl:project"
 ENV_TAG = "etl:env"
 DEFAULT_TIMEOUT = 2880  # minutes: Glue's default for glueetl jobs
 GLUE_SPARK = {"5.0": "3.5", "4.0": "3.3", "3.0": "3.1", "2.0": "2.4"}
@@ -86,13 +92,20 @@ class Resource:
 class DesiredState:
     env: str
     deploy: DeployConfig
+    project: str = "project"
     artifacts: list[Artifact] = field(default_factory=list)
     resources: list[Resource] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def tags(self) -> dict[str, str]:
-        return {MANAGED_TAG: MANAGED_VALUE, ENV_TAG: self.env}
+        """What marks a resource as this project's in this env: `--prune` deletes nothing without all three."""
+        return {MANAGED_TAG: MANAGED_VALUE, PROJECT_TAG: self.project, ENV_TAG: self.env}
+
+    @property
+    def s3_root(self) -> str:
+        """This project's and env's own upload prefix: the only place `--prune` deletes files from."""
+        return upload_root(self.deploy, self.project, self.env)
 
     def of(self, kind: str) -> list[Resource]:
         return [r for r in self.resources if r.kind == kind]
@@ -100,6 +113,25 @@ class DesiredState:
 
 def s3_join(prefix: str, *parts: str) -> str:
     return "/".join([prefix.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def project_name(root: Path, d: DeployConfig) -> tuple[str, bool]:
+    """The project's deploy name and whether it was given (`deploy.project`) rather than taken from the
+    directory's name, which another checkout of the same project may not share."""
+    if d.project:
+        return d.project, True
+    return default_project_name(root), False
+
+
+def default_project_name(root: Path) -> str:
+    """The directory's name as a valid `deploy.project` (lower case; other characters become '-')."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", root.resolve().name.lower()).strip("-_")[:63]
+    return name or "project"
+
+
+def upload_root(d: DeployConfig, project: str, env: str) -> str:
+    """`<s3_prefix>/<project>/<env>`: two projects or envs sharing `s3_prefix` never share a key."""
+    return s3_join(d.s3_prefix, project, env)
 
 
 def to_s3(path: str) -> str:
@@ -323,11 +355,16 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
 
     d = env_cfg.deploy
     assert d is not None
-    prefix = d.s3_prefix.rstrip("/")
+    name, given = project_name(project.root, d)
+    state = DesiredState(env=env, deploy=d, project=name)
+    if not given:
+        state.warnings.append(
+            f"deploy.project is not set in conf/{env}.yaml: this project deploys as '{name}' (its directory's "
+            f"name); set `project: {name}` under deploy: so that every checkout deploys as the same project")
+    prefix = state.s3_root
     project_uri = s3_join(prefix, "project") + "/"
     script_uri = s3_join(prefix, "scripts", "etl_job.py")
     wheel_uri = s3_join(prefix, "wheels", wheel.filename)
-    state = DesiredState(env=env, deploy=d)
     state.artifacts.append(Artifact(script_uri, script.read_bytes(), "entry script"))
     state.artifacts.append(Artifact(wheel_uri, wheel.data, "framework wheel"))
     from etl_framework.runtime.spark import HELPER_JAR, jars_dir

@@ -61,7 +61,7 @@ class _Base:
         catalog = catalog_for(self.env_config, self.project.root)
         try:
             res = run_crawler(
-                catalog, self.env_config.state.path, task.node, spec.path, spec.database, spec.table,
+                catalog, self.env_config, task.node, spec.path, spec.database, spec.table,
                 spec.schema_change, aws=self.env_config.aws, cancel=task.cancelled,
             )
         finally:

@@ -16,6 +16,8 @@ import importlib
 import importlib.util
 import os
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +44,35 @@ def new_run_id() -> str:
 
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TermAsInterrupt:
+    """SIGTERM (a stopped Glue run, `kill`, the scheduler's stop) ends a run the way Ctrl-C does: recorded STOPPED,
+    its locks released — not a process gone with its lock held until the lease runs out. During the run's own
+    clean-up a SIGTERM is held back and raised after it. Only the main thread can own signal handlers."""
+
+    def __init__(self) -> None:
+        self.old: Any = None
+        self.pending = False
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            self.old = signal.signal(signal.SIGTERM, self._raise)
+
+    def _raise(self, signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def hold(self) -> None:
+        if self.active:
+            signal.signal(signal.SIGTERM, self._hold)
+
+    def restore(self) -> bool:
+        """Put the caller's handler back; True when a SIGTERM came during the clean-up."""
+        if self.active:
+            signal.signal(signal.SIGTERM, self.old if self.old is not None else signal.SIG_DFL)
+        return self.pending
 
 
 @dataclass
@@ -76,6 +107,7 @@ class JobRunState:
     observations: dict[str, Any] = field(default_factory=dict)  # rows counted while Spark runs the plan
     stage: str = "start"
     extras: dict[str, Any] = field(default_factory=dict)
+    lock: Any = None  # the run's `state.locks.HeldLock`: a write checks it still holds its tables before committing
     _catalog: Any = None
     _storage: Storage | None = None
 
@@ -335,28 +367,32 @@ def run_loaded(
             "workflow_run_id": workflow_run_id,
         })
     log.info(f"run {run_id} started (env {env})")
-    lock = target_key(config.target.path)
-    locked = False
+    lock_keys = list(dict.fromkeys(target_key(p) for p in config.tables_written()))
+    held: Any = None
     state: JobRunState | None = None
     plan: Any = None
     bookmarks: Any = None
     failure: JobFailed | None = None
     interrupted = False
     stage = "start"
+    term = TermAsInterrupt()
     try:
         if store is not None:
             from etl_framework.state.base import TargetLocked
+            from etl_framework.state.locks import HeldLock, when
 
             try:
-                store.acquire_target_lock(lock, run_id, config.job)
-                locked = True
+                store.acquire_target_lock(lock_keys, run_id, config.job)
+                held = HeldLock(store, lock_keys, run_id)
             except TargetLocked as e:
                 h = e.holder
-                raise JobFailed(config.job, "write", f"another run is writing the same target: run "
+                raise JobFailed(config.job, "write", f"another run is writing the same table: run "
                                 f"{h.get('run_id')} of job {h.get('job')} (pid {h.get('pid')} on {h.get('host')}, "
-                                f"since {h.get('acquired_at')}) holds {lock}",
+                                f"since {h.get('acquired_at')}, lease until {when(h.get('lease_until'))}) holds "
+                                f"{e.target}",
                                 f"wait for run {h.get('run_id')} to finish (etl show {h.get('run_id')}); if its "
-                                "process is gone, the next run takes the lock over by itself") from None
+                                "process is gone, the next run takes the lock over by itself once its lease "
+                                f"expires, or release it by hand: etl runs --unlock {e.target}") from None
         stage = "write"
         storage = storage_for(env_config, project_root)
         preflight(config, storage)
@@ -398,6 +434,7 @@ def run_loaded(
                             env_config=env_config, project_root=project_root, job_path=job_path, params=params,
                             attempt=attempt, workflow_run_id=workflow_run_id)
         state._storage = storage
+        state.lock = held
         if plan is not None:
             plan.apply(state)
         if prepare is not None:
@@ -424,6 +461,7 @@ def run_loaded(
 
         failure = explain(e, state, state.stage if state else stage)
     finally:
+        term.hold()
         duration = time.monotonic() - t0
         status = "SUCCEEDED" if failure is None else ("STOPPED" if interrupted else "FAILED")
         exit_code = 0 if failure is None else failure.exit_code
@@ -434,13 +472,13 @@ def run_loaded(
             store.update_run(run_id, status=status, ended_at=utcnow(), duration_s=round(duration, 3),
                              error=failure.render() if failure else None,
                              error_stage=failure.stage if failure else None, exit_code=exit_code)
-            if locked:
-                store.release_target_lock(lock, run_id)
+            if held is not None:
+                held.release()
         if failure is None:
             log.info(f"run {run_id} succeeded in {duration:.1f}s")
         else:
             log.info(f"run {run_id} {status.lower()} in {duration:.1f}s")
-        if interrupted:
+        if term.restore() or interrupted:
             raise KeyboardInterrupt
     return JobRunResult(
         run_id=run_id, job=config.job, status=status, exit_code=exit_code,

@@ -142,8 +142,16 @@ def get_spark(
         _SESSION = active
         return active
     builder = SparkSession.builder.appName(app_name)
-    if "spark.master" not in conf and not os.environ.get("SPARK_MASTER"):
-        builder = builder.master(os.environ.get("ETL_SPARK_MASTER", "local[2]"))
+    master = conf.get("spark.master") or os.environ.get("SPARK_MASTER")
+    if master is None:
+        master = os.environ.get("ETL_SPARK_MASTER", "local[2]")
+        builder = builder.master(master)
+    if master.startswith("local") and conf.get("spark.jars"):
+        # One JVM: the JARs go on its class path. Through spark.jars, Spark would copy all of them (~380 MB) into a
+        # new temp folder at every start — seconds per run, and a full disk after many killed runs.
+        jars = conf.pop("spark.jars").replace(",", os.pathsep)
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(
+            p for p in (conf.get("spark.driver.extraClassPath"), jars) if p)
     for k, v in conf.items():
         builder = builder.config(k, v)
     _SESSION = builder.getOrCreate()

@@ -36,7 +36,7 @@ def run_crawl(state: Any) -> list[CrawlerRunResult]:
             path = src.path
         else:
             path = spec.path or ""
-        res = run_crawler(catalog, state.env_config.state.path, crawler_name(cfg.job, spec), path, spec.database,
+        res = run_crawler(catalog, state.env_config, crawler_name(cfg.job, spec), path, spec.database,
                           spec.table, spec.schema_change, aws=state.env_config.aws, progress=progress)
         results.append(res)
         if res.state != "SUCCEEDED":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from etl_framework.config.model import QUARANTINE_FORMAT
 from etl_framework.errors import QualityGateFailed
 from etl_framework.quality.report import format_quality_table
 
@@ -34,8 +35,8 @@ STAGE = "quality"
 STAGING_DIR = "_etl_staging"
 APP_ID_PREFIX = "etl_framework:quarantine:"
 # The quarantine table is Delta whatever the target's format: its idempotent per-run commit (txnAppId) makes the
-# "target committed, quarantine not yet" recovery exactly-once, and it is an append-only side table.
-QUARANTINE_FORMAT = "delta"
+# "target committed, quarantine not yet" recovery exactly-once, and it is an append-only side table
+# (`config.model.QUARANTINE_FORMAT`).
 
 
 def evaluate_gate(df: Any, expectations: list[Any], job_name: str, run_id: str, **kwargs: Any) -> Any:
@@ -47,7 +48,7 @@ def evaluate_gate(df: Any, expectations: list[Any], job_name: str, run_id: str, 
 
 def quarantine_location(config: JobConfig) -> str:
     """`target.quarantine_path`, else `<target.path>_quarantine` (a Delta table beside the target)."""
-    return config.target.quarantine_path or config.target.path.rstrip("/") + "_quarantine"
+    return config.quarantine_location()
 
 
 def staging_location(config: JobConfig, run_id: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from etl_framework.config.model import BAD_RECORDS_FORMAT
 from etl_framework.errors import JobFailed
 from etl_framework.faults import fault
 from etl_framework.tables import CommitRequest, Storage, WriteResult, table_format
@@ -30,16 +31,12 @@ def sibling_path(path: str, suffix: str) -> str:
 
 
 def bad_records_path(config: JobConfig) -> str:
-    return sibling_path(config.target.path, "_bad_records")
-
-
-def quarantine_path(config: JobConfig) -> str:
-    return config.target.quarantine_path or sibling_path(config.target.path, "_quarantine")
+    return config.bad_records_location()
 
 
 def preflight(config: JobConfig, storage: Storage | None = None) -> None:
-    """Checks that need no Spark, run before anything is read: the target is a usable folder and holds no table of
-    another format."""
+    """Checks that need no Spark, run before anything is read: the target is a usable folder, and it and the job's
+    quarantine and bad-records tables hold nothing but their own table."""
     t = config.target
     storage = storage or Storage()
     if is_local(t.path):
@@ -52,7 +49,8 @@ def preflight(config: JobConfig, storage: Storage | None = None) -> None:
         if parent and os.path.isfile(parent):
             raise JobFailed(config.job, STAGE, f"target path {p} is inside {parent}, which is a file",
                             "point target.path at a folder, or move that file away")
-    table_format(t.format).preflight(config.job, t.path, storage)
+    for path, fmt in config.tables_written().items():
+        table_format(fmt).preflight(config.job, path, storage)
 
 
 def commit_request(state: JobRunState) -> CommitRequest:
@@ -67,7 +65,12 @@ def write_table(state: JobRunState, df: Any, path: str, *, fmt: str, mode: str, 
                 merge_keys: list[str] | None = None, options: dict[str, Any] | None = None,
                 commit: CommitRequest | None = None, evolve: bool = False) -> WriteResult:
     """Write any DataFrame of this run to a table (the target, bad records, quarantine) through its format."""
+    lost = state.lock.check() if state.lock is not None else None
+    if lost:
+        raise JobFailed(state.job, STAGE, f"{lost}; nothing of this run was committed to {path}",
+                        f"run the job again: etl resume {state.run_id}")
     storage = state.storage
+    table_format(fmt).claim(state.spark, path)
     return table_format(fmt).write(state.spark, df, path, mode=mode, partition_by=partition_by,
                                    merge_keys=merge_keys, options=dict(options or {}), commit=commit,
                                    job=state.job, storage=storage, evolve=evolve)
@@ -192,7 +195,7 @@ def _write_set_aside(state: JobRunState) -> None:
         obs = Observation()
         bad = obs._on(bad, F.count(F.lit(1)).alias("rows"))
         path = bad_records_path(state.config)
-        res = write_table(state, bad, path, fmt="parquet", mode="append", partition_by=[],
+        res = write_table(state, bad, path, fmt=BAD_RECORDS_FORMAT, mode="append", partition_by=[],
                           commit=CommitRequest(run_id=state.run_id))
         n = observed(obs)
         state.metrics[STAGE]["bad_records"] = n
@@ -202,7 +205,9 @@ def _write_set_aside(state: JobRunState) -> None:
     if state.quarantine_df is not None and not state.extras.get("quarantine_written"):
         obs = Observation()
         q = obs._on(state.quarantine_df, F.count(F.lit(1)).alias("rows"))
-        path = quarantine_path(state.config)
+        from etl_framework.stages.quality import quarantine_location
+
+        path = quarantine_location(state.config)
         res = write_table(state, q, path, fmt="delta", mode="append", partition_by=[])
         n = observed(obs)
         state.metrics[STAGE]["quarantined_rows"] = n

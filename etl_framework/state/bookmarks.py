@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
 from etl_framework.incremental import Bookmark
+from etl_framework.state.base import BookmarkStore
 from etl_framework.state.db import connect
 
 SCHEMA = """
@@ -23,13 +24,6 @@ CREATE TABLE IF NOT EXISTS bookmark_history (
 );
 CREATE INDEX IF NOT EXISTS bookmark_history_job ON bookmark_history(job, id);
 """
-
-
-class BookmarkStore(Protocol):
-    def get(self, job: str) -> Bookmark: ...
-    def put(self, bookmark: Bookmark, action: str = "commit") -> None: ...
-    def history(self, job: str) -> list[dict]: ...
-    def at_run(self, job: str, run_id: str) -> Bookmark | None: ...
 
 
 def _now() -> str:
@@ -67,6 +61,14 @@ class SqliteBookmarkStore:
         ).fetchall()
         return [dict(r) for r in rows]
 
+    def entries(self, job: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT version, run_id, action, data, at FROM bookmark_history WHERE job=? "
+                                 "ORDER BY id", (job,)).fetchall()
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def close(self) -> None:
+        self.conn.close()
+
     def at_run(self, job: str, run_id: str) -> Bookmark | None:
         """The bookmark as it was right after `run_id` committed (for `etl bookmarks reset --to RUN_ID`)."""
         row = self.conn.execute(
@@ -78,9 +80,6 @@ class SqliteBookmarkStore:
 
 def open_bookmark_store(env_config: object) -> BookmarkStore:
     """The bookmark cache of the env's state backend (SQLite file, or DynamoDB)."""
-    state = env_config.state  # type: ignore[attr-defined]
-    if state.backend == "dynamodb":
-        from etl_framework.state.dynamodb import DynamoBookmarkStore
+    from etl_framework.state import open_state
 
-        return DynamoBookmarkStore(env_config)
-    return SqliteBookmarkStore(state.path)
+    return open_state(env_config).bookmarks

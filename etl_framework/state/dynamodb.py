@@ -32,6 +32,14 @@ from typing import Any
 
 from etl_framework.errors import EtlError
 from etl_framework.state.base import TargetLocked
+from etl_framework.state.locks import (
+    LEASE_SECONDS,
+    as_keys,
+    dead_reason,
+    overlaps,
+    takeover_error,
+    unlock_error,
+)
 
 RUN_FIELDS = (
     "run_id", "job", "env", "job_path", "params", "status", "attempt", "started_at", "ended_at", "duration_s",
@@ -318,57 +326,131 @@ class DynamoRunStore:
 
         return [decode_item(i) for i in self.db.newest("runs", keep, limit)]
 
-    # locks
-    def acquire_target_lock(self, target: str, run_id: str, job: str) -> None:
+    # locks: one item per key (pk=lock#<key>), also indexed (gpk=locks) so nested keys can be found
+    def _lock_items(self) -> list[dict[str, Any]]:
+        out, kwargs = [], {}
+        while True:
+            resp = self.db.client.query(TableName=self.db.table, IndexName="by_time",
+                                        KeyConditionExpression="gpk = :g",
+                                        ExpressionAttributeValues=self.db.ser({":g": "locks"}), **kwargs)
+            out += [self.db.de(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return out
+            kwargs = {"ExclusiveStartKey": resp["LastEvaluatedKey"]}
+
+    def _clear_dead(self, holder_item: dict[str, Any], run_id: str, key: str) -> None:
+        """Remove a lock whose holder is gone (only if it is still that holder's), marking the holder's run;
+        raise TargetLocked when the holder is alive."""
         from botocore.exceptions import ClientError
 
-        from etl_framework.state.runs import pid_alive
-
-        host = socket.gethostname()
-        pk = f"lock#{target}"
-        for _ in range(20):
-            holder_item = self.db.get(pk, "lock")
-            item = {"pk": pk, "sk": "lock", **encode_item({"target": target, "run_id": run_id, "job": job,
-                                                           "host": host, "pid": os.getpid(),
-                                                           "acquired_at": utcnow()})}
-            try:
-                if holder_item is None:
-                    self.db.put(item, "attribute_not_exists(pk)")
-                    return
-                holder = decode_item(holder_item)
-                if holder["run_id"] != run_id:
-                    run = self.get_run(holder["run_id"])
-                    alive = run is None or run.get("status") == "RUNNING"
-                    if alive and holder.get("host") == host:
-                        alive = pid_alive(holder.get("pid"))
-                    if alive:
-                        raise TargetLocked(target, holder)
-                    if run is not None and run.get("status") == "RUNNING":
-                        self.update_run(holder["run_id"], status="FAILED", ended_at=utcnow(),
-                                        error=f"the process (pid {holder.get('pid')}) ended without finishing the "
-                                              f"run; run {run_id} took over the write lock of {target}")
-                # take over only if the holder is still the one we saw (two takers: one wins)
-                self.db.put(item, "run_id = :held", values={":held": holder_item["run_id"]})
-                return
-            except ClientError as e:
-                if not conditional_failed(e):
-                    raise self.db.error("PutItem", e) from e
-        raise EtlError(f"could not take the write lock of {target}: it changed hands 20 times")
-
-    def release_target_lock(self, target: str, run_id: str) -> None:
-        from botocore.exceptions import ClientError
-
+        holder = decode_item(holder_item)
+        run = self.get_run(holder["run_id"])
+        reason = dead_reason(holder, run.get("status") if run else None)
+        if reason is None:
+            raise TargetLocked(holder["target"], holder)
         try:
-            self.db.client.delete_item(TableName=self.db.table, Key=self.db.ser({"pk": f"lock#{target}", "sk": "lock"}),
-                                       ConditionExpression="run_id = :me",
-                                       ExpressionAttributeValues=self.db.ser({":me": _enc(run_id)}))
+            self.db.client.delete_item(TableName=self.db.table, Key=self.db.ser({"pk": holder_item["pk"], "sk": "lock"}),
+                                       ConditionExpression="run_id = :held",
+                                       ExpressionAttributeValues=self.db.ser({":held": holder_item["run_id"]}))
         except ClientError as e:
             if not conditional_failed(e):
-                raise
+                raise self.db.error("DeleteItem", e) from e
+            return  # someone else cleared it first
+        if run is not None and run.get("status") == "RUNNING":
+            self.update_run(holder["run_id"], status="FAILED", ended_at=utcnow(),
+                            error=takeover_error(holder, reason, run_id, key))
+
+    def acquire_target_lock(self, targets: str | list[str], run_id: str, job: str) -> None:
+        """Each key by a conditional put (absent, or still the dead holder we saw); then no live lock may sit on an
+        enclosing or enclosed path — if one does, ours go again (two such racers may both retry later: safe)."""
+        from botocore.exceptions import ClientError
+
+        keys = as_keys(targets)
+        taken: list[str] = []
+        try:
+            for key in keys:
+                pk = f"lock#{key}"
+                for _ in range(20):
+                    holder_item = self.db.get(pk, "lock")
+                    if holder_item is not None and _dec(holder_item["run_id"]) != run_id:
+                        self._clear_dead(holder_item, run_id, key)
+                        continue
+                    now = time.time()
+                    item = {"pk": pk, "sk": "lock", "gpk": "locks", "gsk": key,
+                            **encode_item({"target": key, "run_id": run_id, "job": job, "host": socket.gethostname(),
+                                           "pid": os.getpid(), "acquired_at": utcnow(),
+                                           "lease_until": now + LEASE_SECONDS, "heartbeat_at": now})}
+                    try:
+                        if holder_item is None:
+                            self.db.put(item, "attribute_not_exists(pk)")
+                        else:
+                            self.db.put(item, "run_id = :me", values={":me": _enc(run_id)})
+                        taken.append(key)
+                        break
+                    except ClientError as e:
+                        if not conditional_failed(e):
+                            raise self.db.error("PutItem", e) from e
+                else:
+                    raise EtlError(f"could not take the write lock of {key}: it changed hands 20 times")
+            for item in self._lock_items():
+                holder_key = _dec(item.get("target"))
+                if _dec(item["run_id"]) == run_id or holder_key in keys:
+                    continue
+                hit = next((k for k in keys if overlaps(holder_key, k)), None)
+                if hit is not None:
+                    self._clear_dead(item, run_id, hit)
+        except BaseException:
+            if taken:
+                self.release_target_lock(taken, run_id)
+            raise
+
+    def renew_target_lock(self, targets: list[str], run_id: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        now = time.time()
+        for key in targets:
+            try:
+                self.db.update(f"lock#{key}", "lock", "SET lease_until = :l, heartbeat_at = :h",
+                               values={":l": _enc(now + LEASE_SECONDS), ":h": _enc(now), ":me": _enc(run_id)},
+                               condition="run_id = :me")
+            except ClientError as e:
+                if conditional_failed(e):
+                    return False
+                raise self.db.error("UpdateItem", e) from e
+        return True
+
+    def release_target_lock(self, targets: str | list[str], run_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        for key in as_keys(targets):
+            try:
+                self.db.client.delete_item(TableName=self.db.table, Key=self.db.ser({"pk": f"lock#{key}", "sk": "lock"}),
+                                           ConditionExpression="run_id = :me",
+                                           ExpressionAttributeValues=self.db.ser({":me": _enc(run_id)}))
+            except ClientError as e:
+                if not conditional_failed(e):
+                    raise
 
     def target_lock(self, target: str) -> dict[str, Any] | None:
         item = self.db.get(f"lock#{target}", "lock")
         return decode_item(item) if item else None
+
+    def list_locks(self) -> list[dict[str, Any]]:
+        return sorted((decode_item(i) for i in self._lock_items()), key=lambda h: str(h.get("target")))
+
+    def force_unlock(self, target: str, by: str) -> list[dict[str, Any]]:
+        out = []
+        for item in self._lock_items():
+            holder = decode_item(item)
+            key = str(holder.get("target"))
+            if key == target or key.startswith(target.rstrip("/") + "/"):
+                self.db.delete(item["pk"], "lock")
+                run = self.get_run(holder["run_id"])
+                if run is not None and run.get("status") == "RUNNING":
+                    self.update_run(holder["run_id"], status="FAILED", ended_at=utcnow(),
+                                    error=unlock_error(holder, by))
+                out.append(holder)
+        return out
 
 
 # ------------------------------------------------------------------------------------------------ bookmarks
@@ -412,6 +494,12 @@ class DynamoBookmarkStore:
     def history(self, job: str) -> list[dict]:
         return [{k: h.get(k) for k in ("version", "run_id", "action", "at")} for h in self._history(job)]
 
+    def entries(self, job: str) -> list[dict[str, Any]]:
+        return [{k: h.get(k) for k in ("version", "run_id", "action", "data", "at")} for h in self._history(job)]
+
+    def close(self) -> None:
+        pass
+
     def at_run(self, job: str, run_id: str) -> Any:
         from etl_framework.incremental import Bookmark
 
@@ -422,26 +510,13 @@ class DynamoBookmarkStore:
 # ------------------------------------------------------------------------------------------- workflow runs
 
 
-def _workflow_store_base() -> type:
-    from etl_framework.state.workflows import WorkflowStore
-
-    return WorkflowStore
-
-
-class DynamoWorkflowStore(_workflow_store_base()):  # type: ignore[misc]
-    """The workflow run records of `state/workflows.py` (same methods, same shapes) on DynamoDB, with
-    `max_concurrent_runs` enforced by a version-checked transaction on the workflow's limit item.
-
-    A subclass of the SQLite `WorkflowStore` only so that code checking `isinstance(store, WorkflowStore)` (run
-    properties) accepts it: every method is overridden, and the SQLite transaction `tx()` does not exist here."""
+class DynamoWorkflowStore:
+    """`WorkflowRunStore` on DynamoDB (the same shapes as the SQLite store), with `max_concurrent_runs` enforced by
+    a version-checked transaction on the workflow's limit item."""
 
     def __init__(self, env_config: Any = None, *, state: DynamoState | None = None) -> None:
         self.db = state or DynamoState.from_env_config(env_config)
-        self.path = f"dynamodb:{self.db.table}"  # type: ignore[assignment]
-
-    def tx(self, immediate: bool = False) -> Any:  # type: ignore[override]
-        raise EtlError("the DynamoDB workflow store has no SQL transactions: use its methods "
-                       "(e.g. store.mark_orphaned_runs())")
+        self.path = f"dynamodb:{self.db.table}"
 
     def close(self) -> None:
         pass
@@ -618,9 +693,67 @@ class DynamoWorkflowStore(_workflow_store_base()):  # type: ignore[misc]
         return marked
 
 
+# ------------------------------------------------------------------------------------------- crawler runs
+
+
+class DynamoCrawlerStore:
+    """`CrawlerStore` on DynamoDB: runs under pk=crawler#<name> (sk=run#<id>, also indexed newest first), the files
+    a crawler has read under sk=file#<path>."""
+
+    def __init__(self, env_config: Any = None, *, state: DynamoState | None = None) -> None:
+        self.db = state or DynamoState.from_env_config(env_config)
+
+    def close(self) -> None:
+        pass
+
+    def start(self, crawler: str, database: str, table: str | None, path: str, policy: str) -> int:
+        from etl_framework.state.crawlers import _now
+
+        run_id = time.time_ns() // 1000
+        started = _now()
+        self.db.put({"pk": f"crawler#{crawler}", "sk": f"run#{run_id:020d}", "gpk": "crawls",
+                     "gsk": f"{started}#{run_id:020d}",
+                     **encode_item({"id": run_id, "crawler": crawler, "database": database, "table_name": table,
+                                    "path": path, "schema_change": policy, "state": "RUNNING", "started": started,
+                                    "ended": None, "message": "", "changes": [], "stats": {}})})
+        return run_id
+
+    def finish(self, run_id: int, result: Any) -> None:
+        self.db.set_fields(f"crawler#{result.crawler}", f"run#{run_id:020d}",
+                           {"state": result.state, "ended": result.ended, "message": result.message,
+                            "changes": result.changes, "stats": result.stats, "table_name": result.table})
+
+    def seen(self, crawler: str) -> dict[str, tuple[int, float]]:
+        out = {}
+        for item in self.db.query(f"crawler#{crawler}", "file#"):
+            d = decode_item(item)
+            out[d["path"]] = (int(d["size"]), float(d["mtime"]))
+        return out
+
+    def last_path(self, crawler: str) -> str | None:
+        done = [r for r in self.runs(crawler, limit=1000) if r.get("state") == "SUCCEEDED"]
+        return done[0]["path"] if done else None
+
+    def forget(self, crawler: str) -> None:
+        for item in self.db.query(f"crawler#{crawler}", "file#"):
+            self.db.delete(item["pk"], item["sk"])
+
+    def remember(self, crawler: str, files: list[Any]) -> None:
+        for f in files:
+            self.db.put({"pk": f"crawler#{crawler}", "sk": f"file#{f.rel}",
+                         **encode_item({"path": f.rel, "size": f.size, "mtime": f.mtime})})
+
+    def runs(self, crawler: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if crawler:
+            items = self.db.query(f"crawler#{crawler}", "run#")
+            items.sort(key=lambda i: i["sk"], reverse=True)
+            return [decode_item(i) for i in items[:limit]]
+        return [decode_item(i) for i in self.db.newest("crawls", lambda _i: True, limit)]
+
+
 # The factories live beside the SQLite stores (state/workflows.py, state/bookmarks.py); re-exported here.
 from etl_framework.state.bookmarks import open_bookmark_store
 from etl_framework.state.workflows import open_workflow_store
 
-__all__ = ["DynamoBookmarkStore", "DynamoRunStore", "DynamoWorkflowStore", "open_bookmark_store",
+__all__ = ["DynamoBookmarkStore", "DynamoCrawlerStore", "DynamoRunStore", "DynamoWorkflowStore", "open_bookmark_store",
            "open_workflow_store"]

@@ -6,12 +6,21 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from etl_framework.state.base import TargetLocked
-from etl_framework.state.db import connect, pid_alive
+from etl_framework.state.db import connect
+from etl_framework.state.locks import (
+    LEASE_SECONDS,
+    as_keys,
+    dead_reason,
+    overlaps,
+    takeover_error,
+    unlock_error,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_runs (
@@ -54,7 +63,9 @@ CREATE TABLE IF NOT EXISTS target_locks (
     job TEXT NOT NULL,
     host TEXT,
     pid INTEGER,
-    acquired_at TEXT NOT NULL
+    acquired_at TEXT NOT NULL,
+    lease_until REAL,
+    heartbeat_at REAL
 );
 """
 
@@ -86,7 +97,19 @@ class SqliteRunStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.conn = connect(self.path)
+        self._migrate()
         self.conn.executescript(SCHEMA)
+
+    def _migrate(self) -> None:
+        """A state file of an older version gets the columns this one reads (its rows stay as they are)."""
+        added = {"job_runs": {"details": "TEXT NOT NULL DEFAULT '{}'", "attempt": "INTEGER NOT NULL DEFAULT 1",
+                              **{c: "TEXT" for c in RUN_FIELDS}},
+                 "target_locks": {"lease_until": "REAL", "heartbeat_at": "REAL"}}
+        for table, columns in added.items():
+            have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            for col, decl in columns.items():
+                if have and col not in have:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {decl}")
 
     def close(self) -> None:
         self.conn.close()
@@ -188,52 +211,78 @@ class SqliteRunStore:
         return [_row(r) for r in rows]
 
     # ------------------------------------------------------------------------------------------- locks
-    def acquire_target_lock(self, target: str, run_id: str, job: str) -> None:
-        host = socket.gethostname()
+    def acquire_target_lock(self, targets: str | list[str], run_id: str, job: str) -> None:
+        """Take the write locks of `targets` (all or none) or raise TargetLocked naming a live holder of any lock
+        on the same or an enclosing/enclosed path; a dead holder's lock is taken over and its run marked."""
+        keys = as_keys(targets)
+        now = time.time()
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            row = self.conn.execute("SELECT * FROM target_locks WHERE target = ?", (target,)).fetchone()
-            if row is not None and row["run_id"] != run_id:
+            for row in self.conn.execute("SELECT * FROM target_locks").fetchall():
                 holder = dict(row)
-                if self._holder_alive(holder, host):
-                    raise TargetLocked(target, holder)
-                # the holder died (killed, crashed): its run record says RUNNING forever unless we say so
+                hit = next((k for k in keys if overlaps(holder["target"], k)), None)
+                if hit is None or holder["run_id"] == run_id:
+                    continue
+                run = self.conn.execute("SELECT status FROM job_runs WHERE run_id = ?",
+                                        (holder["run_id"],)).fetchone()
+                reason = dead_reason(holder, run["status"] if run else None, now)
+                if reason is None:
+                    raise TargetLocked(holder["target"], holder)
+                # the holder is gone: its run record says RUNNING forever unless we say so
+                self.conn.execute("UPDATE job_runs SET status = 'FAILED', ended_at = ?, error = ? "
+                                  "WHERE run_id = ? AND status = 'RUNNING'",
+                                  (utcnow(), takeover_error(holder, reason, run_id, hit), holder["run_id"]))
+                self.conn.execute("DELETE FROM target_locks WHERE target = ?", (holder["target"],))
+            for key in keys:
                 self.conn.execute(
-                    "UPDATE job_runs SET status = 'FAILED', ended_at = ?, error = ? "
-                    "WHERE run_id = ? AND status = 'RUNNING'",
-                    (utcnow(), (f"the process (pid {holder['pid']}) ended without finishing the run; "
-                                f"run {run_id} took over the write lock of {target}"), holder["run_id"]))
-            self.conn.execute(
-                "INSERT OR REPLACE INTO target_locks (target, run_id, job, host, pid, acquired_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (target, run_id, job, host, os.getpid(), utcnow()))
+                    "INSERT OR REPLACE INTO target_locks (target, run_id, job, host, pid, acquired_at, lease_until, "
+                    "heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, run_id, job, socket.gethostname(), os.getpid(), utcnow(), now + LEASE_SECONDS, now))
 
-    def _holder_alive(self, holder: dict[str, Any], host: str) -> bool:
-        run = self.conn.execute("SELECT status FROM job_runs WHERE run_id = ?", (holder["run_id"],)).fetchone()
-        if run is not None and run["status"] != "RUNNING":
-            return False
-        if holder.get("host") == host:
-            return pid_alive(holder.get("pid"))
-        return True  # another machine: trust the lock (a remote backend adds leases)
+    def renew_target_lock(self, targets: list[str], run_id: str) -> bool:
+        """Extend the lease; False when a lock is no longer this run's. Own connection: called from a thread."""
+        now = time.time()
+        conn = connect(self.path)
+        try:
+            with conn:
+                cur = conn.execute(
+                    f"UPDATE target_locks SET lease_until = ?, heartbeat_at = ? WHERE run_id = ? AND target IN "
+                    f"({', '.join('?' * len(targets))})", (now + LEASE_SECONDS, now, run_id, *targets))
+            return cur.rowcount == len(targets)
+        finally:
+            conn.close()
 
-    def release_target_lock(self, target: str, run_id: str) -> None:
+    def release_target_lock(self, targets: str | list[str], run_id: str) -> None:
+        keys = as_keys(targets)
         with self.conn:
-            self.conn.execute("DELETE FROM target_locks WHERE target = ? AND run_id = ?", (target, run_id))
+            self.conn.execute(f"DELETE FROM target_locks WHERE run_id = ? AND target IN ({', '.join('?' * len(keys))})",
+                              (run_id, *keys))
 
     def target_lock(self, target: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM target_locks WHERE target = ?", (target,)).fetchone()
         return dict(row) if row else None
 
+    def list_locks(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM target_locks ORDER BY target")]
 
-def open_run_store(env_config: Any) -> SqliteRunStore:
-    """The run store of an env config (`state.backend`); DynamoDB plugs in here later."""
-    backend = getattr(env_config.state, "backend", "sqlite")
-    if backend == "dynamodb":
-        try:
-            from etl_framework.state.dynamodb import DynamoRunStore  # type: ignore[import-not-found]
-        except ImportError:
-            from etl_framework.errors import EtlError
+    def force_unlock(self, target: str, by: str) -> list[dict[str, Any]]:
+        """Release every lock on `target` or inside it by hand; the holders' RUNNING runs are marked FAILED."""
+        out = []
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for row in self.conn.execute("SELECT * FROM target_locks").fetchall():
+                holder = dict(row)
+                if holder["target"] == target or holder["target"].startswith(target.rstrip("/") + "/"):
+                    self.conn.execute("DELETE FROM target_locks WHERE target = ?", (holder["target"],))
+                    self.conn.execute("UPDATE job_runs SET status = 'FAILED', ended_at = ?, error = ? "
+                                      "WHERE run_id = ? AND status = 'RUNNING'",
+                                      (utcnow(), unlock_error(holder, by), holder["run_id"]))
+                    out.append(holder)
+        return out
 
-            raise EtlError("state backend 'dynamodb' is not available in this version\n"
-                           "  what to do: use state: {backend: sqlite} in the env config") from None
-        return DynamoRunStore(env_config)  # type: ignore[no-any-return]
-    return SqliteRunStore(env_config.state.path)
+
+def open_run_store(env_config: Any) -> Any:
+    """The run store of an env config's state backend (SQLite file, or DynamoDB)."""
+    from etl_framework.state import open_state
+
+    return open_state(env_config).runs

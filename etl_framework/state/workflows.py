@@ -131,7 +131,7 @@ def _loads(text: str | None, default: Any) -> Any:
     return json.loads(text) if text else default
 
 
-class WorkflowStore:
+class SqliteWorkflowStore:
     """Workflow run records in the state file; safe to share between the engine's threads."""
 
     def __init__(self, path: str | Path) -> None:
@@ -319,13 +319,47 @@ class WorkflowStore:
             )
         return props
 
+    def mark_orphaned_runs(self, workflow: str | None = None) -> list[str]:
+        """Mark RUNNING runs whose owning process is gone as STOPPED (with the reason), their unfinished nodes as STOPPED
+        (crawlers CANCELLED), and return their ids. Such runs can then be resumed with `etl workflow resume`."""
+        marked: list[str] = []
+        with self.tx(immediate=True) as c:
+            sql, args = "SELECT * FROM workflow_runs WHERE state = ?", [RUNNING]
+            if workflow:
+                sql += " AND workflow = ?"
+                args.append(workflow)
+            for row in c.execute(sql, args).fetchall():
+                if owner_alive(row):
+                    continue
+                reason = (
+                    f"the process that ran it (pid {row['owner_pid']} on {row['owner_host']}) ended without finishing"
+                    " the run; resume it with `etl workflow resume " + row["run_id"] + "`"
+                )
+                ts = now_iso()
+                c.execute(
+                    "UPDATE workflow_nodes SET state = CASE kind WHEN 'crawler' THEN 'CANCELLED' ELSE 'STOPPED' END,"
+                    " ended_at = ?, error = ? WHERE run_id = ? AND state IN ('WAITING','STARTING','RUNNING')",
+                    (ts, "stopped: the workflow run's process died", row["run_id"]),
+                )
+                nodes = c.execute("SELECT * FROM workflow_nodes WHERE run_id = ?", (row["run_id"],)).fetchall()
+                stats = statistics_of([dict(n) for n in nodes])
+                c.execute(
+                    "UPDATE workflow_runs SET state = ?, ended_at = ?, error = ?, statistics = ? WHERE run_id = ?",
+                    (STOPPED, ts, reason, json.dumps(stats), row["run_id"]),
+                )
+                marked.append(row["run_id"])
+        return marked
+
+
+WorkflowStore = SqliteWorkflowStore  # the SQLite implementation under its former name
+
 
 class RunProperties:
     """A workflow run's properties as jobs see them (`ctx.run_properties`): Glue's get_/put_workflow_run_properties.
     Reads and writes go to the state store, so jobs in other processes (subprocess executor) share them."""
 
     def __init__(self, store: WorkflowStore | str | Path, run_id: str) -> None:
-        self.store = store if isinstance(store, WorkflowStore) else WorkflowStore(store)
+        self.store: Any = store if hasattr(store, "get_properties") else SqliteWorkflowStore(store)
         self.run_id = run_id
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -393,39 +427,10 @@ def run_states(state_path: str | Path, run_id: str, workflow: str | None = None)
     return {n["node"]: n["state"] for n in run["nodes"] if n["state"]}
 
 
-def mark_orphaned_runs(store: WorkflowStore, workflow: str | None = None) -> list[str]:
+def mark_orphaned_runs(store: Any, workflow: str | None = None) -> list[str]:
     """Mark RUNNING runs whose owning process is gone as STOPPED (with the reason), their unfinished nodes as STOPPED
     (crawlers CANCELLED), and return their ids. Such runs can then be resumed with `etl workflow resume`."""
-    own = getattr(store, "mark_orphaned_runs", None)
-    if callable(own):  # a backend with its own implementation (DynamoDB)
-        return list(own(workflow) if workflow else own())
-    marked: list[str] = []
-    with store.tx(immediate=True) as c:
-        sql, args = "SELECT * FROM workflow_runs WHERE state = ?", [RUNNING]
-        if workflow:
-            sql += " AND workflow = ?"
-            args.append(workflow)
-        for row in c.execute(sql, args).fetchall():
-            if owner_alive(row):
-                continue
-            reason = (
-                f"the process that ran it (pid {row['owner_pid']} on {row['owner_host']}) ended without finishing"
-                " the run; resume it with `etl workflow resume " + row["run_id"] + "`"
-            )
-            ts = now_iso()
-            c.execute(
-                "UPDATE workflow_nodes SET state = CASE kind WHEN 'crawler' THEN 'CANCELLED' ELSE 'STOPPED' END,"
-                " ended_at = ?, error = ? WHERE run_id = ? AND state IN ('WAITING','STARTING','RUNNING')",
-                (ts, "stopped: the workflow run's process died", row["run_id"]),
-            )
-            nodes = c.execute("SELECT * FROM workflow_nodes WHERE run_id = ?", (row["run_id"],)).fetchall()
-            stats = statistics_of([dict(n) for n in nodes])
-            c.execute(
-                "UPDATE workflow_runs SET state = ?, ended_at = ?, error = ?, statistics = ? WHERE run_id = ?",
-                (STOPPED, ts, reason, json.dumps(stats), row["run_id"]),
-            )
-            marked.append(row["run_id"])
-    return marked
+    return list(store.mark_orphaned_runs(workflow))
 
 
 def statistics_of(nodes: list[dict[str, Any]]) -> dict[str, int]:
@@ -450,8 +455,6 @@ def statistics_of(nodes: list[dict[str, Any]]) -> dict[str, int]:
 
 def open_workflow_store(env_config: Any) -> Any:
     """The workflow store of an env config's state backend (SQLite file, or DynamoDB)."""
-    if env_config.state.backend == "dynamodb":
-        from etl_framework.state.dynamodb import DynamoWorkflowStore
+    from etl_framework.state import open_state
 
-        return DynamoWorkflowStore(env_config)
-    return WorkflowStore(env_config.state.path)
+    return open_state(env_config).workflows

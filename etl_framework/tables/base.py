@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from etl_framework.tables.fs import Storage
 
 STAGE = "write"
+CLAIM = "_etl_table.json"  # written into a new table's folder before its first write: the folder is this table's
+# Folders this framework's own writes make inside a table's folder before (or without) a commit: staging of Parquet
+# writes and of quarantined rows, and rejected quarantine batches.
+OWN_DIRS = ("_staging/", "_etl_staging/", "_etl_rejected/")
 RUN_ID_KEY = "etl_run_id"
 BOOKMARK_KEY = "etl_bookmark"
 
@@ -112,7 +116,9 @@ class TableFormat(ABC):
     # ---------------------------------------------------------------------------------------------- checks
 
     def preflight(self, job: str, path: str, storage: Storage) -> None:
-        """Refuse a target folder that holds another format's table (no Spark, before any data is read)."""
+        """Refuse a folder that is not this table's own (no Spark, before any data is read): another format's
+        table, or any file that no commit of this table made — a job writes only its own table, and a folder it
+        would adopt could be a lake root, a project or another table. An empty or absent folder is claimed."""
         from etl_framework.tables import FORMATS
 
         root = path.rstrip("/")
@@ -121,6 +127,33 @@ class TableFormat(ABC):
                 raise JobFailed(job, STAGE, f"target {root} holds an existing {other.name} table ({other.marker} found), but "
                                 f"target.format is {self.name}",
                                 f"set target.format: {other.name}, or write to another folder")
+        own = self.detect(root, storage) or storage.exists(posixpath.join(root, CLAIM))
+        if own:
+            foreign = self.foreign_files(root, storage)
+        else:
+            foreign = [f for f in storage.list_all(root, limit=50) if not f.startswith(OWN_DIRS)][:6]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            what = f"this {self.title} table's commits" if own else "this job (it is no table of this framework)"
+            raise JobFailed(job, STAGE, f"target {root} holds files not written by {what}: {shown}",
+                            "a job writes only its own table: point target.path at a new or empty folder of its "
+                            "own (nothing in this one was touched), or move those files away")
+
+    def claim(self, spark: Any, path: str) -> None:
+        """Mark a new table's folder as this table's before its first write (through Spark's file system, which
+        reaches the target as the write will), so that what a killed first write leaves there is known to be its
+        own and not refused as foreign by the next run."""
+        from etl_framework.tables.fs import filesystem
+
+        fs = filesystem(spark, path)
+        root = path.rstrip("/")
+        if not fs.exists(posixpath.join(root, self.marker)) and not fs.exists(posixpath.join(root, CLAIM)):
+            fs.write_atomic(posixpath.join(root, CLAIM), json.dumps({"format": self.name}))
+
+    def foreign_files(self, path: str, storage: Storage) -> list[str]:
+        """Files in this table's folder that none of its commits or its own writes made (Parquet checks its
+        manifest; a Delta or Iceberg table's folder is its own, and those formats delete only what they wrote)."""
+        return []
 
     def detect(self, path: str, storage: Storage) -> bool:
         """Whether the folder holds a table of this format (its marker exists)."""
@@ -158,19 +191,25 @@ class TableFormat(ABC):
         if not fs.exists(root):
             return 0
         referenced = self.referenced_files(spark, root)
-        if token is None and not referenced and not self.has_commits_spark(spark, root):
-            fs.delete(root)
-            return 1
         removed = 0
         for rel, _size in fs.list_files(root):
-            if rel not in (token or set()) and rel not in referenced:
+            # only the format's own data files: whatever else appeared meanwhile is not ours to delete
+            if self.is_data_file(rel) and rel not in (token or set()) and rel not in referenced:
                 fs.delete(posixpath.join(root, rel))
                 crc = posixpath.join(root, posixpath.dirname(rel), f".{posixpath.basename(rel)}.crc")
                 if fs.exists(crc):
                     fs.delete(crc)  # Hadoop's local checksum beside the file
                 removed += 1
         fs.remove_empty_dirs(root)
+        if token is None and not self.has_commits_spark(spark, root) and not fs.list_files(root):
+            fs.delete(posixpath.join(root, CLAIM))  # the folder the stopped write made goes, if nothing else is in it
+            fs.remove_empty_dirs(root)
+            fs.remove_if_empty(root)
         return removed
+
+    def is_data_file(self, rel: str) -> bool:
+        """Whether a file (relative to the table) is named as this format's writes name their data files."""
+        return posixpath.basename(rel).startswith("part-")
 
     def referenced_files(self, spark: Any, path: str) -> set[str]:
         """Paths, relative to the table, of the data files any commit references (never deleted by cleanup)."""

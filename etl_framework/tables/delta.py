@@ -70,20 +70,6 @@ class DeltaFormat(TableFormat):
         except TableNotFoundError:
             return None
 
-    def preflight(self, job: str, path: str, storage: Storage) -> None:
-        """Besides another format's table: a local folder of data files with no log is no Delta table (Delta
-        would write its log beside them and adopt nothing, leaving a folder no reader reads the same way)."""
-        super().preflight(job, path, storage)
-        from etl_framework.errors import JobFailed
-        from etl_framework.tables import detect_format
-
-        p = strip_scheme(path).rstrip("/")
-        if is_local(path) and os.path.isdir(p) and detect_format(p, storage) is None and any(
-                not n.startswith((".", "_")) for n in os.listdir(p)):
-            raise JobFailed(job, "write", f"target {p} holds files but is not a Delta table (no _delta_log)",
-                            "point target.path at an empty folder or a Delta table, or set target.format to the "
-                            "format the folder holds")
-
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
               merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,
               job: str, storage: Storage, evolve: bool = False) -> WriteResult:

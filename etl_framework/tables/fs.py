@@ -25,9 +25,10 @@ def strip_scheme(path: str) -> str:
 
 
 def target_key(path: str) -> str:
-    """The identity of a target for locking: absolute local path or URI, without a trailing slash."""
+    """The identity of a table for locking and ownership: absolute local path with symlinks resolved (two spellings of
+    one folder are one table), or URI with `s3a://` spelled `s3://`; no trailing slash."""
     if is_local(path):
-        return os.path.abspath(strip_scheme(path)).rstrip("/") or "/"
+        return os.path.realpath(strip_scheme(path)).rstrip("/") or "/"
     return path.rstrip("/").replace("s3a://", "s3://").replace("s3n://", "s3://")
 
 
@@ -91,6 +92,12 @@ class LocalFS:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+        except OSError:
+            pass
+
+    def remove_if_empty(self, p: str) -> None:
+        try:
+            os.rmdir(strip_scheme(p))
         except OSError:
             pass
 
@@ -170,6 +177,9 @@ class HadoopFS:
     def remove_empty_dirs(self, root: str) -> None:
         return None  # object stores have no empty folders to leave behind
 
+    def remove_if_empty(self, p: str) -> None:
+        return None
+
 
 def filesystem(spark: Any, path: str) -> LocalFS | HadoopFS:
     return LocalFS() if is_local(path) else HadoopFS(spark, path)
@@ -242,6 +252,28 @@ class Storage:
                 return f.read().decode("utf-8")
         except (FileNotFoundError, OSError):
             return None
+
+    def list_all(self, path: str, limit: int | None = None) -> list[str]:
+        """Every file under `path` (hidden ones too), relative, sorted; at most `limit` (a folder that is not a
+        table: a few names say enough). [] for no folder."""
+        from pyarrow import fs as pafs
+
+        fs, root = self.arrow_fs(path)
+        out: list[str] = []
+        if is_s3(path):
+            try:
+                infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+            except OSError:
+                return []
+            out = [i.path[len(root) + 1:] for i in infos if i.type == pafs.FileType.File]
+        else:
+            for dirpath, dirs, files in os.walk(root):
+                dirs.sort()
+                out += [os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/") for f in sorted(files)]
+                if limit is not None and len(out) >= limit:
+                    break
+        out.sort()
+        return out[:limit] if limit is not None else out
 
     def exists(self, path: str) -> bool:
         from pyarrow import fs as pafs

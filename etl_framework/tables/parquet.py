@@ -1,14 +1,15 @@
 """Parquet tables with this framework's commit protocol: staging plus an atomic manifest commit.
 
 1. Spark writes the new files to `<target>/_staging/<run_id>/` (hidden from readers: names starting with `_`).
-2. The files move into their partition folders (unique names, so nothing visible is overwritten).
+2. The manifest is rewritten with the names the files will get (`pending`), then the files move into their
+   partition folders (unique names, so nothing visible is overwritten).
 3. `<target>/_etl_manifest.json` is replaced atomically (local: write to a temp file, then rename; S3: one PUT):
    it lists every committed file, and carries the run's metadata (run id, bookmark delta) and a short history of
    earlier commits' metadata. This replacement is the commit point.
 4. Files no longer listed (replaced partitions) are deleted, and the staging folder is removed.
 Every reader of ours (sources, `etl query`, the crawler, resume, bookmark reconciliation) reads through the
-manifest. A run killed at any moment leaves only files the manifest does not list; the next write removes them
-(holding the target's lock, so nothing else is writing).
+manifest. A run killed at any moment leaves only its staging folder and its `pending` files; the next write
+removes exactly those (holding the target's lock, so nothing else is writing) — never a file the table did not make.
 """
 
 from __future__ import annotations
@@ -85,21 +86,31 @@ def _schema_cols(schema_json: str) -> list[tuple[str, str]]:
 
 
 def recover(fs: LocalFS | HadoopFS, root: str, manifest: dict[str, Any] | None) -> int:
-    """Remove what killed writes left: staging folders and files the manifest does not list. Only called while
-    holding the target's lock. Returns the number of files removed."""
+    """Remove what killed writes left: the staging folder and the files a killed commit was moving in (`pending`,
+    when the manifest does not list them). Only called while holding the target's lock. Returns the number of files
+    removed."""
     removed = 0
     staging = posixpath.join(root, STAGING)
     if fs.exists(staging):
         fs.delete(staging)
         removed += 1
-    if manifest is not None:
+    if manifest is not None and manifest.get("pending"):
         listed = {f["path"] for f in manifest["files"]}
-        for rel, _size in fs.list_files(root):
-            if rel not in listed:
+        for rel in manifest["pending"].get("files", []):
+            if rel not in listed and fs.exists(posixpath.join(root, rel)):
                 fs.delete(posixpath.join(root, rel))
                 removed += 1
         fs.remove_empty_dirs(root)
     return removed
+
+
+def own_files(manifest: dict[str, Any] | None) -> set[str]:
+    """Files this table's commits made or a killed commit of it was moving in (relative to the table)."""
+    if manifest is None:
+        return set()
+    out = {f["path"] for f in manifest["files"]}
+    out |= set((manifest.get("pending") or {}).get("files", []))
+    return out
 
 
 def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
@@ -114,11 +125,14 @@ def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition
     existed = fs.exists(root)
     manifest = read_manifest(fs, root)
     recovered = recover(fs, root, manifest)
-    pinned = manifest is not None
     if manifest is None:
         existing = fs.list_files(root) if existed else []
+        if existing:  # never adopted (and so never deleted by an overwrite): the preflight names them first
+            raise JobFailed(job, STAGE, f"target {root} holds files no commit of this table made: "
+                            f"{', '.join(r for r, _ in existing[:5])}",
+                            "point target.path at a new or empty folder of its own, or move those files away")
         manifest = {"format": MANIFEST_FORMAT, "version": 0, "run_id": None, "schema": None,
-                    "partition_by": list(partition_by), "files": [{"path": r, "size": s} for r, s in existing]}
+                    "partition_by": list(partition_by), "files": []}
     staging = posixpath.join(root, STAGING, run_id)
     schema_json = df.schema.json()
     if mode in ("append", "overwrite_partitions") and manifest.get("schema"):
@@ -146,10 +160,6 @@ def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition
             fs.delete(root)
         raise
     fault("parquet.staged")
-    if not pinned:
-        # Pin what is there now (nothing, or files written by something else) before moving anything in, so a
-        # run killed mid-commit never makes its partial files look committed.
-        fs.write_atomic(posixpath.join(root, MANIFEST), json.dumps(manifest, indent=1))
     new_files = fs.list_files(staging)
     touched = sorted({posixpath.dirname(rel) for rel, _ in new_files})
     old_files = list(manifest["files"])
@@ -161,12 +171,19 @@ def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition
         keep = old_files
     kept = {f["path"] for f in keep}
     removed = [f for f in old_files if f["path"] not in kept]
-    committed = []
+    moves = []
     for rel, size in new_files:
         dst = rel
         if fs.exists(posixpath.join(root, dst)):  # never overwrite a visible file
             stem, ext = posixpath.splitext(rel)
             dst = f"{stem}-{run_id}{ext}"
+        moves.append((rel, dst, size))
+    # Say what is about to move in before moving it: a run killed mid-move leaves files that the next write knows
+    # are this table's own (and removes), while the commit still lists only the files committed before.
+    fs.write_atomic(posixpath.join(root, MANIFEST),
+                    json.dumps({**manifest, "pending": {"run_id": run_id, "files": [d for _, d, _ in moves]}}, indent=1))
+    committed = []
+    for rel, dst, size in moves:
         fs.rename(posixpath.join(staging, rel), posixpath.join(root, dst))
         committed.append({"path": dst, "size": size})
     fault("parquet.moved")
@@ -235,6 +252,27 @@ class ParquetFormat(TableFormat):
 
         m = read_manifest(filesystem(spark, path), path.rstrip("/"))
         return StructType.fromJson(json.loads(m["schema"])) if m and m.get("schema") else None
+
+    def claim(self, spark: Any, path: str) -> None:
+        """No claim needed: a killed first write leaves only `_staging/` or files its manifest names as pending."""
+
+    def foreign_files(self, path: str, storage: Storage) -> list[str]:
+        """Every file in the folder that is not the manifest, a committed or pending file (with Hadoop's `.crc`
+        beside it), staging, or the folder's claim."""
+        from etl_framework.tables.base import CLAIM, OWN_DIRS
+
+        root = path.rstrip("/")
+        own = own_files(self.manifest(root, storage))
+        out = []
+        for rel in storage.list_all(root):
+            d, name = posixpath.split(rel)
+            if rel in own or rel in (MANIFEST, CLAIM) or rel.startswith(OWN_DIRS):
+                continue
+            if name.startswith(f".{MANIFEST}.") or (name.startswith(".") and name.endswith(".crc")
+                                                    and posixpath.join(d, name[1:-4]) in own):
+                continue
+            out.append(rel)
+        return out
 
     def manifest(self, path: str, storage: Storage) -> dict[str, Any] | None:
         """The table's commit manifest, read without Spark (local files or S3)."""

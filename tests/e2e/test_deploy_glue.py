@@ -154,7 +154,8 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
     out = json.loads(r.stdout)
     assert out["changed"] and not out["dry_run"]
     g, p, root = cloud["glue"], cloud["prefix"], cloud["root"]
-    s3uri = f"s3://{cloud['bucket']}/etl"
+    s3uri = f"s3://{cloud['bucket']}/etl/nyc_trips/prod"  # <s3_prefix>/<deploy.project>/<env>
+    assert (out["project"], out["s3_root"]) == ("nyc_trips", s3uri)
 
     # jobs
     for name in ("trips_clean", "zones_load", "trip_stats"):
@@ -246,12 +247,23 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
     table = ddb.describe_table(TableName="etl_prod_state")["Table"]
     assert {k["AttributeName"] for k in table["KeySchema"]} == {"pk", "sk"}
 
-    # artifacts
+    # every resource carries the project's and env's tags: what --prune goes by
+    ours = {"etl:managed-by": "etl_framework", "etl:project": "nyc_trips", "etl:env": "prod"}
+    arn = f"arn:aws:glue:{REGION}:123456789012"
+    for kind, name in [("job", p + "trips_clean"), ("crawler", p + "raw_trips"), ("workflow", p + "nightly_trips"),
+                       ("trigger", f"{p}nightly_trips__start")]:
+        assert g.get_tags(ResourceArn=f"{arn}:{kind}/{name}")["Tags"] == ours, (kind, name)
+    ev = client("events", cloud["url"])
+    rule_arn = ev.describe_rule(Name=f"{p}nightly_trips__on_new_files")["Arn"]
+    assert {t["Key"]: t["Value"] for t in ev.list_tags_for_resource(ResourceARN=rule_arn)["Tags"]} == ours
+
+    # artifacts, under the project's and env's own prefix
     keys = {o["Key"] for o in cloud["s3"].list_objects_v2(Bucket=cloud["bucket"])["Contents"]}
-    assert {"etl/scripts/etl_job.py", "etl/wheels/etl_framework-0.1.0-py3-none-any.whl",
-            "etl/jars/etl-framework-spark.jar",
-            "etl/project/conf/prod.yaml", "etl/project/jobs/trips_clean.yaml",
-            "etl/project/jobs/nightly_trips.yaml"} <= keys
+    assert all(k.startswith("etl/nyc_trips/prod/") for k in keys)
+    assert {"etl/nyc_trips/prod/scripts/etl_job.py", "etl/nyc_trips/prod/wheels/etl_framework-0.1.0-py3-none-any.whl",
+            "etl/nyc_trips/prod/jars/etl-framework-spark.jar",
+            "etl/nyc_trips/prod/project/conf/prod.yaml", "etl/nyc_trips/prod/project/jobs/trips_clean.yaml",
+            "etl/nyc_trips/prod/project/jobs/nightly_trips.yaml"} <= keys
     assert not any("/conf/local.yaml" in k or "/conf/dev.yaml" in k for k in keys)  # only the deployed env
 
 
@@ -282,7 +294,7 @@ def test_dry_run_after_a_yaml_change_shows_exactly_that_change_and_changes_nothi
     assert [c for c in changed if c["kind"] != "artifact"] == [
         {"kind": "job", "name": name, "action": "update", "fields": {"NumberOfWorkers": {"from": 5, "to": 10}}}]
     assert [c["name"] for c in changed if c["kind"] == "artifact"] == [
-        f"s3://{cloud['bucket']}/etl/project/jobs/zones_load.yaml"]
+        f"s3://{cloud['bucket']}/etl/nyc_trips/prod/project/jobs/zones_load.yaml"]
     assert "NumberOfWorkers: 5 -> 10" in r.stderr and "nothing was changed" in r.stderr
     assert f"= unchanged job      {cloud['prefix']}trips_clean" in r.stderr
     assert cloud["glue"].get_job(JobName=name)["Job"]["NumberOfWorkers"] == 5
@@ -314,11 +326,11 @@ def test_orphans_are_listed_and_removed_only_with_prune(cloud: dict[str, Any]) -
     orphans = {(c["kind"], c["name"]) for c in json.loads(r.stdout)["changes"] if c["action"] == "orphan"}
     assert orphans == {("job", p + "zones_copy"), ("trigger", f"{p}nightly_trips__on_new_files"),
                        ("event_rule", f"{p}nightly_trips__on_new_files"),
-                       ("artifact", f"s3://{cloud['bucket']}/etl/project/jobs/zones_copy.yaml")}
+                       ("artifact", f"s3://{cloud['bucket']}/etl/nyc_trips/prod/project/jobs/zones_copy.yaml")}
     assert "--prune" in r.stderr
     assert p + "zones_copy" in g.list_jobs()["JobNames"]
 
-    r = deploy(cloud, "--prune")
+    r = deploy(cloud, "--prune", "--yes")  # 4 to delete, nothing to create: confirmed
     assert r.returncode == 0, r.stderr
     names = g.list_jobs()["JobNames"]
     assert p + "zones_copy" not in names and p + "handmade" in names and p + "trips_clean" in names
@@ -489,3 +501,155 @@ def test_workflow_concurrency_reaches_its_jobs(cloud: dict[str, Any]) -> None:
                     if c["action"] == "update" and c["kind"] != "artifact" for f, v in c["fields"].items()}
     assert glue_changes == {(p + "nightly_trips", "MaxConcurrentRuns", 1, 3)} | {
         (p + j, "ExecutionProperty.MaxConcurrentRuns", 1, 3) for j in ("trips_clean", "zones_load", "trip_stats")}
+
+
+# ------------------------------------------------------------------------------------------ prune: only our own
+
+FLEET = {"nightly_trips": "fleet_nightly", "trips_clean": "fleet_clean", "zones_load": "fleet_zones",
+         "trip_stats": "fleet_stats", "raw_trips": "raw_fleet"}
+
+
+def _second_project(cloud: dict[str, Any], root: Path, name: str, rename: bool = True) -> dict[str, Any]:
+    """Another project in the same account: same env name, bucket, s3_prefix and name_prefix, its own
+    `deploy.project`; with `rename`, its own job, workflow and crawler names."""
+    shutil.copytree(cloud["root"], root)
+    if rename:
+        for f in sorted((root / "jobs").glob("*.yaml")):
+            text = f.read_text()
+            for a, b in FLEET.items():
+                text = text.replace(a, b)
+            f.unlink()
+            (root / "jobs" / f"{FLEET.get(f.stem, f.stem)}.yaml").write_text(text)
+    conf = root / "conf" / "prod.yaml"
+    conf.write_text(conf.read_text().replace("project: nyc_trips", f"project: {name}"))
+    return {**cloud, "root": root}
+
+
+def _footprint(cloud: dict[str, Any], jobs: list[str], crawler: str, workflow: str, s3_root: str) -> dict[str, Any]:
+    """Everything of one project a user would look at: each Glue resource as Get* returns it (a re-created one
+    differs), its tags, and each S3 object under its prefix with its ETag."""
+    g, p, ev = cloud["glue"], cloud["prefix"], client("events", cloud["url"])
+    arn = f"arn:aws:glue:{REGION}:123456789012"
+    get = {"job": lambda n: g.get_job(JobName=n)["Job"], "crawler": lambda n: g.get_crawler(Name=n)["Crawler"],
+           "workflow": lambda n: g.get_workflow(Name=n)["Workflow"], "trigger": lambda n: g.get_trigger(Name=n)["Trigger"]}
+    triggers = [t[len(p):] for t in g.list_triggers()["TriggerNames"] if t.startswith(f"{p}{workflow}__")]
+    out: dict[str, Any] = {}
+    for kind, names in (("job", jobs), ("crawler", [crawler]), ("workflow", [workflow]), ("trigger", triggers)):
+        for n in names:
+            out[f"{kind} {p}{n}"] = (get[kind](p + n), g.get_tags(ResourceArn=f"{arn}:{kind}/{p}{n}")["Tags"])
+    for rule in ev.list_rules(NamePrefix=f"{p}{workflow}__")["Rules"]:
+        out[f"rule {rule['Name']}"] = rule
+    objs = cloud["s3"].list_objects_v2(Bucket=cloud["bucket"], Prefix=s3_root).get("Contents", [])
+    out["s3"] = {o["Key"]: (o["ETag"], o["LastModified"]) for o in objs}
+    return out
+
+
+def test_prune_in_one_project_leaves_another_projects_resources_alone(cloud: dict[str, Any], tmp_path: Path) -> None:
+    root, g, p = cloud["root"], cloud["glue"], cloud["prefix"]
+    fleet = _second_project(cloud, tmp_path / "fleet", "fleet")
+    extra = root / "jobs" / "zones_copy.yaml"
+    extra.write_text((root / "jobs" / "zones_load.yaml").read_text().replace("job: zones_load", "job: zones_copy"))
+    assert deploy(cloud).returncode == 0
+    r = deploy(fleet, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["s3_root"] == f"s3://{cloud['bucket']}/etl/fleet/prod"
+    # neither sees the other's resources as its own orphans
+    for proj in (cloud, fleet):
+        r = deploy(proj, "--prune", "--dry-run", "--json")
+        assert r.returncode == 0, r.stderr
+        assert [c for c in json.loads(r.stdout)["changes"] if c["action"] != "unchanged"] == []
+    fleet_of = ([FLEET["trips_clean"], FLEET["zones_load"], FLEET["trip_stats"]], FLEET["raw_trips"],
+                FLEET["nightly_trips"], "etl/fleet/prod/")
+    before = _footprint(cloud, *fleet_of)
+    assert len([k for k in before if k.startswith("trigger ")]) == 5 and len(before["s3"]) >= 8
+    assert {"crawler " + p + "raw_fleet", "workflow " + p + "fleet_nightly",
+            f"trigger {p}fleet_nightly__after_curated", f"rule {p}fleet_nightly__on_new_files"} <= set(before)
+    ours_of = (["trips_clean", "zones_load", "trip_stats"], "raw_trips", "nightly_trips", "etl/nyc_trips/prod/")
+    mine = _footprint(cloud, *ours_of)
+
+    extra.unlink()  # the job leaves nyc_trips
+    cloud["rec"].start()
+    r = deploy(cloud, "--prune", "--yes", "--json")
+    writes = cloud["rec"].writes()
+    assert r.returncode == 0, r.stderr
+    assert {(c["kind"], c["name"], c["action"]) for c in json.loads(r.stdout)["applied"]} == {
+        ("job", p + "zones_copy", "delete"),
+        ("artifact", f"s3://{cloud['bucket']}/etl/nyc_trips/prod/project/jobs/zones_copy.yaml", "delete")}
+    assert len(writes) == 2 and writes[0] == "Glue:DeleteJob"
+    assert writes[1].startswith("S3:DELETE") and writes[1].endswith("/etl/nyc_trips/prod/project/jobs/zones_copy.yaml")
+    assert p + "zones_copy" not in g.list_jobs()["JobNames"]
+    # the other project: every job, crawler, workflow, trigger, rule and file as it was
+    assert _footprint(cloud, *fleet_of) == before
+    # and ours, apart from the dropped job's file
+    after = _footprint(cloud, *ours_of)
+    del mine["s3"]["etl/nyc_trips/prod/project/jobs/zones_copy.yaml"]
+    assert after == mine
+    assert "nothing to change" in deploy(fleet, "--prune").stderr
+
+
+def test_a_prune_that_deletes_more_than_it_creates_asks_for_yes(cloud: dict[str, Any]) -> None:
+    root, g, p = cloud["root"], cloud["glue"], cloud["prefix"]
+    extra = root / "jobs" / "zones_copy.yaml"
+    extra.write_text((root / "jobs" / "zones_load.yaml").read_text().replace("job: zones_load", "job: zones_copy"))
+    assert deploy(cloud).returncode == 0
+    extra.unlink()
+
+    r = deploy(cloud, "--prune", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["needs_yes"] is True
+    assert "without --dry-run it needs --yes" in r.stderr
+
+    cloud["rec"].start()
+    r = deploy(cloud, "--prune")
+    assert cloud["rec"].writes() == []  # refused before any write
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "deploy --prune would delete 2 resources of project 'nyc_trips', env 'prod', and create 0" in r.stderr
+    assert f"  - job {p}zones_copy\n" in r.stderr
+    assert f"  - artifact s3://{cloud['bucket']}/etl/nyc_trips/prod/project/jobs/zones_copy.yaml\n" in r.stderr
+    assert "run again with --yes" in r.stderr
+    assert p + "zones_copy" in g.list_jobs()["JobNames"]
+
+    # a rename deletes no more than it creates: no question asked
+    renamed = root / "jobs" / "zones_copy2.yaml"
+    renamed.write_text((root / "jobs" / "zones_load.yaml").read_text().replace("job: zones_load", "job: zones_copy2"))
+    r = deploy(cloud, "--prune", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["needs_yes"] is False
+    names = g.list_jobs()["JobNames"]
+    assert p + "zones_copy2" in names and p + "zones_copy" not in names
+
+
+def test_missing_tags_are_added_by_the_next_deploy(cloud: dict[str, Any]) -> None:
+    g, p = cloud["glue"], cloud["prefix"]
+    assert deploy(cloud).returncode == 0
+    arn = f"arn:aws:glue:{REGION}:123456789012"
+    g.untag_resource(ResourceArn=f"{arn}:job/{p}zones_load", TagsToRemove=["etl:project"])  # as deployed before
+    g.untag_resource(ResourceArn=f"{arn}:trigger/{p}nightly_trips__start", TagsToRemove=["etl:project", "etl:env"])
+
+    r = deploy(cloud, "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    changed = {c["name"]: c.get("fields") for c in json.loads(r.stdout)["changes"] if c["action"] != "unchanged"}
+    assert changed == {p + "zones_load": {"Tags.etl:project": {"from": None, "to": "nyc_trips"}},
+                       f"{p}nightly_trips__start": {"Tags.etl:env": {"from": None, "to": "prod"},
+                                                    "Tags.etl:project": {"from": None, "to": "nyc_trips"}}}
+    cloud["rec"].start()
+    r = deploy(cloud)
+    assert r.returncode == 0, r.stderr
+    assert cloud["rec"].writes() == ["Glue:TagResource", "Glue:TagResource"]  # tagged, not re-created
+    assert g.get_tags(ResourceArn=f"{arn}:trigger/{p}nightly_trips__start")["Tags"]["etl:project"] == "nyc_trips"
+    assert "nothing to change" in deploy(cloud).stderr
+
+
+def test_a_resource_of_another_project_is_never_taken_over(cloud: dict[str, Any], tmp_path: Path) -> None:
+    p = cloud["prefix"]
+    assert deploy(cloud).returncode == 0
+    twin = _second_project(cloud, tmp_path / "twin", "twin", rename=False)  # the same job names: a clash
+    cloud["rec"].start()
+    r = deploy(twin)
+    assert cloud["rec"].writes() == []
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "would take over resources that another project or env deployed; nothing was deployed" in r.stderr
+    assert f"job {p}trips_clean belongs to project 'nyc_trips', env 'prod' (etl:project=nyc_trips)" in r.stderr
+    assert "deploy.name_prefix" in r.stderr
+    arn = f"arn:aws:glue:{REGION}:123456789012:job/{p}trips_clean"
+    assert cloud["glue"].get_tags(ResourceArn=arn)["Tags"]["etl:project"] == "nyc_trips"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from etl_framework.catalog.crawler import CrawlerState, run_crawler
+from etl_framework.catalog.crawler import run_crawler
 from etl_framework.catalog.local import LocalCatalog
+from etl_framework.state.crawlers import SqliteCrawlerStore
 
 
 def write(path: Path, text: str) -> Path:
@@ -64,7 +65,7 @@ def test_hive_partitioned_csv_discovers_columns_keys_and_partitions(tmp_path, ca
     assert parts[0].location == f"{base}/dt=2024-01-01/region=eu/"
     kinds = [c["change"] for c in res.changes]
     assert "table_created" in kinds and "partitions_added" in kinds
-    runs = CrawlerState(state).runs("raw_trips")
+    runs = SqliteCrawlerStore(state).runs("raw_trips")
     assert runs[0]["state"] == "SUCCEEDED" and runs[0]["stats"]["files_read"] == 2
 
 
@@ -101,7 +102,7 @@ def test_schema_change_log_keeps_table_and_records_change(tmp_path, cat, state):
     assert changes[("column_added", "tip")]["applied"] is False
     assert changes[("type_changed", "trip_id")]["new_type"] == "double"
     assert len(cat.get_partitions("raw", "trips")) == 3  # the new partition is still added, as Glue's LOG does
-    assert CrawlerState(state).runs("c")[0]["changes"] == res.changes
+    assert SqliteCrawlerStore(state).runs("c")[0]["changes"] == res.changes
 
 
 def test_schema_change_update_updates_table(tmp_path, cat, state):
@@ -125,7 +126,7 @@ def test_schema_change_fail_fails_and_leaves_catalog(tmp_path, cat, state):
     assert res.state == "FAILED"
     assert "new column tip" in res.message and "schema_change" in res.message
     assert snapshot(cat) == before
-    assert CrawlerState(state).runs("c")[0]["state"] == "FAILED"
+    assert SqliteCrawlerStore(state).runs("c")[0]["state"] == "FAILED"
     # the failed crawl did not mark the new files as read: switching to update picks them up
     assert run_crawler(cat, state, "c", str(base), "raw", schema_change="update").stats["files_read"] == 1
 
@@ -197,7 +198,7 @@ def test_cancel_leaves_catalog_and_records_cancelled(tmp_path, cat, state):
     res = run_crawler(cat, state, "c", str(trips(tmp_path)), "raw", cancel=ev)
     assert res.state == "CANCELLED"
     assert cat.list_tables() == []
-    assert CrawlerState(state).runs("c")[0]["state"] == "CANCELLED"
+    assert SqliteCrawlerStore(state).runs("c")[0]["state"] == "CANCELLED"
     assert os.path.exists(state)
 
 

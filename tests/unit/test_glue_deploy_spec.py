@@ -152,3 +152,51 @@ def test_event_rule_watches_the_path_and_pattern() -> None:
     every = event_rule_spec("r", "s3://data/in/", "*", "p_wf", D, enabled=False)
     assert json.loads(every["EventPattern"])["detail"]["object"] == {"key": [{"prefix": "in/"}]}
     assert every["State"] == "DISABLED"
+
+
+def test_the_project_names_its_tags_and_its_own_upload_prefix(tmp_path: Path) -> None:
+    from etl_framework.deploy.spec import DesiredState, default_project_name, project_name
+
+    named = D.model_copy(update={"project": "trips"})
+    assert project_name(tmp_path, named) == ("trips", True)
+    assert project_name(tmp_path / "My Lake.ETL", D) == ("my-lake-etl", False)  # the directory's name, made valid
+    assert default_project_name(tmp_path / "__") == "project"
+    state = DesiredState(env="prod", deploy=named, project="trips")
+    assert state.tags == {"etl:managed-by": "etl_framework", "etl:project": "trips", "etl:env": "prod"}
+    assert state.s3_root == "s3://b/etl/trips/prod"
+    assert DesiredState(env="dev", deploy=named, project="trips").s3_root == "s3://b/etl/trips/dev"
+
+
+def test_a_project_name_that_cannot_be_a_tag_and_a_key_is_a_config_error(tmp_path: Path) -> None:
+    import pytest
+
+    from etl_framework.config.errors import ConfigErrors
+    from etl_framework.config.project import Project
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "prod.yaml").write_text(
+        "deploy:\n  project: Trips/Prod\n  s3_prefix: s3://b/etl\n  role: arn:aws:iam::123456789012:role/r\n")
+    with pytest.raises(ConfigErrors) as e:
+        Project(tmp_path).env_config("prod")
+    assert "prod.yaml:2:" in str(e.value) and "project" in str(e.value)
+
+
+def test_a_prune_that_deletes_more_than_it_creates_needs_confirmation() -> None:
+    from etl_framework.deploy.plan import Change, Plan
+
+    def plan(creates: int, orphans: int) -> Plan:
+        return Plan([Change("job", f"c{i}", "create") for i in range(creates)]
+                    + [Change("job", f"o{i}", "orphan") for i in range(orphans)])
+
+    assert plan(0, 1).prunes_more_than_it_creates
+    assert not plan(1, 1).prunes_more_than_it_creates  # a rename
+    assert not plan(0, 0).prunes_more_than_it_creates
+
+
+def test_init_names_the_project_in_its_cloud_env(tmp_path: Path) -> None:
+    from etl_framework.cli.init import create_project
+    from etl_framework.config.project import Project
+
+    create_project(tmp_path / "sales_etl")
+    deploy = Project(tmp_path / "sales_etl").env_config("dev").deploy
+    assert deploy is not None and deploy.project == "sales_etl"

@@ -92,7 +92,10 @@ def test_the_backend_is_the_one_configured(env: Any, runs: Any, workflows: Any, 
     if env.state.backend == "dynamodb":
         assert names == {"DynamoRunStore", "DynamoWorkflowStore", "DynamoBookmarkStore"}
     else:
-        assert names == {"SqliteRunStore", "WorkflowStore", "SqliteBookmarkStore"}
+        assert names == {"SqliteRunStore", "SqliteWorkflowStore", "SqliteBookmarkStore"}
+    from etl_framework.state.workflows import SqliteWorkflowStore
+
+    assert not isinstance(workflows, SqliteWorkflowStore) or env.state.backend == "sqlite"  # no backend subclasses another
 
 
 # ----------------------------------------------------------------------------------------- runs and stages
@@ -170,7 +173,7 @@ def test_a_killed_holder_on_this_host_loses_its_lock_and_its_run_is_marked(runs:
     import socket
 
     if type(runs).__name__ == "SqliteRunStore":
-        runs.conn.execute("INSERT INTO target_locks VALUES (?,?,?,?,?,?)",
+        runs.conn.execute("INSERT INTO target_locks (target, run_id, job, host, pid, acquired_at) VALUES (?,?,?,?,?,?)",
                           ("s3://lake/k", "jr_dead", "x", socket.gethostname(), dead.pid, "t"))
     else:
         from etl_framework.state.dynamodb import encode_item
@@ -182,6 +185,114 @@ def test_a_killed_holder_on_this_host_loses_its_lock_and_its_run_is_marked(runs:
     assert runs.target_lock("s3://lake/k")["run_id"] == "jr_new"
     old = runs.get_run("jr_dead")
     assert old["status"] == "FAILED" and "took over the write lock" in old["error"]
+
+
+def _plant_lock(runs: Any, key: str, run_id: str, *, host: str, pid: int, lease_until: float) -> None:
+    """A lock as another process left it (another host: only its lease says whether it is alive)."""
+    fields = {"target": key, "run_id": run_id, "job": "x", "host": host, "pid": pid,
+              "acquired_at": "2026-11-25T10:00:00.000Z", "lease_until": lease_until, "heartbeat_at": lease_until - 120}
+    if type(runs).__name__ == "SqliteRunStore":
+        runs.conn.execute(f"INSERT INTO target_locks ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                          list(fields.values()))
+    else:
+        from etl_framework.state.dynamodb import encode_item
+
+        runs.db.put({"pk": f"lock#{key}", "sk": "lock", "gpk": "locks", "gsk": key, **encode_item(fields)})
+
+
+def test_a_holder_on_another_host_with_an_expired_lease_is_taken_over_and_its_run_marked(runs: Any) -> None:
+    runs.create_run({"run_id": "jr_oom", "job": "x", "started_at": "2026-11-25T10:00:00.000Z", "host": "glue-1"})
+    runs.create_run({"run_id": "jr_next", "job": "x", "started_at": "2026-11-25T11:00:00.000Z"})
+    _plant_lock(runs, "s3://lake/t", "jr_oom", host="glue-1", pid=7, lease_until=time.time() - 5)
+    runs.acquire_target_lock("s3://lake/t", "jr_next", "x")
+    assert runs.target_lock("s3://lake/t")["run_id"] == "jr_next"
+    old = runs.get_run("jr_oom")
+    assert old["status"] == "FAILED"
+    assert "lease expired" in old["error"] and "glue-1" in old["error"] and "jr_next took over" in old["error"]
+    assert not runs.renew_target_lock(["s3://lake/t"], "jr_oom")  # the old holder, if it wakes up, knows
+    assert runs.renew_target_lock(["s3://lake/t"], "jr_next")
+
+
+def test_a_live_lease_on_another_host_is_respected(runs: Any) -> None:
+    runs.create_run({"run_id": "jr_glue", "job": "x", "started_at": "2026-11-25T10:00:00.000Z", "host": "glue-2"})
+    _plant_lock(runs, "s3://lake/t", "jr_glue", host="glue-2", pid=7, lease_until=time.time() + 60)
+    with pytest.raises(TargetLocked, match="jr_glue"):
+        runs.acquire_target_lock("s3://lake/t", "jr_me", "y")
+    assert runs.get_run("jr_glue")["status"] == "RUNNING"
+    with pytest.raises(TargetLocked, match="jr_glue"):  # a table inside the held one is held too
+        runs.acquire_target_lock(["s3://lake/t_quarantine", "s3://lake/t/part"], "jr_me", "y")
+    assert runs.target_lock("s3://lake/t_quarantine") is None  # all or nothing
+    runs.acquire_target_lock("s3://lake/t_other", "jr_me", "y")  # a sibling whose name starts alike is free
+
+
+def test_nested_targets_exclude_each_other(runs: Any) -> None:
+    runs.create_run({"run_id": "jr_a", "job": "a", "started_at": "2026-11-25T10:00:00.000Z"})
+    runs.create_run({"run_id": "jr_b", "job": "b", "started_at": "2026-11-25T10:00:01.000Z"})
+    runs.acquire_target_lock("s3://lake/sales/daily", "jr_a", "a")
+    with pytest.raises(TargetLocked, match="jr_a"):
+        runs.acquire_target_lock("s3://lake/sales", "jr_b", "b")
+    runs.release_target_lock("s3://lake/sales/daily", "jr_a")
+    runs.acquire_target_lock("s3://lake/sales", "jr_b", "b")
+    with pytest.raises(TargetLocked, match="jr_b"):
+        runs.acquire_target_lock("s3://lake/sales/daily", "jr_a", "a")
+
+
+def test_unlock_by_hand_releases_the_lock_and_marks_the_holder(runs: Any) -> None:
+    runs.create_run({"run_id": "jr_stuck", "job": "x", "started_at": "2026-11-25T10:00:00.000Z"})
+    _plant_lock(runs, "s3://lake/t", "jr_stuck", host="glue-3", pid=7, lease_until=time.time() + 600)
+    released = runs.force_unlock("s3://lake/t", "etl runs --unlock by ops on laptop")
+    assert [h["run_id"] for h in released] == ["jr_stuck"]
+    assert runs.target_lock("s3://lake/t") is None and runs.list_locks() == []
+    old = runs.get_run("jr_stuck")
+    assert old["status"] == "FAILED" and "released by hand (etl runs --unlock by ops on laptop)" in old["error"]
+    runs.acquire_target_lock("s3://lake/t", "jr_new", "x")
+
+
+def test_crawler_runs_and_files_seen(env: Any) -> None:
+    from etl_framework.catalog.crawler import CrawlerRunResult, FileInfo
+    from etl_framework.state import open_state
+
+    state = open_state(env)
+    store = state.crawlers
+    rid = store.start("raw_trips", "raw", "trips", "/data/raw/trips", "log")
+    assert store.runs("raw_trips")[0]["state"] == "RUNNING"
+    store.remember("raw_trips", [FileInfo(rel="a.csv", size=10, mtime=1.5), FileInfo(rel="b.csv", size=3, mtime=2.0)])
+    store.finish(rid, CrawlerRunResult(crawler="raw_trips", state="SUCCEEDED", message="2 files", table="trips",
+                                       ended="2026-11-25T10:00:01", changes=[{"change": "column_added"}]))
+    rid2 = store.start("other", "raw", None, "/data/raw/other", "log")
+    (last,) = store.runs("raw_trips")
+    assert (last["state"], last["message"], last["changes"]) == ("SUCCEEDED", "2 files", [{"change": "column_added"}])
+    assert store.seen("raw_trips") == {"a.csv": (10, 1.5), "b.csv": (3, 2.0)}
+    assert store.last_path("raw_trips") == "/data/raw/trips" and store.last_path("other") is None
+    assert [r["crawler"] for r in store.runs()][:2] == ["other", "raw_trips"] and rid2 != rid
+    store.forget("raw_trips")
+    assert store.seen("raw_trips") == {}
+    state.close()
+
+
+def test_etl_runs_unlock_releases_a_lock_by_hand_and_says_so(env: Any, runs: Any, tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    from tests.unit.test_config_cli import run as cli
+
+    project = tmp_path / "proj"
+    (project / "conf").mkdir(parents=True)
+    (project / "conf" / "local.yaml").write_text(yaml.safe_dump(
+        {"state": env.state.model_dump(), "aws": {"region": env.aws.region, "endpoint_url": env.aws.endpoint_url}}))
+    runs.create_run({"run_id": "jr_stuck", "job": "x", "started_at": "2026-11-25T10:00:00.000Z", "host": "glue-4"})
+    _plant_lock(runs, "s3://lake/t", "jr_stuck", host="glue-4", pid=7, lease_until=time.time() + 600)
+    rc, out, err = cli("--project-dir", str(project), "runs", "--locks", "--json")
+    assert rc == 0 and [h["run_id"] for h in json.loads(out)] == ["jr_stuck"], err
+    rc, out, err = cli("--project-dir", str(project), "runs", "--unlock", "s3a://lake/t/")  # another spelling
+    assert rc == 0, err
+    assert "released the write lock of s3://lake/t held by run jr_stuck of job x (pid 7 on glue-4)" in err
+    assert runs.target_lock("s3://lake/t") is None
+    old = runs.get_run("jr_stuck")
+    assert old["status"] == "FAILED" and "released by hand (etl runs --unlock by " in old["error"]
+    rc, _out, err = cli("--project-dir", str(project), "runs", "--unlock", "s3://lake/t")
+    assert rc == 0 and "no lock held on s3://lake/t" in err
 
 
 # ------------------------------------------------------------------------------------------------ bookmarks
@@ -285,7 +396,7 @@ def test_a_dead_owner_does_not_hold_a_slot_and_is_marked_stopped(workflows: Any)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     # the owner dies: its pid is gone and its heartbeat is old
-    if type(workflows).__name__ == "WorkflowStore":
+    if type(workflows).__name__ == "SqliteWorkflowStore":
         with workflows.tx() as c:
             c.execute("UPDATE workflow_runs SET owner_pid = ?, heartbeat_at = 0 WHERE run_id = ?", (dead.pid, rid))
         marked = mark_orphaned_runs(workflows)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from etl_framework.catalog.crawler import CrawlerRunResult, CrawlerState
+from etl_framework.catalog.crawler import CrawlerRunResult
 from etl_framework.config.project import Project
 from etl_framework.errors import UsageError
 from etl_framework.incremental import Bookmark, SourceCursor
@@ -21,6 +21,7 @@ from etl_framework.report import write_report
 from etl_framework.report.load import build_report
 from etl_framework.report.render import render
 from etl_framework.state.bookmarks import SqliteBookmarkStore
+from etl_framework.state.crawlers import SqliteCrawlerStore
 from etl_framework.state.runs import SqliteRunStore
 from etl_framework.state.workflows import WorkflowStore, statistics_of
 
@@ -114,7 +115,7 @@ def make_workflow_run(project_root: Path, running: bool = False) -> dict[str, An
         attempts=1,
     )
     wfs.set_trigger(wr, "after_crawl", "FIRED", "raw_trips SUCCEEDED")
-    crawls = CrawlerState(state)  # the crawler's own record, as the catalog's crawler writes it
+    crawls = SqliteCrawlerStore(state)  # the crawler's own record, as the catalog's crawler writes it
     cid = crawls.start("raw_trips", "raw", "trips", "/d/raw/trips/", "log")
     crawls.finish(
         cid,

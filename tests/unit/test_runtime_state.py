@@ -80,7 +80,8 @@ def test_lock_of_a_dead_process_is_taken_over_and_its_run_marked(tmp_path: Path)
     dead.wait()
     s.create_run({"run_id": "jr_dead", "job": "a", "env": "local", "started_at": "2024-01-01T00:00:00Z",
                   "pid": dead.pid})
-    s.conn.execute("INSERT INTO target_locks VALUES ('/lake/t', 'jr_dead', 'a', ?, ?, 'x')",
+    s.conn.execute("INSERT INTO target_locks (target, run_id, job, host, pid, acquired_at) "
+                   "VALUES ('/lake/t', 'jr_dead', 'a', ?, ?, 'x')",
                    (os.uname().nodename, dead.pid))
     s.acquire_target_lock("/lake/t", "jr_new", "a")
     assert s.get_run("jr_dead")["status"] == "FAILED"
@@ -108,7 +109,7 @@ def test_write_preflight(tmp_path: Path) -> None:
         preflight(_cfg(tmp_path / "file" / "t"))
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "part-0.parquet").write_text("x")
-    with pytest.raises(JobFailed, match="not a Delta table"):
+    with pytest.raises(JobFailed, match="holds files not written by this job .*part-0.parquet"):
         preflight(_cfg(tmp_path / "plain"))
     (tmp_path / "d" / "_delta_log").mkdir(parents=True)
     with pytest.raises(JobFailed, match="holds an existing delta table .* but target.format is parquet"):
@@ -123,7 +124,8 @@ def test_write_preflight(tmp_path: Path) -> None:
     preflight(_cfg(tmp_path / "new" / "t"))  # a folder to be created is fine
 
 
-def test_recover_removes_staging_and_unlisted_files(tmp_path: Path) -> None:
+def test_recover_removes_staging_and_pending_files_only(tmp_path: Path) -> None:
+    """A killed commit's staging and the files it was moving in (`pending`) go; a file the table never made stays."""
     from etl_framework.tables.fs import LocalFS
     from etl_framework.tables.parquet import MANIFEST, read_manifest, recover
 
@@ -134,9 +136,33 @@ def test_recover_removes_staging_and_unlisted_files(tmp_path: Path) -> None:
     (root / "d=1" / "kept.parquet").write_text("k")
     (root / "d=2").mkdir()
     (root / "d=2" / "orphan.parquet").write_text("o")
-    (root / MANIFEST).write_text(json.dumps({"files": [{"path": "d=1/kept.parquet", "size": 1}]}))
+    (root / "d=2" / "someone_elses.parquet").write_text("s")
+    (root / MANIFEST).write_text(json.dumps({"files": [{"path": "d=1/kept.parquet", "size": 1}],
+                                             "pending": {"run_id": "jr_x", "files": ["d=2/orphan.parquet"]}}))
     fs = LocalFS()
     removed = recover(fs, str(root), read_manifest(fs, str(root)))
     assert removed == 2
-    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == ["_etl_manifest.json", "d=1",
-                                                                         "d=1/kept.parquet"]
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == [
+        "_etl_manifest.json", "d=1", "d=1/kept.parquet", "d=2", "d=2/someone_elses.parquet"]
+
+
+def test_a_symlinked_or_nested_target_is_the_same_lock(tmp_path: Path) -> None:
+    from etl_framework.tables.fs import target_key
+
+    (tmp_path / "lake" / "t").mkdir(parents=True)
+    os.symlink(tmp_path / "lake", tmp_path / "alias")
+    assert target_key(str(tmp_path / "alias" / "t")) == target_key(str(tmp_path / "lake" / "t/"))
+    s = SqliteRunStore(tmp_path / "state.db")
+    s.create_run({"run_id": "jr_a", "job": "a", "env": "local", "started_at": "2024-01-01T00:00:00Z"})
+    s.acquire_target_lock(target_key(str(tmp_path / "lake" / "t")), "jr_a", "a")
+    for other in (tmp_path / "alias" / "t", tmp_path / "alias", tmp_path / "lake" / "t" / "day=1"):
+        with pytest.raises(TargetLocked, match="jr_a"):
+            s.acquire_target_lock(target_key(str(other)), "jr_b", "b")
+
+
+def test_a_run_locks_its_quarantine_and_bad_records_tables_too() -> None:
+    cfg = JobConfig.model_validate({
+        "job": "p", "sources": {"s": {"format": "csv", "path": "/x", "bad_records": "quarantine"}},
+        "quality": [{"expect": "expect_column_values_to_not_be_null", "column": "a", "on_fail": "quarantine"}],
+        "target": {"format": "iceberg", "path": "/lake/t", "quarantine_path": "/lake/q"}})
+    assert cfg.tables_written() == {"/lake/t": "iceberg", "/lake/q": "delta", "/lake/t_bad_records": "parquet"}
