@@ -176,11 +176,11 @@ def list_files(path: str, pattern: str | None = None, aws: dict[str, Any] | None
 
 
 def _list_s3(path: str, pattern: str | None, aws: dict[str, Any]) -> list[FileEntry]:
-    import boto3
+    from etl_framework.aws import client as aws_client
 
     scheme, rest = path.split("://", 1)
     bucket, _, prefix = rest.partition("/")
-    client = boto3.client("s3", region_name=aws.get("region"), endpoint_url=aws.get("endpoint_url"))
+    client = aws_client("s3", aws.get("region"), aws.get("endpoint_url"))
     out: list[FileEntry] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):

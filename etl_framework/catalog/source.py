@@ -83,6 +83,9 @@ def plan_catalog_read(spark: SparkSession, catalog: Catalog, source: Source) -> 
     table = catalog.get_table(db, name)
     if table is None:
         raise TableNotFound(db, name)
+    from etl_framework.catalog.query import checked_columns
+
+    checked_columns(table)  # catalog metadata is data: a type that is not a Glue/Hive type stops here, named
     fmt = table.format
     options: dict[str, Any] = {}
     if fmt == "csv":

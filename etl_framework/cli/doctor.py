@@ -96,6 +96,18 @@ def checks(project_dir: str | None, env: str) -> list[dict[str, Any]]:
             writable = os.access(state.parent, os.W_OK)
             add(f"env {env}", True, f"state {cfg.state.backend} {cfg.state.path}, catalog {cfg.catalog.backend}")
             add("state folder", writable, str(state.parent), f"make {state.parent} writable")
+            from etl_framework.state.db import check_file
+
+            files = []
+            if cfg.state.backend == "sqlite":
+                files.append(("state file", state, "state"))
+            if cfg.catalog.backend == "local":
+                files.append(("catalog file", Path(cfg.catalog.path), "catalog"))
+            for name, path, role in files:
+                problem = check_file(path, role)
+                add(name, problem is None, problem or (f"{path}" if path.exists() else f"{path} (created on first "
+                                                                                        "use)"),
+                    f"move it away (`mv {path} {path}.broken`): a new, empty {role} file is created on the next run")
         except Exception as e:  # noqa: BLE001
             add(f"env {env}", False, str(e).splitlines()[0], f"fix conf/{env}.yaml (etl validate conf/{env}.yaml)")
     return out

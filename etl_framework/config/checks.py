@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from etl_framework.config.errors import ConfigError
 from etl_framework.config.interpolate import REF, RUN_BUILTINS, Context, references
-from etl_framework.config.loader import YamlDoc, suggest
+from etl_framework.config.loader import YamlDoc, expansion, suggest
 from etl_framework.config.ownership import check_ownership
 
 if TYPE_CHECKING:
@@ -212,6 +212,7 @@ def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path,
             for wf in files:
                 try:
                     data = yaml.load(wf.read_text(encoding="utf-8"))
+                    expansion(data)  # an alias bomb is not walked here either
                 except Exception:  # noqa: BLE001, S112 - a broken workflow file is reported when it is validated
                     continue
                 if not (isinstance(data, dict) and "workflow" in data and isinstance(data.get("jobs"), dict)):

@@ -298,6 +298,7 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
                 failure = e if isinstance(e, JobFailed) else explain(e, state, name)
                 status = "FAILED"
             failure.run_id = state.run_id
+            scrub(failure)
             if store is not None:
                 store.finish_stage(state.run_id, name, status=status, duration_s=round(dur, 3),
                                    metrics=state.metrics.get(name), error=failure.render(),
@@ -312,6 +313,17 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
             store.finish_stage(state.run_id, name, status="SUCCEEDED", duration_s=round(dur, 3),
                                metrics=state.metrics[name], attempt=state.attempt, seq=seq)
         state.log.stage_end(name, "SUCCEEDED", dur, _summary(name, state.metrics[name]))
+
+
+def scrub(failure: JobFailed) -> JobFailed:
+    """Hide resolved secrets in a failure's message and hint (a `python:` step's exception may quote one), before
+    it reaches any store (SQLite or DynamoDB), the run result or the CLI."""
+    from etl_framework.redaction import known, redact_text
+
+    if known():
+        failure.message, failure.hint = redact_text(failure.message), redact_text(failure.hint or "")
+        failure.args = (failure.render(),)
+    return failure
 
 
 class _NothingNew(Exception):
@@ -455,6 +467,7 @@ def run_loaded(
         exit_code = 0 if failure is None else failure.exit_code
         if failure is not None:
             failure.run_id = run_id
+            scrub(failure)
         if store is not None:
             store.update_run(run_id, status=status, ended_at=utcnow(), duration_s=round(duration, 3),
                              error=failure.render() if failure else None,

@@ -146,6 +146,7 @@ def _has_data_files(folder: str) -> bool:
 def read_source(state: JobRunState, name: str, src: Source) -> Any:
     """One source as a DataFrame (lazy: Spark reads the data when the write runs)."""
     from etl_framework.config.interpolate import resolve_secrets
+    from etl_framework.redaction import protect_spark
 
     if src.format == "catalog":
         return _read_catalog(state, name, src)
@@ -154,6 +155,7 @@ def read_source(state: JobRunState, name: str, src: Source) -> Any:
     override = state.source_paths.get(name)
     paths = list(override) if override is not None else [src.path]
     options = {k: option_value(v) for k, v in resolve_secrets(dict(src.options)).items()}
+    protect_spark(spark)
     if override is not None and "basePath" not in options and _is_folder(src.path):
         # reading an exact file list (bookmarks) keeps the Hive partition columns a folder read would give
         options["basePath"] = src.path
