@@ -87,6 +87,10 @@ def run_extract(state: JobRunState) -> None:
         df.createOrReplaceTempView(name)
         state.views[name] = df
         info: dict[str, Any] = {"format": src.format, "path": src.path or src.table}
+        if src.format == "jdbc":
+            from etl_framework.stages.jdbc import where_of
+
+            info = {"format": "jdbc", "path": where_of(src.url or ""), "table": src.table or "(query)"}
         files = state.input_files.get(name)
         if files is not None:
             info["files"] = len(files)
@@ -94,7 +98,7 @@ def run_extract(state: JobRunState) -> None:
             if size is not None:
                 info["bytes"] = size
         metrics["sources"][name] = info
-        state.log.info(f"source {name}: {src.format} {src.path or src.table}"
+        state.log.info(f"source {name}: {src.format} {info['path']}"
                        + (f", {info['files']} file(s)" if "files" in info else ""), STAGE)
     state.metrics[STAGE].update(metrics)
 
@@ -149,6 +153,10 @@ def read_source(state: JobRunState, name: str, src: Source) -> Any:
 
     if src.format == "catalog":
         return _read_catalog(state, name, src)
+    if src.format == "jdbc":
+        from etl_framework.stages.jdbc import read_jdbc
+
+        return read_jdbc(state, name, src)
     assert src.path is not None
     spark = state.spark
     override = state.source_paths.get(name)

@@ -1,0 +1,102 @@
+"""`etl validate` on jdbc sources and on source/incremental combinations (issue 16): shape checked without
+connecting, each error at its file:line:col, all at once, exit 2."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_config_errors import at, errors, proj, run, write  # noqa: F401 - proj is a fixture
+
+GOOD = """\
+job: orders_load
+sources:
+  orders:
+    format: jdbc
+    url: jdbc:postgresql://db.internal:5432/shop
+    table: public.orders
+    user: etl
+    password: ${secret:shop_db_password}
+    fetchsize: 5000
+    parallel: {column: order_id, partitions: 8}
+    incremental: {mode: watermark, column: [updated_at, order_id]}
+  returns:
+    format: jdbc
+    url: jdbc:mysql://db.internal:3306/shop
+    query: |
+      -- the open returns only
+      WITH r AS (SELECT * FROM returns WHERE state = 'open') SELECT * FROM r
+    user: etl
+    password: ${secret:shop_db_password}
+    options: {hashfield: return_id, hashpartitions: 4}
+  trips: {format: csv, path: ../trips.csv, incremental: {mode: watermark, column: pickup_ts}}
+target: {path: ../out/orders}
+"""
+
+BAD = """\
+job: orders_load
+sources:
+  orders:
+    format: jdbc
+    url: postgresql://db.internal:5432/shop
+    table: public.orders
+    user: etl
+    password: hunter2
+    incremental: {mode: files}
+  returns:
+    format: jdbc
+    url: jdbc:postgresql://db.internal:5432/shop
+    query: DELETE FROM returns WHERE true
+    user: etl
+    password: ${secret:pw}
+    options: {hashpartitions: 4, dbtable: x}
+  other:
+    format: jdbc
+    url: jdbc:db2://host:50000/x?password=plain
+    table: t
+  trips: {format: csv, path: ../trips.csv, incremental: {mode: watermark, column: [pickup_ts, trip_id]}}
+target: {path: ../out/orders}
+"""
+
+
+def test_a_good_jdbc_job_validates(proj: Path) -> None:  # noqa: F811
+    write(proj, "demo.yaml", GOOD)
+    rc, out = run(proj, "validate", str(proj / "jobs" / "demo.yaml"))
+    assert rc == 0, out
+
+
+def test_bad_jdbc_sources_are_reported_at_their_lines(proj: Path) -> None:  # noqa: F811
+    write(proj, "demo.yaml", BAD)
+    rc, out = run(proj, "validate", str(proj / "jobs" / "demo.yaml"))
+    assert rc == 2 and "Traceback" not in out, out
+    found = {(line, col): msg for _, line, col, msg in errors(out)}
+    text = textwrap.dedent(BAD)
+    expect = [
+        ("postgresql://db.internal", "url must start with 'jdbc:"),
+        ("hunter2", "password must be a secret reference"),
+        ("files}", "a jdbc source has no files to bookmark"),
+        ("DELETE", "query must be a SELECT"),
+        ("hashpartitions: 4", "'hashpartitions' needs 'hashfield'"),
+        ("dbtable", "'dbtable' is a key of the source itself"),
+        ("jdbc:db2", "no known driver for 'jdbc:db2:'"),
+        ("[pickup_ts, trip_id]", "a compound watermark key is for jdbc sources"),
+    ]
+    for needle, message in expect:
+        pos = at(text, needle)
+        assert pos in found and message in found[pos], (needle, message, out)
+    assert "a password in the url would be logged" in out
+    assert "hunter2" not in out.replace("password: hunter2", "")
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("{format: jdbc, url: 'jdbc:postgresql://h/db', table: t, query: SELECT 1}", "exactly one of 'table' or 'query'"),
+    ("{format: jdbc, table: t}", "needs 'url"),
+    ("{format: csv, path: x.csv, user: etl}", "'user' is only for format 'jdbc'"),
+    ("{format: jdbc, url: 'jdbc:postgresql://h/db', query: 'SELECT 1; DROP TABLE t'}", "one statement"),
+])
+def test_jdbc_shape_errors(proj: Path, source: str, message: str) -> None:  # noqa: F811
+    write(proj, "demo.yaml", f"job: j\nsources:\n  s: {source}\ntarget: {{path: ../out}}\n")
+    rc, out = run(proj, "validate", str(proj / "jobs" / "demo.yaml"))
+    assert rc == 2 and message in out and "demo.yaml:3:" in out, out
