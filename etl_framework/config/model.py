@@ -423,6 +423,9 @@ class DeployConfig(Strict):
     worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] = "G.1X"
     number_of_workers: int = Field(2, ge=1)
     name_prefix: str = Field("", description="prefix of every Glue resource name")
+    connections: list[str] = Field(
+        default_factory=list, description="Glue Connections (existing, by name) attached to every job with a jdbc "
+        "source: the network path to the database; the password stays a ${secret:NAME} in Secrets Manager")
 
 
 class EnvConfig(Strict):

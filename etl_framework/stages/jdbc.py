@@ -20,6 +20,7 @@ The password is a `${secret:NAME}`, resolved here, at the moment of use; it goes
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from etl_framework.errors import JobFailed
@@ -31,6 +32,39 @@ if TYPE_CHECKING:
 STAGE = "extract"
 DEFAULT_FETCHSIZE = 1000
 GLUE_KEYS = ("hashfield", "hashexpression", "hashpartitions")
+
+
+# subprotocol -> the driver JAR `make` resolves into .jars/ (scripts/jars-pom.xml), by file-name prefix
+BUNDLED_JARS = {"postgresql": "postgresql-", "mysql": "mysql-connector-j-", "mariadb": "mariadb-java-client-",
+                "sqlite": "sqlite-jdbc-"}
+
+
+def source_jars(config: Any, root: Path | None) -> list[Path]:
+    """The `jars:` of a job's jdbc sources (drivers that do not come with `make`), as absolute paths."""
+    out: list[Path] = []
+    for src in config.sources.values():
+        for jar in getattr(src, "jars", None) or []:
+            p = Path(jar)
+            p = p if p.is_absolute() else (root or Path.cwd()) / p
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def driver_jars(config: Any, root: Path | None, jars_dir: Path) -> list[Path]:
+    """Every driver JAR a job's jdbc sources need on Glue: the bundled one of each url's database (from .jars/)
+    and the sources' own `jars:`."""
+    out: list[Path] = []
+    for src in config.sources.values():
+        if src.format != "jdbc":
+            continue
+        m = re.match(r"jdbc:([a-z0-9]+):", src.url or "")
+        prefix = BUNDLED_JARS.get(m.group(1)) if m else None
+        if prefix:
+            found = sorted(jars_dir.glob(prefix + "[0-9]*.jar"))
+            if found and found[-1] not in out:
+                out.append(found[-1])
+    return out + [j for j in source_jars(config, root) if j not in out]
 
 
 def driver_class(src: Source) -> str | None:

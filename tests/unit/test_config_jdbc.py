@@ -100,3 +100,36 @@ def test_jdbc_shape_errors(proj: Path, source: str, message: str) -> None:  # no
     write(proj, "demo.yaml", f"job: j\nsources:\n  s: {source}\ntarget: {{path: ../out}}\n")
     rc, out = run(proj, "validate", str(proj / "jobs" / "demo.yaml"))
     assert rc == 2 and message in out and "demo.yaml:3:" in out, out
+
+
+def test_deploy_ships_the_driver_jar_and_attaches_the_glue_connection(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Glue the job gets its database's driver JAR (uploaded from .jars/, in --extra-jars) and the env's
+    Glue Connections (the network path); the password stays a ${secret:NAME} resolved from Secrets Manager."""
+    from types import SimpleNamespace
+
+    from etl_framework.config.model import EnvConfig, JobConfig
+    from etl_framework.deploy.spec import build_desired
+
+    monkeypatch.delenv("ETL_JARS_DIR", raising=False)
+    root = tmp_path / "p"
+    (root / "conf").mkdir(parents=True)
+    (root / "jobs").mkdir()
+    (root / ".jars").mkdir()
+    (root / ".jars" / "postgresql-42.7.7.jar").write_bytes(b"PK-driver")
+    (root / "conf" / "prod.yaml").write_text("x: 1\n")
+    (root / "jobs" / "j.yaml").write_text("job: j\n")
+    env_cfg = EnvConfig.model_validate({"deploy": {"s3_prefix": "s3://b/etl", "role": "arn:aws:iam::1:role/r",
+                                                   "connections": ["shop-db-vpc"]}})
+    cfg = JobConfig.model_validate({"job": "j", "sources": {"o": {
+        "format": "jdbc", "url": "jdbc:postgresql://db:5432/shop", "table": "orders", "user": "etl",
+        "password": "${secret:shop}"}}, "target": {"path": "s3://b/lake/orders"}})
+    project = SimpleNamespace(root=root, env_file=lambda env: root / "conf" / f"{env}.yaml")
+    lj = SimpleNamespace(config=cfg, path=root / "jobs" / "j.yaml", params={}, doc=None)
+    (root / "etl_job.py").write_text("#")
+    state = build_desired(project, "prod", env_cfg, {"j": lj}, {}, [], root / "etl_job.py",
+                          SimpleNamespace(filename="w.whl", data=b"w"))
+    job = state.of("job")[0].spec
+    assert "s3://b/etl/jars/postgresql-42.7.7.jar" in job["DefaultArguments"]["--extra-jars"].split(",")
+    assert job["Connections"] == {"Connections": ["shop-db-vpc"]}
+    assert any(a.uri == "s3://b/etl/jars/postgresql-42.7.7.jar" and a.data == b"PK-driver" for a in state.artifacts)
