@@ -358,6 +358,9 @@ def _check_incremental_sources(loaded: LoadedJob, doc: YamlDoc) -> list[ConfigEr
         if inc.mode == "files" and src.format == "jdbc":
             errors.append(doc.error(base + ("mode",), f"source '{name}': a jdbc source has no files to bookmark: "
                                     "use {mode: watermark, column: <an ever-increasing column, e.g. updated_at>}"))
+        if inc.mode == "files" and src.format in ("delta", "iceberg"):
+            errors.append(doc.error(base + ("mode",), f"source '{name}': a {src.format} table is read at its "
+                                    "committed state, not file by file: use {mode: watermark, column: ...}"))
         if isinstance(inc.column, list) and src.format != "jdbc":
             errors.append(doc.error(base + ("column",), f"source '{name}': a compound watermark key is for jdbc "
                                     "sources (pushed into the database's WHERE); a file or catalog source takes "

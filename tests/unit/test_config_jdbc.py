@@ -95,6 +95,7 @@ def test_bad_jdbc_sources_are_reported_at_their_lines(proj: Path) -> None:  # no
     ("{format: jdbc, table: t}", "needs 'url"),
     ("{format: csv, path: x.csv, user: etl}", "'user' is only for format 'jdbc'"),
     ("{format: jdbc, url: 'jdbc:postgresql://h/db', query: 'SELECT 1; DROP TABLE t'}", "one statement"),
+    ("{format: delta, path: x, incremental: {mode: files}}", "use {mode: watermark"),
 ])
 def test_jdbc_shape_errors(proj: Path, source: str, message: str) -> None:  # noqa: F811
     write(proj, "demo.yaml", f"job: j\nsources:\n  s: {source}\ntarget: {{path: ../out}}\n")
