@@ -222,6 +222,13 @@ def read_jdbc(state: JobRunState, name: str, src: Source) -> Any:
     if parallel is not None:
         col, n, lo, hi = parallel
         column(col, "parallel")
+        if col.lower() in columns:
+            kind = schema_df.schema[columns[col.lower()]].dataType.typeName()
+            if kind not in ("byte", "short", "integer", "long", "float", "double", "decimal", "date", "timestamp"):
+                raise JobFailed(state.job, STAGE, f"source '{name}': the parallel column '{col}' is {kind}; a "
+                                "parallel read strides a numeric, date or timestamp column",
+                                "pick another column, or a numeric SQL expression of your database (e.g. "
+                                "hashexpression: abs(hashtext(customer_id)) on PostgreSQL)")
         if lo is None or hi is None:
             row = r.first(f"SELECT min({col}) AS lo, max({col}) AS hi FROM {dbtable}")
             lo, hi = _bound(row["lo"]), _bound(row["hi"])
