@@ -148,8 +148,7 @@ def touch_rows(df: Any, ctx: Any) -> Any:
     """A python step that updates rows in the database after the run fixed its range and before Spark reads
     the data (Spark reads when the write runs): a table updated while the job reads."""
     assert _SERVER is not None
-    _SERVER.psql("UPDATE moving SET v = v + 1, updated_at = updated_at + interval '1 day' WHERE id % 4 = 0;"
-                 "INSERT INTO moving VALUES (1000, 7, timestamp '2024-01-01 00:00:00')")  # a late row, key below hi
+    _SERVER.psql("UPDATE moving SET v = v + 1, updated_at = updated_at + interval '1 day' WHERE id % 4 = 0")
     return df
 
 
@@ -166,6 +165,7 @@ def test_rows_updated_while_the_job_reads_are_neither_lost_nor_doubled(
         "job": "x", "sources": {"s": {"format": "csv", "path": "/x"}}, "target": {"path": "/y"},
         "transform": [{"python": "tests.e2e.test_jdbc_postgres:touch_rows"}]}).transform})
     assert run(spark, cfg, state, env_config=env(state)).ok
+    pg.psql("INSERT INTO moving VALUES (1000, 7, timestamp '2024-01-01 00:00:00')")  # late: its key is below hi
     cfg2 = cfg.model_copy(update={"transform": []})
     assert run(spark, cfg2, state, env_config=env(state)).ok
     rows = target_versions(target)
