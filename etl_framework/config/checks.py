@@ -437,10 +437,10 @@ def _check_jdbc_sources(loaded: LoadedJob, doc: YamlDoc, project: Project | None
             errors.append(doc.error(base + ("parallel",), f"source '{name}': give both lower_bound and upper_bound, "
                                     "or neither (then one min/max query finds them)"))
         for j, jar in enumerate(src.jars):
-            root = project.root if project is not None else loaded.path.parent
-            if not (Path(jar) if Path(jar).is_absolute() else root / jar).is_file():
+            root = loaded.path.parent
+            if "${" not in jar and not (Path(jar) if Path(jar).is_absolute() else root / jar).is_file():
                 errors.append(doc.error(base + ("jars", j), f"source '{name}': driver JAR {jar} does not exist "
-                                        f"(relative to {root})"))
+                                        "(a relative path is relative to the job file)"))
     return errors
 
 

@@ -99,7 +99,7 @@ class Source(Strict):
     fetchsize: int | None = Field(None, ge=1, description="rows fetched per round trip (format: jdbc; default 1000)")
     parallel: Parallel | None = Field(None, description="parallel read in strides of a column (format: jdbc)")
     jars: list[str] = Field(default_factory=list, description="extra driver JARs for this source's database "
-                            "(format: jdbc), added to the Spark session's classpath; relative to the project")
+                            "(format: jdbc), added to the Spark session's classpath; relative to the job file")
 
     @model_validator(mode="after")
     def _location(self) -> Source:

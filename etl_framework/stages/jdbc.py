@@ -40,7 +40,8 @@ BUNDLED_JARS = {"postgresql": "postgresql-", "mysql": "mysql-connector-j-", "mar
 
 
 def source_jars(config: Any, root: Path | None) -> list[Path]:
-    """The `jars:` of a job's jdbc sources (drivers that do not come with `make`), as absolute paths."""
+    """The `jars:` of a job's jdbc sources (drivers that do not come with `make`), as absolute paths (the loader
+    made them absolute against the job file; `root` only for configs built in code)."""
     out: list[Path] = []
     for src in config.sources.values():
         for jar in getattr(src, "jars", None) or []:
@@ -146,10 +147,12 @@ class JdbcReader:
         except Exception as e:  # noqa: BLE001 - made readable: host, user, the database's own words
             raise self.failure(e) from None
 
-    def first(self, sql: str) -> Any:
-        """The one row of a small query (min/max), run by the database."""
+    def first(self, sql: str, columns: list[str]) -> Any:
+        """The one row of a small query (min/max), run by the database; every value read as the driver's text
+        (`customSchema`: exact digits, and no type guess on an expression's result, which SQLite lacks)."""
         try:
-            return self.load(f"({sql}) etl_stats").first()
+            return self.load(f"({sql}) etl_stats",
+                             customSchema=", ".join(f"{c} STRING" for c in columns)).first()
         except JobFailed:
             raise
         except Exception as e:  # noqa: BLE001
@@ -214,7 +217,8 @@ def read_jdbc(state: JobRunState, name: str, src: Source) -> Any:
     where = None
     if inc is not None and inc.mode == "watermark" and plan is not None:
         keys = [column(k, "watermark") for k in inc.columns]
-        where = _watermark_range(state, r, name, keys, inc.column, plan)
+        kinds = [_kind(schema_df, columns.get(k.lower())) for k in keys]
+        where = _watermark_range(state, r, name, keys, kinds, inc.column, plan)
     if where is not None:
         dbtable = f"(SELECT * FROM {r.base} WHERE {where}) etl_src"
     extra: dict[str, str] = {}
@@ -230,8 +234,9 @@ def read_jdbc(state: JobRunState, name: str, src: Source) -> Any:
                                 "pick another column, or a numeric SQL expression of your database (e.g. "
                                 "hashexpression: abs(hashtext(customer_id)) on PostgreSQL)")
         if lo is None or hi is None:
-            row = r.first(f"SELECT min({col}) AS lo, max({col}) AS hi FROM {dbtable}")
-            lo, hi = _bound(row["lo"]), _bound(row["hi"])
+            row = r.first(f"SELECT min({col}) AS lo, max({col}) AS hi FROM {dbtable}", ["lo", "hi"])
+            kind = _kind(schema_df, columns.get(col.lower()))
+            lo, hi = _typed(row["lo"], kind), _typed(row["hi"], kind)
         if lo is not None and hi is not None and n > 1:
             extra = {"partitionColumn": col, "lowerBound": str(lo), "upperBound": str(hi), "numPartitions": str(n)}
         state.metrics.setdefault(STAGE, {}).setdefault("jdbc", {})[name] = {
@@ -239,19 +244,39 @@ def read_jdbc(state: JobRunState, name: str, src: Source) -> Any:
     if extra:
         state.log.info(f"source {name}: {extra['numPartitions']} parallel queries on {col} "
                        f"({extra['lowerBound']} .. {extra['upperBound']})", STAGE)
-    return r.load(dbtable, **extra)
+    # CHAR(n)/VARCHAR(n) columns come back as plain strings, as Glue's DynamicFrame gives them: their length is the
+    # database's rule, and as Spark's char/varchar types a Delta target would enforce it (SQLite's TEXT is n=0)
+    df = r.load(dbtable, **extra)
+    fixed = {f.name for f in df.schema.fields if "__CHAR_VARCHAR_TYPE_STRING" in f.metadata}
+    if fixed:
+        from pyspark.sql import functions as F
+
+        df = df.select([F.col(f"`{c}`").cast("string").alias(c) if c in fixed else F.col(f"`{c}`")
+                        for c in df.columns])
+    return df
 
 
-def _bound(v: Any) -> Any:
-    if v is None or isinstance(v, int | float):
-        return v
-    import datetime as dt
+def _kind(df: Any, column: str | None) -> str:
+    """Spark's type name of a column of the source ('' for an expression)."""
+    if column is None:
+        return ""
+    return str(df.schema[column].dataType.typeName())
 
-    if isinstance(v, dt.datetime):
-        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    return str(v)
+
+def _typed(text: Any, kind: str) -> Any:
+    """A value read as text, as a JSON value that goes back into SQL unchanged: integers and floats as numbers,
+    everything else (timestamps, dates, decimals, strings) as the database's own text, exact to the digit."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    try:
+        if kind in ("byte", "short", "integer", "long"):
+            return int(text)
+        if kind in ("float", "double"):
+            return float(text)
+    except ValueError:
+        pass
+    return text
 
 
 def _parallel(src: Source) -> tuple[str, int, Any, Any] | None:
@@ -264,8 +289,8 @@ def _parallel(src: Source) -> tuple[str, int, Any, Any] | None:
     return None
 
 
-def _watermark_range(state: JobRunState, r: JdbcReader, name: str, keys: list[str], column: Any,
-                     plan: Any) -> str:
+def _watermark_range(state: JobRunState, r: JdbcReader, name: str, keys: list[str], kinds: list[str],
+                     column: Any, plan: Any) -> str:
     """`low < key <= hi` for this run; `hi` goes into the bookmark delta of the target's commit."""
     cursor = plan.bookmark.sources.get(name)
     low = cursor.watermark if cursor and cursor.mode == "watermark" and cursor.column == column else None
@@ -274,7 +299,7 @@ def _watermark_range(state: JobRunState, r: JdbcReader, name: str, keys: list[st
         lows = None
     above = after(keys, lows) if lows is not None else None
     nulls_where = " OR ".join(f"{k} IS NULL" for k in keys)
-    nulls = r.first(f"SELECT count(*) AS n FROM {r.base} WHERE {nulls_where}")["n"]
+    nulls = int(float(r.first(f"SELECT count(*) AS n FROM {r.base} WHERE {nulls_where}", ["n"])["n"] or 0))
     if nulls:
         state.log.warning(f"source '{name}': {int(nulls):,} row(s) with NULL in watermark column(s) "
                           f"{', '.join(keys)} are skipped (a watermark cannot place them)", STAGE)
@@ -283,11 +308,11 @@ def _watermark_range(state: JobRunState, r: JdbcReader, name: str, keys: list[st
         conds = [above] if above else []
         conds += [f"{keys[j]} = {_literal(his[j])}" for j in range(i)]
         conds += [f"{kk} IS NOT NULL" for kk in keys]
-        sql = f"SELECT CAST(max({k}) AS CHAR(64)) AS s, max({k}) AS hi FROM {r.base} WHERE " + " AND ".join(conds)
-        row = r.first(sql)
-        if row["hi"] is None:
+        sql = f"SELECT max({k}) AS hi FROM {r.base} WHERE " + " AND ".join(conds)
+        text = r.first(sql, ["hi"])["hi"]
+        if text is None:
             break
-        his.append(_watermark_value(row["hi"], row["s"]))
+        his.append(_typed(text, kinds[i]))
     before = lows if isinstance(column, list) else (lows[0] if lows else None)
     info = state.metrics.setdefault(STAGE, {}).setdefault("watermarks", {})
     if len(his) < len(keys):
@@ -301,15 +326,3 @@ def _watermark_range(state: JobRunState, r: JdbcReader, name: str, keys: list[st
     rng = [above] if above else []
     rng.append(up_to(keys, his))
     return " AND ".join(rng)
-
-
-def _watermark_value(v: Any, text: Any) -> Any:
-    """A JSON value that round-trips into SQL: numbers as numbers, anything else as the database's own text
-    (timestamps keep their exact digits, whatever the JVM's or Python's time zone)."""
-    from decimal import Decimal
-
-    if isinstance(v, bool) or not isinstance(v, int | float | Decimal):
-        return str(text).strip() if text is not None else str(v)
-    if isinstance(v, Decimal):
-        return int(v) if v == v.to_integral_value() and "." not in str(text or "") else str(v)
-    return v
