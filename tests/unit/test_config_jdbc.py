@@ -134,3 +134,32 @@ def test_deploy_ships_the_driver_jar_and_attaches_the_glue_connection(tmp_path: 
     assert "s3://b/etl/jars/postgresql-42.7.7.jar" in job["DefaultArguments"]["--extra-jars"].split(",")
     assert job["Connections"] == {"Connections": ["shop-db-vpc"]}
     assert any(a.uri == "s3://b/etl/jars/postgresql-42.7.7.jar" and a.data == b"PK-driver" for a in state.artifacts)
+
+
+def test_doctor_tries_each_jdbc_database_without_a_jvm(tmp_path: Path) -> None:
+    import socket
+
+    from etl_framework.cli.doctor import jdbc_checks
+    from etl_framework.config.project import Project
+
+    root = tmp_path / "p"
+    (root / "conf").mkdir(parents=True)
+    (root / "jobs").mkdir()
+    (root / "conf" / "local.yaml").write_text("vars: {}\n")
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()
+    for name, port in (("up", listening.getsockname()[1]), ("down", dead_port)):
+        (root / "jobs" / f"{name}.yaml").write_text(
+            f"job: {name}\nsources:\n  s: {{format: jdbc, url: 'jdbc:postgresql://127.0.0.1:{port}/shop', "
+            "table: t, user: etl, password: '${secret:pw}'}\ntarget: {path: ../out}\n")
+    try:
+        found = {name: (ok, detail) for name, ok, detail, _ in jdbc_checks(Project(root), "local")}
+    finally:
+        listening.close()
+    assert found["jdbc up.s"][0] and "reachable" in found["jdbc up.s"][1]
+    assert not found["jdbc down.s"][0] and "not reachable" in found["jdbc down.s"][1]
