@@ -19,6 +19,7 @@ The password is a `${secret:NAME}`, resolved here, at the moment of use; it goes
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -237,6 +238,8 @@ def read_jdbc(state: JobRunState, name: str, src: Source) -> Any:
             row = r.first(f"SELECT min({col}) AS lo, max({col}) AS hi FROM {dbtable}", ["lo", "hi"])
             kind = _kind(schema_df, columns.get(col.lower()))
             lo, hi = _typed(row["lo"], kind), _typed(row["hi"], kind)
+            if kind in ("float", "double", "decimal", "") and lo is not None and hi is not None:
+                lo, hi = _whole(lo, math.floor), _whole(hi, math.ceil)  # Spark strides numbers on whole bounds
         if lo is not None and hi is not None and n > 1:
             extra = {"partitionColumn": col, "lowerBound": str(lo), "upperBound": str(hi), "numPartitions": str(n)}
         state.metrics.setdefault(STAGE, {}).setdefault("jdbc", {})[name] = {
@@ -254,6 +257,15 @@ def read_jdbc(state: JobRunState, name: str, src: Source) -> Any:
         df = df.select([F.col(f"`{c}`").cast("string").alias(c) if c in fixed else F.col(f"`{c}`")
                         for c in df.columns])
     return df
+
+
+def _whole(v: Any, rnd: Any) -> Any:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return int(rnd(Decimal(str(v))))
+    except (InvalidOperation, ValueError):
+        return v  # not a number: a date or timestamp bound, as the database wrote it
 
 
 def _kind(df: Any, column: str | None) -> str:
