@@ -53,7 +53,7 @@ PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 postgres:
 	@if [ -z "$(PG_BIN)" ] && ! command -v initdb >/dev/null; then \
 	  echo "installing PostgreSQL (Debian's postgresql package) for the JDBC tests"; \
-	  { apt-get install -y -q postgresql >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }; } \
+	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q postgresql >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }; } \
 	  || echo "warning: could not install postgresql: the JDBC tests against a real server will be skipped" >&2; \
 	fi
 
