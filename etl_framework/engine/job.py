@@ -419,8 +419,10 @@ def run_loaded(
             preload_gx()
         if spark is None:
             from etl_framework.runtime.spark import get_spark
+            from etl_framework.stages.jdbc import source_jars
 
-            spark = get_spark(project_root, (env_config.spark if env_config else None) or None)
+            spark = get_spark(project_root, (env_config.spark if env_config else None) or None,
+                              extra_jars=source_jars(config, project_root))
         if env_config is not None and env_config.aws.endpoint_url:
             # s3a:// paths follow the env's endpoint override (a moto server locally), like every AWS client
             from etl_framework.catalog.source import configure_s3a

@@ -123,9 +123,11 @@ _SESSION: SparkSession | None = None
 
 
 def get_spark(
-    project_root: Path | None = None, overrides: dict[str, Any] | None = None, app_name: str = "etl"
+    project_root: Path | None = None, overrides: dict[str, Any] | None = None, app_name: str = "etl",
+    extra_jars: list[Path] | None = None,
 ) -> SparkSession:
-    """Create (once per process) or return the shared local SparkSession."""
+    """Create (once per process) or return the shared local SparkSession. `extra_jars` (a jdbc source's own
+    driver JARs) join spark.jars when this call creates the session."""
     global _SESSION
     if _SESSION is not None:
         return _SESSION
@@ -135,6 +137,13 @@ def get_spark(
     # Python workers (UDFs, pandas/arrow functions) must run in this interpreter, not whatever python3 is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = resolve_conf(project_root, overrides)
+    if extra_jars:
+        missing = [str(j) for j in extra_jars if not Path(j).is_file()]
+        if missing:
+            raise EtlError(f"driver JAR(s) named under a source's 'jars:' do not exist: {', '.join(missing)}\n"
+                           "  what to do: fix the path (relative to the project directory)")
+        conf["spark.jars"] = ",".join([*filter(None, conf.get("spark.jars", "").split(",")),
+                                       *(str(j) for j in extra_jars)])
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
