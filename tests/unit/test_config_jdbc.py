@@ -131,9 +131,9 @@ def test_deploy_ships_the_driver_jar_and_attaches_the_glue_connection(tmp_path: 
     state = build_desired(project, "prod", env_cfg, {"j": lj}, {}, [], root / "etl_job.py",
                           SimpleNamespace(filename="w.whl", data=b"w"))
     job = state.of("job")[0].spec
-    assert "s3://b/etl/jars/postgresql-42.7.7.jar" in job["DefaultArguments"]["--extra-jars"].split(",")
+    assert "s3://b/etl/p/prod/jars/postgresql-42.7.7.jar" in job["DefaultArguments"]["--extra-jars"].split(",")
     assert job["Connections"] == {"Connections": ["shop-db-vpc"]}
-    assert any(a.uri == "s3://b/etl/jars/postgresql-42.7.7.jar" and a.data == b"PK-driver" for a in state.artifacts)
+    assert any(a.uri == "s3://b/etl/p/prod/jars/postgresql-42.7.7.jar" and a.data == b"PK-driver" for a in state.artifacts)
 
 
 def test_doctor_tries_each_jdbc_database_without_a_jvm(tmp_path: Path) -> None:
