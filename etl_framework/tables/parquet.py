@@ -6,7 +6,7 @@
 3. `<target>/_etl_manifest.json` is replaced atomically (local: write to a temp file, then rename; S3: one PUT):
    it lists every committed file, and carries the run's metadata (run id, bookmark delta) and a short history of
    earlier commits' metadata. This replacement is the commit point.
-4. Files no longer listed (replaced partitions) are deleted, and the staging folder is removed.
+4. The files it replaced (listed as `replaced`) are deleted, and the staging folder is removed.
 Every reader of ours (sources, `etl query`, the crawler, resume, bookmark reconciliation) reads through the
 manifest. A run killed at any moment leaves only its staging folder and its `pending` files; the next write
 removes exactly those (holding the target's lock, so nothing else is writing) — never a file the table did not make.
@@ -94,9 +94,9 @@ def recover(fs: LocalFS | HadoopFS, root: str, manifest: dict[str, Any] | None) 
     if fs.exists(staging):
         fs.delete(staging)
         removed += 1
-    if manifest is not None and manifest.get("pending"):
+    if manifest is not None and (manifest.get("pending") or manifest.get("replaced")):
         listed = {f["path"] for f in manifest["files"]}
-        for rel in manifest["pending"].get("files", []):
+        for rel in [*(manifest.get("pending") or {}).get("files", []), *manifest.get("replaced", [])]:
             if rel not in listed and fs.exists(posixpath.join(root, rel)):
                 fs.delete(posixpath.join(root, rel))
                 removed += 1
@@ -110,7 +110,7 @@ def own_files(manifest: dict[str, Any] | None) -> set[str]:
         return set()
     out = {f["path"] for f in manifest["files"]}
     out |= set((manifest.get("pending") or {}).get("files", []))
-    return out
+    return out | set(manifest.get("replaced", []))
 
 
 def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
@@ -201,6 +201,9 @@ def write_parquet_atomic(spark: Any, df: Any, path: str, *, mode: str, partition
         "schema": schema_json,
         "metadata": metadata or {},
         "files": keep + committed,
+        # files this commit replaced, deleted right after it: a run killed before that leaves them to the next
+        # write's recovery (they are the table's own, no longer read)
+        "replaced": [f["path"] for f in removed],
         "history": history[-HISTORY:],
     }
     fs.write_atomic(posixpath.join(root, MANIFEST), json.dumps(new_manifest, indent=1))

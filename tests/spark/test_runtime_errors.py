@@ -143,7 +143,7 @@ def test_two_runs_writing_the_same_target(spark: Any, base: dict[str, Any], fmt:
     before = committed(base[fmt])
     try:
         r = run(spark, job(base["good"], base[fmt], fmt=fmt), base["db"])
-        check_failed(r, "write", "another run is writing the same target", holder, "other_job",
+        check_failed(r, "write", "another run is writing the same table", holder, "other_job",
                      f"pid {os.getpid()}")
         assert committed(base[fmt]) == before
     finally:
@@ -163,7 +163,8 @@ def test_a_dead_holders_lock_is_taken_over(spark: Any, base: dict[str, Any]) -> 
     holder = "jr_20240101T000000_bbbbbb"
     store.create_run({"run_id": holder, "job": "rt_job", "env": "local", "started_at": "2024-01-01T00:00:00Z",
                       "pid": dead.pid})
-    store.conn.execute("INSERT OR REPLACE INTO target_locks VALUES (?, ?, ?, ?, ?, ?)",
+    store.conn.execute("INSERT OR REPLACE INTO target_locks (target, run_id, job, host, pid, acquired_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
                        (target_key(str(base["parquet"])), holder, "rt_job", __import__("socket").gethostname(),
                         dead.pid, "2024-01-01T00:00:00Z"))
     try:

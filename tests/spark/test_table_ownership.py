@@ -14,7 +14,9 @@ import pytest
 
 from etl_framework.config.model import EnvConfig
 from tests.spark.test_runtime_helpers import delta_rows, job, parquet_rows, run, snapshot, trips, write_csv
-from tests.spark.test_runtime_s3 import BUCKET, keys, s3  # noqa: F401 - the moto server fixture
+from tests.spark.test_runtime_s3 import point_s3a_bucket, s3  # noqa: F401 - the moto server fixture
+
+BUCKET = "own-lake"  # a bucket of this module's own: Hadoop caches a file system per bucket and endpoint
 
 REFUSED = "holds files not written by"
 
@@ -94,6 +96,11 @@ def test_on_s3_a_parquet_target_over_other_data_is_refused(spark: Any, s3: Any, 
     from etl_framework.tables.fs import Storage
 
     endpoint = s3.meta.endpoint_url
+    s3.create_bucket(Bucket=BUCKET)
+    point_s3a_bucket(spark, BUCKET, endpoint)
+
+    def keys(client: Any, prefix: str) -> list[str]:
+        return sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []))
     env = EnvConfig.model_validate({"state": {"path": str(tmp_path / "state.db")},
                                     "aws": {"region": "us-east-1", "endpoint_url": endpoint}})
     storage = Storage(endpoint_url=endpoint)
