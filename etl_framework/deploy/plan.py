@@ -463,7 +463,7 @@ class Deployer:
                     taken.append(f"{res.kind} {res.name} belongs to {owner}")
                     continue
                 diff.update({TAGS + k: (tags.get(k), v) for k, v in self.desired.tags.items() if tags.get(k) != v})
-            if res.kind == "trigger" and res.spec["Type"] != "ON_DEMAND" and trigger_active(actual) != res.enabled:
+            if res.kind == "trigger" and trigger_active(actual) != res.enabled:
                 diff["State"] = (actual.get("State"), "ACTIVATED" if res.enabled else "DEACTIVATED")
             if not diff:
                 changes.append(Change(res.kind, res.name, "unchanged", resource=res, actual=actual))
@@ -540,7 +540,7 @@ class Deployer:
         elif res.kind == "workflow":
             self.write("Glue CreateWorkflow", what, g.create_workflow, **spec, Tags=tags)
         elif res.kind == "trigger":
-            start = res.enabled and spec["Type"] != "ON_DEMAND"
+            start = res.enabled  # False for on-demand triggers, which Glue cannot activate
             self.write("Glue CreateTrigger", what, g.create_trigger, **spec, StartOnCreation=start, Tags=tags)
 
     def update(self, res: Resource, c: Change) -> None:

@@ -23,6 +23,7 @@ from etl_framework.config.errors import ConfigError, ConfigErrors
 from etl_framework.config.model import DeployConfig, EnvConfig, JobConfig, Trigger, WorkflowConfig
 from etl_framework.errors import UsageError
 from etl_framework.runtime.args import to_glue_arguments
+from etl_framework.workflow_graph import WorkflowGraph, kind_of
 
 MANAGED_TAG = "etl:managed-by"
 MANAGED_VALUE = "etl_framework"
@@ -199,13 +200,7 @@ def crawler_spec(name: str, path: str, database: str, table: str | None, schema_
 
 
 def predicate(t: Trigger, prefix: str, crawlers: set[str]) -> dict[str, Any]:
-    conds = []
-    for c in t.conditions:
-        if c.crawler or c.node in crawlers:
-            conds.append({"LogicalOperator": "EQUALS", "CrawlerName": prefix + c.node, "CrawlState": c.state})
-        else:
-            conds.append({"LogicalOperator": "EQUALS", "JobName": prefix + c.node, "State": c.state})
-    return {"Logical": "AND" if t.logical == "and" else "ANY", "Conditions": conds}
+    return kind_of(t).glue_fields(t, prefix, crawlers).get("Predicate", {})
 
 
 def trigger_spec(wf: WorkflowConfig, t: Trigger, d: DeployConfig) -> dict[str, Any]:
@@ -224,20 +219,16 @@ def trigger_spec(wf: WorkflowConfig, t: Trigger, d: DeployConfig) -> dict[str, A
     spec: dict[str, Any] = {
         "Name": trigger_name(prefix, wf.workflow, t.name),
         "WorkflowName": prefix + wf.workflow,
-        "Type": t.type.upper(),
+        "Type": kind_of(t).glue_type,
         "Actions": actions,
     }
-    if t.type == "scheduled":
-        spec["Schedule"] = t.schedule
-    elif t.type == "conditional":
-        spec["Predicate"] = predicate(t, prefix, set(wf.crawlers))
-    elif t.type == "event":
-        batch = t.batch
-        spec["EventBatchingCondition"] = {
-            "BatchSize": batch.size if batch else 1,
-            "BatchWindow": batch.window_seconds if batch else 900,
-        }
+    spec.update(kind_of(t).glue_fields(t, prefix, set(wf.crawlers)))
     return spec
+
+
+def trigger_specs(wf: WorkflowConfig, d: DeployConfig) -> list[tuple[Trigger, dict[str, Any]]]:
+    """Every trigger of the workflow with its Glue CreateTrigger parameters."""
+    return [(t, trigger_spec(wf, t, d)) for t in WorkflowGraph(wf).triggers]
 
 
 def trigger_name(prefix: str, workflow: str, trigger: str) -> str:
@@ -426,10 +417,10 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
             resources.append(Resource("crawler", spec["Name"], spec, wfile))
             databases.setdefault(c.database, wfile)
         resources.append(Resource("workflow", d.name_prefix + wname, workflow_spec(wf, d), wfile))
-        for t in wf.triggers:
-            spec = trigger_spec(wf, t, d)
-            resources.append(Resource("trigger", spec["Name"], spec, wfile, enabled=t.enabled))
-            if t.type == "event" and t.watch:
+        for t, spec in trigger_specs(wf, d):
+            resources.append(Resource("trigger", spec["Name"], spec, wfile,
+                                      enabled=t.enabled and kind_of(t).glue_activated))
+            if kind_of(t).sfn_starter() == "event_rule" and t.watch:
                 if not t.watch.path.startswith(("s3://", "s3a://", "s3n://")):
                     idx = wf.triggers.index(t)
                     line, col = lw.doc.pos(("triggers", idx, "watch", "path")) if lw.doc else (1, 1)
