@@ -62,7 +62,9 @@ SCHEMA_CHANGE = {
     "update": ({"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "DEPRECATE_IN_DATABASE"},
                "CRAWL_EVERYTHING"),
 }
-KIND_ORDER = ("state_table", "database", "job", "crawler", "workflow", "trigger", "event_rule")
+KIND_ORDER = ("state_table", "database", "job", "crawler", "workflow", "trigger", "state_machine", "schedule_group",
+              "schedule", "event_rule")
+SFN_ARN = "arn:{partition}:states:{region}:{account}:stateMachine:"
 
 
 @dataclass
@@ -258,6 +260,50 @@ def event_rule_spec(name: str, path: str, pattern: str, workflow: str, d: Deploy
     }
 
 
+def schedule_group_name(d: DeployConfig, project: str, env: str) -> str:
+    """EventBridge Scheduler schedules carry no tags: they live in this project's and env's own (tagged) group."""
+    return f"{d.name_prefix}etl-{project}-{env}"[:64]
+
+
+def state_machine_specs(wf: WorkflowConfig, lw: Any, d: DeployConfig, group: str, runs_root: str,
+                        ) -> list[tuple[str, dict[str, Any], bool]]:
+    """Step Functions: the state machine of a workflow, an EventBridge Scheduler schedule per scheduled trigger (Glue
+    cron is EventBridge cron: same six fields, evaluated in UTC) and an EventBridge rule per event trigger (one
+    execution per new S3 object). Returns (kind, spec, enabled)."""
+    import json
+
+    from etl_framework.deploy.asl import definition_json, state_machine
+
+    name = d.name_prefix + wf.workflow
+    jobs = {n: j.config for n, j in (getattr(lw, "jobs", None) or {}).items()}
+    machine = state_machine(wf, jobs, prefix=d.name_prefix, poll_seconds=d.poll_seconds, properties_root=runs_root)
+    out: list[tuple[str, dict[str, Any], bool]] = [("state_machine", {
+        "name": name, "definition": definition_json(machine), "roleArn": d.role}, True)]
+    arn = SFN_ARN + name
+    for t in WorkflowGraph(wf).starters():
+        starter = kind_of(t).sfn_starter()
+        tname = trigger_name(d.name_prefix, wf.workflow, t.name)
+        if starter == "schedule":
+            out.append(("schedule", {
+                "Name": tname, "GroupName": group, "ScheduleExpression": t.schedule,
+                "ScheduleExpressionTimezone": "UTC", "FlexibleTimeWindow": {"Mode": "OFF"},
+                "State": "ENABLED" if t.enabled else "DISABLED",
+                "Description": f"etl_framework: trigger {t.name} of workflow {wf.workflow}",
+                "Target": {"Arn": arn, "RoleArn": d.role, "Input": json.dumps({"trigger": t.name})}}, t.enabled))
+        elif starter == "event_rule" and t.watch:
+            rule = event_rule_spec(tname, t.watch.path, t.watch.pattern, name, d, t.enabled)
+            rule["Description"] = rule["Description"].replace("Glue workflow", "state machine")
+            bucket = json.loads(rule["EventPattern"])["detail"]["bucket"]["name"][0]
+            rule["Targets"] = [{
+                "Id": "state-machine", "Arn": arn, "RoleArn": d.role,
+                "InputTransformer": {
+                    "InputPathsMap": {"key": "$.detail.object.key"},
+                    "InputTemplate": json.dumps({"trigger": t.name, "run_properties": {
+                        "event_files": f"s3://{bucket}/<key>", "event_trigger": t.name}})}}]
+            out.append(("event_rule", rule, t.enabled))
+    return out
+
+
 def workflow_spec(wf: WorkflowConfig, d: DeployConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "Name": d.name_prefix + wf.workflow,
@@ -388,6 +434,8 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
                         script_uri=script_uri, wheel_uri=wheel_uri, temp_uri=s3_join(prefix, "tmp") + "/",
                         jar_uri=jar_uri)
         spec["ExecutionProperty"] = {"MaxConcurrentRuns": concurrency.get(cfg.job, 1)}
+        if d.orchestrator == "step_functions":  # the state machine's Retry retries (one retry mechanism, not two)
+            spec["MaxRetries"] = 0
         jf = display_path(lj.path)
         from_job: dict[str, tuple[int, int]] = {}
         doc = lj.doc
@@ -416,6 +464,19 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
                 state.warnings.append(warning)
             resources.append(Resource("crawler", spec["Name"], spec, wfile))
             databases.setdefault(c.database, wfile)
+        if d.orchestrator == "step_functions":
+            group = schedule_group_name(d, name, env)
+            try:
+                made = state_machine_specs(wf, lw, d, group, s3_join(prefix, "runs"))
+            except ValueError as e:  # AslError: over the size limit, a cycle
+                errors.append(ConfigError(wfile, 1, 1, f"workflow {wname}: {e}"))
+                continue
+            for kind, spec, enabled in made:
+                if kind == "schedule":
+                    resources.append(Resource("schedule_group", group, {"Name": group}, wfile))
+                rname = spec.get("Name") or spec["name"]
+                resources.append(Resource(kind, rname, spec, wfile, enabled=enabled))
+            continue
         resources.append(Resource("workflow", d.name_prefix + wname, workflow_spec(wf, d), wfile))
         for t, spec in trigger_specs(wf, d):
             resources.append(Resource("trigger", spec["Name"], spec, wfile,

@@ -1,0 +1,124 @@
+"""`etl deploy` with `deploy: {orchestrator: step_functions}` against a moto server that executes state machines
+(opt-in: POST /moto-api/config), so the deployed definition is the one that runs: deploy the example project, start
+an execution, wait for it, and check from moto's Glue job runs that every job ran with its arguments in an order the
+graph allows, and that the execution SUCCEEDED with every node's state in its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.e2e.test_deploy_glue import REGION, ROLE_NAME, client, deploy, wheel  # noqa: F401 - wheel: fixture
+
+pytestmark = pytest.mark.slow
+
+
+def _post(url: str, path: str, body: dict[str, Any]) -> None:
+    req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+
+
+@pytest.fixture(scope="module")
+def sfn_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from moto.moto_api import recorder
+    from moto.server import ThreadedMotoServer
+
+    recorder._location = str(tmp_path_factory.mktemp("moto") / "recording.jsonl")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    old = os.environ.get("MOTO_PORT")
+    os.environ["MOTO_PORT"] = str(port)  # moto's Step Functions integrations call back into this server
+    url = f"http://{host}:{port}"
+    _post(url, "/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+    # moto advances a crawl only when told; a real Glue crawl ends by itself
+    _post(url, "/moto-api/state-manager/set-transition",
+          {"model_name": "glue::crawl", "transition": {"progression": "immediate"}})
+    yield url
+    server.stop()
+    if old is None:
+        os.environ.pop("MOTO_PORT", None)
+    else:
+        os.environ["MOTO_PORT"] = old
+
+
+@pytest.fixture
+def sfn_cloud(project: Path, sfn_url: str, wheel: Path) -> dict[str, Any]:  # noqa: F811 - the imported fixture
+    tag = uuid.uuid4().hex[:8]
+    bucket, prefix = f"artifacts-{tag}", f"t{tag}_"
+    conf = YAML().load((project / "conf" / "prod.yaml").read_text())
+    conf["aws"] = {"region": REGION, "endpoint_url": sfn_url}
+    conf["deploy"].update({"s3_prefix": f"s3://{bucket}/etl", "name_prefix": prefix,
+                           "orchestrator": "step_functions", "poll_seconds": 1})
+    with (project / "conf" / "prod.yaml").open("w") as f:
+        YAML().dump(conf, f)
+    (project / "scripts").mkdir(exist_ok=True)
+    (project / "scripts" / "etl_job.py").write_text("# entry script placeholder\n")
+    client("s3", sfn_url).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    iam = client("iam", sfn_url)
+    try:
+        iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument="{}")
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
+    return {"root": project, "url": sfn_url, "bucket": bucket, "prefix": prefix, "wheel": wheel,
+            "glue": client("glue", sfn_url), "sfn": client("stepfunctions", sfn_url)}
+
+
+def run_execution(cloud: dict[str, Any], name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    sfn = cloud["sfn"]
+    arn = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]
+               if m["name"] == cloud["prefix"] + "nightly_trips")
+    ex = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        d = sfn.describe_execution(executionArn=ex)
+        if d["status"] != "RUNNING":
+            return d
+        time.sleep(0.5)
+    raise AssertionError("the execution did not end in 120 s")
+
+
+def test_step_functions_deploy_runs_the_example_workflow_on_moto(sfn_cloud: dict[str, Any]) -> None:
+    r = deploy(sfn_cloud, "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    kinds = {c["kind"] for c in out["changes"] if c["action"] == "create"}
+    assert {"state_machine", "schedule", "event_rule", "job", "crawler"} <= kinds
+    assert not kinds & {"workflow", "trigger"}  # no Glue workflow with step_functions
+    g, p = sfn_cloud["glue"], sfn_cloud["prefix"]
+    assert g.get_job(JobName=p + "trips_clean")["Job"]["MaxRetries"] == 0  # Retry lives in the state machine
+
+    again = deploy(sfn_cloud, "--json")  # idempotent
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["summary"].get("create", 0) == 0
+    assert not json.loads(again.stdout)["applied"]
+
+    d = run_execution(sfn_cloud, "run-1", {"trigger": "start", "run_properties": {"region": "eu"}})
+    assert d["status"] == "SUCCEEDED", d
+    nodes = json.loads(d["output"])["nodes"]
+    assert {n: v["state"] for n, v in nodes.items()} == {
+        "raw_trips": "SUCCEEDED", "zones_load": "SUCCEEDED", "trips_clean": "SUCCEEDED", "trip_stats": "SUCCEEDED"}
+    runs = {j: g.get_job_runs(JobName=p + j)["JobRuns"] for j in ("zones_load", "trips_clean", "trip_stats")}
+    assert all(len(v) == 1 for v in runs.values())
+    args = {j: v[0]["Arguments"] for j, v in runs.items()}
+    assert args["trips_clean"]["--min_distance"] == "0.1"  # the action's arguments
+    for j in runs:
+        assert args[j]["--WORKFLOW_RUN_ID"] == "run-1" and args[j]["--WORKFLOW_NAME"] == p + "nightly_trips"
+        assert args[j]["--run_properties_uri"].endswith("/runs/nightly_trips/run-1.json")
+    started = {j: v[0]["StartedOn"] for j, v in runs.items()}
+    crawl = g.get_crawler(Name=p + "raw_trips")["Crawler"]["LastCrawl"]
+    assert crawl["StartTime"] <= min(started.values())
+    assert started["trip_stats"] >= max(started["zones_load"], started["trips_clean"])  # the `and` join
+    props = json.loads(client("s3", sfn_cloud["url"]).get_object(
+        Bucket=sfn_cloud["bucket"], Key="etl/nyc_trips/prod/runs/nightly_trips/run-1.json")["Body"].read())
+    assert props == {"region": "eu"}
