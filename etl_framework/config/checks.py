@@ -510,11 +510,31 @@ def check_workflow(loaded: LoadedWorkflow, project: Project | None) -> list[Conf
     _guard(errors, lambda: _check_names(loaded, doc))
     _guard(errors, lambda: _check_triggers(loaded, doc))
     _guard(errors, lambda: _check_graph(loaded, doc))
+    _guard(errors, lambda: _check_orchestrator(loaded, doc, project))
     triggers = loaded.doc.data.get("triggers") if loaded.doc and isinstance(loaded.doc.data, dict) else None
     wf_props = {str(k) for k in loaded.config.run_properties} | set(trigger_run_properties(triggers))
     _guard(errors, lambda: check_run_refs(doc, set(RUN_BUILTINS) | wf_props,
                                           "built-ins, plus this workflow's run_properties"))
     return errors
+
+
+def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project | None) -> list[ConfigError]:
+    """What the env's orchestrator cannot run: Glue Workflows cannot test run properties (conditions on data)."""
+    from etl_framework.workflow_graph import WorkflowGraph, is_property
+
+    deploy = None
+    if project is not None:
+        try:
+            deploy = project.env_config(loaded.env).deploy
+        except Exception:  # noqa: BLE001 - a broken env config is reported by its own check
+            deploy = None
+    if deploy is None or deploy.orchestrator != "glue_workflows":
+        return []
+    return [doc.error(("triggers", i, "conditions", j, "property"), f"trigger '{t.name}': a condition on run property "
+                      f"'{c.property}' cannot be deployed to Glue Workflows (env {loaded.env}: deploy.orchestrator "
+                      "glue_workflows); it runs locally and on Step Functions: set deploy: {orchestrator: "
+                      "step_functions} in the env config", at_key=True)
+            for i, j, t, c in WorkflowGraph(loaded.config).each_condition() if is_property(c)]
 
 
 def _check_names(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:

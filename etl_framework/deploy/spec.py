@@ -266,7 +266,7 @@ def schedule_group_name(d: DeployConfig, project: str, env: str) -> str:
 
 
 def state_machine_specs(wf: WorkflowConfig, lw: Any, d: DeployConfig, group: str, runs_root: str,
-                        ) -> list[tuple[str, dict[str, Any], bool]]:
+                        warnings: list[str] | None = None) -> list[tuple[str, dict[str, Any], bool]]:
     """Step Functions: the state machine of a workflow, an EventBridge Scheduler schedule per scheduled trigger (Glue
     cron is EventBridge cron: same six fields, evaluated in UTC) and an EventBridge rule per event trigger (one
     execution per new S3 object). Returns (kind, spec, enabled)."""
@@ -274,6 +274,7 @@ def state_machine_specs(wf: WorkflowConfig, lw: Any, d: DeployConfig, group: str
 
     from etl_framework.deploy.asl import definition_json, state_machine
 
+    warnings = warnings if warnings is not None else []
     name = d.name_prefix + wf.workflow
     jobs = {n: j.config for n, j in (getattr(lw, "jobs", None) or {}).items()}
     machine = state_machine(wf, jobs, prefix=d.name_prefix, poll_seconds=d.poll_seconds, properties_root=runs_root)
@@ -467,7 +468,7 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
         if d.orchestrator == "step_functions":
             group = schedule_group_name(d, name, env)
             try:
-                made = state_machine_specs(wf, lw, d, group, s3_join(prefix, "runs"))
+                made = state_machine_specs(wf, lw, d, group, s3_join(prefix, "runs"), state.warnings)
             except ValueError as e:  # AslError: over the size limit, a cycle
                 errors.append(ConfigError(wfile, 1, 1, f"workflow {wname}: {e}"))
                 continue

@@ -1,0 +1,163 @@
+"""The Step Functions translation (ASL) for the graph shapes that matter, and conditions on data (run properties):
+locally in the engine, in the ASL as Choice rules, refused for Glue Workflows by validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl_framework.config.model import JobConfig, WorkflowConfig
+from etl_framework.deploy.asl import AslError, definition_json, state_machine
+from etl_framework.state.workflows import WorkflowStore
+from tests.unit.test_workflow_fakes import FakeExecutor, run_engine, workflow
+
+START = {"name": "start", "type": "on_demand", "actions": [{"job": "a"}]}
+
+
+def cond(name: str, conds: list[tuple[str, str]], actions: list[str], logical: str = "and") -> dict[str, Any]:
+    return {"name": name, "type": "conditional", "logical": logical,
+            "conditions": [{"job": n, "state": s} for n, s in conds], "actions": [{"job": a} for a in actions]}
+
+
+def wf(triggers: list[dict[str, Any]], jobs: tuple[str, ...] = ("a", "b", "c", "d")) -> WorkflowConfig:
+    return WorkflowConfig(workflow="w", jobs={j: f"{j}.yaml" for j in jobs}, triggers=triggers)
+
+
+def job(name: str, **kw: Any) -> JobConfig:
+    return JobConfig(job=name, sources={"s": {"format": "csv", "path": "s3://b/x"}}, target={"path": "s3://b/y"}, **kw)
+
+
+def waves(m: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for name, st in m["States"].items():
+        if name.startswith("Wave "):
+            out.append([b["StartAt"].rstrip("?") for b in st["Branches"]])
+    return out
+
+
+def branch(m: dict[str, Any], wave: int, node: str) -> dict[str, Any]:
+    return next(b for b in m["States"][f"Wave {wave}"]["Branches"] if b["StartAt"] == f"{node}?")
+
+
+def test_parallel_branches_and_the_and_join() -> None:
+    m = state_machine(wf([START, cond("fan", [("a", "SUCCEEDED")], ["b", "c"]),
+                          cond("join", [("b", "SUCCEEDED"), ("c", "SUCCEEDED")], ["d"])]))
+    assert waves(m) == [["a"], ["b", "c"], ["d"]]
+    choice = branch(m, 2, "d")["States"]["d?"]["Choices"]
+    assert choice[0] == {"Not": {"Variable": "$.nodes.d.state", "StringEquals": "NOT_RUN"}, "Next": "d: not started"}
+    assert choice[1] == {"And": [{"Variable": "$.nodes.b.state", "StringEquals": "SUCCEEDED"},
+                                 {"Variable": "$.nodes.c.state", "StringEquals": "SUCCEEDED"}], "Next": "d <- join"}
+
+
+def test_any_join_has_a_slot_after_each_watched_node() -> None:
+    m = state_machine(wf([START, cond("next", [("a", "SUCCEEDED")], ["b"]),
+                          cond("either", [("a", "FAILED"), ("b", "SUCCEEDED")], ["c"], logical="any")]))
+    assert waves(m) == [["a"], ["b", "c"], ["c"]]
+    rule = branch(m, 1, "c")["States"]["c?"]["Choices"][1]
+    assert rule["Or"] == [{"Variable": "$.nodes.a.state", "StringEquals": "FAILED"},
+                          {"Variable": "$.nodes.b.state", "StringEquals": "SUCCEEDED"}]
+    # the second slot starts c only if the first did not: the first rule keeps a node that already ran
+    assert branch(m, 2, "c")["States"]["c?"]["Choices"][0]["Next"] == "c: not started"
+
+
+def test_a_failed_job_is_caught_into_its_state_and_a_failed_condition_fires() -> None:
+    m = state_machine(wf([START, cond("on_fail", [("a", "FAILED")], ["b"])]))
+    run = branch(m, 0, "a")["States"]["a"]
+    catches = {tuple(c["ErrorEquals"]): c["Next"] for c in run["Catch"]}
+    assert catches[("States.ALL",)] == "a: FAILED" and catches[("Glue.TIMEOUT",)] == "a: TIMEOUT"
+    failed = branch(m, 0, "a")["States"]["a: FAILED"]
+    assert failed["Parameters"]["state"] == "FAILED" and failed["End"]
+    assert branch(m, 1, "b")["States"]["b?"]["Choices"][1]["Variable"] == "$.nodes.a.state"
+    assert m["States"]["Wave 0"]["ResultSelector"] == {"a.$": "$[0]"}  # the execution keeps per-node states
+
+
+def test_retries_and_timeout_of_the_job() -> None:
+    jobs = {"a": job("a", retries={"max_attempts": 3, "backoff_seconds": 30, "backoff_rate": 2.0},
+                     timeout_minutes=60)}
+    m = state_machine(wf([START], jobs=("a",)), jobs, poll_seconds=10)
+    run = branch(m, 0, "a")["States"]["a"]
+    assert run["Retry"] == [{"ErrorEquals": ["Glue.FAILED"], "IntervalSeconds": 30, "BackoffRate": 2.0,
+                             "MaxAttempts": 2}]
+    assert run["TimeoutSeconds"] == 60 * 60 + 2 * 10 + 60
+    via = branch(m, 0, "a")["States"]["a <- start"]["Parameters"]
+    assert via["timeout"] == 60 and via["args"]["--WORKFLOW_RUN_ID.$"] == "$.run.run_id"
+    start = run["Branches"][0]["States"]["a: start job run"]
+    assert start["Resource"] == "arn:aws:states:::glue:startJobRun"  # request-response, polled (not .sync)
+
+
+def test_definition_over_the_size_limit_is_refused_with_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from etl_framework.deploy import asl
+
+    monkeypatch.setattr(asl, "SFN_DEFINITION_LIMIT", 1000)
+    with pytest.raises(AslError, match=r"the state machine definition is [\d,]+ characters, over Step Functions' "
+                                       r"limit of 1,000"):
+        definition_json(state_machine(wf([START])))
+
+
+# ----------------------------------------------------------------------------------- conditions on data
+
+PROP = [START, {"name": "good_enough", "type": "conditional",
+                "conditions": [{"job": "a", "state": "SUCCEEDED"}, {"property": "auc", "op": ">=", "value": 0.8}],
+                "actions": [{"job": "b"}]}]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> WorkflowStore:
+    s = WorkflowStore(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize(("auc", "ran"), [(0.91, True), (0.5, False), (None, False), ("high", False)])
+def test_second_job_runs_only_if_the_first_wrote_auc_at_least_0_8(store: WorkflowStore, auc: Any,
+                                                                   ran: bool) -> None:
+    cfg = workflow(PROP, ["a", "b"])
+    ex = FakeExecutor()
+    if auc is not None:
+        ex.hooks["a"] = lambda task: task.run_properties.put("auc", str(auc))
+    res = run_engine(cfg, store, ex).start()
+    assert (res.nodes["b"] == "SUCCEEDED") == ran
+    trig = {t["trigger"]: t for t in store.get_run(res.run_id)["triggers"]}["good_enough"]
+    if ran:
+        assert trig["state"] == "FIRED"
+    else:
+        assert trig["state"] == "NOT_FIRED"
+        why = {None: "run property auc is not set", 0.5: "does not meet >= 0.8",
+               "high": "run property auc = 'high' is not a number"}[auc]
+        assert why in trig["reason"]
+        assert ("ERROR:" in trig["reason"]) == (auc == "high")  # a non-number at run time is an ERROR
+
+
+def test_property_condition_is_a_choice_rule_in_asl() -> None:
+    m = state_machine(wf(PROP, jobs=("a", "b")))
+    assert "Read run properties 1" in m["States"]
+    rules = branch(m, 1, "b")["States"]["b?"]["Choices"]
+    assert rules[1]["And"][1] == {"And": [{"Variable": "$.props.values.auc", "IsPresent": True},
+                                          {"Variable": "$.props.values.auc", "IsNumeric": True},
+                                          {"Variable": "$.props.values.auc", "NumericGreaterThanEquals": 0.8}]}
+    whys = [s.get("Result", {}).get("why", "") for s in branch(m, 1, "b")["States"].values()]
+    assert any("is not set" in w for w in whys) and any("is not a number" in w for w in whys)
+
+
+def test_validate_refuses_property_conditions_for_glue_workflows_and_non_numbers(project: Path) -> None:
+    from etl_framework.config.errors import ConfigErrors
+    from etl_framework.config.load import load_workflow
+    from etl_framework.config.project import Project
+
+    (project / "jobs" / "gate.yaml").write_text(
+        "workflow: gate\njobs: {zones_load: zones_load.yaml}\ntriggers:\n"
+        "  - {name: start, type: on_demand, actions: [{job: zones_load}]}\n"
+        "  - name: good\n    type: conditional\n    conditions:\n"
+        "      - {property: auc, op: \">=\", value: high}\n    actions: [{crawler: c}]\n"
+        "crawlers: {c: {path: 's3://b/x/', database: raw}}\n")
+    with pytest.raises(ConfigErrors) as e:
+        load_workflow(project / "jobs" / "gate.yaml", Project(project), "prod")
+    text = "\n".join(str(x) for x in e.value.errors)
+    assert "'>=' compares numbers, but value 'high' is not a number" in text
+    assert "cannot be deployed to Glue Workflows" in text and "orchestrator: step_functions" in text
+    assert "gate.yaml:8:" in text  # positioned at the condition
+    # locally (no deploy block) the same property condition is fine once its value is a number
+    (project / "jobs" / "gate.yaml").write_text((project / "jobs" / "gate.yaml").read_text().replace("high", "0.8"))
+    load_workflow(project / "jobs" / "gate.yaml", Project(project), "local")
