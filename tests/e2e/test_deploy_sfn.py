@@ -74,10 +74,11 @@ def sfn_cloud(project: Path, sfn_url: str, wheel: Path) -> dict[str, Any]:  # no
             "glue": client("glue", sfn_url), "sfn": client("stepfunctions", sfn_url)}
 
 
-def run_execution(cloud: dict[str, Any], name: str, payload: dict[str, Any]) -> dict[str, Any]:
+def run_execution(cloud: dict[str, Any], name: str, payload: dict[str, Any],
+                  machine: str = "nightly_trips") -> dict[str, Any]:
     sfn = cloud["sfn"]
     arn = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]
-               if m["name"] == cloud["prefix"] + "nightly_trips")
+               if m["name"] == cloud["prefix"] + machine)
     ex = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -122,3 +123,35 @@ def test_step_functions_deploy_runs_the_example_workflow_on_moto(sfn_cloud: dict
     props = json.loads(client("s3", sfn_cloud["url"]).get_object(
         Bucket=sfn_cloud["bucket"], Key="etl/nyc_trips/prod/runs/nightly_trips/run-1.json")["Body"].read())
     assert props == {"region": "eu"}
+
+
+GATE = """workflow: model_gate
+jobs: {zones_load: zones_load.yaml, trip_stats: trip_stats.yaml}
+triggers:
+  - {name: start, type: on_demand, actions: [{job: zones_load}]}
+  - name: good_enough
+    type: conditional
+    conditions:
+      - {job: zones_load, state: SUCCEEDED}
+      - {property: auc, op: ">=", value: 0.8}
+    actions: [{job: trip_stats}]
+"""
+
+
+def test_property_condition_deploys_as_a_choice_that_takes_the_right_branch(sfn_cloud: dict[str, Any]) -> None:
+    (sfn_cloud["root"] / "jobs" / "model_gate.yaml").write_text(GATE)
+    r = deploy(sfn_cloud, "--json")
+    assert r.returncode == 0, r.stderr
+    g, p = sfn_cloud["glue"], sfn_cloud["prefix"]
+    outcomes = {}
+    for name, auc in (("good", 0.91), ("bad", 0.5), ("none", None)):
+        payload: dict[str, Any] = {"run_properties": {} if auc is None else {"auc": auc}}
+        d = run_execution(sfn_cloud, name, payload, machine="model_gate")
+        assert d["status"] == "SUCCEEDED", d
+        outcomes[name] = json.loads(d["output"])["nodes"]
+    assert outcomes["good"]["trip_stats"]["state"] == "SUCCEEDED"
+    assert outcomes["bad"]["trip_stats"] == {"state": "NOT_RUN"}
+    assert outcomes["none"]["trip_stats"]["why"] == "run property auc is not set"  # false, and recorded why
+    runs = g.get_job_runs(JobName=p + "trip_stats")["JobRuns"]
+    assert [jr["Arguments"]["--WORKFLOW_RUN_ID"] for jr in runs] == ["good"]  # only the good run started it
+    assert len(g.get_job_runs(JobName=p + "zones_load")["JobRuns"]) == 3

@@ -161,3 +161,26 @@ def test_validate_refuses_property_conditions_for_glue_workflows_and_non_numbers
     # locally (no deploy block) the same property condition is fine once its value is a number
     (project / "jobs" / "gate.yaml").write_text((project / "jobs" / "gate.yaml").read_text().replace("high", "0.8"))
     load_workflow(project / "jobs" / "gate.yaml", Project(project), "local")
+
+
+def test_jobs_of_a_step_functions_execution_read_and_write_run_properties_in_s3() -> None:
+    import boto3
+    from moto import mock_aws
+
+    from etl_framework.runtime.args import parse_job_args
+    from etl_framework.runtime.glue import S3RunProperties, run_properties_for
+
+    uri = "s3://bkt-props/etl/p/prod/runs/w/run-1.json"
+    args = parse_job_args(["etl_job.py", "--job_config", "jobs/a.yaml", "--WORKFLOW_NAME", "w",
+                           "--WORKFLOW_RUN_ID", "run-1", "--run_properties_uri", uri])
+    assert args.run_properties_uri == uri and "run_properties_uri" not in args.params
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="bkt-props")
+        props = run_properties_for(args, client=s3)
+        assert isinstance(props, S3RunProperties) and props.as_dict() == {}
+        s3.put_object(Bucket="bkt-props", Key="etl/p/prod/runs/w/run-1.json", Body=b'{"region": "eu"}')
+        props.put("auc", "0.91")  # text that reads as a number is stored as one, for the numeric Choice
+        props.update({"rows_quarantined": 3, "model": "m1"})
+        assert props.as_dict() == {"region": "eu", "auc": 0.91, "rows_quarantined": 3, "model": "m1"}
+        assert props.run_vars()["id"] == "run-1"
