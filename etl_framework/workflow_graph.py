@@ -315,6 +315,18 @@ class WorkflowGraph:
                 later.append((i, indirect))
         return direct, later
 
+    def sfn_problems(self) -> list[tuple[int, str]]:
+        """What a Step Functions state machine cannot express, as (trigger index, message). The state machine tests a
+        trigger once a wave of nodes has ended (`waves`); a conditional trigger with run-property conditions only
+        watches no node, so nothing says when to test it (the local engine tests it after every node)."""
+        out = []
+        for i, t in self.indexed:
+            if not kind_of(t).starts_run and t.enabled and not self.node_conditions(t):
+                out.append((i, (f"trigger '{t.name}' has only run-property conditions: Step Functions tests a "
+                               "trigger when the nodes it watches have ended, and this one watches none; add the "
+                               "condition on the job that writes the property (e.g. {job: J, state: SUCCEEDED})")))
+        return out
+
     def watchers(self, node: str) -> list[Trigger]:
         return [t for t in self.in_run(enabled_only=False) if any(c.node == node for c in t.conditions)]
 
@@ -435,8 +447,10 @@ class WorkflowGraph:
             new_last: dict[str, int] = {}
             for i, t in self.indexed:
                 nodes = [c.node for c in t.conditions if not is_property(c)]
-                if kind_of(t).starts_run or not nodes:
-                    at = [0] if kind_of(t).starts_run else [1 + max(last.values(), default=-1)]
+                if kind_of(t).starts_run:
+                    at = [0]
+                elif not nodes:
+                    continue  # watches no node: see sfn_problems
                 else:
                     known = [last[n] for n in nodes if n in last]
                     if not known or (t.logical == "and" and len(known) < len(nodes)):

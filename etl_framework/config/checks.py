@@ -519,7 +519,8 @@ def check_workflow(loaded: LoadedWorkflow, project: Project | None) -> list[Conf
 
 
 def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project | None) -> list[ConfigError]:
-    """What the env's orchestrator cannot run: Glue Workflows cannot test run properties (conditions on data)."""
+    """What the env's orchestrator cannot run: Glue Workflows cannot test run properties (conditions on data); Step
+    Functions cannot test a trigger that watches no node (`WorkflowGraph.sfn_problems`)."""
     from etl_framework.workflow_graph import WorkflowGraph, is_property
 
     deploy = None
@@ -528,8 +529,11 @@ def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project |
             deploy = project.env_config(loaded.env).deploy
         except Exception:  # noqa: BLE001 - a broken env config is reported by its own check
             deploy = None
-    if deploy is None or deploy.orchestrator != "glue_workflows":
+    if deploy is None:
         return []
+    if deploy.orchestrator == "step_functions":
+        return [doc.error(("triggers", i, "name"), f"{msg} (env {loaded.env}: deploy.orchestrator step_functions)")
+                for i, msg in WorkflowGraph(loaded.config).sfn_problems()]
     return [doc.error(("triggers", i, "conditions", j, "property"), f"trigger '{t.name}': a condition on run property "
                       f"'{c.property}' cannot be deployed to Glue Workflows (env {loaded.env}: deploy.orchestrator "
                       "glue_workflows); it runs locally and on Step Functions: set deploy: {orchestrator: "

@@ -245,6 +245,9 @@ def state_machine(workflow: Any, jobs: dict[str, Any] | None = None, *, prefix: 
     graph = WorkflowGraph(workflow)
     if graph.cycles():
         raise AslError(f"workflow {graph.name} has a cycle: a state machine (like a Glue workflow) is acyclic")
+    problems = graph.sfn_problems()
+    if problems:
+        raise AslError(f"workflow {graph.name}: " + "; ".join(msg for _, msg in problems))
     ctx = {"jobs": jobs or {}, "prefix": prefix, "poll": max(1, int(poll_seconds))}
     waves, _ = graph.waves()
     starters = graph.starters(enabled_only=True)

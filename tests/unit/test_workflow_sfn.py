@@ -184,3 +184,31 @@ def test_jobs_of_a_step_functions_execution_read_and_write_run_properties_in_s3(
         props.update({"rows_quarantined": 3, "model": "m1"})
         assert props.as_dict() == {"region": "eu", "auc": 0.91, "rows_quarantined": 3, "model": "m1"}
         assert props.run_vars()["id"] == "run-1"
+
+
+def test_validate_refuses_what_step_functions_cannot_express_naming_the_trigger(project: Path) -> None:
+    """A conditional trigger with run-property conditions only watches no node: the state machine would not know
+    when to test it. Locally it runs (tested after every node); for a step_functions env validate refuses it."""
+    from ruamel.yaml import YAML
+
+    from etl_framework.config.errors import ConfigErrors
+    from etl_framework.config.load import load_workflow
+    from etl_framework.config.project import Project
+
+    conf = YAML().load((project / "conf" / "prod.yaml").read_text())
+    conf["deploy"]["orchestrator"] = "step_functions"
+    with (project / "conf" / "prod.yaml").open("w") as f:
+        YAML().dump(conf, f)
+    (project / "jobs" / "gate.yaml").write_text(
+        "workflow: gate\njobs: {zones_load: zones_load.yaml, trip_stats: trip_stats.yaml}\ntriggers:\n"
+        "  - {name: start, type: on_demand, actions: [{job: zones_load}]}\n"
+        "  - name: whenever_good\n    type: conditional\n    conditions: [{property: auc, op: \">=\", value: 0.8}]\n"
+        "    actions: [{job: trip_stats}]\n")
+    with pytest.raises(ConfigErrors) as e:
+        load_workflow(project / "jobs" / "gate.yaml", Project(project), "prod")
+    [err] = e.value.errors
+    assert err.line == 5 and err.message.startswith("trigger 'whenever_good' has only run-property conditions")
+    assert "deploy.orchestrator step_functions" in err.message
+    load_workflow(project / "jobs" / "gate.yaml", Project(project), "local")  # fine locally
+    with pytest.raises(AslError, match="whenever_good"):
+        state_machine(load_workflow(project / "jobs" / "gate.yaml", Project(project), "local").config)
