@@ -323,6 +323,23 @@ def state_machine(workflow: Any, jobs: dict[str, Any] | None = None, *, prefix: 
             "StartAt": order[0], "States": states}
 
 
+HISTORY_LIMIT = 25_000  # events in one execution's history (Standard workflows)
+EVENTS_PER_POLL = 9  # Wait entered/exited, Task entered/scheduled/started/succeeded/exited, Choice entered/exited
+
+
+def worst_case_events(workflow: Any, jobs: dict[str, Any], poll_seconds: int) -> int:
+    """History events of polling if every job ran every attempt to its timeout (crawlers not counted)."""
+    total = 0
+    for name in WorkflowGraph(workflow).nodes:
+        cfg = jobs.get(name)
+        if name in workflow.crawlers:
+            continue
+        minutes = (cfg.timeout_minutes if cfg else None) or DEFAULT_TIMEOUT
+        attempts = cfg.retries.max_attempts if cfg else 1
+        total += attempts * (minutes * 60 // max(1, poll_seconds)) * EVENTS_PER_POLL
+    return total
+
+
 def definition_json(machine: dict[str, Any]) -> str:
     """The definition as deployed (compact, stable key order), refused over Step Functions' size limit."""
     text = json.dumps(machine, sort_keys=True, separators=(",", ":"))
@@ -332,4 +349,5 @@ def definition_json(machine: dict[str, Any]) -> str:
     return text
 
 
-__all__ = ["SFN_DEFINITION_LIMIT", "AslError", "definition_json", "state_machine", "trigger_rule"]
+__all__ = ["HISTORY_LIMIT", "SFN_DEFINITION_LIMIT", "AslError", "definition_json", "state_machine", "trigger_rule",
+           "worst_case_events"]

@@ -50,11 +50,14 @@ class Change:
     note: str = ""
     resource: Resource | Artifact | None = field(default=None, repr=False)
     actual: dict[str, Any] | None = field(default=None, repr=False)
+    diff: list[str] = field(default_factory=list)  # state machines: the definition's unified diff
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "action": self.action}
         if self.fields:
             out["fields"] = {k: {"from": a, "to": b} for k, (a, b) in self.fields.items()}
+        if self.diff:
+            out["diff"] = self.diff
         if self.note:
             out["note"] = self.note
         return out
@@ -127,6 +130,20 @@ def compared(kind: str, spec: dict[str, Any], actual: dict[str, Any]) -> tuple[d
     if kind == "event_rule" and isinstance(have.get("EventPattern"), str):  # same JSON, any key order
         have["EventPattern"] = json.dumps(json.loads(have["EventPattern"]), sort_keys=True)
     return want, have
+
+
+def definition_diff(old: Any, new: Any) -> list[str]:
+    """A state machine definition's change as a unified diff of the indented JSON (what `--dry-run` shows)."""
+    import difflib
+
+    def lines(text: Any) -> list[str]:
+        try:
+            return json.dumps(json.loads(text or "{}"), indent=2, sort_keys=True).splitlines()
+        except (TypeError, ValueError):
+            return str(text).splitlines()
+
+    return [ln.rstrip("\n") for ln in difflib.unified_diff(lines(old), lines(new), "deployed", "desired", n=2,
+                                                             lineterm="")]
 
 
 def trigger_active(actual: dict[str, Any]) -> bool:
@@ -530,7 +547,10 @@ class Deployer:
                 continue
             fixed = UNCHANGEABLE.get(res.kind, ())
             action = "replace" if any(f.split(".")[0] in fixed for f in diff) else "update"
-            changes.append(Change(res.kind, res.name, action, diff, resource=res, actual=actual))
+            change = Change(res.kind, res.name, action, diff, resource=res, actual=actual)
+            if res.kind == "state_machine" and "definition" in diff:
+                change.diff = definition_diff(*diff["definition"])
+            changes.append(change)
         if taken:
             raise DeployError(
                 f"this deploy (project '{self.desired.project}', env '{self.desired.env}') would take over resources "

@@ -272,12 +272,19 @@ def state_machine_specs(wf: WorkflowConfig, lw: Any, d: DeployConfig, group: str
     execution per new S3 object). Returns (kind, spec, enabled)."""
     import json
 
-    from etl_framework.deploy.asl import definition_json, state_machine
+    from etl_framework.deploy.asl import HISTORY_LIMIT, definition_json, state_machine, worst_case_events
 
     warnings = warnings if warnings is not None else []
     name = d.name_prefix + wf.workflow
     jobs = {n: j.config for n, j in (getattr(lw, "jobs", None) or {}).items()}
     machine = state_machine(wf, jobs, prefix=d.name_prefix, poll_seconds=d.poll_seconds, properties_root=runs_root)
+    events = worst_case_events(wf, jobs, d.poll_seconds)
+    if events > HISTORY_LIMIT:
+        warnings.append(
+            f"workflow {wf.workflow}: if every job ran to its timeout_minutes, polling every {d.poll_seconds} s would "
+            f"take up to {events:,} execution history events, over Step Functions' {HISTORY_LIMIT:,} (the execution "
+            f"would then fail); raise deploy.poll_seconds to {d.poll_seconds * events // HISTORY_LIMIT + 1} or more, "
+            "or set shorter timeout_minutes on the jobs")
     out: list[tuple[str, dict[str, Any], bool]] = [("state_machine", {
         "name": name, "definition": definition_json(machine), "roleArn": d.role}, True)]
     arn = SFN_ARN + name
@@ -292,6 +299,13 @@ def state_machine_specs(wf: WorkflowConfig, lw: Any, d: DeployConfig, group: str
                 "Description": f"etl_framework: trigger {t.name} of workflow {wf.workflow}",
                 "Target": {"Arn": arn, "RoleArn": d.role, "Input": json.dumps({"trigger": t.name})}}, t.enabled))
         elif starter == "event_rule" and t.watch:
+            if t.batch and t.batch.size > 1:
+                warnings.append(
+                    f"workflow {wf.workflow}, trigger {t.name}: Step Functions starts one execution per new S3 object; "
+                    f"Glue's batching ({t.batch.size} files or {t.batch.window_seconds} s) has no EventBridge "
+                    "equivalent and is not kept" + (
+                        f"; beyond max_concurrent_runs ({wf.max_concurrent_runs}) an execution is refused "
+                        "(ConcurrentRunsExceeded)" if wf.max_concurrent_runs else ""))
             rule = event_rule_spec(tname, t.watch.path, t.watch.pattern, name, d, t.enabled)
             rule["Description"] = rule["Description"].replace("Glue workflow", "state machine")
             bucket = json.loads(rule["EventPattern"])["detail"]["bucket"]["name"][0]
@@ -466,7 +480,7 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
             resources.append(Resource("crawler", spec["Name"], spec, wfile))
             databases.setdefault(c.database, wfile)
         if d.orchestrator == "step_functions":
-            group = schedule_group_name(d, name, env)
+            group = schedule_group_name(d, state.project, env)
             try:
                 made = state_machine_specs(wf, lw, d, group, s3_join(prefix, "runs"), state.warnings)
             except ValueError as e:  # AslError: over the size limit, a cycle

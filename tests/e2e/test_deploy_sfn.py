@@ -98,11 +98,35 @@ def test_step_functions_deploy_runs_the_example_workflow_on_moto(sfn_cloud: dict
     assert not kinds & {"workflow", "trigger"}  # no Glue workflow with step_functions
     g, p = sfn_cloud["glue"], sfn_cloud["prefix"]
     assert g.get_job(JobName=p + "trips_clean")["Job"]["MaxRetries"] == 0  # Retry lives in the state machine
+    url, sfn = sfn_cloud["url"], sfn_cloud["sfn"]
+    [machine] = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == p + "nightly_trips"]
+    arn = machine["stateMachineArn"]
+    tags = {t["key"]: t["value"] for t in sfn.list_tags_for_resource(resourceArn=arn)["tags"]}
+    assert tags == {"etl:managed-by": "etl_framework", "etl:project": "nyc_trips", "etl:env": "prod"}
+    sch = client("scheduler", url).get_schedule(Name=p + "nightly_trips__nightly", GroupName=f"{p}etl-nyc_trips-prod")
+    assert (sch["ScheduleExpression"], sch["ScheduleExpressionTimezone"]) == ("cron(0 2 * * ? *)", "UTC")
+    assert sch["Target"]["Arn"] == arn and json.loads(sch["Target"]["Input"]) == {"trigger": "nightly"}
+    [target] = client("events", url).list_targets_by_rule(Rule=p + "nightly_trips__on_new_files")["Targets"]
+    assert target["Arn"] == arn and '"trigger": "on_new_files"' in target["InputTransformer"]["InputTemplate"]
+    assert any("batching (10 files or 900 s)" in w for w in out["warnings"])  # not kept, and said so
 
     again = deploy(sfn_cloud, "--json")  # idempotent
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["summary"].get("create", 0) == 0
     assert not json.loads(again.stdout)["applied"]
+
+    # a job's retries change: the dry run shows the state machine's definition diff, and changes nothing
+    job_file = sfn_cloud["root"] / "jobs" / "zones_load.yaml"
+    job_file.write_text(job_file.read_text() + "\nretries: {max_attempts: 4, backoff_seconds: 2}\n")
+    dry = deploy(sfn_cloud, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    [sm] = [c for c in json.loads(dry.stdout)["changes"] if c["kind"] == "state_machine"]
+    assert sm["action"] == "update" and any(ln.startswith("+") and '"MaxAttempts": 3' in ln for ln in sm["diff"])
+    assert "definition:" in dry.stderr and "MaxAttempts" in dry.stderr
+    assert deploy(sfn_cloud).returncode == 0
+    assert '"MaxAttempts":3' in sfn_cloud["sfn"].describe_state_machine(stateMachineArn=next(
+        m["stateMachineArn"] for m in sfn_cloud["sfn"].list_state_machines()["stateMachines"]
+        if m["name"] == p + "nightly_trips"))["definition"]
 
     d = run_execution(sfn_cloud, "run-1", {"trigger": "start", "run_properties": {"region": "eu"}})
     assert d["status"] == "SUCCEEDED", d

@@ -212,3 +212,11 @@ def test_validate_refuses_what_step_functions_cannot_express_naming_the_trigger(
     load_workflow(project / "jobs" / "gate.yaml", Project(project), "local")  # fine locally
     with pytest.raises(AslError, match="whenever_good"):
         state_machine(load_workflow(project / "jobs" / "gate.yaml", Project(project), "local").config)
+
+
+def test_worst_case_history_events_are_counted_for_the_deploy_warning() -> None:
+    from etl_framework.deploy.asl import HISTORY_LIMIT, worst_case_events
+
+    jobs = {"a": job("a", timeout_minutes=60, retries={"max_attempts": 2})}
+    assert worst_case_events(wf([START], jobs=("a",)), jobs, 30) == 2 * 120 * 9  # attempts x polls x events
+    assert worst_case_events(wf([START], jobs=("a",)), {}, 30) > HISTORY_LIMIT  # Glue's default 2880 minutes
