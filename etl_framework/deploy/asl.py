@@ -271,6 +271,16 @@ def state_machine(workflow: Any, jobs: dict[str, Any] | None = None, *, prefix: 
                                     "false)",
                 "properties_uri.$": f"States.Format('s3://{bucket}/{key_root}/{{}}.json', $$.Execution.Name)"},
         "nodes": {n: {"state": "NOT_RUN"} for n in graph.nodes}}})
+    known = [{"Variable": "$.run.trigger", "StringEquals": t.name} for t in starters]
+    if not known:
+        raise AslError(f"workflow {graph.name} has no enabled start trigger (on_demand, scheduled or event)")
+    add("Known start trigger?", {"Type": "Choice", "Choices": [
+        {**(known[0] if len(known) == 1 else {"Or": known}), "Next": "Start trigger known"}],
+        "Default": "UnknownTrigger"})
+    states["UnknownTrigger"] = {"Type": "Fail", "Error": "UnknownTrigger",
+                                "Cause": f"the execution input names no enabled start trigger of workflow {graph.name} "
+                                         f"(one of: {', '.join(t.name for t in starters) or 'none'})"}
+    add("Start trigger known", {"Type": "Pass"})
     if workflow.max_concurrent_runs:
         n = workflow.max_concurrent_runs
         add("Count running executions", {
@@ -314,7 +324,7 @@ def state_machine(workflow: Any, jobs: dict[str, Any] | None = None, *, prefix: 
     add("Run ended", {"Type": "Succeed"})
     for a, b in pairwise(order):
         if states[a]["Type"] == "Choice":
-            states[a]["Default"] = b
+            states[a].setdefault("Default", b)
         else:
             states[a]["Next"] = b
         if a.startswith("Read run properties "):

@@ -179,3 +179,5 @@ def test_property_condition_deploys_as_a_choice_that_takes_the_right_branch(sfn_
     runs = g.get_job_runs(JobName=p + "trip_stats")["JobRuns"]
     assert [jr["Arguments"]["--WORKFLOW_RUN_ID"] for jr in runs] == ["good"]  # only the good run started it
     assert len(g.get_job_runs(JobName=p + "zones_load")["JobRuns"]) == 3
+    bad = run_execution(sfn_cloud, "bad-trigger", {"trigger": "nope"}, machine="model_gate")
+    assert (bad["status"], bad.get("error")) == ("FAILED", "UnknownTrigger")  # as the engine refuses it

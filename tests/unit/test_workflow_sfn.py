@@ -41,6 +41,17 @@ def branch(m: dict[str, Any], wave: int, node: str) -> dict[str, Any]:
     return next(b for b in m["States"][f"Wave {wave}"]["Branches"] if b["StartAt"] == f"{node}?")
 
 
+def test_the_execution_input_names_a_start_trigger() -> None:
+    m = state_machine(wf([START, {"name": "nightly", "type": "scheduled", "schedule": "cron(0 2 * * ? *)",
+                                  "actions": [{"job": "a"}]}], jobs=("a",)))
+    assert m["States"]["Defaults"]["Result"]["trigger"] == "start"  # default: the first on-demand trigger
+    known = m["States"]["Known start trigger?"]
+    assert known["Choices"][0]["Or"] == [{"Variable": "$.run.trigger", "StringEquals": "start"},
+                                         {"Variable": "$.run.trigger", "StringEquals": "nightly"}]
+    assert m["States"][known["Default"]] == {"Type": "Fail", "Error": "UnknownTrigger", "Cause": m["States"][
+        "UnknownTrigger"]["Cause"]}
+
+
 def test_parallel_branches_and_the_and_join() -> None:
     m = state_machine(wf([START, cond("fan", [("a", "SUCCEEDED")], ["b", "c"]),
                           cond("join", [("b", "SUCCEEDED"), ("c", "SUCCEEDED")], ["d"])]))
