@@ -231,3 +231,19 @@ def test_worst_case_history_events_are_counted_for_the_deploy_warning() -> None:
     jobs = {"a": job("a", timeout_minutes=60, retries={"max_attempts": 2})}
     assert worst_case_events(wf([START], jobs=("a",)), jobs, 30) == 2 * 120 * 9  # attempts x polls x events
     assert worst_case_events(wf([START], jobs=("a",)), {}, 30) > HISTORY_LIMIT  # Glue's default 2880 minutes
+
+
+def test_etl_plan_format_asl_prints_the_state_machine_of_the_env(project: Path) -> None:
+    import json
+
+    from tests.unit.test_config_cli import run
+
+    wf_file = str(project / "jobs" / "nightly_trips.yaml")
+    rc, out, err = run("--project-dir", str(project), "--env", "prod", "plan", wf_file, "--format", "asl")
+    assert rc == 0, err
+    m = json.loads(out)
+    assert m["StartAt"] == "Defaults" and [k for k in m["States"] if k.startswith("Wave ")] == ["Wave 0", "Wave 1",
+                                                                                                  "Wave 2"]
+    start = m["States"]["Wave 1"]["Branches"][0]["States"]["trips_clean"]["Branches"][0]["States"]
+    assert start["trips_clean: start job run"]["Parameters"]["JobName"] == "prod_trips_clean"  # prod's name_prefix
+    assert m["States"]["Wave 1"]["Branches"][0]["States"]["trips_clean"]["Retry"][0]["MaxAttempts"] == 1
