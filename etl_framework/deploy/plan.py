@@ -468,7 +468,16 @@ class Deployer:
                 break
         listed["event_rule"] = rules
         machines = []
-        for page in self.aws.sfn.get_paginator("list_state_machines").paginate():
+        from botocore.exceptions import ClientError
+
+        try:  # a Glue-only deployer may lack states:ListStateMachines: then there is nothing of ours to find
+            pages = list(self.aws.sfn.get_paginator("list_state_machines").paginate())
+        except ClientError as e:
+            if d.orchestrator == "step_functions":
+                raise DeployError(f"Step Functions ListStateMachines failed: {error_code(e)}: {error_message(e)}") \
+                    from e
+            pages = []
+        for page in pages:
             for m in page.get("stateMachines", []):
                 n = m["name"]
                 if n.startswith(d.name_prefix) and ("state_machine", n) not in wanted \

@@ -181,3 +181,14 @@ def test_property_condition_deploys_as_a_choice_that_takes_the_right_branch(sfn_
     assert len(g.get_job_runs(JobName=p + "zones_load")["JobRuns"]) == 3
     bad = run_execution(sfn_cloud, "bad-trigger", {"trigger": "nope"}, machine="model_gate")
     assert (bad["status"], bad.get("error")) == ("FAILED", "UnknownTrigger")  # as the engine refuses it
+
+    # the workflow file goes: --prune deletes its state machine (tagged as this project's), nothing else
+    (sfn_cloud["root"] / "jobs" / "model_gate.yaml").unlink()
+    pruned = deploy(sfn_cloud, "--prune", "--yes", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    deleted = {(c["kind"], c["name"]) for c in json.loads(pruned.stdout)["applied"] if c["action"] == "delete"}
+    bucket = sfn_cloud["bucket"]
+    assert deleted == {("state_machine", p + "model_gate"),
+                       ("artifact", f"s3://{bucket}/etl/nyc_trips/prod/project/jobs/model_gate.yaml")}
+    names = {m["name"] for m in sfn_cloud["sfn"].list_state_machines()["stateMachines"]}
+    assert p + "nightly_trips" in names and p + "model_gate" not in names
