@@ -192,3 +192,40 @@ def test_property_condition_deploys_as_a_choice_that_takes_the_right_branch(sfn_
                        ("artifact", f"s3://{bucket}/etl/nyc_trips/prod/project/jobs/model_gate.yaml")}
     names = {m["name"] for m in sfn_cloud["sfn"].list_state_machines()["stateMachines"]}
     assert p + "nightly_trips" in names and p + "model_gate" not in names
+
+
+def test_a_failed_node_is_caught_its_failed_condition_fires_and_an_any_join_starts_once(sfn_url: str) -> None:
+    """Executed on moto: job `a` cannot start (no such Glue job: startJobRun fails), the node's Catch records it
+    FAILED, the FAILED-condition starts `b`, and the `any` join over `a` and `b` starts `c` once; the execution
+    SUCCEEDS (Glue: COMPLETED with a failed node) with every node's state in its output."""
+    from etl_framework.config.model import WorkflowConfig
+    from etl_framework.deploy.asl import definition_json, state_machine
+
+    tag = uuid.uuid4().hex[:8]
+    wf = WorkflowConfig(workflow="shapes", jobs={"a": "a.yaml", "b": "b.yaml", "c": "c.yaml"}, triggers=[
+        {"name": "start", "type": "on_demand", "actions": [{"job": "a"}]},
+        {"name": "on_fail", "type": "conditional", "conditions": [{"job": "a", "state": "FAILED"}],
+         "actions": [{"job": "b"}]},
+        {"name": "either", "type": "conditional", "logical": "any",
+         "conditions": [{"job": "a", "state": "SUCCEEDED"}, {"job": "b", "state": "SUCCEEDED"}],
+         "actions": [{"job": "c"}]}])
+    bucket = f"runs-{tag}"
+    client("s3", sfn_url).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    g = client("glue", sfn_url)
+    for j in ("b", "c"):
+        g.create_job(Name=f"{tag}_{j}", Role="arn:aws:iam::123456789012:role/r",
+                     Command={"Name": "glueetl", "ScriptLocation": f"s3://{bucket}/x.py"})
+    machine = state_machine(wf, prefix=f"{tag}_", poll_seconds=1, properties_root=f"s3://{bucket}/runs")
+    sfn = client("stepfunctions", sfn_url)
+    arn = sfn.create_state_machine(name=f"{tag}_shapes", definition=definition_json(machine),
+                                   roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=arn, name="r1", input="{}")["executionArn"]
+    deadline = time.monotonic() + 120
+    while (d := sfn.describe_execution(executionArn=ex))["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert d["status"] == "SUCCEEDED", d
+    nodes = json.loads(d["output"])["nodes"]
+    assert nodes["a"]["state"] == "FAILED" and nodes["a"]["error"] == "Glue.EntityNotFoundException"
+    assert (nodes["b"]["state"], nodes["b"]["trigger"]) == ("SUCCEEDED", "on_fail")
+    assert (nodes["c"]["state"], nodes["c"]["trigger"]) == ("SUCCEEDED", "either")
+    assert len(g.get_job_runs(JobName=f"{tag}_c")["JobRuns"]) == 1  # the any join started it once
