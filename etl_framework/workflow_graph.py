@@ -263,8 +263,9 @@ class WorkflowGraph:
     def on_demand(self) -> list[Trigger]:
         return [t for t in self.triggers if t.type == "on_demand" and t.enabled]
 
-    def by_scheduler_source(self, source: str) -> list[Trigger]:
-        return [t for t in self.triggers if t.enabled and kind_of(t).scheduler_source == source]
+    def scheduler_triggers(self) -> list[Trigger]:
+        """The enabled triggers `etl scheduler` fires (scheduled and event triggers)."""
+        return [t for t in self.triggers if t.enabled and kind_of(t).scheduler_source]
 
     def started_by(self) -> dict[str, list[int]]:
         """node -> indexes of the triggers that start it."""

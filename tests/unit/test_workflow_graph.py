@@ -128,7 +128,8 @@ def test_no_module_but_the_graph_branches_on_trigger_types_or_walks_conditions()
     assert offenders == []
 
 
-@pytest.mark.parametrize("caller", ["validate", "engine", "plan", "report", "glue_deploy", "step_functions"])
+@pytest.mark.parametrize("caller", ["validate", "engine", "scheduler", "plan", "report", "glue_deploy",
+                                    "step_functions"])
 def test_every_caller_asks_the_graph(caller: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each caller builds a WorkflowGraph (spied) to answer its graph questions."""
     import etl_framework.workflow_graph as wg
@@ -151,6 +152,19 @@ def test_every_caller_asks_the_graph(caller: str, monkeypatch: pytest.MonkeyPatc
         from etl_framework.engine.workflow import start_triggers
 
         start_triggers(DIAMOND)
+    elif caller == "scheduler":
+        from etl_framework.scheduler import service
+
+        class Wf:
+            name, config = "w", DIAMOND
+
+        class Source:
+            def refresh(self, log: Any) -> dict[str, Any]:
+                return {"w": Wf()}
+
+        svc = service.Scheduler.__new__(service.Scheduler)
+        svc.source, svc.log, svc.notifier = Source(), lambda *a, **k: None, None
+        svc._announce()
     elif caller == "plan":
         from etl_framework.graph import render
 
