@@ -5,14 +5,15 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 JARS := .jars/delta-spark_2.12-3.3.0.jar .jars/delta-storage-3.3.0.jar .jars/hadoop-aws-3.3.4.jar .jars/aws-java-sdk-bundle-1.12.262.jar \
-  .jars/iceberg-spark-runtime-3.5_2.12-1.7.1.jar .jars/iceberg-aws-bundle-1.7.1.jar .jars/sqlite-jdbc-3.50.3.0.jar
+  .jars/iceberg-spark-runtime-3.5_2.12-1.7.1.jar .jars/iceberg-aws-bundle-1.7.1.jar .jars/sqlite-jdbc-3.50.3.0.jar \
+  .jars/postgresql-42.7.7.jar .jars/mariadb-java-client-3.5.3.jar .jars/mysql-connector-j-9.3.0.jar
 # Spark 3.5 needs Java 8/11/17: prefer a 17 JDK when the default java is another version.
 JAVA17 := $(shell for d in $$JAVA_HOME /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/*17*; do \
   [ -x "$$d/bin/java" ] && "$$d/bin/java" -version 2>&1 | grep -q '"17\.' && { echo $$d; break; }; done)
 export JAVA_HOME := $(JAVA17)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench lint clean doctor
+.PHONY: install demo test test-fast bench lint clean doctor postgres
 
 HELPER_JAR := .jars/etl-framework-spark.jar
 HELPER_SRC := $(wildcard java/etl_framework/spark/*.java)
@@ -46,7 +47,17 @@ $(HELPER_JAR): $(HELPER_SRC) $(VENV)/.installed $(ICEBERG_RUNTIME_JAR)
 demo: install
 	$(BIN)/python scripts/demo.py
 
-test: install
+# A PostgreSQL server for the JDBC tests (tests/e2e/test_jdbc_postgres.py starts its own, in a temp folder, on a
+# free port of 127.0.0.1, and stops it): Debian's package, installed only when its binaries are missing.
+PG_BIN := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+postgres:
+	@if [ -z "$(PG_BIN)" ] && ! command -v initdb >/dev/null; then \
+	  echo "installing PostgreSQL (Debian's postgresql package) for the JDBC tests"; \
+	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q postgresql >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }; } \
+	  || echo "warning: could not install postgresql: the JDBC tests against a real server will be skipped" >&2; \
+	fi
+
+test: install postgres
 	$(BIN)/ruff check etl_framework scripts tests
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

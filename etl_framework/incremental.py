@@ -42,19 +42,20 @@ class SourceCursor:
 
     mode: str  # files | watermark
     files: dict[str, list[Any]] = field(default_factory=dict)  # path -> [size, mtime]
-    column: str | None = None
+    column: Any = None  # a column, or a compound key (a list)
     watermark: Any = None
+    location: str | None = None  # catalog sources: the table location the files were listed under
 
     def to_json(self) -> dict[str, Any]:
         if self.mode == "files":
-            return {"mode": "files", "files": self.files}
+            return {"mode": "files", "files": self.files, **({"location": self.location} if self.location else {})}
         return {"mode": "watermark", "column": self.column, "watermark": self.watermark}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SourceCursor:
         return cls(
             mode=data["mode"], files=dict(data.get("files") or {}), column=data.get("column"),
-            watermark=data.get("watermark"),
+            watermark=data.get("watermark"), location=data.get("location"),
         )
 
 
@@ -81,7 +82,7 @@ class Bookmark:
             sources={k: SourceCursor.from_json(v) for k, v in (data.get("sources") or {}).items()},
         )
 
-    def cursor(self, source: str, mode: str, column: str | None = None) -> SourceCursor:
+    def cursor(self, source: str, mode: str, column: Any = None) -> SourceCursor:
         cur = self.sources.get(source)
         if cur is None or cur.mode != mode or (mode == "watermark" and cur.column != column):
             cur = SourceCursor(mode=mode, column=column)
@@ -97,6 +98,7 @@ class BookmarkDelta:
     run_id: str
     files: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # source -> path -> [size, mtime]
     watermarks: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> {column, watermark}
+    locations: dict[str, str] = field(default_factory=dict)  # catalog sources: source -> table location
 
     def is_empty(self) -> bool:
         return not any(self.files.values()) and not self.watermarks
@@ -105,6 +107,7 @@ class BookmarkDelta:
         return json.dumps({"etl_bookmark": {
             "job": self.job, "version": self.version, "run_id": self.run_id,
             "files": self.files, "watermarks": self.watermarks,
+            **({"locations": self.locations} if self.locations else {}),
         }}, default=str, separators=(",", ":"))
 
     @classmethod
@@ -116,7 +119,8 @@ class BookmarkDelta:
         except (ValueError, KeyError, TypeError):
             return None
         return cls(job=data["job"], version=int(data["version"]), run_id=data["run_id"],
-                   files=data.get("files") or {}, watermarks=data.get("watermarks") or {})
+                   files=data.get("files") or {}, watermarks=data.get("watermarks") or {},
+                   locations=data.get("locations") or {})
 
     def apply(self, bookmark: Bookmark) -> Bookmark:
         """The bookmark after this delta committed."""
@@ -124,6 +128,8 @@ class BookmarkDelta:
         for src, files in self.files.items():
             cur = sources.setdefault(src, SourceCursor(mode="files"))
             cur.files.update(files)
+        for src, location in self.locations.items():
+            sources.setdefault(src, SourceCursor(mode="files")).location = location
         for src, wm in self.watermarks.items():
             cur = sources.get(src)
             if cur is None or cur.mode != "watermark" or cur.column != wm["column"]:
@@ -176,11 +182,11 @@ def list_files(path: str, pattern: str | None = None, aws: dict[str, Any] | None
 
 
 def _list_s3(path: str, pattern: str | None, aws: dict[str, Any]) -> list[FileEntry]:
-    import boto3
+    from etl_framework.aws import client as aws_client
 
     scheme, rest = path.split("://", 1)
     bucket, _, prefix = rest.partition("/")
-    client = boto3.client("s3", region_name=aws.get("region"), endpoint_url=aws.get("endpoint_url"))
+    client = aws_client("s3", aws.get("region"), aws.get("endpoint_url"))
     out: list[FileEntry] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):

@@ -2,7 +2,8 @@
 
 A `JobLog` prints one line per event with the time since the run started. While a stage runs Spark work, a
 heartbeat thread prints the Spark job's task progress every few seconds, so a long write never looks hung.
-`ETL_QUIET=1` silences progress (errors still reach the CLI).
+`ETL_QUIET=1` silences progress (errors still reach the CLI). Every line passes through
+`etl_framework.redaction` first, so a secret a `python:` step logs is printed as `***`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
+
+from etl_framework.redaction import redact_text
 
 HEARTBEAT_SECONDS = float(os.environ.get("ETL_HEARTBEAT_SECONDS", "5"))
 
@@ -65,8 +68,8 @@ class JobLog:
         if self._console is None:
             return
         with self._lock:
-            self._console.print(f"[dim]{fmt_duration(self.elapsed()):>7}[/dim] {text}", style=style,
-                                markup=True)
+            self._console.print(f"[dim]{fmt_duration(self.elapsed()):>7}[/dim] {redact_text(text)}",
+                                style=style, markup=True)
 
     @staticmethod
     def _esc(text: str) -> str:
@@ -132,7 +135,9 @@ class _JobLogHandler(logging.Handler):
         self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
+        msg = redact_text(record.getMessage())
+        if record.exc_info:
+            msg += "\n" + redact_text(logging.Formatter().formatException(record.exc_info))
         if record.levelno >= logging.WARNING:
             self.log.warning(msg, stage="python")
         else:

@@ -25,6 +25,11 @@ STEPS: list[list[str]] = [
     # the daily stats are an Iceberg table: its current snapshot, read without a JVM
     [ETL, "query", "SELECT region, sum(trips) AS trips, sum(revenue) AS revenue FROM marts.trip_stats GROUP BY 1"],
     [ETL, "catalog", "ddl", "marts.trip_stats"],
+    # a JDBC source (a generated SQLite database standing in for PostgreSQL/MySQL), incremental on a compound
+    # watermark [updated_at, order_id] that the database filters, merged into Delta
+    [ETL, "run", "jobs/shop_orders.yaml"],
+    [ETL, "query", ("SELECT status, count(*) AS orders, round(sum(amount), 2) AS amount FROM curated.orders "
+                    "GROUP BY 1 ORDER BY 1")],
     [ETL, "runs"],
     # A second run of the incremental job: nothing new landed, so it reads nothing.
     [ETL, "run", "jobs/trips_clean.yaml"],

@@ -21,6 +21,14 @@ if (_ROOT / "etl_framework").is_dir() and str(_ROOT) not in sys.path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # everything this process prints (and logs) passes through redaction: a secret the job resolves is `***`
+    from etl_framework.redaction import redacted_output
+
+    with redacted_output():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     try:
         from etl_framework.runtime.glue import in_glue

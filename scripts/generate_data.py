@@ -77,6 +77,25 @@ def bad_lines(k: int, first_id: int) -> list[str]:
     return out
 
 
+def shop_orders(path: Path, rng: object, n: int = 300) -> None:
+    """The shop's database for the example jdbc job (jobs/shop_orders.yaml): a SQLite file with an `orders` table
+    (no database server needed; the JDBC path is the same as PostgreSQL's or MySQL's)."""
+    import sqlite3
+
+    if path.exists():
+        path.unlink()
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, zone_id INTEGER NOT NULL, amount REAL NOT "
+                   "NULL, status TEXT NOT NULL, updated_at TEXT NOT NULL)")
+        zones = [z[0] for z in ZONES]
+        db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?)", [
+            (i, int(zones[int(rng.integers(len(zones)))]), round(float(rng.uniform(5, 120)), 2),  # type: ignore[attr-defined]
+             ("paid", "shipped", "returned")[i % 3], f"{START_DAY} {i // 60 % 24:02d}:{i % 60:02d}:00")
+            for i in range(1, n + 1)])
+    db.close()
+
+
 def generate(rows: int, files: int, days: int, out: Path, bad_rows: int = 0, seed: int = 42,
              layout: str = "daily", quiet: bool = False) -> dict[str, object]:
     import numpy as np
@@ -115,6 +134,7 @@ def generate(rows: int, files: int, days: int, out: Path, bad_rows: int = 0, see
     with open(zones_dir / "zones.csv", "w", encoding="utf-8") as f:
         f.write("zone_id,zone_name,region\n")
         f.writelines(f"{zid},{name},{region or ''}\n" for zid, name, region in ZONES)
+    shop_orders(out / "shop.db", rng)
     size = sum(os.path.getsize(p) for p in written)
     if not quiet:
         print(f"wrote {rows:,} trips ({bad_rows} malformed) in {files} file(s) over {min(days, files)} day(s), "

@@ -38,11 +38,9 @@ class GlueCatalog:
 
     def __init__(self, region: str = "us-east-1", endpoint_url: str | None = None, client: Any = None) -> None:
         if client is None:
-            import boto3
-            from botocore.config import Config
+            from etl_framework.aws import client as aws_client
 
-            cfg = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-            client = boto3.client("glue", region_name=region, endpoint_url=endpoint_url, config=cfg)
+            client = aws_client("glue", region, endpoint_url)
         self.client = client
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:

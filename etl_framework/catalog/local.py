@@ -44,7 +44,7 @@ class LocalCatalog:
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             try:
-                self._conn = connect(self.path)
+                self._conn = connect(self.path, role="catalog")
                 self._conn.executescript(SCHEMA)
             except sqlite3.Error as e:
                 raise CatalogError(

@@ -5,6 +5,12 @@ Each `database.table` the query names becomes a DuckDB view `database.table` ove
 `read_csv`, JSON via `read_json_auto`, Delta, Iceberg and the framework's Parquet tables through their table format (`etl_framework.tables`: delta-rs,
 pyiceberg at the catalog's `metadata_location`, the Parquet commit manifest), registered as Arrow datasets or file
 lists: only committed files are read, and DuckDB's own delta/iceberg extensions would need a download). A count over a registered table answers in well under a second instead of the ~10 s a Spark start takes.
+
+Catalog metadata is data, not code (SPEC §13): every column type must parse as a Glue/Hive type (`types.parse_type`)
+and reaches DuckDB rebuilt from its parsed tree; names are quoted identifiers, paths and options string literals.
+The user's SQL must be exactly one SELECT (checked by DuckDB's own parser as well), and it runs after the views
+exist with file access limited to the tables' own files and the configuration locked: no `COPY ... TO`, no
+`ATTACH`, no extension installs, no writes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,26 @@ from etl_framework.errors import EtlError, UsageError
 
 class QueryError(UsageError):
     """A query that does not parse or does not run (exit 2)."""
+
+
+class HostileMetadata(UsageError):
+    """A catalog entry whose metadata is not what Glue allows (exit 2): it is never pasted into SQL."""
+
+
+def checked_columns(t: Table) -> list[tuple[str, ty.T]]:
+    """(name, parsed type) of every column and partition key; a type that is not a Glue/Hive type raises
+    HostileMetadata naming the table and the column."""
+    out: list[tuple[str, ty.T]] = []
+    for c in [*t.columns, *t.partition_keys]:
+        try:
+            out.append((c.name, ty.parse_type(c.type)))
+        except ty.TypeSyntaxError as e:
+            shown = c.type if len(c.type) <= 80 else c.type[:77] + "..."
+            raise HostileMetadata(
+                f"table {t.full_name}: column {c.name!r} has type {shown!r}, which is not a Glue/Hive type ({e}); "
+                "nothing was run\n  what to do: fix the column's type in the catalog (`etl catalog show "
+                f"{t.full_name}` shows it; re-run the crawler or the job that registers it)") from None
+    return out
 
 
 @dataclass
@@ -65,6 +91,22 @@ def referenced_tables(sql: str) -> list[tuple[str, str]]:
     return out
 
 
+def _only_one_select(con: Any, sql: str) -> None:
+    """DuckDB's own parser agrees that `sql` is exactly one SELECT (sqlglot's reading is not the one that runs)."""
+    import duckdb
+
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(f"the query does not parse: {str(e).splitlines()[0]}") from e
+    kinds = [s.type for s in statements]
+    if kinds != [duckdb.StatementType.SELECT]:
+        found = ", ".join(k.name for k in kinds) or "nothing"
+        raise QueryError(f"`etl query` runs exactly one SELECT statement; this is {found}\n  what to do: write "
+                         "one read-only query (e.g. SELECT count(*) FROM db.table); COPY, ATTACH, SET and writes are "
+                         "not run")
+
+
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -77,8 +119,9 @@ def _local(location: str) -> str:
     return location.removeprefix("file://")
 
 
-def _view_sql(con: Any, t: Table, catalog: Catalog, aws: Any, n: int) -> str:
-    """The SELECT a view over table `t` is defined by (registering Arrow datasets on `con` when needed)."""
+def _view_sql(con: Any, t: Table, catalog: Catalog, aws: Any, n: int, allowed: list[str]) -> str:
+    """The SELECT a view over table `t` is defined by (registering Arrow datasets on `con` when needed); the
+    local files it reads are added to `allowed`."""
     from etl_framework.tables import Storage, table_format
 
     storage = Storage.from_aws(aws)
@@ -121,16 +164,17 @@ def _view_sql(con: Any, t: Table, catalog: Catalog, aws: Any, n: int) -> str:
         f for d in dirs for f in glob.glob(os.path.join(glob.escape(d), "**", ext), recursive=True)
         if os.path.isfile(f) and not any(p.startswith(("_", ".")) for p in os.path.relpath(f, location).split(os.sep))
     )
-    columns = [(c.name, c.type) for c in [*t.columns, *t.partition_keys]]
+    types = dict(checked_columns(t))
     if not files:  # a registered table with no data yet: an empty, typed view
-        cols = ", ".join(f"CAST(NULL AS {_duck(typ)}) AS {_ident(c)}" for c, typ in columns)
+        cols = ", ".join(f"CAST(NULL AS {ty.duckdb_sql_type(typ)}) AS {_ident(c)}" for c, typ in types.items())
         return f"SELECT {cols} WHERE false"
+    allowed.extend(files)
     flist = "[" + ", ".join(_sql_str(f) for f in files) + "]"
     hive = "true" if t.partition_keys else "false"
     hive_types = ""
     if t.partition_keys:
         hive_types = ", hive_types = {" + ", ".join(
-            f"{_sql_str(k.name)}: {_sql_str(ty.duckdb_type(k.type))}" for k in t.partition_keys) + "}"
+            f"{_sql_str(k.name)}: {_sql_str(ty.duckdb_sql_type(types[k.name]))}" for k in t.partition_keys) + "}"
     if t.format == "parquet":
         return f"SELECT * FROM read_parquet({flist}, hive_partitioning = {hive}, union_by_name = true{hive_types})"
     if t.format == "csv":
@@ -140,24 +184,13 @@ def _view_sql(con: Any, t: Table, catalog: Catalog, aws: Any, n: int) -> str:
         header = "true" if t.parameters.get("skip.header.line.count") == "1" else "false"
         cols = "{" + ", ".join(f"{_sql_str(c.name)}: 'VARCHAR'" for c in t.columns) + "}"
         select = ", ".join(
-            [f"TRY_CAST({_ident(c.name)} AS {_duck(c.type)}) AS {_ident(c.name)}" for c in t.columns]
+            [f"TRY_CAST({_ident(c.name)} AS {ty.duckdb_sql_type(types[c.name])}) AS {_ident(c.name)}"
+             for c in t.columns]
             + [_ident(k.name) for k in t.partition_keys])
         return (f"SELECT {select} FROM read_csv({flist}, header = {header}, delim = {_sql_str(delim)}, "
                 f"columns = {cols}, auto_detect = false, quote = '\"', escape = '\"', strict_mode = false, "
                 f"null_padding = true, hive_partitioning = {hive}{hive_types})")
     return f"SELECT * FROM read_json_auto({flist}, hive_partitioning = {hive}{hive_types})"
-
-
-def _duck(hive_type: str) -> str:
-    t = hive_type.lower()
-    if t.startswith(("array<", "struct<", "map<")):
-        return "VARCHAR" if t.startswith("map<") else _duck_nested(t)
-    return ty.duckdb_type(t)
-
-
-def _duck_nested(t: str) -> str:
-    # DuckDB spells nested Hive types differently; for the few CSV/empty-view cases, JSON text is enough.
-    return "JSON"
 
 
 def run_query(catalog: Catalog, sql: str, aws: Any = None, limit: int | None = None) -> QueryResult:
@@ -170,21 +203,31 @@ def run_query(catalog: Catalog, sql: str, aws: Any = None, limit: int | None = N
         t = catalog.get_table(db, name)
         if t is None:
             raise TableNotFound(db, name)
+        checked_columns(t)  # before anything runs
         tables.append(t)
     con = duckdb.connect(":memory:")
     try:
+        _only_one_select(con, sql)
         # DuckDB would push the CSV views' TRY_CASTs into the reader as strict casts (which then fail on a bad
         # value): keep them as written, so that bad values are NULL as in Athena.
         con.execute("SET disabled_optimizers = 'type_pushdown'")
+        allowed: list[str] = []
         for n, t in enumerate(tables):
             try:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(t.database)}")
-                con.execute(f"CREATE VIEW {_ident(t.database)}.{_ident(t.name)} AS {_view_sql(con, t, catalog, aws, n)}")
+                view = _view_sql(con, t, catalog, aws, n, allowed)
+                con.execute(f"CREATE VIEW {_ident(t.database)}.{_ident(t.name)} AS {view}")
+            except HostileMetadata:
+                raise
             except (duckdb.Error, OSError) as e:
                 raise EtlError(f"cannot read table {t.full_name} at {t.location}: {e}\n  what to do: check that "
                                "its files are there (`etl catalog show` gives the location)") from e
             except Exception as e:
                 raise EtlError(f"cannot read table {t.full_name} at {t.location}: {e}") from e
+        # the user's SELECT reads the views' files and nothing else, and cannot change that
+        con.execute("SET allowed_paths = [" + ", ".join(_sql_str(f) for f in allowed) + "]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         try:
             cur = con.execute(sql)
             cols = [d[0] for d in cur.description or []]

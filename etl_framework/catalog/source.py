@@ -83,6 +83,9 @@ def plan_catalog_read(spark: SparkSession, catalog: Catalog, source: Source) -> 
     table = catalog.get_table(db, name)
     if table is None:
         raise TableNotFound(db, name)
+    from etl_framework.catalog.query import checked_columns
+
+    checked_columns(table)  # catalog metadata is data: a type that is not a Glue/Hive type stops here, named
     fmt = table.format
     options: dict[str, Any] = {}
     if fmt == "csv":
@@ -125,16 +128,16 @@ def read_plan(spark: SparkSession, plan: CatalogRead) -> DataFrame:
 
 
 def read_catalog_source(spark: SparkSession, catalog: Catalog, source: Source,
-                        paths: list[str] | None = None) -> DataFrame:
+                        paths: list[str] | None = None, plan: CatalogRead | None = None) -> DataFrame:
     """Glue `from_catalog` for a `format: catalog` source. `paths` (files, e.g. the new files of an incremental
     source) narrows the read to those files, still within the partitions the predicate keeps."""
-    plan = plan_catalog_read(spark, catalog, source)
+    plan = plan or plan_catalog_read(spark, catalog, source)
     if paths is not None and plan.format != "delta":
         if plan.table.partition_keys:
-            folders = tuple(p.rstrip("/") + "/" for p in plan.paths)
-            plan.paths = [f for f in paths if spark_path(f).startswith(folders)]
+            folders = tuple(_norm(p).rstrip("/") + "/" for p in plan.paths)
+            plan.paths = [spark_path(f) for f in paths if _norm(spark_path(f)).startswith(folders)]
         else:
-            plan.paths = list(paths)
+            plan.paths = [spark_path(f) for f in paths]
     try:
         return read_plan(spark, plan)
     except Exception as e:
@@ -144,6 +147,13 @@ def read_catalog_source(spark: SparkSession, catalog: Catalog, source: Source,
         raise EtlError(f"cannot read catalog table {plan.table.full_name} at {plan.table.location}: {first}\n"
                        "  what to do: check that the table's files exist (`etl catalog show` gives the location) "
                        "or crawl the folder again") from e
+
+
+def _norm(path: str) -> str:
+    """A path as the file listing spells it (local: absolute, symlinks resolved; S3: as is)."""
+    if "://" in path and not path.startswith("file:"):
+        return path
+    return os.path.realpath(path.removeprefix("file://").removeprefix("file:"))
 
 
 def configure_s3a(spark: SparkSession, endpoint_url: str | None, region: str | None = None) -> None:

@@ -148,7 +148,7 @@ def from_arrow(dt: Any) -> T:
 
 def spark_ddl(columns: list[tuple[str, str]]) -> str:
     """A Spark DDL schema string (`a BIGINT, b STRING`) from Glue columns; Hive type names parse in Spark."""
-    return ", ".join(f"`{name}` {typ}" for name, typ in columns)
+    return ", ".join(f"`{name.replace('`', '``')}` {typ}" for name, typ in columns)
 
 
 def duckdb_type(hive: str) -> str:
@@ -158,3 +158,130 @@ def duckdb_type(hive: str) -> str:
         "bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT", "double": "DOUBLE",
         "float": "FLOAT", "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP", "string": "VARCHAR",
     }.get(h, "DECIMAL" + h[7:] if h.startswith("decimal") else "VARCHAR")
+
+
+# ------------------------------------------------------------------------------ the grammar of a Glue type
+
+PRIMITIVES = {"tinyint", "smallint", "int", "integer", "bigint", "float", "double", "real", "boolean", "string",
+              "binary", "date", "timestamp", "void"}
+_TOKEN = re.compile(r"\s*(?:(?P<word>[A-Za-z_][A-Za-z0-9_]*)|(?P<num>\d+)|(?P<quoted>`(?:[^`]|``)*`)|(?P<p>[<>(),:]))")
+_FIELD = re.compile(r"\s*(?P<name>`(?:[^`]|``)+`|[^\s:<>,`]+)\s*:")
+
+
+class TypeSyntaxError(ValueError):
+    """A column type that is not a Glue/Hive type (catalog metadata is data: it is never pasted into SQL)."""
+
+
+def parse_type(text: str) -> T:
+    """A Glue/Hive type string as a type tree (`decimal(10,2)`, `array<struct<a:int,b:string>>`, ...); anything
+    else (trailing text, a quote, a `;`) raises TypeSyntaxError."""
+    if not isinstance(text, str) or len(text) > 100_000:
+        raise TypeSyntaxError("not a type")
+    pos, t = _parse_at(text, 0)
+    if text[pos:].strip():
+        raise TypeSyntaxError(f"unexpected text after the type at character {pos + 1}")
+    return t
+
+
+def _tok(text: str, pos: int) -> tuple[str, str, int]:
+    m = _TOKEN.match(text, pos)
+    if not m:
+        raise TypeSyntaxError(f"unexpected {text[pos:pos + 1].strip() or 'end'!r} at character {pos + 1}")
+    kind = m.lastgroup or ""
+    return kind, m.group(kind), m.end()
+
+
+def _expect(text: str, pos: int, char: str) -> int:
+    kind, val, end = _tok(text, pos)
+    if kind != "p" or val != char:
+        raise TypeSyntaxError(f"expected {char!r} at character {pos + 1}")
+    return end
+
+
+def _ints(text: str, pos: int, most: int) -> tuple[int, list[int]]:
+    nums: list[int] = []
+    pos = _expect(text, pos, "(")
+    while True:
+        kind, val, pos = _tok(text, pos)
+        if kind != "num" or len(val) > 5:
+            raise TypeSyntaxError(f"expected a number at character {pos}")
+        nums.append(int(val))
+        kind, val, pos = _tok(text, pos)
+        if val == ")":
+            break
+        if val != "," or len(nums) >= most:
+            raise TypeSyntaxError(f"expected ')' at character {pos}")
+    return pos, nums
+
+
+def _parse_at(text: str, pos: int) -> tuple[int, T]:
+    kind, word, pos = _tok(text, pos)
+    if kind != "word":
+        raise TypeSyntaxError(f"expected a type name at character {pos}")
+    name = word.lower()
+    nxt = _TOKEN.match(text, pos)
+    opens = nxt is not None and nxt.group("p") in ("(", "<")
+    if name in ("decimal", "numeric"):
+        if nxt is not None and nxt.group("p") == "(":
+            pos, nums = _ints(text, pos, 2)
+            precision, scale = (nums + [0])[:2]
+            if not 1 <= precision <= 38 or scale > precision:
+                raise TypeSyntaxError(f"decimal({precision},{scale}): precision 1..38, scale <= precision")
+            return pos, f"decimal({precision},{scale})"
+        return pos, "decimal(10,0)"
+    if name in ("varchar", "char"):
+        pos, nums = _ints(text, pos, 1)
+        return pos, f"{name}({nums[0]})"
+    if name == "array":
+        pos = _expect(text, pos, "<")
+        pos, elem = _parse_at(text, pos)
+        return _expect(text, pos, ">"), ("array", elem)
+    if name == "map":
+        pos = _expect(text, pos, "<")
+        pos, key = _parse_at(text, pos)
+        pos = _expect(text, pos, ",")
+        pos, value = _parse_at(text, pos)
+        return _expect(text, pos, ">"), ("map", key, value)
+    if name == "struct":
+        pos = _expect(text, pos, "<")
+        fields: list[tuple[str, T]] = []
+        while True:
+            m = _FIELD.match(text, pos)
+            if not m:
+                raise TypeSyntaxError(f"expected 'name:type' at character {pos + 1}")
+            fname = m.group("name")
+            if fname.startswith("`"):
+                fname = fname[1:-1].replace("``", "`")
+            pos, ft = _parse_at(text, m.end())
+            fields.append((fname, ft))
+            kind, val, pos = _tok(text, pos)
+            if val == ">":
+                return pos, ("struct", tuple(fields))
+            if val != ",":
+                raise TypeSyntaxError(f"expected ',' or '>' at character {pos}")
+    if name == "uniontype":
+        pos = _expect(text, pos, "<")
+        members: list[T] = []
+        while True:
+            pos, mt = _parse_at(text, pos)
+            members.append(mt)
+            kind, val, pos = _tok(text, pos)
+            if val == ">":
+                return pos, ("uniontype", tuple(members))
+            if val != ",":
+                raise TypeSyntaxError(f"expected ',' or '>' at character {pos}")
+    if name in PRIMITIVES and not opens:
+        return pos, {"integer": "int", "real": "float"}.get(name, name)
+    raise TypeSyntaxError(f"{word!r} is not a Glue/Hive type")
+
+
+def duckdb_sql_type(t: T) -> str:
+    """The DuckDB spelling of a parsed type (`parse_type`), built from the tree, never from the catalog's text."""
+    if isinstance(t, tuple):
+        return "JSON" if t[0] != "map" else "VARCHAR"  # nested values only reach DuckDB as text in CSV/empty views
+    if t.startswith("decimal("):
+        p, s = t[8:-1].split(",")
+        return f"DECIMAL({int(p)},{int(s)})"
+    if t.startswith(("varchar(", "char(")):
+        return "VARCHAR"
+    return duckdb_type(t)

@@ -1,5 +1,5 @@
-"""What every command shares: turning errors into messages and exit codes (never a traceback), and output
-helpers that keep `--json` alone on stdout."""
+"""What every command shares: turning errors into messages and exit codes (never a traceback), output helpers
+that keep `--json` alone on stdout, and redaction of every resolved secret from all the command prints."""
 
 from __future__ import annotations
 
@@ -25,7 +25,31 @@ def print_json(data: Any) -> None:
 
 def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     """Run the click group and map every known error to its exit code; unexpected errors get one line, and the
-    traceback only with ETL_DEBUG=1."""
+    traceback only with ETL_DEBUG=1. stdout, stderr and logging pass through redaction meanwhile (SPEC §13)."""
+    from etl_framework.redaction import redacted_output
+
+    with redacted_output():
+        return _run_cli(group, argv)
+
+
+def _aws_unreachable(e: BaseException) -> str | None:
+    """A clean message for botocore's connection/timeout errors (they already name the endpoint)."""
+    if not type(e).__module__.startswith("botocore"):
+        return None
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+    if not isinstance(e, (BotoConnectionError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)):
+        return None
+    from etl_framework.aws import settings
+
+    s = settings()
+    return (f"AWS did not answer: {e} (after {s['max_attempts']} attempts, {s['connect_timeout']:g} s to connect, "
+            f"{s['read_timeout']:g} s per read)\n  what to do: check aws.endpoint_url / aws.region in the env config "
+            "and the network; ETL_AWS_CONNECT_TIMEOUT, ETL_AWS_READ_TIMEOUT and ETL_AWS_MAX_ATTEMPTS tune the limits")
+
+
+def _run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     try:
         rv = group.main(args=argv, prog_name="etl", standalone_mode=False)
         # click returns ctx.exit(n)'s code here instead of raising; a command's own return value is not a code
@@ -44,13 +68,20 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return 2
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):  # click wraps Ctrl-C / SIGTERM
+            click.echo("interrupted", err=True)
+            return 130
         click.echo("aborted", err=True)
         return 1
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
     except Exception as e:  # the last line of defence against tracebacks
+        aws = _aws_unreachable(e)
+        if aws is not None:
+            click.echo(f"error: {aws}", err=True)
+            return 1
         if os.environ.get("ETL_DEBUG"):
             raise
         click.echo(f"internal error: {type(e).__name__}: {e}\n  (set ETL_DEBUG=1 for the traceback)", err=True)

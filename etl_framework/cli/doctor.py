@@ -1,5 +1,6 @@
 """`etl doctor`: is this machine ready to run jobs? Python, the venv and its pinned packages, Java 17, Spark's
-JARs, the project's configs and state folder — each with the command that fixes it. Starts no JVM."""
+JARs, the project's configs and state folder, and whether the databases of jdbc sources are reachable (TCP) — each
+with the command that fixes it. Starts no JVM."""
 
 from __future__ import annotations
 
@@ -96,8 +97,66 @@ def checks(project_dir: str | None, env: str) -> list[dict[str, Any]]:
             writable = os.access(state.parent, os.W_OK)
             add(f"env {env}", True, f"state {cfg.state.backend} {cfg.state.path}, catalog {cfg.catalog.backend}")
             add("state folder", writable, str(state.parent), f"make {state.parent} writable")
+            from etl_framework.state.db import check_file
+
+            files = []
+            if cfg.state.backend == "sqlite":
+                files.append(("state file", state, "state"))
+            if cfg.catalog.backend == "local":
+                files.append(("catalog file", Path(cfg.catalog.path), "catalog"))
+            for name, path, role in files:
+                problem = check_file(path, role)
+                add(name, problem is None, problem or (f"{path}" if path.exists() else f"{path} (created on first "
+                                                                                        "use)"),
+                    f"move it away (`mv {path} {path}.broken`): a new, empty {role} file is created on the next run")
         except Exception as e:  # noqa: BLE001
             add(f"env {env}", False, str(e).splitlines()[0], f"fix conf/{env}.yaml (etl validate conf/{env}.yaml)")
+        for name, ok, detail, fix in jdbc_checks(project, env):
+            add(name, ok, detail, fix)
+    return out
+
+
+def jdbc_checks(project: Any, env: str) -> list[tuple[str, bool, str, str]]:
+    """Each jdbc source of the project's jobs: is its database reachable from here (a TCP connect to host:port,
+    or the SQLite file)? The user and password are not tried (no JVM, no secret resolved): the first run does."""
+    import re
+    import socket
+
+    from etl_framework.config.load import load_job
+    from etl_framework.stages.jdbc import where_of
+
+    out: list[tuple[str, bool, str, str]] = []
+    files = sorted(p for p in project.jobs_dir.rglob("*.y*ml") if not any(x.startswith(".") for x in p.parts))
+    for path in files:
+        try:
+            if "jdbc" not in path.read_text(encoding="utf-8"):
+                continue
+            loaded = load_job(path, project, env=env, check=False)
+        except Exception:  # noqa: BLE001, S112 - not a job file, or a broken one (`etl validate` says why)
+            continue
+        for sname, src in loaded.config.sources.items():
+            if src.format != "jdbc" or not src.url:
+                continue
+            label = f"jdbc {loaded.config.job}.{sname}"
+            if src.url.startswith("jdbc:sqlite:"):
+                db = src.url[len("jdbc:sqlite:"):]
+                # a file, like any input: reported, never a machine problem
+                out.append((label, True, f"SQLite file {db}" + ("" if Path(db).is_file() else " (not there yet)"), ""))
+                continue
+            m = re.match(r"jdbc:[a-z0-9]+://\[?([^/:?;\]]+)\]?(?::(\d+))?", src.url)
+            if not m:
+                out.append((label, True, f"{where_of(src.url)} (not checked: no host:port in the url)", ""))
+                continue
+            default = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "redshift": 5439, "sqlserver": 1433,
+                       "oracle": 1521}.get(src.url.split(":")[1], 0)
+            host, port = m.group(1), int(m.group(2) or default)
+            try:
+                with socket.create_connection((host, port), timeout=3):
+                    ok, why = True, "reachable (TCP); user and password are checked by the first run"
+            except OSError as e:
+                ok, why = False, f"not reachable: {e}"
+            fix = "start the database, or check the url, the network path (on Glue: deploy.connections), the env's vars"
+            out.append((label, ok, f"{host}:{port} {why}", fix))
     return out
 
 

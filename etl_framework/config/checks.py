@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from etl_framework.config.errors import ConfigError
 from etl_framework.config.interpolate import REF, RUN_BUILTINS, Context, references
-from etl_framework.config.loader import YamlDoc, suggest
+from etl_framework.config.loader import YamlDoc, expansion, suggest
 from etl_framework.config.ownership import check_ownership
 
 if TYPE_CHECKING:
@@ -213,6 +213,7 @@ def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path,
             for wf in files:
                 try:
                     data = yaml.load(wf.read_text(encoding="utf-8"))
+                    expansion(data)  # an alias bomb is not walked here either
                 except Exception:  # noqa: BLE001, S112 - a broken workflow file is reported when it is validated
                     continue
                 if not (isinstance(data, dict) and "workflow" in data and isinstance(data.get("jobs"), dict)):
@@ -292,6 +293,8 @@ def check_job(loaded: LoadedJob, project: Project | None, run_known: bool = Fals
             return check_run_refs(doc, allowed, where)
         _guard(errors, runs)
     _guard(errors, lambda: _check_sources(loaded, doc, ctx))
+    _guard(errors, lambda: _check_incremental_sources(loaded, doc))
+    _guard(errors, lambda: _check_jdbc_sources(loaded, doc, project))
     _guard(errors, lambda: _check_steps(loaded, doc, ctx))
     _guard(errors, lambda: _check_quality(loaded, doc))
     _guard(errors, lambda: _check_target(loaded, doc))
@@ -329,6 +332,143 @@ def _check_sources(loaded: LoadedJob, doc: YamlDoc, ctx: Context) -> list[Config
             errors.append(doc.error(("crawl", i, "source"), f"source '{c.source}' is read from the catalog; crawl "
                                     "a path instead ('path:')"))
     return errors
+
+
+# ------------------------------------------------------------------------------- incremental and jdbc sources
+
+# JDBC subprotocol -> the driver class Spark loads (the first three are resolved by `make` into .jars/)
+JDBC_DRIVERS = {
+    "postgresql": "org.postgresql.Driver",
+    "mysql": "com.mysql.cj.jdbc.Driver",
+    "mariadb": "org.mariadb.jdbc.Driver",
+    "sqlite": "org.sqlite.JDBC",
+    "redshift": "com.amazon.redshift.jdbc42.Driver",
+    "sqlserver": "com.microsoft.sqlserver.jdbc.SQLServerDriver",
+    "oracle": "oracle.jdbc.OracleDriver",
+}
+GLUE_PARALLEL_OPTIONS = ("hashfield", "hashexpression", "hashpartitions")
+SPARK_PARALLEL_OPTIONS = ("partitionColumn", "lowerBound", "upperBound", "numPartitions")
+JDBC_OWN_OPTIONS = ("url", "dbtable", "query", "user", "password", "driver")
+
+
+def _check_incremental_sources(loaded: LoadedJob, doc: YamlDoc) -> list[ConfigError]:
+    """Source/incremental combinations that no run could honour are config errors, not run-time failures."""
+    errors: list[ConfigError] = []
+    for name, src in loaded.config.sources.items():
+        if src is None or src.incremental is None:
+            continue
+        inc = src.incremental
+        base = ("sources", name, "incremental")
+        if inc.mode == "files" and src.format == "jdbc":
+            errors.append(doc.error(base + ("mode",), f"source '{name}': a jdbc source has no files to bookmark: "
+                                    "use {mode: watermark, column: <an ever-increasing column, e.g. updated_at>}"))
+        if inc.mode == "files" and src.format in ("delta", "iceberg"):
+            errors.append(doc.error(base + ("mode",), f"source '{name}': a {src.format} table is read at its "
+                                    "committed state, not file by file: use {mode: watermark, column: ...}"))
+        if isinstance(inc.column, list) and src.format != "jdbc":
+            errors.append(doc.error(base + ("column",), f"source '{name}': a compound watermark key is for jdbc "
+                                    "sources (pushed into the database's WHERE); a file or catalog source takes "
+                                    "one column"))
+        for j, col in enumerate(inc.columns):
+            if not isinstance(col, str) or not col.strip():
+                errors.append(doc.error(base + ("column",) + ((j,) if isinstance(inc.column, list) else ()),
+                                        f"source '{name}': empty watermark column"))
+            elif src.format == "jdbc" and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?",
+                                                           col):
+                errors.append(doc.error(base + ("column",) + ((j,) if isinstance(inc.column, list) else ()),
+                                        f"source '{name}': watermark column '{col}' must be a plain column name "
+                                        "(it goes into the database's WHERE)"))
+    return errors
+
+
+def _check_jdbc_sources(loaded: LoadedJob, doc: YamlDoc, project: Project | None) -> list[ConfigError]:
+    """The shape of `format: jdbc` sources, without connecting: url scheme, table xor query (a SELECT), the
+    password a `${secret:NAME}`, a known driver, parallel-read options that fit together."""
+    from etl_framework.config.interpolate import SECRET_REF
+
+    errors: list[ConfigError] = []
+    for name, src in loaded.config.sources.items():
+        if src is None or src.format != "jdbc":
+            continue
+        base = ("sources", name)
+        url = src.url or ""
+        m = re.match(r"jdbc:([a-z0-9]+):", url)
+        if not m:
+            errors.append(doc.error(base + ("url",), f"source '{name}': url must start with "
+                                    "'jdbc:<database>:' (e.g. jdbc:postgresql://host:5432/shop)"))
+        elif m.group(1) not in JDBC_DRIVERS and not src.driver:
+            errors.append(doc.error(base + ("url",), f"source '{name}': no known driver for 'jdbc:{m.group(1)}:': "
+                                    f"give 'driver:' (the class name) and its JAR under 'jars:' (known: "
+                                    f"{', '.join(JDBC_DRIVERS)})"))
+        if re.search(r"(?i)[?;&:]password=(?!\$\{secret:)", url) or re.search(r"//[^/@:]+:[^/@]+@", url):
+            errors.append(doc.error(base + ("url",), f"source '{name}': a password in the url would be logged and "
+                                    "stored: write it as 'password: ${secret:NAME}'"))
+        if src.password is not None and not SECRET_REF.fullmatch(src.password.strip()):
+            errors.append(doc.error(base + ("password",), f"source '{name}': password must be a secret reference, "
+                                    "'${secret:NAME}' (resolved at run time from the environment variable NAME or "
+                                    "AWS Secrets Manager), never the password itself"))
+        if src.password is not None and not src.user:
+            errors.append(doc.error(base + ("password",), f"source '{name}': a password needs 'user'"))
+        if src.query is not None:
+            why = _jdbc_query_error(src.query)
+            if why:
+                errors.append(doc.error(base + ("query",), f"source '{name}': {why}"))
+        if src.table is not None and not re.fullmatch(r'[A-Za-z0-9_$."`\[\]]+', src.table):
+            errors.append(doc.error(base + ("table",), f"source '{name}': table '{src.table}' must be a table name "
+                                    "([schema.]table); for anything else write 'query: SELECT ...'"))
+        for key in src.options:
+            if key in JDBC_OWN_OPTIONS:
+                errors.append(doc.error(base + ("options", key), f"source '{name}': '{key}' is a key of the source "
+                                        "itself, not a reader option: move it up one level", at_key=True))
+        glue = [k for k in GLUE_PARALLEL_OPTIONS if k in src.options]
+        spark_opts = [k for k in SPARK_PARALLEL_OPTIONS if k in src.options]
+        if spark_opts:
+            errors.append(doc.error(base + ("options", spark_opts[0]), f"source '{name}': write a parallel read as "
+                                    "'parallel: {column: id, partitions: 4}' (bounds are found with one min/max "
+                                    "query when not given)", at_key=True))
+        if glue and src.parallel is not None:
+            errors.append(doc.error(base + ("options", glue[0]), f"source '{name}': '{glue[0]}' (Glue's name) and "
+                                    "'parallel' say the same thing: keep one", at_key=True))
+        elif glue and not ({"hashfield", "hashexpression"} & set(glue)):
+            errors.append(doc.error(base + ("options", glue[0]), f"source '{name}': 'hashpartitions' needs "
+                                    "'hashfield' or 'hashexpression' (the column that strides the read)",
+                                    at_key=True))
+        elif "hashpartitions" in src.options and not str(src.options["hashpartitions"]).isdigit():
+            errors.append(doc.error(base + ("options", "hashpartitions"), f"source '{name}': hashpartitions is a "
+                                    "number of partitions"))
+        p = src.parallel
+        if p is not None and (p.lower_bound is None) != (p.upper_bound is None):
+            errors.append(doc.error(base + ("parallel",), f"source '{name}': give both lower_bound and upper_bound, "
+                                    "or neither (then one min/max query finds them)"))
+        for j, jar in enumerate(src.jars):
+            root = loaded.path.parent
+            if "${" not in jar and not (Path(jar) if Path(jar).is_absolute() else root / jar).is_file():
+                errors.append(doc.error(base + ("jars", j), f"source '{name}': driver JAR {jar} does not exist "
+                                        "(a relative path is relative to the job file)"))
+    return errors
+
+
+def _jdbc_query_error(query: str) -> str | None:
+    """A jdbc `query` must be one SELECT (it runs as a subquery in the database): None when it is."""
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", query, flags=re.DOTALL).strip().rstrip(";").strip()
+    if not text:
+        return "query is empty: write a SELECT, or use 'table:'"
+    if ";" in text:
+        return "query must be one statement (found ';')"
+    first = text.split(None, 1)[0].upper()
+    if first not in ("SELECT", "WITH", "("):
+        return (f"query must be a SELECT (it runs inside the database as a subquery); this starts with "
+                f"'{first}'")
+    try:
+        import sqlglot
+        from sqlglot import exp
+
+        tree = sqlglot.parse_one(text)
+    except Exception:  # noqa: BLE001 - the database's own dialect may be beyond sqlglot: the database decides
+        return None
+    if not isinstance(tree, exp.Query):
+        return f"query must be a SELECT; this parses as {type(tree).__name__}"
+    return None
 
 
 def _expr_error(doc: YamlDoc, path: tuple, ctx: Context, kind: str = "expr") -> list[ConfigError]:

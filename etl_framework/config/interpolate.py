@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from etl_framework.redaction import redact, register
+
+__all__ = ["Context", "RefProblem", "interpolate", "interpolate_str", "redact", "references", "resolve_secrets"]
 
 REF = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
 SECRET_REF = re.compile(r"\$\{secret:([A-Za-z0-9_./+=@-]+)\}")
 RUN_BUILTINS = ("id", "date", "job", "env", "workflow")
 MASK = "***"
 
-_SECRETS_LOCK = threading.Lock()
-_RESOLVED_SECRETS: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -180,18 +181,15 @@ def references(text: str) -> list[tuple[str, str, int]]:
 def _fetch_secret(name: str) -> str:
     if name in os.environ:
         return os.environ[name]
-    try:
-        import boto3  # only when a secret is not in the environment
+    try:  # only when a secret is not in the environment
         from botocore.exceptions import BotoCoreError, ClientError
+
+        from etl_framework.aws import client
     except ImportError as e:  # pragma: no cover
         raise _secret_error(name, f"boto3 is not installed ({e})") from None
-    kwargs: dict[str, Any] = {}
     endpoint = os.environ.get("ETL_AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        kwargs["endpoint_url"] = endpoint
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     try:
-        resp = boto3.client("secretsmanager", region_name=region, **kwargs).get_secret_value(SecretId=name)
+        resp = client("secretsmanager", None, endpoint).get_secret_value(SecretId=name)
     except (BotoCoreError, ClientError) as e:
         raise _secret_error(name, str(e)) from None
     value = resp.get("SecretString")
@@ -217,9 +215,7 @@ def resolve_secrets(value: Any) -> Any:
 
         def sub(m: re.Match[str]) -> str:
             secret = _fetch_secret(m.group(1))
-            if secret:
-                with _SECRETS_LOCK:
-                    _RESOLVED_SECRETS.add(secret)
+            register(secret)
             return secret
 
         return SECRET_REF.sub(sub, value)
@@ -229,28 +225,4 @@ def resolve_secrets(value: Any) -> Any:
         return [resolve_secrets(v) for v in value]
     if isinstance(value, tuple):
         return tuple(resolve_secrets(v) for v in value)
-    return value
-
-
-_SENSITIVE_KEY = re.compile(r"pass(word)?|secret|token|api[_-]?key|credential", re.IGNORECASE)
-
-
-def redact(value: Any) -> Any:
-    """A copy safe to log or store: `${secret:...}` placeholders, every secret value resolved in this process,
-    and values under keys named like password/secret/token become `***`."""
-    if isinstance(value, str):
-        out = SECRET_REF.sub(MASK, value)
-        with _SECRETS_LOCK:
-            known = sorted(_RESOLVED_SECRETS, key=len, reverse=True)
-        for s in known:
-            if s and s in out:
-                out = out.replace(s, MASK)
-        return out
-    if isinstance(value, dict):
-        return {k: (MASK if isinstance(k, str) and _SENSITIVE_KEY.search(k) and v not in (None, "")
-                    else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(redact(v) for v in value)
     return value

@@ -96,6 +96,11 @@ def _resolve_job_paths(cfg: JobConfig, base: Path) -> None:
     for src in cfg.sources.values():
         if src.path:
             src.path = resolve_path(src.path, base)
+        if src.jars:
+            src.jars = [resolve_path(j, base) for j in src.jars]
+        if src.url and src.url.startswith("jdbc:sqlite:") and not src.url.startswith("jdbc:sqlite::"):
+            db = src.url[len("jdbc:sqlite:"):]  # a SQLite file, relative to the job file like any path
+            src.url = "jdbc:sqlite:" + resolve_path(db, base)
     for c in cfg.crawl:
         if c.path:
             c.path = resolve_path(c.path, base)

@@ -151,6 +151,65 @@ def _walk(node: Any, path: PathT, doc: YamlDoc) -> Any:
 
 _TAB_INDENT = re.compile(r"^[ ]*\t")
 
+# YAML aliases share one node however often they are used; expanding them to plain data does not. A file whose
+# aliases would expand to more than this many extra values is refused before anything expands it ("billion
+# laughs": 9 levels of `&a [*a, *a, ...]` are 9^9 values from 10 lines).
+MAX_ALIAS_EXPANSION = 100_000
+
+
+class AliasBomb(ValueError):
+    def __init__(self, node: Any, expanded: int) -> None:
+        super().__init__(f"expands to {expanded:,} values")
+        self.node, self.expanded = node, expanded
+
+
+def expansion(data: Any, limit: int = MAX_ALIAS_EXPANSION) -> int:
+    """How many values `data` (as loaded, aliases still shared) has once aliases are expanded, minus the distinct
+    ones; raises AliasBomb at the first container past `limit` (depth first: the innermost such node), or for a
+    value that contains itself through an alias. Linear in the distinct nodes: sizes are memoized per object."""
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+    distinct = 0
+
+    def size(node: Any) -> int:
+        nonlocal distinct
+        if isinstance(node, dict):
+            children: Any = [*node.keys(), *node.values()]
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in busy:
+            raise AliasBomb(node, -1)
+        busy.add(key)
+        distinct += 1
+        total = 1 + sum(size(c) for c in children)
+        busy.discard(key)
+        sizes[key] = total
+        if total - distinct > limit:
+            raise AliasBomb(node, total)
+        return total
+
+    return size(data) - distinct
+
+
+def _bomb_error(file: str, e: AliasBomb) -> ConfigError:
+    line, col = 1, 1
+    lc = getattr(e.node, "lc", None)
+    if lc is not None and getattr(lc, "line", None) is not None:
+        line, col = lc.line + 1, lc.col + 1
+    anchor = getattr(getattr(e.node, "anchor", None), "value", None)
+    what = f"the value anchored as &{anchor}" if anchor else "this value"
+    if e.expanded < 0:
+        return ConfigError(file, line, col, f"{what} contains itself through an alias: a config value must be "
+                                            "finite; write it out without the self-reference")
+    return ConfigError(file, line, col, f"YAML aliases expand {what} to {e.expanded:,} values (more than "
+                                        f"{MAX_ALIAS_EXPANSION:,}): refused, nothing was expanded (an alias bomb?)"
+                                        "; write the values out, or use fewer nested aliases")
+
 
 def parse_text(text: str, file: str) -> YamlDoc:
     """Parse YAML text; raise ConfigErrors with positions for tabs, syntax errors and an empty file."""
@@ -185,6 +244,12 @@ def parse_text(text: str, file: str) -> YamlDoc:
     if node is None:
         raise ConfigErrors([ConfigError(file, 1, 1, "the file is empty: a job file starts with 'job: NAME', "
                                                     "a workflow file with 'workflow: NAME'")])
+    try:
+        expansion(node)
+    except AliasBomb as e:
+        raise ConfigErrors([_bomb_error(file, e)]) from None
+    except RecursionError:
+        raise ConfigErrors([ConfigError(file, 1, 1, "the YAML is nested too deeply")]) from None
     try:
         doc.data = _walk(node, (), doc)
     except RecursionError:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-SourceFormat = Literal["csv", "json", "parquet", "delta", "iceberg", "catalog"]
+SourceFormat = Literal["csv", "json", "parquet", "delta", "iceberg", "catalog", "jdbc"]
 TargetFormat = Literal["delta", "iceberg", "parquet"]
 WriteMode = Literal["append", "overwrite", "overwrite_partitions", "merge"]
 BadRecords = Literal["fail", "drop", "quarantine"]
@@ -44,15 +44,38 @@ class Incremental(Strict):
     `watermark` remembers the highest value of `column` written."""
 
     mode: Literal["files", "watermark"]
-    column: str | None = Field(None, description="watermark column (mode: watermark only)")
+    column: str | list[str] | None = Field(
+        None, description="watermark column (mode: watermark only); jdbc sources also take a compound key "
+        "[updated_at, id] (ties broken by the later columns, as Glue's jobBookmarkKeys)")
+
+    @property
+    def columns(self) -> list[str]:
+        """The watermark key as a list (one column, or a compound key)."""
+        if self.column is None:
+            return []
+        return [self.column] if isinstance(self.column, str) else list(self.column)
 
     @model_validator(mode="after")
     def _column_matches_mode(self) -> Incremental:
         if self.mode == "watermark" and not self.column:
             raise ValueError("incremental mode 'watermark' needs 'column'")
+        if isinstance(self.column, list) and len(set(self.column)) != len(self.column):
+            raise ValueError("a compound watermark key lists each column once")
         if self.mode == "files" and self.column:
             raise ValueError("'column' is only for incremental mode 'watermark'")
         return self
+
+
+class Parallel(Strict):
+    """A parallel JDBC read (Spark's partitionColumn/lowerBound/upperBound/numPartitions; Glue's
+    hashfield/hashpartitions): `partitions` queries, each reading one stride of `column`'s range."""
+
+    column: str = Field(description="numeric, date or timestamp column (or SQL expression) that strides the read")
+    partitions: int = Field(4, ge=1, le=1000, description="parallel queries (Spark's numPartitions)")
+    lower_bound: int | float | str | None = Field(
+        None, description="first stride's start; default: min(column), found with one cheap query")
+    upper_bound: int | float | str | None = Field(
+        None, description="last stride's end; default: max(column), found with one cheap query")
 
 
 class Source(Strict):
@@ -70,10 +93,34 @@ class Source(Strict):
     incremental: Incremental | None = None
     bad_records: BadRecords = Field("fail", description="what to do with malformed rows")
     push_down_predicate: str | None = Field(None, description="partition predicate (format: catalog)")
+    url: str | None = Field(None, description="jdbc:<subprotocol>://host:port/database (format: jdbc)")
+    query: str | None = Field(None, description="a SELECT run by the database, instead of 'table' (format: jdbc)")
+    user: str | None = Field(None, description="database user (format: jdbc)")
+    password: str | None = Field(None, description="${secret:NAME} only (format: jdbc); never logged or stored")
+    driver: str | None = Field(None, description="JDBC driver class; default from the url (postgresql, mysql, "
+                               "mariadb, sqlserver, oracle, redshift, sqlite)")
+    fetchsize: int | None = Field(None, ge=1, description="rows fetched per round trip (format: jdbc; default 1000)")
+    parallel: Parallel | None = Field(None, description="parallel read in strides of a column (format: jdbc)")
+    jars: list[str] = Field(default_factory=list, description="extra driver JARs for this source's database "
+                            "(format: jdbc), added to the Spark session's classpath; relative to the job file")
 
     @model_validator(mode="after")
     def _location(self) -> Source:
-        if self.format == "catalog":
+        jdbc_only = ("url", "query", "user", "password", "driver", "fetchsize", "parallel")
+        if self.format != "jdbc":
+            given = [k for k in jdbc_only if getattr(self, k) is not None] + (["jars"] if self.jars else [])
+            if given:
+                raise ValueError(f"'{given[0]}' is only for format 'jdbc'")
+        if self.format == "jdbc":
+            if not self.url:
+                raise ValueError("a 'jdbc' source needs 'url: jdbc:<database>://host:port/name'")
+            if bool(self.table) == bool(self.query):
+                raise ValueError("a 'jdbc' source needs exactly one of 'table' or 'query'")
+            if self.path:
+                raise ValueError("a 'jdbc' source reads from 'url'; remove 'path'")
+            if self.push_down_predicate:
+                raise ValueError("'push_down_predicate' is only for format 'catalog'")
+        elif self.format == "catalog":
             if not self.table:
                 raise ValueError("a 'catalog' source needs 'table: database.table'")
             if self.path:
@@ -81,6 +128,8 @@ class Source(Strict):
             if "." not in self.table:
                 raise ValueError(f"table '{self.table}' must be 'database.table'")
         else:
+            if self.table:
+                raise ValueError(f"'table' is for format 'catalog' or 'jdbc'; a '{self.format}' source has 'path'")
             if not self.path:
                 raise ValueError(f"a '{self.format}' source needs 'path'")
             if self.push_down_predicate:
@@ -416,6 +465,9 @@ class DeployConfig(Strict):
     worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] = "G.1X"
     number_of_workers: int = Field(2, ge=1)
     name_prefix: str = Field("", description="prefix of every Glue resource name")
+    connections: list[str] = Field(
+        default_factory=list, description="Glue Connections (existing, by name) attached to every job with a jdbc "
+        "source: the network path to the database; the password stays a ${secret:NAME} in Secrets Manager")
     orchestrator: Literal["glue_workflows", "step_functions"] = Field(
         "glue_workflows", description="what runs the workflows on AWS: a Glue Workflow with its triggers, or a Step "
                                       "Functions state machine (with EventBridge schedules and rules) per workflow")

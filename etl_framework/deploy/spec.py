@@ -147,7 +147,7 @@ def to_s3(path: str) -> str:
 
 def job_spec(cfg: JobConfig, params: dict[str, Any], d: DeployConfig, env: str, *, job_uri: str,
              project_uri: str, script_uri: str, wheel_uri: str, temp_uri: str,
-             jar_uri: str | None = None) -> dict[str, Any]:
+             jar_uri: str | None = None, driver_uris: list[str] | None = None) -> dict[str, Any]:
     glue = cfg.glue
     args = {
         "--job_config": job_uri,
@@ -160,8 +160,9 @@ def job_spec(cfg: JobConfig, params: dict[str, Any], d: DeployConfig, env: str, 
         "--job-bookmark-option": "job-bookmark-disable",  # the framework keeps its own bookmarks
         "--TempDir": temp_uri,
     }
-    if jar_uri:  # the framework's Spark helper: the quality gate checks rules inside the write's own pass
-        args["--extra-jars"] = jar_uri
+    jars = ([jar_uri] if jar_uri else []) + list(driver_uris or [])
+    if jars:  # the framework's Spark helper (the quality gate's side output) and the jdbc sources' drivers
+        args["--extra-jars"] = ",".join(jars)
     args.update(to_glue_arguments(params))
     return {
         "Name": d.name_prefix + cfg.job,
@@ -445,9 +446,20 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
     for name, lj in sorted(jobs.items()):
         cfg: JobConfig = lj.config
         rel = lj.path.resolve().relative_to(root).as_posix()
+        from etl_framework.stages.jdbc import driver_jars
+
+        driver_uris = []
+        for jar in driver_jars(cfg, root, jars_dir(root)):  # jdbc sources: their drivers travel with the job
+            uri = s3_join(prefix, "jars", jar.name)
+            if jar.is_file() and not any(a.uri == uri for a in state.artifacts):
+                state.artifacts.append(Artifact(uri, jar.read_bytes(), "JDBC driver"))
+            driver_uris.append(uri)
         spec = job_spec(cfg, lj.params, d, env, job_uri=s3_join(project_uri, rel), project_uri=project_uri,
                         script_uri=script_uri, wheel_uri=wheel_uri, temp_uri=s3_join(prefix, "tmp") + "/",
-                        jar_uri=jar_uri)
+                        jar_uri=jar_uri, driver_uris=driver_uris)
+        if d.connections and any(s.format == "jdbc" for s in cfg.sources.values()):
+            # the Glue Connection(s) give the job's workers a network path to the database (VPC, subnet, SG)
+            spec["Connections"] = {"Connections": list(d.connections)}
         spec["ExecutionProperty"] = {"MaxConcurrentRuns": concurrency.get(cfg.job, 1)}
         if d.orchestrator == "step_functions":  # the state machine's Retry retries (one retry mechanism, not two)
             spec["MaxRetries"] = 0

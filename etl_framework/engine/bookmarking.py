@@ -44,6 +44,10 @@ class IncrementalPlan:
     delta: BookmarkDelta
     files: dict[str, list[FileEntry]] = field(default_factory=dict)  # files sources: what to read
     watermark_sources: dict[str, str] = field(default_factory=dict)  # source -> column
+    # jdbc sources: the database filters `low < key <= hi` (stages/jdbc.py), which adds `hi` to the delta
+    jdbc_sources: dict[str, list[str]] = field(default_factory=dict)
+    # catalog sources with mode files: listed by extract from the table's partitions (after the crawl stage)
+    catalog_sources: list[str] = field(default_factory=list)
     nothing_new: bool = False
     message: str = ""
 
@@ -55,6 +59,7 @@ class IncrementalPlan:
         if self.watermark_sources:
             state.extras.setdefault("after_extract", []).append(self.filter_watermarks)
         state.extras["bookmark_before"] = self.bookmark.to_json()
+        state.extras["incremental_plan"] = self
 
     def _set_commit(self, state: JobRunState) -> None:
         state.commit_metadata["etl_bookmark"] = _delta_json(self.delta)
@@ -112,8 +117,11 @@ class IncrementalPlan:
 
 
 def _delta_json(delta: BookmarkDelta) -> dict[str, Any]:
-    return {"job": delta.job, "version": delta.version, "run_id": delta.run_id, "files": delta.files,
-            "watermarks": delta.watermarks}
+    out = {"job": delta.job, "version": delta.version, "run_id": delta.run_id, "files": delta.files,
+           "watermarks": delta.watermarks}
+    if delta.locations:
+        out["locations"] = delta.locations
+    return out
 
 
 def _json_value(v: Any) -> Any:
@@ -138,13 +146,22 @@ def plan_incremental(config: JobConfig, env_config: EnvConfig, store: Any, run_i
     for name, src in incremental.items():
         inc = src.incremental
         assert inc is not None
+        if inc.mode == "watermark" and src.format == "jdbc":
+            plan.jdbc_sources[name] = inc.columns
+            anything_new = True  # one max() query in the database tells, once Spark is up
+            continue
         if inc.mode == "watermark":
-            plan.watermark_sources[name] = inc.column or ""
+            plan.watermark_sources[name] = str(inc.column or "")
             anything_new = True  # only the data can tell
             continue
-        if src.format == "catalog" or not src.path:
+        if src.format == "catalog":
+            # listed by extract, after the crawl stage, from the catalog's partitions (stages/extract.py)
+            plan.catalog_sources.append(name)
+            anything_new = True
+            continue
+        if not src.path:
             raise JobFailed(config.job, "extract", f"source '{name}': incremental mode 'files' needs a file "
-                            "path source", "use mode: watermark for catalog sources")
+                            "path source", "use mode: watermark")
         cursor = bookmark.cursor(name, "files")
         try:
             listing = list_files(src.path, aws=aws)

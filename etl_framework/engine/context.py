@@ -91,8 +91,11 @@ class JobContext:
     def secret(self, name: str) -> str:
         """A secret's value at the moment of use (environment variable NAME, else AWS Secrets Manager)."""
         from etl_framework.config.interpolate import resolve_secrets
+        from etl_framework.redaction import protect_spark
 
-        return str(resolve_secrets("${secret:" + name + "}"))
+        value = str(resolve_secrets("${secret:" + name + "}"))
+        protect_spark(self.spark)
+        return value
 
     def view(self, name: str) -> Any:
         """A source's DataFrame by its key."""

@@ -26,6 +26,7 @@ from typing import Any
 from etl_framework.config.errors import ConfigErrors
 from etl_framework.engine.workflow import NodeOutcome, NodeTask
 from etl_framework.errors import EtlError
+from etl_framework.redaction import copy_redacted
 
 KILL_GRACE_SECONDS = 10.0
 
@@ -253,12 +254,21 @@ class SubprocessExecutor(_Base):
         env["ETL_PROJECT_DIR"] = str(self.project.root)
         log = self.log_path(task)
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    cwd=self.project.root)
+            # the child redacts what it prints itself; its output (the JVM's too) is piped through this process's
+            # redaction on the way to the log as well
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True, cwd=self.project.root)
+            assert proc.stdout is not None
+            pump = threading.Thread(target=copy_redacted, args=(proc.stdout, out), daemon=True,
+                                    name=f"etl-log-{task.node}")
+            pump.start()
             with self._lock:
                 self.procs[task.group_id] = proc
             task.on_running(job_run_id)
             code = proc.wait()
+            pump.join(timeout=30)  # a grandchild that escaped the process group may hold the pipe open
+            if not pump.is_alive():
+                proc.stdout.close()
         with self._lock:
             self.procs.pop(task.group_id, None)
         if code == 0:

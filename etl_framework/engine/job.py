@@ -298,6 +298,7 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
                 failure = e if isinstance(e, JobFailed) else explain(e, state, name)
                 status = "FAILED"
             failure.run_id = state.run_id
+            scrub(failure)
             if store is not None:
                 store.finish_stage(state.run_id, name, status=status, duration_s=round(dur, 3),
                                    metrics=state.metrics.get(name), error=failure.render(),
@@ -312,6 +313,17 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
             store.finish_stage(state.run_id, name, status="SUCCEEDED", duration_s=round(dur, 3),
                                metrics=state.metrics[name], attempt=state.attempt, seq=seq)
         state.log.stage_end(name, "SUCCEEDED", dur, _summary(name, state.metrics[name]))
+
+
+def scrub(failure: JobFailed) -> JobFailed:
+    """Hide resolved secrets in a failure's message and hint (a `python:` step's exception may quote one), before
+    it reaches any store (SQLite or DynamoDB), the run result or the CLI."""
+    from etl_framework.redaction import known, redact_text
+
+    if known():
+        failure.message, failure.hint = redact_text(failure.message), redact_text(failure.hint or "")
+        failure.args = (failure.render(),)
+    return failure
 
 
 class _NothingNew(Exception):
@@ -407,8 +419,10 @@ def run_loaded(
             preload_gx()
         if spark is None:
             from etl_framework.runtime.spark import get_spark
+            from etl_framework.stages.jdbc import source_jars
 
-            spark = get_spark(project_root, (env_config.spark if env_config else None) or None)
+            spark = get_spark(project_root, (env_config.spark if env_config else None) or None,
+                              extra_jars=source_jars(config, project_root))
         if env_config is not None and env_config.aws.endpoint_url:
             # s3a:// paths follow the env's endpoint override (a moto server locally), like every AWS client
             from etl_framework.catalog.source import configure_s3a
@@ -455,6 +469,7 @@ def run_loaded(
         exit_code = 0 if failure is None else failure.exit_code
         if failure is not None:
             failure.run_id = run_id
+            scrub(failure)
         if store is not None:
             store.update_run(run_id, status=status, ended_at=utcnow(), duration_s=round(duration, 3),
                              error=failure.render() if failure else None,

@@ -86,7 +86,15 @@ def resume_run(run_id: str, project: Project, env: str) -> JobRunResult:
     job_path = record.get("job_path")
     if not job_path or not Path(job_path).is_file():
         raise UsageError(f"run {run_id}: its job file {job_path} no longer exists")
-    params = {k: v for k, v in (record.get("params") or {}).items() if v != "***"}  # secrets re-resolve
+    stored = record.get("params") or {}
+    params = {k: v for k, v in stored.items() if v != "***"}  # secrets re-resolve
+    masked = sorted(k for k, v in stored.items() if v == "***")
+    if masked:  # a credential given on the command line is not stored: say that its default is used
+        import sys
+
+        print(f"note: run {run_id}: param{'s' if len(masked) > 1 else ''} {', '.join(masked)} "
+              f"{'were' if len(masked) > 1 else 'was'} not stored (secret); the resumed run uses the job file's "
+              "default", file=sys.stderr)
     loaded = load_job(Path(job_path), project, env=env, params=params)
     from etl_framework.tables import storage_for
 

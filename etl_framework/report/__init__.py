@@ -37,6 +37,8 @@ def write_report(
     path = path.expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render(report), encoding="utf-8")
+    from etl_framework.redaction import redact_text
+
+    tmp.write_text(redact_text(render(report)), encoding="utf-8")  # no secret this process resolved, ever
     os.replace(tmp, path)
     return path

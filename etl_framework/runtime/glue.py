@@ -39,12 +39,9 @@ def in_glue(argv: list[str]) -> bool:
 
 def aws_client(service: str, aws: AwsConfig | None = None, **kwargs: Any) -> Any:
     """A boto3 client with the env config's region and endpoint override (a moto server in tests)."""
-    import boto3
+    from etl_framework.aws import client
 
-    region = aws.region if aws else (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-                                     or "us-east-1")
-    endpoint = aws.endpoint_url if aws else None
-    return boto3.client(service, region_name=region, endpoint_url=endpoint, **kwargs)
+    return client(service, aws.region if aws else None, aws.endpoint_url if aws else None, **kwargs)
 
 
 def split_s3(uri: str) -> tuple[str, str]:

@@ -123,9 +123,11 @@ _SESSION: SparkSession | None = None
 
 
 def get_spark(
-    project_root: Path | None = None, overrides: dict[str, Any] | None = None, app_name: str = "etl"
+    project_root: Path | None = None, overrides: dict[str, Any] | None = None, app_name: str = "etl",
+    extra_jars: list[Path] | None = None,
 ) -> SparkSession:
-    """Create (once per process) or return the shared local SparkSession."""
+    """Create (once per process) or return the shared local SparkSession. `extra_jars` (a jdbc source's own
+    driver JARs) join spark.jars when this call creates the session."""
     global _SESSION
     if _SESSION is not None:
         return _SESSION
@@ -135,6 +137,13 @@ def get_spark(
     # Python workers (UDFs, pandas/arrow functions) must run in this interpreter, not whatever python3 is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = resolve_conf(project_root, overrides)
+    if extra_jars:
+        missing = [str(j) for j in extra_jars if not Path(j).is_file()]
+        if missing:
+            raise EtlError(f"driver JAR(s) named under a source's 'jars:' do not exist: {', '.join(missing)}\n"
+                           "  what to do: fix the path (relative to the project directory)")
+        conf["spark.jars"] = ",".join([*filter(None, conf.get("spark.jars", "").split(",")),
+                                       *(str(j) for j in extra_jars)])
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -142,8 +151,16 @@ def get_spark(
         _SESSION = active
         return active
     builder = SparkSession.builder.appName(app_name)
-    if "spark.master" not in conf and not os.environ.get("SPARK_MASTER"):
-        builder = builder.master(os.environ.get("ETL_SPARK_MASTER", "local[2]"))
+    master = conf.get("spark.master") or os.environ.get("SPARK_MASTER")
+    if master is None:
+        master = os.environ.get("ETL_SPARK_MASTER", "local[2]")
+        builder = builder.master(master)
+    if master.startswith("local") and conf.get("spark.jars"):
+        # One JVM: the JARs go on its class path. Through spark.jars, Spark would copy all of them (~380 MB) into a
+        # new temp folder at every start — seconds per run, and a full disk after many killed runs.
+        jars = conf.pop("spark.jars").replace(",", os.pathsep)
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(
+            p for p in (conf.get("spark.driver.extraClassPath"), jars) if p)
     for k, v in conf.items():
         builder = builder.config(k, v)
     _SESSION = builder.getOrCreate()

@@ -87,6 +87,10 @@ def run_extract(state: JobRunState) -> None:
         df.createOrReplaceTempView(name)
         state.views[name] = df
         info: dict[str, Any] = {"format": src.format, "path": src.path or src.table}
+        if src.format == "jdbc":
+            from etl_framework.stages.jdbc import where_of
+
+            info = {"format": "jdbc", "path": where_of(src.url or ""), "table": src.table or "(query)"}
         files = state.input_files.get(name)
         if files is not None:
             info["files"] = len(files)
@@ -94,7 +98,7 @@ def run_extract(state: JobRunState) -> None:
             if size is not None:
                 info["bytes"] = size
         metrics["sources"][name] = info
-        state.log.info(f"source {name}: {src.format} {src.path or src.table}"
+        state.log.info(f"source {name}: {src.format} {info['path']}"
                        + (f", {info['files']} file(s)" if "files" in info else ""), STAGE)
     state.metrics[STAGE].update(metrics)
 
@@ -146,14 +150,20 @@ def _has_data_files(folder: str) -> bool:
 def read_source(state: JobRunState, name: str, src: Source) -> Any:
     """One source as a DataFrame (lazy: Spark reads the data when the write runs)."""
     from etl_framework.config.interpolate import resolve_secrets
+    from etl_framework.redaction import protect_spark
 
     if src.format == "catalog":
         return _read_catalog(state, name, src)
+    if src.format == "jdbc":
+        from etl_framework.stages.jdbc import read_jdbc
+
+        return read_jdbc(state, name, src)
     assert src.path is not None
     spark = state.spark
     override = state.source_paths.get(name)
     paths = list(override) if override is not None else [src.path]
     options = {k: option_value(v) for k, v in resolve_secrets(dict(src.options)).items()}
+    protect_spark(spark)
     if override is not None and "basePath" not in options and _is_folder(src.path):
         # reading an exact file list (bookmarks) keeps the Hive partition columns a folder read would give
         options["basePath"] = src.path
@@ -308,7 +318,13 @@ def _read_catalog(state: JobRunState, name: str, src: Source) -> Any:
         raise JobFailed(state.job, STAGE, f"source '{name}': format 'catalog' is not available in this version",
                         "read the table's files directly (format parquet/delta/csv with its path)") from None
     try:
-        df = read_catalog_source(state.spark, state.catalog, src)
+        plan = state.extras.get("incremental_plan")
+        if plan is not None and name in plan.catalog_sources:
+            read, paths = _catalog_new_files(state, name, src, plan)
+            df = read_catalog_source(state.spark, state.catalog, src, paths=paths, plan=read)
+            state.input_files[name] = paths
+        else:
+            df = read_catalog_source(state.spark, state.catalog, src)
     except JobFailed:
         raise
     except Exception as e:  # noqa: BLE001
@@ -317,6 +333,58 @@ def _read_catalog(state: JobRunState, name: str, src: Source) -> Any:
         raise explain(e, state, STAGE, source=name) from None
     state.input_files.setdefault(name, _input_files(df))
     return df
+
+
+def _catalog_new_files(state: JobRunState, name: str, src: Source, plan: Any) -> tuple[Any, list[str]]:
+    """`incremental: {mode: files}` on a catalog table, as Glue's bookmark tracks it: the files under the
+    partitions the catalog holds now (after this run's crawl stage; `push_down_predicate` applied first, so other
+    partitions are not even listed), less those the bookmark has. A partition gone from the catalog is not an
+    error; a table whose location changed is (its bookmark lists files of the old place)."""
+    from etl_framework.catalog.source import _norm, plan_catalog_read
+    from etl_framework.incremental import list_files, new_files
+
+    read = plan_catalog_read(state.spark, state.catalog, src)
+    table = read.table
+    if read.format in ("delta", "iceberg"):
+        raise JobFailed(state.job, STAGE, f"source '{name}': {table.full_name} is a {read.format} table; "
+                        "incremental mode 'files' is for tables of files (csv, json, parquet)",
+                        "use incremental: {mode: watermark, column: ...}")
+    cursor = plan.bookmark.cursor(name, "files")
+    if cursor.location and cursor.location.rstrip("/") != table.location.rstrip("/"):
+        raise JobFailed(state.job, STAGE, f"source '{name}': the location of {table.full_name} changed since the "
+                        f"last run, from {cursor.location} to {table.location}; the bookmark lists files of the "
+                        "old location", f"to read the table at its new location from the start, run `etl bookmarks "
+                        f"reset {state.job}` (every file there is then read once); or point the table back")
+    if table.partition_keys:
+        roots = [(p.location, "/".join(f"{k.name}={v}" for k, v in zip(table.partition_keys, p.values,
+                                                                        strict=False))) for p in read.partitions]
+    else:
+        roots = [(table.location, "")]
+    aws = state.env_config.aws.model_dump() if state.env_config is not None else {}
+    listing = []
+    for location, _ in roots:
+        try:
+            listing += list_files(location.removeprefix("file://"), aws=aws)
+        except FileNotFoundError:
+            state.log.warning(f"source '{name}': the folder of a catalog partition is gone: {location} (crawl the "
+                              "table again to drop it)", STAGE)
+    fresh = new_files(listing, cursor)
+    folders = tuple(_norm(loc).rstrip("/") + "/" for loc, _ in roots)
+    present = {f.path for f in listing}
+    gone = [p for p in cursor.files if _norm(p).startswith(folders) and p not in present]
+    if gone:
+        state.log.warning(f"source '{name}': {len(gone)} bookmarked file(s) no longer exist (their rows are "
+                          f"already in the target), e.g. {gone[0]}", STAGE)
+    plan.files[name] = fresh
+    plan.delta.files[name] = {f.path: f.key() for f in fresh}
+    plan.delta.locations[name] = table.location
+    plan._set_commit(state)
+    state.metrics.setdefault(STAGE, {}).setdefault("catalog", {})[name] = {
+        "table": table.full_name, "partitions_listed": [label for _, label in roots if label],
+        "files_listed": len(listing), "new_files": len(fresh)}
+    state.log.info(f"source '{name}': {len(fresh)} new file(s) of {len(listing)} in "
+                   + (f"{len(roots)} partition(s) of " if table.partition_keys else "") + table.full_name, STAGE)
+    return read, [f.path for f in fresh]
 
 
 def find_malformed(state: JobRunState) -> tuple[str, str, str] | None:

@@ -81,6 +81,7 @@ def run_write(state: JobRunState) -> None:
     from pyspark.sql import functions as F
 
     from etl_framework.config.interpolate import resolve_secrets
+    from etl_framework.redaction import protect_spark
 
     t = state.config.target
     preflight(state.config, state.storage)
@@ -95,6 +96,7 @@ def run_write(state: JobRunState) -> None:
         obs = Observation()
         df = obs._on(state.df, F.count(F.lit(1)).alias("rows"))
     options = resolve_secrets(dict(t.options))
+    protect_spark(state.spark)
     state.log.info(f"{t.mode} to {t.format} {t.path}"
                    + (f" partitioned by {', '.join(t.partition_by)}" if t.partition_by else ""), STAGE)
     fault("write.start")

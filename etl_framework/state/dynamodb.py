@@ -102,9 +102,9 @@ class DynamoState:
     def __init__(self, table_prefix: str = "etl_", region: str = "us-east-1", endpoint_url: str | None = None,
                  client: Any = None) -> None:
         if client is None:
-            import boto3
+            from etl_framework.aws import client as aws_client
 
-            client = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url)
+            client = aws_client("dynamodb", region, endpoint_url)
         self.client = client
         self.table = f"{table_prefix}state"
         from boto3.dynamodb.types import TypeDeserializer, TypeSerializer

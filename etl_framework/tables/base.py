@@ -193,8 +193,8 @@ class TableFormat(ABC):
         referenced = self.referenced_files(spark, root)
         removed = 0
         for rel, _size in fs.list_files(root):
-            # only Spark's own output files (part-...): whatever else appeared meanwhile is not ours to delete
-            if posixpath.basename(rel).startswith("part-") and rel not in (token or set()) and rel not in referenced:
+            # only the format's own data files: whatever else appeared meanwhile is not ours to delete
+            if self.is_data_file(rel) and rel not in (token or set()) and rel not in referenced:
                 fs.delete(posixpath.join(root, rel))
                 crc = posixpath.join(root, posixpath.dirname(rel), f".{posixpath.basename(rel)}.crc")
                 if fs.exists(crc):
@@ -206,6 +206,10 @@ class TableFormat(ABC):
             fs.remove_empty_dirs(root)
             fs.remove_if_empty(root)
         return removed
+
+    def is_data_file(self, rel: str) -> bool:
+        """Whether a file (relative to the table) is named as this format's writes name their data files."""
+        return posixpath.basename(rel).startswith("part-")
 
     def referenced_files(self, spark: Any, path: str) -> set[str]:
         """Paths, relative to the table, of the data files any commit references (never deleted by cleanup)."""

@@ -110,6 +110,10 @@ class IcebergFormat(TableFormat):
             return False
         return any(i.path.endswith(".metadata.json") for i in infos)
 
+    def is_data_file(self, rel: str) -> bool:
+        """Iceberg's Spark writer puts `<partition>-<task>-<uuid>-<n>-<n>.parquet` files under `data/`."""
+        return rel.startswith("data/") and rel.endswith((".parquet", ".orc", ".avro"))
+
     def preflight(self, job: str, path: str, storage: Storage) -> None:
         super().preflight(job, path, storage)
         self._check_intact(job, path, storage)

@@ -228,3 +228,43 @@ def test_sigkill_mid_delta_write_leaves_the_table_unchanged(spark: Any, tmp_path
     assert delta_rows(target) == old_rows
     assert spark.read.format("delta").load(str(target)).count() == 20
     assert run(spark, config(spec, project / "data" / "small" / "trips"), db).ok
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_run_and_releases_its_lock(spark: Any, tmp_path: Path) -> None:
+    """A stopped Glue run or `kill` (SIGTERM) mid-write: the run is recorded STOPPED, its lock is free at once (the
+    next run need not wait for a lease to expire), the table is unchanged."""
+    import sqlite3
+
+    project = tmp_path / "proj"
+    job_file, spec = make_project(project, "delta", rows=8_000, slow=True)
+    target, db = project / "lake" / "trips", project / ".etl" / "state.db"
+    assert run(spark, config(spec, project / "data" / "small" / "trips"), db).ok
+    old_rows = delta_rows(target)
+
+    def locks() -> list[tuple[str, str]]:
+        con = sqlite3.connect(db)
+        try:
+            return con.execute("SELECT target, run_id FROM target_locks").fetchall()
+        finally:
+            con.close()
+
+    proc = start(project, job_file)
+    try:
+        wait_for(lambda: bool(locks()), proc)
+        (_, run_id), = locks()
+        baseline = set(target.rglob("*.parquet"))
+        wait_for(lambda: any(p not in baseline for p in target.rglob("*.parquet")), proc)  # mid-write
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 130, proc.stderr.read().decode() if proc.stderr else ""
+    assert locks() == []
+    con = sqlite3.connect(db)
+    try:
+        (status,) = con.execute("SELECT status FROM job_runs WHERE run_id = ?", (run_id,)).fetchone()
+    finally:
+        con.close()
+    assert status == "STOPPED"
+    assert delta_rows(target) == old_rows

@@ -26,7 +26,7 @@ def set_target(job: Path, path: str, extra: str = "") -> int:
     ("${env.lake_root}", "contains the table"),          # the lake root holds the other jobs' tables
     ("..", "contains the project directory"),            # relative to jobs/: the project itself
     ("../..", "contains the project directory"),
-    ("${env.raw_root}/..", "and 5 more: the table"),
+    ("${env.raw_root}/..", "more: the table"),
     ("${env.raw_root}", "contains this job's input"),
     ("../.etl", "contains the state folder"),
     ("${env.lake_root}/curated/trips/pickup_date=2024-01-01", "lies inside the table"),

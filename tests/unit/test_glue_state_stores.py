@@ -270,6 +270,31 @@ def test_crawler_runs_and_files_seen(env: Any) -> None:
     state.close()
 
 
+def test_etl_runs_unlock_releases_a_lock_by_hand_and_says_so(env: Any, runs: Any, tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    from tests.unit.test_config_cli import run as cli
+
+    project = tmp_path / "proj"
+    (project / "conf").mkdir(parents=True)
+    (project / "conf" / "local.yaml").write_text(yaml.safe_dump(
+        {"state": env.state.model_dump(), "aws": {"region": env.aws.region, "endpoint_url": env.aws.endpoint_url}}))
+    runs.create_run({"run_id": "jr_stuck", "job": "x", "started_at": "2026-11-25T10:00:00.000Z", "host": "glue-4"})
+    _plant_lock(runs, "s3://lake/t", "jr_stuck", host="glue-4", pid=7, lease_until=time.time() + 600)
+    rc, out, err = cli("--project-dir", str(project), "runs", "--locks", "--json")
+    assert rc == 0 and [h["run_id"] for h in json.loads(out)] == ["jr_stuck"], err
+    rc, out, err = cli("--project-dir", str(project), "runs", "--unlock", "s3a://lake/t/")  # another spelling
+    assert rc == 0, err
+    assert "released the write lock of s3://lake/t held by run jr_stuck of job x (pid 7 on glue-4)" in err
+    assert runs.target_lock("s3://lake/t") is None
+    old = runs.get_run("jr_stuck")
+    assert old["status"] == "FAILED" and "released by hand (etl runs --unlock by " in old["error"]
+    rc, _out, err = cli("--project-dir", str(project), "runs", "--unlock", "s3://lake/t")
+    assert rc == 0 and "no lock held on s3://lake/t" in err
+
+
 # ------------------------------------------------------------------------------------------------ bookmarks
 
 

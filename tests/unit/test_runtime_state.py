@@ -144,3 +144,25 @@ def test_recover_removes_staging_and_pending_files_only(tmp_path: Path) -> None:
     assert removed == 2
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == [
         "_etl_manifest.json", "d=1", "d=1/kept.parquet", "d=2", "d=2/someone_elses.parquet"]
+
+
+def test_a_symlinked_or_nested_target_is_the_same_lock(tmp_path: Path) -> None:
+    from etl_framework.tables.fs import target_key
+
+    (tmp_path / "lake" / "t").mkdir(parents=True)
+    os.symlink(tmp_path / "lake", tmp_path / "alias")
+    assert target_key(str(tmp_path / "alias" / "t")) == target_key(str(tmp_path / "lake" / "t/"))
+    s = SqliteRunStore(tmp_path / "state.db")
+    s.create_run({"run_id": "jr_a", "job": "a", "env": "local", "started_at": "2024-01-01T00:00:00Z"})
+    s.acquire_target_lock(target_key(str(tmp_path / "lake" / "t")), "jr_a", "a")
+    for other in (tmp_path / "alias" / "t", tmp_path / "alias", tmp_path / "lake" / "t" / "day=1"):
+        with pytest.raises(TargetLocked, match="jr_a"):
+            s.acquire_target_lock(target_key(str(other)), "jr_b", "b")
+
+
+def test_a_run_locks_its_quarantine_and_bad_records_tables_too() -> None:
+    cfg = JobConfig.model_validate({
+        "job": "p", "sources": {"s": {"format": "csv", "path": "/x", "bad_records": "quarantine"}},
+        "quality": [{"expect": "expect_column_values_to_not_be_null", "column": "a", "on_fail": "quarantine"}],
+        "target": {"format": "iceberg", "path": "/lake/t", "quarantine_path": "/lake/q"}})
+    assert cfg.tables_written() == {"/lake/t": "iceberg", "/lake/q": "delta", "/lake/t_bad_records": "parquet"}

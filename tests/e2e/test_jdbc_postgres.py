@@ -1,0 +1,244 @@
+"""`format: jdbc` against a real PostgreSQL server (tests/pg_server.py: Debian's binaries, a temp folder, a free
+port of 127.0.0.1, stopped at the end): a parallel full read equals the table; incremental runs with inserts and
+updates between them give every row version exactly once, the watermark filtered by the database itself; a run
+killed with SIGKILL and re-run loses and doubles nothing; bad input fails clearly and moves no bookmark; the
+password is in no byte of the run record, the target or the output.
+
+Rows are checked with delta-rs (independent of Spark) against what psql says the table holds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from etl_framework.config.model import EnvConfig, JobConfig
+from etl_framework.engine.job import run_loaded
+from etl_framework.state.bookmarks import SqliteBookmarkStore
+from etl_framework.state.runs import SqliteRunStore
+from tests.pg_server import PASSWORD, USER, PgServer, pg_bin
+from tests.spark.test_runtime_helpers import delta_rows, run
+
+SECRET = "ETL_TEST_PG_PASSWORD"
+_SERVER: PgServer | None = None  # for the python transform step below
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PgServer]:
+    global _SERVER
+    if pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: `make test` installs it (make postgres)")
+        pytest.skip("PostgreSQL is not installed: run `make postgres`")
+    server = PgServer().start()
+    _SERVER = server
+    try:
+        yield server
+    finally:
+        _SERVER = None
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET, PASSWORD)
+
+
+def env(state: Path) -> EnvConfig:
+    return EnvConfig.model_validate({"state": {"path": str(state)}, "catalog": {"path": str(state) + ".cat"}})
+
+
+def jdbc_job(pg: PgServer, target: Path, table: str, name: str, **source: Any) -> JobConfig:
+    return JobConfig.model_validate({
+        "job": name,
+        "sources": {"src": {"format": "jdbc", "url": pg.url, "table": table, "user": USER,
+                            "password": "${secret:" + SECRET + "}", **source}},
+        "target": {"format": "delta", "path": str(target), "mode": "append"},
+    })
+
+
+def versions(pg: PgServer, table: str) -> list[tuple[int, str, int]]:
+    return sorted((int(i), ts, int(v)) for i, ts, v in pg.psql(
+        f"SELECT id, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS.US'), v FROM {table}"))
+
+
+def target_versions(target: Path) -> list[tuple[int, str, int]]:
+    return sorted((r["id"], r["updated_at"].strftime("%Y-%m-%d %H:%M:%S.%f"), r["v"])
+                  for r in delta_rows(target, order="id"))
+
+
+def test_parallel_full_read_equals_the_table_and_the_password_leaks_nowhere(
+        spark: Any, pg: PgServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    pg.psql("CREATE TABLE orders (id bigint PRIMARY KEY, customer text, amount numeric(10,2), "
+            "updated_at timestamp NOT NULL);"
+            "INSERT INTO orders SELECT g, 'c' || (g % 7), g * 1.25, timestamp '2024-01-01' + g * interval '1 minute' "
+            "FROM generate_series(1, 200) g")
+    target, state = tmp_path / "out", tmp_path / "state.db"
+    cfg = jdbc_job(pg, target, "public.orders", "pg_full", parallel={"column": "id", "partitions": 4},
+                   fetchsize=50)
+    before = len(pg.statements())
+    store = SqliteRunStore(state)
+    try:
+        r = run_loaded(cfg, spark=spark, store=store, env_config=env(state), quiet=False)
+    finally:
+        store.close()
+    assert r.ok, (r.error, r.hint)
+    got = [(x["id"], x["customer"], f"{x['amount']:.2f}") for x in delta_rows(target, order="id")]
+    want = sorted((int(i), c, a) for i, c, a in pg.psql("SELECT id, customer, amount FROM orders"))
+    assert got == want and len(got) == 200
+    # four queries, one per stride of id, bounds from one min/max query
+    reads = [s for s in pg.statements()[before:] if s.startswith("SELECT") and "FROM public.orders" in s
+             and "1=0" not in s.replace(" ", "")]
+    assert len([s for s in reads if "min(id) AS lo, max(id) AS hi FROM public.orders" in s]) == 1, reads
+    strides = sorted(s.split("WHERE", 1)[1].strip() for s in reads if s.startswith('SELECT "id","customer"'))
+    assert len(strides) == 4 and all('"id" <' in w or '"id" >=' in w for w in strides), reads
+    assert r.metrics["extract"]["jdbc"]["src"]["partitions"] == 4
+    # the password: in no byte of the run record, the state, the target, or anything printed
+    out, err = capfd.readouterr()
+    for path in [state, *target.rglob("*")]:
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes(), path
+    assert PASSWORD not in out + err
+    assert PASSWORD not in repr(r.to_dict())
+
+
+def test_incremental_compound_key_gives_every_version_once_and_the_database_filters(
+        spark: Any, pg: PgServer, tmp_path: Path) -> None:
+    pg.psql("CREATE TABLE events (id int PRIMARY KEY, v int NOT NULL, updated_at timestamp NOT NULL);"
+            "INSERT INTO events SELECT g, 0, timestamp '2024-01-01 00:00:00' + (g / 3) * interval '1 second' "
+            "FROM generate_series(1, 30) g")
+    target, state = tmp_path / "out", tmp_path / "state.db"
+    cfg = jdbc_job(pg, target, "events", "pg_inc", incremental={"mode": "watermark", "column": ["updated_at", "id"]},
+                   parallel={"column": "id", "partitions": 2})
+    seen: list[tuple[int, str, int]] = versions(pg, "events")
+    r = run(spark, cfg, state, env_config=env(state))
+    assert r.ok, (r.error, r.hint)
+    assert target_versions(target) == seen
+    # between runs: new rows tied on the last updated_at (a larger id), new rows later, updates of old rows
+    pg.psql("INSERT INTO events VALUES (31, 0, timestamp '2024-01-01 00:00:10'), (32, 0, '2024-01-01 00:00:10');"
+            "INSERT INTO events SELECT g, 0, timestamp '2024-01-02' FROM generate_series(33, 40) g;"
+            "UPDATE events SET v = 1, updated_at = timestamp '2024-01-03' WHERE id IN (2, 5, 33)")
+    seen += [v for v in versions(pg, "events") if v not in seen]
+    before = len(pg.statements())
+    r2 = run(spark, cfg, state, env_config=env(state))
+    assert r2.ok, (r2.error, r2.hint)
+    # the watermark is in the database's WHERE: the data queries name it, none reads the table unfiltered
+    reads = [s for s in pg.statements()[before:] if "FROM events" in s and "etl_src" in s]
+    assert reads and all("updated_at > '2024-01-01 00:00:10" in s for s in reads), reads
+    pg.psql("UPDATE events SET v = 2, updated_at = timestamp '2024-01-04' WHERE id IN (2, 40);"
+            "INSERT INTO events VALUES (41, 0, timestamp '2024-01-04')")
+    seen += [v for v in versions(pg, "events") if v not in seen]
+    assert run(spark, cfg, state, env_config=env(state)).ok
+    assert target_versions(target) == sorted(seen)
+    # nothing new: nothing added
+    assert run(spark, cfg, state, env_config=env(state)).ok
+    assert target_versions(target) == sorted(seen)
+    bm = SqliteBookmarkStore(state).get("pg_inc")
+    assert bm.sources["src"].column == ["updated_at", "id"] and bm.sources["src"].watermark[1] == 41
+
+
+def touch_rows(df: Any, ctx: Any) -> Any:
+    """A python step that updates rows in the database after the run fixed its range and before Spark reads
+    the data (Spark reads when the write runs): a table updated while the job reads."""
+    assert _SERVER is not None
+    _SERVER.psql("UPDATE moving SET v = v + 1, updated_at = updated_at + interval '1 day' WHERE id % 4 = 0")
+    return df
+
+
+def test_rows_updated_while_the_job_reads_are_neither_lost_nor_doubled(
+        spark: Any, pg: PgServer, tmp_path: Path) -> None:
+    pg.psql("CREATE TABLE moving (id int PRIMARY KEY, v int NOT NULL, updated_at timestamp NOT NULL);"
+            "INSERT INTO moving SELECT g, 0, timestamp '2024-01-01' + g * interval '1 second' "
+            "FROM generate_series(1, 40) g")
+    target, state = tmp_path / "out", tmp_path / "state.db"
+    cfg = jdbc_job(pg, target, "moving", "pg_moving", incremental={"mode": "watermark",
+                                                                   "column": ["updated_at", "id"]},
+                   parallel={"column": "id", "partitions": 2})
+    cfg = cfg.model_copy(update={"transform": JobConfig.model_validate({
+        "job": "x", "sources": {"s": {"format": "csv", "path": "/x"}}, "target": {"path": "/y"},
+        "transform": [{"python": "tests.e2e.test_jdbc_postgres:touch_rows"}]}).transform})
+    assert run(spark, cfg, state, env_config=env(state)).ok
+    pg.psql("INSERT INTO moving VALUES (1000, 7, timestamp '2024-01-01 00:00:00')")  # late: its key is below hi
+    cfg2 = cfg.model_copy(update={"transform": []})
+    assert run(spark, cfg2, state, env_config=env(state)).ok
+    rows = target_versions(target)
+    assert len(rows) == len(set(rows)), "a row version was read twice"
+    ids = {i for i, _, _ in rows}
+    assert ids >= set(range(1, 41)), f"rows lost: {sorted(set(range(1, 41)) - ids)}"
+    # every updated row's new version is there (read by the second run)
+    now = {i: (ts, v) for i, ts, v in versions(pg, "moving")}
+    assert all((i, *now[i]) in rows for i in range(4, 41, 4))
+    # the limit of any watermark (Glue's too): a row written with a key below the bookmark is not read
+    assert 1000 not in ids
+
+
+def test_database_down_or_wrong_password_fails_clearly_and_moves_no_bookmark(
+        spark: Any, pg: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pg.psql("CREATE TABLE IF NOT EXISTS small (id int, updated_at timestamp);"
+            "INSERT INTO small VALUES (1, '2024-01-01'), (2, NULL)")
+    target, state = tmp_path / "out", tmp_path / "state.db"
+    inc = {"mode": "watermark", "column": "updated_at"}
+    ok = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state, env_config=env(state))
+    assert ok.ok, (ok.error, ok.hint)
+    assert [x["id"] for x in delta_rows(target, order="id")] == [1]  # the NULL row is skipped, and reported
+    bm = SqliteBookmarkStore(state).get("pg_small").to_json()
+    pg.psql("INSERT INTO small VALUES (3, '2024-02-01')")
+    monkeypatch.setenv(SECRET, "not-the-password")
+    bad = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state, env_config=env(state))
+    assert bad.exit_code == 1 and bad.error_stage == "extract"
+    assert "127.0.0.1" in bad.error and f"user '{USER}'" in bad.error and "password authentication" in bad.error
+    assert "not-the-password" not in repr(bad.to_dict()) and PASSWORD not in repr(bad.to_dict())
+    monkeypatch.setenv(SECRET, PASSWORD)
+    down = jdbc_job(pg, target, "small", "pg_small", incremental=inc).model_copy(deep=True)
+    down.sources["src"].url = f"jdbc:postgresql://127.0.0.1:{pg.port + 1 if pg.port < 65535 else 1}/shop"
+    r = run(spark, down, state, env_config=env(state))
+    assert r.exit_code == 1 and "cannot connect to the database at 127.0.0.1" in r.error, r.error
+    missing = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental={"mode": "watermark",
+                                                                                 "column": "changed_at"}),
+                  state, env_config=env(state))
+    assert missing.exit_code == 1 and "no watermark column 'changed_at'" in missing.error
+    assert "updated_at" in missing.error  # the columns it has
+    assert SqliteBookmarkStore(state).get("pg_small").to_json() == bm  # no failed run moved the bookmark
+    assert [x["id"] for x in delta_rows(target, order="id")] == [1]
+
+
+ETL = str(Path(sys.executable).parent / "etl")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_loses_and_doubles_nothing(spark: Any, pg: PgServer, tmp_path: Path) -> None:
+    """`etl run` killed with SIGKILL right after the target committed (the bookmark cache not yet updated, the
+    run record still RUNNING): the re-run reads only what is new, every row exactly once. (A kill before the
+    commit leaves nothing: tests/e2e/test_crash_exactly_once.py covers every point for file sources.)"""
+    pg.psql("CREATE TABLE killed (id int PRIMARY KEY, v int, updated_at timestamp NOT NULL);"
+            "INSERT INTO killed SELECT g, g, timestamp '2024-01-01' + g * interval '1 hour' "
+            "FROM generate_series(1, 20) g")
+    root = tmp_path / "proj"
+    (root / "conf").mkdir(parents=True)
+    (root / "jobs").mkdir()
+    (root / "conf" / "local.yaml").write_text(yaml.safe_dump({"state": {"path": "../.etl/state.db"},
+                                                              "catalog": {"path": "../.etl/catalog.db"}}))
+    spec = {"job": "pg_kill", "sources": {"src": {
+        "format": "jdbc", "url": pg.url, "table": "killed", "user": USER, "password": "${secret:" + SECRET + "}",
+        "incremental": {"mode": "watermark", "column": ["updated_at", "id"]}}},
+        "target": {"format": "delta", "path": str(root / "out"), "mode": "append"}}
+    (root / "jobs" / "pg_kill.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    cfg = JobConfig.model_validate(spec)
+    state = root / ".etl" / "state.db"
+    for point, more in (("write.committed", 21),):
+        proc = subprocess.run([ETL, "run", "jobs/pg_kill.yaml"], cwd=root, capture_output=True, timeout=300,
+                              env={**os.environ, "ETL_FAULT_KILL_AT": point}, check=False)
+        assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+        assert PASSWORD.encode() not in proc.stdout + proc.stderr
+        r = run(spark, cfg, state, env_config=EnvConfig.model_validate({"state": {"path": str(state)}}))
+        assert r.ok, (r.error, r.hint)
+        got = sorted((x["id"], x["v"]) for x in delta_rows(root / "out", order="id"))
+        assert got == sorted((int(i), int(v)) for i, v in pg.psql("SELECT id, v FROM killed")), point
+        pg.psql(f"INSERT INTO killed VALUES ({more}, {more}, timestamp '2024-02-01' + {more} * interval '1 hour')")
