@@ -275,9 +275,6 @@ class WorkflowGraph:
                 out.setdefault(a.node, []).append(i)
         return out
 
-    def start_nodes(self) -> list[str]:
-        return list(dict.fromkeys(a.node for t in self.starters() for a in t.actions))
-
     # -- edges -----------------------------------------------------------------------------------------------
     def edges(self) -> list[Edge]:
         return [Edge(c.node, a.node, t.name, c.state or "") for t in self.triggers for c in t.conditions
@@ -327,9 +324,6 @@ class WorkflowGraph:
                                "trigger when the nodes it watches have ended, and this one watches none; add the "
                                "condition on the job that writes the property (e.g. {job: J, state: SUCCEEDED})")))
         return out
-
-    def watchers(self, node: str) -> list[Trigger]:
-        return [t for t in self.in_run(enabled_only=False) if any(c.node == node for c in t.conditions)]
 
     def display_edges(self) -> list[tuple[str, str, str]]:
         """Edges as Glue draws a workflow (triggers are nodes): node -> trigger (labelled with the state), trigger
@@ -500,11 +494,6 @@ class WorkflowGraph:
             return Verdict(True, f"{t.logical}: " + ", ".join(met)), met
         return Verdict(False, f"not fired ({t.logical}): " + ("ERROR: " if error else "") + "; ".join(whys),
                        error), met
-
-    def settled(self, t: Trigger, states: dict[str, str | None], running: Callable[[str], bool]) -> bool:
-        """True when none of the trigger's watched nodes can still change state in this run (then a property
-        condition that does not hold is final)."""
-        return all(not running(c.node) for c in t.conditions if not is_property(c))
 
 
 def _group(level: dict[str, int]) -> list[list[str]]:

@@ -226,7 +226,7 @@ class WorkflowRun:
         self._stop_reason: str | None = None
         self.graph = WorkflowGraph(config)
         self._conditional = self.graph.in_run()
-        self._verdicts: dict[str, str] = {}  # trigger -> why it did not fire (property conditions)
+        self._errors_logged: set[str] = set()  # triggers whose property condition was an ERROR (logged once)
 
     # -------------------------------------------------------------------------------------------- public
 
@@ -545,10 +545,9 @@ class WorkflowRun:
             verdict, _met = self.graph.evaluate(t, states, self._properties)
             if verdict.holds:
                 self._fire(t, verdict.why)
-            elif verdict.error and t.name not in self._verdicts:
-                self._log(f"trigger {t.name}: ERROR: {verdict.why}")
-            if not verdict.holds:
-                self._verdicts[t.name] = verdict.why
+            elif verdict.error and t.name not in self._errors_logged:
+                self._errors_logged.add(t.name)
+                self._log(f"trigger {t.name} {verdict.why}")
 
     def _properties(self) -> dict[str, Any]:
         return self.properties.as_dict() if self.properties is not None else {}
