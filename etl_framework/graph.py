@@ -4,12 +4,13 @@ progress can be drawn with the same renderer."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from etl_framework.config.model import Trigger, WorkflowConfig
+from etl_framework.workflow_graph import WorkflowGraph, kind_of
 
-FORMATS = ("text", "mermaid", "dot")
+FORMATS = ("text", "mermaid", "dot", "asl")
 STATE_COLORS = {
     "SUCCEEDED": "#c8e6c9", "RUNNING": "#bbdefb", "STARTING": "#bbdefb", "FAILED": "#ffcdd2", "ERROR": "#ffcdd2",
     "TIMEOUT": "#ffe0b2", "STOPPED": "#e0e0e0", "CANCELLED": "#e0e0e0", "WAITING": "#fff9c4",
@@ -24,61 +25,26 @@ def render(workflow: WorkflowConfig, fmt: str = "text", states: dict[str, str] |
         return render_mermaid(workflow, states)
     if fmt == "dot":
         return render_dot(workflow, states)
+    if fmt == "asl":
+        import json
+
+        from etl_framework.deploy.asl import state_machine
+
+        return json.dumps(state_machine(workflow), indent=2) + "\n"
     raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
 def _kind(workflow: WorkflowConfig, node: str) -> str:
-    return "crawler" if node in workflow.crawlers else "job"
+    return WorkflowGraph(workflow).kind(node)
 
 
 def levels(workflow: WorkflowConfig) -> list[list[str]]:
-    """Nodes in the order they can run: level 0 is started by start triggers, level n+1 by conditions on
-    earlier levels (nodes that are never started are left out)."""
-    level: dict[str, int] = {}
-    for _ in range(len(workflow.jobs) + len(workflow.crawlers) + 2):  # bounded: cycles never settle
-        new: dict[str, int] = {}
-        for t in workflow.triggers:
-            lv = 0
-            if t.type == "conditional":
-                watched = [level[c.node] for c in t.conditions if c.node in level]
-                if not watched or (t.logical == "and" and len(watched) < len(t.conditions)):
-                    continue
-                lv = (max(watched) if t.logical == "and" else min(watched)) + 1
-            for a in t.actions:
-                new[a.node] = min(new.get(a.node, lv), lv)
-        if new == level:
-            break
-        level = new
-    out: list[list[str]] = []
-    for node, lv in sorted(level.items(), key=lambda kv: (kv[1], kv[0])):
-        while len(out) <= lv:
-            out.append([])
-        out[lv].append(node)
-    return out
+    """Nodes in the order they can run (`WorkflowGraph.levels`)."""
+    return WorkflowGraph(workflow).levels()
 
 
 def _describe_trigger(t: Trigger, now: datetime | None, with_next: bool = True) -> str:
-    if t.type == "on_demand":
-        return "on demand"
-    if t.type == "scheduled":
-        text = f"scheduled {t.schedule}"
-        if not with_next:
-            return text
-        try:
-            from etl_framework.config.cron import next_fire
-
-            nxt = next_fire(t.schedule or "", now or datetime.now(UTC))
-            if nxt:
-                text += f" (next {nxt:%Y-%m-%d %H:%M} UTC)"
-        except ValueError:
-            pass
-        return text
-    if t.type == "event":
-        w = t.watch
-        batch = f", batch {t.batch.size} files or {t.batch.window_seconds}s" if t.batch else ""
-        return f"event: new files {w.pattern} under {w.path}{batch}" if w else "event"
-    joiner = " and " if t.logical == "and" else " or "
-    return "when " + joiner.join(f"{c.node} {c.state}" for c in t.conditions)
+    return kind_of(t).describe(t, now, with_next)
 
 
 def _args(arguments: dict[str, Any]) -> str:
@@ -123,6 +89,7 @@ def _mid(name: str, prefix: str) -> str:
 
 def render_mermaid(workflow: WorkflowConfig, states: dict[str, str] | None = None) -> str:
     states = states or {}
+    graph = WorkflowGraph(workflow)
     out = ["flowchart LR"]
     for name in workflow.crawlers:
         label = name + (f"<br/>{states[name]}" if name in states else "")
@@ -132,11 +99,9 @@ def render_mermaid(workflow: WorkflowConfig, states: dict[str, str] | None = Non
         out.append(f'  {_mid(name, "j")}["job: {label}"]')
     for t in workflow.triggers:
         tid = _mid(t.name, "t")
-        desc = _describe_trigger(t, None, with_next=False).replace('"', "'")
-        if t.type == "conditional":
-            desc = f"{t.logical.upper()}"
+        desc = kind_of(t).label(t).replace('"', "'")
         out.append(f'  {tid}{{{{"{t.name}: {desc}"}}}}')
-        for c in t.conditions:
+        for c in graph.node_conditions(t):
             src = _mid(c.node, "c" if _kind(workflow, c.node) == "crawler" else "j")
             out.append(f"  {src} -- {c.state} --> {tid}")
         for a in t.actions:
@@ -158,6 +123,7 @@ def _dq(text: str) -> str:
 
 def render_dot(workflow: WorkflowConfig, states: dict[str, str] | None = None) -> str:
     states = states or {}
+    graph = WorkflowGraph(workflow)
     out = [f"digraph {_dq(workflow.workflow)} {{", "  rankdir=LR;", '  node [fontname="Helvetica"];']
     for name in list(workflow.crawlers) + list(workflow.jobs):
         kind = _kind(workflow, name)
@@ -167,10 +133,10 @@ def render_dot(workflow: WorkflowConfig, states: dict[str, str] | None = None) -
             attrs += ["style=filled", f"fillcolor={_dq(STATE_COLORS[states[name]])}"]
         out.append(f"  {_dq(kind + ':' + name)} [{', '.join(attrs)}];")
     for t in workflow.triggers:
-        desc = t.logical.upper() if t.type == "conditional" else _describe_trigger(t, None, with_next=False)
+        desc = kind_of(t).label(t)
         out.append(f"  {_dq('trigger:' + t.name)} [label={_dq(t.name + chr(10) + desc)}, shape=hexagon"
                    + ("" if t.enabled else ", style=dashed") + "];")
-        for c in t.conditions:
+        for c in graph.node_conditions(t):
             out.append(f"  {_dq(_kind(workflow, c.node) + ':' + c.node)} -> {_dq('trigger:' + t.name)} "
                        f"[label={_dq(c.state)}];")
         for a in t.actions:

@@ -33,6 +33,10 @@ def render(result: Any, verbose: bool = False) -> list[str]:
             head += f"  ({c.note})"
         lines.append(head)
         for f, (old, new) in c.fields.items():
+            if f == "definition" and c.diff:  # a state machine: the definition's unified diff
+                lines.append("      definition:")
+                lines += [f"        {ln}" for ln in c.diff]
+                continue
             lines.append(f"      {f}: {_short(old)} -> {_short(new)}")
     return lines
 

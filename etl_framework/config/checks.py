@@ -182,15 +182,16 @@ def _spark_type_error(t: str) -> str | None:
 
 
 # Run properties the scheduler sets on the runs it starts (see etl_framework/scheduler): readable as ${run.X}
-# by the jobs of workflows that have such triggers.
+# by the jobs of workflows that have such triggers; each trigger type says which (etl_framework.workflow_graph).
 EVENT_RUN_PROPERTIES = ("event_files", "event_batch_id", "event_trigger")
 SCHEDULE_RUN_PROPERTIES = ("scheduled_time",)
 
 
 def trigger_run_properties(triggers: Any) -> tuple[str, ...]:
+    from etl_framework.workflow_graph import run_properties_of
+
     kinds = {t.get("type") for t in triggers if isinstance(t, dict)} if isinstance(triggers, list) else set()
-    return (EVENT_RUN_PROPERTIES if "event" in kinds else ()) + (
-        SCHEDULE_RUN_PROPERTIES if "scheduled" in kinds else ())
+    return run_properties_of(k for k in kinds if isinstance(k, str))
 
 
 def workflows_using(job_path: Path, project: Project | None) -> list[tuple[Path, dict[str, Any]]]:
@@ -649,11 +650,35 @@ def check_workflow(loaded: LoadedWorkflow, project: Project | None) -> list[Conf
     _guard(errors, lambda: _check_names(loaded, doc))
     _guard(errors, lambda: _check_triggers(loaded, doc))
     _guard(errors, lambda: _check_graph(loaded, doc))
+    _guard(errors, lambda: _check_orchestrator(loaded, doc, project))
     triggers = loaded.doc.data.get("triggers") if loaded.doc and isinstance(loaded.doc.data, dict) else None
     wf_props = {str(k) for k in loaded.config.run_properties} | set(trigger_run_properties(triggers))
     _guard(errors, lambda: check_run_refs(doc, set(RUN_BUILTINS) | wf_props,
                                           "built-ins, plus this workflow's run_properties"))
     return errors
+
+
+def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project | None) -> list[ConfigError]:
+    """What the env's orchestrator cannot run: Glue Workflows cannot test run properties (conditions on data); Step
+    Functions cannot test a trigger that watches no node (`WorkflowGraph.sfn_problems`)."""
+    from etl_framework.workflow_graph import WorkflowGraph, is_property
+
+    deploy = None
+    if project is not None:
+        try:
+            deploy = project.env_config(loaded.env).deploy
+        except Exception:  # noqa: BLE001 - a broken env config is reported by its own check
+            deploy = None
+    if deploy is None:
+        return []
+    if deploy.orchestrator == "step_functions":
+        return [doc.error(("triggers", i, "name"), f"{msg} (env {loaded.env}: deploy.orchestrator step_functions)")
+                for i, msg in WorkflowGraph(loaded.config).sfn_problems()]
+    return [doc.error(("triggers", i, "conditions", j, "property"), f"trigger '{t.name}': a condition on run property "
+                      f"'{c.property}' cannot be deployed to Glue Workflows (env {loaded.env}: deploy.orchestrator "
+                      "glue_workflows); it runs locally and on Step Functions: set deploy: {orchestrator: "
+                      "step_functions} in the env config", at_key=True)
+            for i, j, t, c in WorkflowGraph(loaded.config).each_condition() if is_property(c)]
 
 
 def _check_names(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
@@ -699,32 +724,34 @@ def _node_error(cfg: Any, doc: YamlDoc, path: tuple, job: str | None, crawler: s
 
 
 def _check_triggers(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
-    from etl_framework.config.cron import CronError, parse
+    from etl_framework.workflow_graph import NUMERIC_OPS, WorkflowGraph, as_number, kind_of
 
     cfg = loaded.config
     errors: list[ConfigError] = []
-    for i, t in enumerate(cfg.triggers):
-        if t is None:
+    graph = WorkflowGraph(cfg)
+    for i, t in graph.indexed:
+        for where, msg, offset in kind_of(t).check(t):
+            line, col = doc.scalar_pos(("triggers", i) + where, offset)
+            errors.append(ConfigError(doc.file, line, col, msg))
+    for i, j, t, c in graph.each_condition():
+        path = ("triggers", i, "conditions", j)
+        if c.property:
+            if c.op in NUMERIC_OPS and as_number(c.value) is None:
+                errors.append(doc.error(path + ("value",), f"trigger '{t.name}': '{c.op}' compares numbers, "
+                                        f"but value {c.value!r} is not a number"))
             continue
+        err = _node_error(cfg, doc, path, c.job, c.crawler)
+        if err:
+            errors.append(err)
+            continue
+        if c.job and c.state not in JOB_STATES:
+            errors.append(doc.error(path + ("state",), f"a condition on job '{c.job}' cannot watch state "
+                                    f"{c.state}: Glue watches jobs for {', '.join(JOB_STATES)}"))
+        if c.crawler and c.state not in CRAWLER_STATES:
+            errors.append(doc.error(path + ("state",), f"a condition on crawler '{c.crawler}' cannot watch "
+                                    f"state {c.state}: Glue watches crawlers for {', '.join(CRAWLER_STATES)}"))
+    for i, t in graph.indexed:
         base = ("triggers", i)
-        if t.schedule is not None:
-            try:
-                parse(t.schedule)
-            except CronError as e:
-                line, col = doc.scalar_pos(base + ("schedule",), e.offset)
-                errors.append(ConfigError(doc.file, line, col, f"trigger '{t.name}': invalid schedule: {e}"))
-        for j, c in enumerate(t.conditions):
-            path = base + ("conditions", j)
-            err = _node_error(cfg, doc, path, c.job, c.crawler)
-            if err:
-                errors.append(err)
-                continue
-            if c.job and c.state not in JOB_STATES:
-                errors.append(doc.error(path + ("state",), f"a condition on job '{c.job}' cannot watch state "
-                                        f"{c.state}: Glue watches jobs for {', '.join(JOB_STATES)}"))
-            if c.crawler and c.state not in CRAWLER_STATES:
-                errors.append(doc.error(path + ("state",), f"a condition on crawler '{c.crawler}' cannot watch "
-                                        f"state {c.state}: Glue watches crawlers for {', '.join(CRAWLER_STATES)}"))
         seen_nodes: set[str] = set()
         for j, a in enumerate(t.actions):
             path = base + ("actions", j)
@@ -748,91 +775,35 @@ def _check_triggers(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
 def _check_graph(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
     """Cycles, and conditions that can never be met (their node is started by no trigger, or only by triggers
     that can never fire)."""
+    from etl_framework.workflow_graph import WorkflowGraph
+
     cfg = loaded.config
     errors: list[ConfigError] = []
     if not cfg.triggers:
         return errors
+    graph = WorkflowGraph(cfg)
     if any(t is None for t in cfg.triggers):
         # some triggers are invalid: reachability would mislead, but a cycle among the valid ones is still one
-        return _check_cycles(cfg, doc)
-    nodes = set(cfg.jobs) | set(cfg.crawlers)
-    started_by: dict[str, list[int]] = {}
-    for i, t in enumerate(cfg.triggers):
-        for a in t.actions:
-            started_by.setdefault(a.node, []).append(i)
-    starters = [i for i, t in enumerate(cfg.triggers) if t.type != "conditional"]
-    if not starters:
+        return _check_cycles(graph, doc)
+    if not graph.starters():
         errors.append(doc.error(("triggers",), "no trigger starts this workflow: add an on_demand, scheduled or "
                                 "event trigger", at_key=True))
-    # conditions on nodes that no trigger starts
-    for i, t in enumerate(cfg.triggers):
-        for j, c in enumerate(t.conditions):
-            if c.node in nodes and c.node not in started_by:
-                errors.append(doc.error(("triggers", i, "conditions", j), f"this condition can never be met: no "
-                                        f"trigger starts '{c.node}'", at_key=True))
-    # reachability: which conditional triggers can ever fire
-    reached: set[str] = set()
-    fired: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for i, t in enumerate(cfg.triggers):
-            if i in fired:
-                continue
-            conds = [c.node for c in t.conditions]
-            if t.type != "conditional":
-                ok = True
-            elif t.logical == "and":
-                ok = all(n in reached for n in conds)
-            else:
-                ok = any(n in reached for n in conds)
-            if ok:
-                fired.add(i)
-                reached |= {a.node for a in t.actions}
-                changed = True
-    for i, t in enumerate(cfg.triggers):
-        if t.type == "conditional" and i not in fired:
-            never = [c.node for c in t.conditions if c.node not in reached]
-            direct = [n for n in never if n not in started_by]
-            if never and len(direct) < len(never):  # not already reported at the condition itself
-                errors.append(doc.error(("triggers", i, "name"), f"trigger '{t.name}' can never fire: "
-                                        f"{', '.join(n for n in never if n in started_by)} only start(s) after "
-                                        "triggers that can never fire"))
-    errors += _check_cycles(cfg, doc)
+    direct, later = graph.unmet()
+    for i, j, node in direct:
+        errors.append(doc.error(("triggers", i, "conditions", j), f"this condition can never be met: no "
+                                f"trigger starts '{node}'", at_key=True))
+    for i, nodes in later:
+        errors.append(doc.error(("triggers", i, "name"), f"trigger '{cfg.triggers[i].name}' can never fire: "
+                                f"{', '.join(nodes)} only start(s) after triggers that can never fire"))
+    errors += _check_cycles(graph, doc)
     return errors
 
 
-def _check_cycles(cfg: Any, doc: YamlDoc) -> list[ConfigError]:
+def _check_cycles(graph: Any, doc: YamlDoc) -> list[ConfigError]:
     """A cycle: node -> (a trigger watching it) -> node ... -> the first node; reported at the closing trigger."""
-    errors: list[ConfigError] = []
-    # cycles: node -> nodes started by a trigger watching it
-    edges: dict[str, list[tuple[str, int]]] = {}
-    for i, t in enumerate(cfg.triggers):
-        if t is None:
-            continue
-        for c in t.conditions:
-            for a in t.actions:
-                edges.setdefault(c.node, []).append((a.node, i))
-    color: dict[str, int] = {}
-    reported: set[frozenset[str]] = set()
-
-    def dfs(n: str, stack: list[str]) -> None:
-        color[n] = 1
-        for m, i in edges.get(n, []):
-            if color.get(m) == 1:
-                cycle = stack[stack.index(m):] + [m] if m in stack else [n, m]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    errors.append(doc.error(("triggers", i, "name"), f"workflow cycle: {' -> '.join(cycle)} "
-                                            f"(trigger '{cfg.triggers[i].name}' closes it); Glue workflows are "
-                                            "acyclic"))
-            elif color.get(m) is None:
-                dfs(m, stack + [m])
-        color[n] = 2
-
-    roots = [a.node for t in cfg.triggers if t is not None and t.type != "conditional" for a in t.actions]
-    for n in list(dict.fromkeys(roots)) + sorted(edges):  # from the start, so the back edge closes the cycle
-        if color.get(n) is None:
-            dfs(n, [n])
-    return errors
+    out = []
+    for cyc in graph.cycles():
+        name = graph.config.triggers[cyc.trigger_index].name
+        out.append(doc.error(("triggers", cyc.trigger_index, "name"), f"workflow cycle: {' -> '.join(cyc.nodes)} "
+                             f"(trigger '{name}' closes it); Glue workflows are acyclic"))
+    return out

@@ -8,6 +8,7 @@ importable in milliseconds.
 
 from __future__ import annotations
 
+import builtins
 import warnings
 from typing import Any, Literal
 
@@ -351,17 +352,37 @@ class Action(Strict):
 
 
 class Condition(Strict):
+    """A node's end state (Glue's Condition: `{job: J, state: SUCCEEDED}`), or, beyond Glue, a run property a job
+    wrote (`{property: auc, op: ">=", value: 0.8}`; run locally and on Step Functions, refused for Glue Workflows)."""
+
     job: str | None = None
     crawler: str | None = None
-    state: NodeState
+    state: NodeState | None = Field(None, description="the node's end state (job and crawler conditions)")
+    property: str | None = Field(
+        None, pattern=IDENT_PATTERN,
+        description="a run property (written by a job of the run, or given at start), compared with 'value'")
+    op: Literal[">=", ">", "<=", "<", "==", "!="] | None = Field(
+        None, description="property conditions: >=, >, <=, < compare numbers; == and != numbers or text")
+    value: str | int | float | bool | None = Field(None, description="property conditions: what 'op' compares with")
 
     @model_validator(mode="after")
     def _one(self) -> Condition:
-        if bool(self.job) == bool(self.crawler):
-            raise ValueError("a condition names exactly one of 'job' or 'crawler'")
+        if sum(bool(x) for x in (self.job, self.crawler, self.property)) != 1:
+            raise ValueError("a condition names exactly one of 'job', 'crawler' or 'property'")
+        if self.property:
+            if self.state:
+                raise ValueError("'state' is for job and crawler conditions; a property condition has 'op' and "
+                                 "'value'")
+            if self.op is None or self.value is None:
+                raise ValueError("a property condition needs 'op' (>=, >, <=, <, ==, !=) and 'value'")
+        else:
+            if self.state is None:
+                raise ValueError("a job or crawler condition needs 'state'")
+            if self.op is not None or self.value is not None:
+                raise ValueError("'op' and 'value' are only for property conditions")
         return self
 
-    @property
+    @builtins.property  # the field `property` shadows the builtin in this class body
     def node(self) -> str:
         return self.job or self.crawler or ""
 
@@ -391,14 +412,11 @@ class Trigger(Strict):
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> Trigger:
-        need = {"scheduled": "schedule", "conditional": "conditions", "event": "watch"}
-        for kind, key in need.items():
-            if self.type == kind and not getattr(self, key):
-                raise ValueError(f"a {kind} trigger needs '{key}'")
-            if self.type != kind and getattr(self, key):
-                raise ValueError(f"'{key}' is only for {kind} triggers")
-        if self.batch and self.type != "event":
-            raise ValueError("'batch' is only for event triggers")
+        from etl_framework.workflow_graph import kind_of
+
+        problem = kind_of(self).check_fields(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -450,6 +468,11 @@ class DeployConfig(Strict):
     connections: list[str] = Field(
         default_factory=list, description="Glue Connections (existing, by name) attached to every job with a jdbc "
         "source: the network path to the database; the password stays a ${secret:NAME} in Secrets Manager")
+    orchestrator: Literal["glue_workflows", "step_functions"] = Field(
+        "glue_workflows", description="what runs the workflows on AWS: a Glue Workflow with its triggers, or a Step "
+                                      "Functions state machine (with EventBridge schedules and rules) per workflow")
+    poll_seconds: int = Field(30, ge=1, le=3600, description="step_functions: seconds between two polls of a "
+                                                             "running Glue job run or crawler")
 
 
 class EnvConfig(Strict):

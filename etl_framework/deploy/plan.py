@@ -33,7 +33,7 @@ from etl_framework.errors import EtlError
 SHA_KEY = "etl-sha256"
 UNCHANGEABLE = {"trigger": ("Type", "WorkflowName")}  # Glue cannot update these: delete + create
 MANAGED_S3 = ("scripts/", "wheels/", "jars/", "project/")  # under DesiredState.s3_root; tmp/ is Glue's scratch
-TAGGED = ("job", "crawler", "workflow", "trigger", "event_rule")  # what deploy tags, checks and may prune
+TAGGED = ("job", "crawler", "workflow", "trigger", "event_rule", "state_machine", "schedule_group")  # what deploy tags, checks and may prune
 TAGS = "Tags."  # diff fields of missing tags: `Tags.etl:project`
 
 
@@ -50,11 +50,14 @@ class Change:
     note: str = ""
     resource: Resource | Artifact | None = field(default=None, repr=False)
     actual: dict[str, Any] | None = field(default=None, repr=False)
+    diff: list[str] = field(default_factory=list)  # state machines: the definition's unified diff
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "action": self.action}
         if self.fields:
             out["fields"] = {k: {"from": a, "to": b} for k, (a, b) in self.fields.items()}
+        if self.diff:
+            out["diff"] = self.diff
         if self.note:
             out["note"] = self.note
         return out
@@ -120,9 +123,27 @@ def compared(kind: str, spec: dict[str, Any], actual: dict[str, Any]) -> tuple[d
     have = normalize({k: actual.get(k) for k in keys})
     if kind == "job" and "Command" in have:  # Glue adds Runtime etc. to Command; compare what we set
         have["Command"] = {k: v for k, v in have["Command"].items() if k in want.get("Command", {})}
+    if kind == "schedule" and isinstance(have.get("Target"), dict):  # the Scheduler fills in retry defaults
+        have["Target"] = {k: v for k, v in have["Target"].items() if k in want.get("Target", {})}
+    if kind == "state_machine" and isinstance(have.get("definition"), str):  # same JSON, any layout
+        have["definition"] = json.dumps(json.loads(have["definition"]), sort_keys=True, separators=(",", ":"))
     if kind == "event_rule" and isinstance(have.get("EventPattern"), str):  # same JSON, any key order
         have["EventPattern"] = json.dumps(json.loads(have["EventPattern"]), sort_keys=True)
     return want, have
+
+
+def definition_diff(old: Any, new: Any) -> list[str]:
+    """A state machine definition's change as a unified diff of the indented JSON (what `--dry-run` shows)."""
+    import difflib
+
+    def lines(text: Any) -> list[str]:
+        try:
+            return json.dumps(json.loads(text or "{}"), indent=2, sort_keys=True).splitlines()
+        except (TypeError, ValueError):
+            return str(text).splitlines()
+
+    return [ln.rstrip("\n") for ln in difflib.unified_diff(lines(old), lines(new), "deployed", "desired", n=2,
+                                                             lineterm="")]
 
 
 def trigger_active(actual: dict[str, Any]) -> bool:
@@ -148,6 +169,8 @@ class Aws:
         self.iam = boto3.client("iam", **kw)
         self.dynamodb = boto3.client("dynamodb", **kw)
         self.events = boto3.client("events", **kw)
+        self.sfn = boto3.client("stepfunctions", **kw)
+        self.scheduler = boto3.client("scheduler", **kw)
         self.account: str | None = None
         self.partition = "aws"
 
@@ -301,6 +324,28 @@ class Deployer:
                                   f"{error_message(e)}") from e
             rule["Targets"] = ev.list_targets_by_rule(Rule=name).get("Targets", [])
             return rule
+        if kind == "state_machine":
+            arn = self.sfn_arn(name)
+            try:
+                got = self.aws.sfn.describe_state_machine(stateMachineArn=arn)
+            except ClientError as e:
+                if error_code(e) in ("StateMachineDoesNotExist", "ResourceNotFound"):
+                    return None
+                raise DeployError(f"Step Functions DescribeStateMachine for {name} failed: {error_code(e)}: "
+                                  f"{error_message(e)}") from e
+            return {**got, "Arn": arn}
+        if kind in ("schedule", "schedule_group"):
+            sch = self.aws.scheduler
+            try:
+                if kind == "schedule_group":
+                    return sch.get_schedule_group(Name=name)
+                group = next(r.spec["GroupName"] for r in self.desired.of("schedule") if r.name == name)
+                return sch.get_schedule(Name=name, GroupName=group)
+            except ClientError as e:
+                if error_code(e) == "ResourceNotFoundException":
+                    return None
+                raise DeployError(f"EventBridge Scheduler Get for {kind} {name} failed: {error_code(e)}: "
+                                  f"{error_message(e)}") from e
         if kind == "state_table":
             try:
                 return self.aws.dynamodb.describe_table(TableName=name)["Table"]
@@ -325,12 +370,25 @@ class Deployer:
             api = "Get" + kind.capitalize()
             raise DeployError(f"Glue {api} for {kind} {name} failed: {error_code(e)}: {error_message(e)}") from e
 
+    def sfn_arn(self, name: str) -> str:
+        return f"arn:{self.aws.partition}:states:{self.aws.region}:{self.aws.account}:stateMachine:{name}"
+
     def arn(self, kind: str, name: str) -> str:
         """A Glue resource's ARN (`arn:aws:glue:REGION:ACCOUNT:job/NAME`), for GetTags and TagResource."""
         return f"arn:{self.aws.partition}:glue:{self.aws.region}:{self.aws.account}:{kind}/{name}"
 
     def tags_of(self, kind: str, name: str, rule_arn: str | None = None) -> dict[str, str]:
-        """The tags a resource carries now (Glue GetTags, EventBridge ListTagsForResource)."""
+        """The tags a resource carries now (Glue GetTags, EventBridge / Step Functions / Scheduler
+        ListTagsForResource)."""
+        if kind == "state_machine":
+            got = self.call("Step Functions ListTagsForResource", f"state machine {name}",
+                            self.aws.sfn.list_tags_for_resource, resourceArn=rule_arn or self.sfn_arn(name))
+            return {t["key"]: t["value"] for t in got.get("tags", [])}
+        if kind == "schedule_group":
+            arn = rule_arn or f"arn:{self.aws.partition}:scheduler:{self.aws.region}:{self.aws.account}:schedule-group/{name}"
+            got = self.call("Scheduler ListTagsForResource", f"schedule group {name}",
+                            self.aws.scheduler.list_tags_for_resource, ResourceArn=arn)
+            return {t["Key"]: t["Value"] for t in got.get("Tags", [])}
         if kind == "event_rule":
             arn = rule_arn or f"arn:{self.aws.partition}:events:{self.aws.region}:{self.aws.account}:rule/{name}"
             got = self.call("EventBridge ListTagsForResource", f"rule {name}", self.aws.events.list_tags_for_resource,
@@ -409,9 +467,35 @@ class Deployer:
             if not token:
                 break
         listed["event_rule"] = rules
-        for kind in ("event_rule", "trigger", "workflow", "job", "crawler"):
+        machines = []
+        from botocore.exceptions import ClientError
+
+        try:  # a Glue-only deployer may lack states:ListStateMachines: then there is nothing of ours to find
+            pages = list(self.aws.sfn.get_paginator("list_state_machines").paginate())
+        except ClientError as e:
+            if d.orchestrator == "step_functions":
+                raise DeployError(f"Step Functions ListStateMachines failed: {error_code(e)}: {error_message(e)}") \
+                    from e
+            pages = []
+        for page in pages:
+            for m in page.get("stateMachines", []):
+                n = m["name"]
+                if n.startswith(d.name_prefix) and ("state_machine", n) not in wanted \
+                        and self.ours(self.tags_of("state_machine", n, m["stateMachineArn"])):
+                    machines.append(n)
+        listed["state_machine"] = machines
+        schedules = []
+        for g in {r.spec["GroupName"] for r in self.desired.of("schedule")} | {
+                r.name for r in self.desired.of("schedule_group")}:
+            try:
+                found = self.aws.scheduler.list_schedules(GroupName=g).get("Schedules", [])
+            except Exception:  # noqa: BLE001 - a group not made yet holds nothing
+                found = []
+            schedules += [f"{g}/{x['Name']}" for x in found if ("schedule", x["Name"]) not in wanted]
+        listed["schedule"] = schedules
+        for kind in ("event_rule", "schedule", "trigger", "workflow", "state_machine", "job", "crawler"):
             for n in sorted(listed[kind]):
-                if n.startswith(d.name_prefix) and (kind, n) not in wanted:
+                if (kind == "schedule" or n.startswith(d.name_prefix)) and (kind, n) not in wanted:
                     out.append(Change(kind, n, "orphan", note="not defined by the project any more"))
         bucket, root = split_s3(self.desired.s3_root)  # <s3_prefix>/<project>/<env>: never another's files
         wanted_keys = {split_s3(a.uri)[1] for a in self.desired.artifacts}
@@ -427,11 +511,13 @@ class Deployer:
     # -- planning ----------------------------------------------------------------------------------------------
 
     def fill_arns(self) -> None:
-        """Event rule targets name the workflow by ARN, known once the account is."""
+        """Event rule and schedule targets name the workflow or state machine by ARN, known once the account is."""
+        fmt = {"partition": self.aws.partition, "region": self.aws.region, "account": self.aws.account}
         for r in self.desired.of("event_rule"):
             for t in r.spec["Targets"]:
-                t["Arn"] = t["Arn"].format(partition=self.aws.partition, region=self.aws.region,
-                                           account=self.aws.account)
+                t["Arn"] = t["Arn"].format(**fmt)
+        for r in self.desired.of("schedule"):
+            r.spec["Target"]["Arn"] = r.spec["Target"]["Arn"].format(**fmt)
 
     def plan(self) -> Plan:
         self.fill_arns()
@@ -451,7 +537,7 @@ class Deployer:
             if actual is None:
                 changes.append(Change(res.kind, res.name, "create", resource=res))
                 continue
-            if res.kind in ("database", "state_table"):  # never changed or removed: they hold data
+            if res.kind in ("database", "state_table", "schedule_group"):  # never changed (data, or a container)
                 changes.append(Change(res.kind, res.name, "unchanged", resource=res, actual=actual))
                 continue
             want, have = compared(res.kind, res.spec, actual)
@@ -463,14 +549,17 @@ class Deployer:
                     taken.append(f"{res.kind} {res.name} belongs to {owner}")
                     continue
                 diff.update({TAGS + k: (tags.get(k), v) for k, v in self.desired.tags.items() if tags.get(k) != v})
-            if res.kind == "trigger" and res.spec["Type"] != "ON_DEMAND" and trigger_active(actual) != res.enabled:
+            if res.kind == "trigger" and trigger_active(actual) != res.enabled:
                 diff["State"] = (actual.get("State"), "ACTIVATED" if res.enabled else "DEACTIVATED")
             if not diff:
                 changes.append(Change(res.kind, res.name, "unchanged", resource=res, actual=actual))
                 continue
             fixed = UNCHANGEABLE.get(res.kind, ())
             action = "replace" if any(f.split(".")[0] in fixed for f in diff) else "update"
-            changes.append(Change(res.kind, res.name, action, diff, resource=res, actual=actual))
+            change = Change(res.kind, res.name, action, diff, resource=res, actual=actual)
+            if res.kind == "state_machine" and "definition" in diff:
+                change.diff = definition_diff(*diff["definition"])
+            changes.append(change)
         if taken:
             raise DeployError(
                 f"this deploy (project '{self.desired.project}', env '{self.desired.env}') would take over resources "
@@ -487,12 +576,13 @@ class Deployer:
         """Make the plan's changes in dependency order; returns the changes made."""
         done: list[Change] = []
         order = {"artifact": 0, "state_table": 1, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4,
-                 "event_rule": 5}
+                 "state_machine": 4, "schedule_group": 4, "schedule": 5, "event_rule": 5}
         for c in sorted(plan.pending, key=lambda c: order[c.kind]):
             self.apply_one(c)
             done.append(c)
         if prune:
-            rorder = {"event_rule": 0, "trigger": 1, "workflow": 2, "job": 3, "crawler": 3, "artifact": 4}
+            rorder = {"event_rule": 0, "schedule": 0, "trigger": 1, "workflow": 2, "state_machine": 2, "job": 3,
+                      "crawler": 3, "artifact": 4}
             for c in sorted(plan.by_action("orphan"), key=lambda c: rorder[c.kind]):
                 self.delete(c.kind, c.name)
                 c.action = "delete"
@@ -522,6 +612,14 @@ class Deployer:
         spec = dict(res.spec)
         if res.kind == "event_rule":
             self._put_rule(res, create=True)
+        elif res.kind == "state_machine":
+            self.write("Step Functions CreateStateMachine", what, self.aws.sfn.create_state_machine, **spec,
+                       tags=[{"key": k, "value": v} for k, v in tags.items()])
+        elif res.kind == "schedule_group":
+            self.write("Scheduler CreateScheduleGroup", what, self.aws.scheduler.create_schedule_group, Name=res.name,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        elif res.kind == "schedule":
+            self.write("Scheduler CreateSchedule", what, self.aws.scheduler.create_schedule, **spec)
         elif res.kind == "state_table":
             from etl_framework.state.dynamodb import DynamoState
 
@@ -540,7 +638,7 @@ class Deployer:
         elif res.kind == "workflow":
             self.write("Glue CreateWorkflow", what, g.create_workflow, **spec, Tags=tags)
         elif res.kind == "trigger":
-            start = res.enabled and spec["Type"] != "ON_DEMAND"
+            start = res.enabled  # False for on-demand triggers, which Glue cannot activate
             self.write("Glue CreateTrigger", what, g.create_trigger, **spec, StartOnCreation=start, Tags=tags)
 
     def update(self, res: Resource, c: Change) -> None:
@@ -554,6 +652,15 @@ class Deployer:
 
     def tag(self, res: Resource, tags: dict[str, str], rule_arn: str | None = None) -> None:
         what = f"{res.kind} {res.name}"
+        if res.kind == "state_machine":
+            self.write("Step Functions TagResource", what, self.aws.sfn.tag_resource, resourceArn=self.sfn_arn(res.name),
+                       tags=[{"key": k, "value": v} for k, v in tags.items()])
+            return
+        if res.kind == "schedule_group":
+            arn = f"arn:{self.aws.partition}:scheduler:{self.aws.region}:{self.aws.account}:schedule-group/{res.name}"
+            self.write("Scheduler TagResource", what, self.aws.scheduler.tag_resource, ResourceArn=arn,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            return
         if res.kind == "event_rule":
             arn = rule_arn or f"arn:{self.aws.partition}:events:{self.aws.region}:{self.aws.account}:rule/{res.name}"
             self.write("EventBridge TagResource", what, self.aws.events.tag_resource, ResourceARN=arn,
@@ -572,6 +679,14 @@ class Deployer:
             return False
         if res.kind == "event_rule":
             self._put_rule(res, create=False)
+            return False
+        if res.kind == "state_machine":
+            self.write("Step Functions UpdateStateMachine", what, self.aws.sfn.update_state_machine,
+                       stateMachineArn=self.sfn_arn(res.name), definition=res.spec["definition"],
+                       roleArn=res.spec["roleArn"])
+            return False
+        if res.kind == "schedule":
+            self.write("Scheduler UpdateSchedule", what, self.aws.scheduler.update_schedule, **res.spec)
             return False
         if res.kind == "trigger" and only_state:
             self._set_trigger_state(res)
@@ -645,6 +760,13 @@ class Deployer:
             self.write("Glue DeleteWorkflow", what, g.delete_workflow, Name=name)
         elif kind == "trigger":
             self.write("Glue DeleteTrigger", what, g.delete_trigger, Name=name)
+        elif kind == "state_machine":
+            self.write("Step Functions DeleteStateMachine", what, self.aws.sfn.delete_state_machine,
+                       stateMachineArn=self.sfn_arn(name))
+        elif kind == "schedule":
+            group, _, sname = name.partition("/")
+            self.write("Scheduler DeleteSchedule", what, self.aws.scheduler.delete_schedule, Name=sname,
+                       GroupName=group)
 
 
 __all__ = ["MANAGED_TAG", "Aws", "Change", "DeployError", "Deployer", "Plan"]

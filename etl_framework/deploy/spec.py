@@ -23,6 +23,7 @@ from etl_framework.config.errors import ConfigError, ConfigErrors
 from etl_framework.config.model import DeployConfig, EnvConfig, JobConfig, Trigger, WorkflowConfig
 from etl_framework.errors import UsageError
 from etl_framework.runtime.args import to_glue_arguments
+from etl_framework.workflow_graph import WorkflowGraph, kind_of
 
 MANAGED_TAG = "etl:managed-by"
 MANAGED_VALUE = "etl_framework"
@@ -61,7 +62,9 @@ SCHEMA_CHANGE = {
     "update": ({"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "DEPRECATE_IN_DATABASE"},
                "CRAWL_EVERYTHING"),
 }
-KIND_ORDER = ("state_table", "database", "job", "crawler", "workflow", "trigger", "event_rule")
+KIND_ORDER = ("state_table", "database", "job", "crawler", "workflow", "trigger", "state_machine", "schedule_group",
+              "schedule", "event_rule")
+SFN_ARN = "arn:{partition}:states:{region}:{account}:stateMachine:"
 
 
 @dataclass
@@ -200,13 +203,7 @@ def crawler_spec(name: str, path: str, database: str, table: str | None, schema_
 
 
 def predicate(t: Trigger, prefix: str, crawlers: set[str]) -> dict[str, Any]:
-    conds = []
-    for c in t.conditions:
-        if c.crawler or c.node in crawlers:
-            conds.append({"LogicalOperator": "EQUALS", "CrawlerName": prefix + c.node, "CrawlState": c.state})
-        else:
-            conds.append({"LogicalOperator": "EQUALS", "JobName": prefix + c.node, "State": c.state})
-    return {"Logical": "AND" if t.logical == "and" else "ANY", "Conditions": conds}
+    return kind_of(t).glue_fields(t, prefix, crawlers).get("Predicate", {})
 
 
 def trigger_spec(wf: WorkflowConfig, t: Trigger, d: DeployConfig) -> dict[str, Any]:
@@ -225,20 +222,16 @@ def trigger_spec(wf: WorkflowConfig, t: Trigger, d: DeployConfig) -> dict[str, A
     spec: dict[str, Any] = {
         "Name": trigger_name(prefix, wf.workflow, t.name),
         "WorkflowName": prefix + wf.workflow,
-        "Type": t.type.upper(),
+        "Type": kind_of(t).glue_type,
         "Actions": actions,
     }
-    if t.type == "scheduled":
-        spec["Schedule"] = t.schedule
-    elif t.type == "conditional":
-        spec["Predicate"] = predicate(t, prefix, set(wf.crawlers))
-    elif t.type == "event":
-        batch = t.batch
-        spec["EventBatchingCondition"] = {
-            "BatchSize": batch.size if batch else 1,
-            "BatchWindow": batch.window_seconds if batch else 900,
-        }
+    spec.update(kind_of(t).glue_fields(t, prefix, set(wf.crawlers)))
     return spec
+
+
+def trigger_specs(wf: WorkflowConfig, d: DeployConfig) -> list[tuple[Trigger, dict[str, Any]]]:
+    """Every trigger of the workflow with its Glue CreateTrigger parameters."""
+    return [(t, trigger_spec(wf, t, d)) for t in WorkflowGraph(wf).triggers]
 
 
 def trigger_name(prefix: str, workflow: str, trigger: str) -> str:
@@ -266,6 +259,65 @@ def event_rule_spec(name: str, path: str, pattern: str, workflow: str, d: Deploy
         "Targets": [{"Id": "glue-workflow", "Arn": "arn:{partition}:glue:{region}:{account}:workflow/" + workflow,
                      "RoleArn": d.role}],
     }
+
+
+def schedule_group_name(d: DeployConfig, project: str, env: str) -> str:
+    """EventBridge Scheduler schedules carry no tags: they live in this project's and env's own (tagged) group."""
+    return f"{d.name_prefix}etl-{project}-{env}"[:64]
+
+
+def state_machine_specs(wf: WorkflowConfig, lw: Any, d: DeployConfig, group: str, runs_root: str,
+                        warnings: list[str] | None = None) -> list[tuple[str, dict[str, Any], bool]]:
+    """Step Functions: the state machine of a workflow, an EventBridge Scheduler schedule per scheduled trigger (Glue
+    cron is EventBridge cron: same six fields, evaluated in UTC) and an EventBridge rule per event trigger (one
+    execution per new S3 object). Returns (kind, spec, enabled)."""
+    import json
+
+    from etl_framework.deploy.asl import HISTORY_LIMIT, definition_json, state_machine, worst_case_events
+
+    warnings = warnings if warnings is not None else []
+    name = d.name_prefix + wf.workflow
+    jobs = {n: j.config for n, j in (getattr(lw, "jobs", None) or {}).items()}
+    machine = state_machine(wf, jobs, prefix=d.name_prefix, poll_seconds=d.poll_seconds, properties_root=runs_root)
+    events = worst_case_events(wf, jobs, d.poll_seconds)
+    if events > HISTORY_LIMIT:
+        warnings.append(
+            f"workflow {wf.workflow}: if every job ran to its timeout_minutes, polling every {d.poll_seconds} s would "
+            f"take up to {events:,} execution history events, over Step Functions' {HISTORY_LIMIT:,} (the execution "
+            f"would then fail); raise deploy.poll_seconds to {d.poll_seconds * events // HISTORY_LIMIT + 1} or more, "
+            "or set shorter timeout_minutes on the jobs")
+    out: list[tuple[str, dict[str, Any], bool]] = [("state_machine", {
+        "name": name, "definition": definition_json(machine), "roleArn": d.role}, True)]
+    arn = SFN_ARN + name
+    for t in WorkflowGraph(wf).starters():
+        starter = kind_of(t).sfn_starter()
+        tname = trigger_name(d.name_prefix, wf.workflow, t.name)
+        if starter == "schedule":
+            out.append(("schedule", {
+                "Name": tname, "GroupName": group, "ScheduleExpression": t.schedule,
+                "ScheduleExpressionTimezone": "UTC", "FlexibleTimeWindow": {"Mode": "OFF"},
+                "State": "ENABLED" if t.enabled else "DISABLED",
+                "Description": f"etl_framework: trigger {t.name} of workflow {wf.workflow}",
+                "Target": {"Arn": arn, "RoleArn": d.role, "Input": json.dumps({"trigger": t.name})}}, t.enabled))
+        elif starter == "event_rule" and t.watch:
+            if t.batch and t.batch.size > 1:
+                warnings.append(
+                    f"workflow {wf.workflow}, trigger {t.name}: Step Functions starts one execution per new S3 object; "
+                    f"Glue's batching ({t.batch.size} files or {t.batch.window_seconds} s) has no EventBridge "
+                    "equivalent and is not kept" + (
+                        f"; beyond max_concurrent_runs ({wf.max_concurrent_runs}) an execution is refused "
+                        "(ConcurrentRunsExceeded)" if wf.max_concurrent_runs else ""))
+            rule = event_rule_spec(tname, t.watch.path, t.watch.pattern, name, d, t.enabled)
+            rule["Description"] = rule["Description"].replace("Glue workflow", "state machine")
+            bucket = json.loads(rule["EventPattern"])["detail"]["bucket"]["name"][0]
+            rule["Targets"] = [{
+                "Id": "state-machine", "Arn": arn, "RoleArn": d.role,
+                "InputTransformer": {
+                    "InputPathsMap": {"key": "$.detail.object.key"},
+                    "InputTemplate": json.dumps({"trigger": t.name, "run_properties": {
+                        "event_files": f"s3://{bucket}/<key>", "event_trigger": t.name}})}}]
+            out.append(("event_rule", rule, t.enabled))
+    return out
 
 
 def workflow_spec(wf: WorkflowConfig, d: DeployConfig) -> dict[str, Any]:
@@ -409,6 +461,8 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
             # the Glue Connection(s) give the job's workers a network path to the database (VPC, subnet, SG)
             spec["Connections"] = {"Connections": list(d.connections)}
         spec["ExecutionProperty"] = {"MaxConcurrentRuns": concurrency.get(cfg.job, 1)}
+        if d.orchestrator == "step_functions":  # the state machine's Retry retries (one retry mechanism, not two)
+            spec["MaxRetries"] = 0
         jf = display_path(lj.path)
         from_job: dict[str, tuple[int, int]] = {}
         doc = lj.doc
@@ -437,11 +491,24 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
                 state.warnings.append(warning)
             resources.append(Resource("crawler", spec["Name"], spec, wfile))
             databases.setdefault(c.database, wfile)
+        if d.orchestrator == "step_functions":
+            group = schedule_group_name(d, state.project, env)
+            try:
+                made = state_machine_specs(wf, lw, d, group, s3_join(prefix, "runs"), state.warnings)
+            except ValueError as e:  # AslError: over the size limit, a cycle
+                errors.append(ConfigError(wfile, 1, 1, f"workflow {wname}: {e}"))
+                continue
+            for kind, spec, enabled in made:
+                if kind == "schedule":
+                    resources.append(Resource("schedule_group", group, {"Name": group}, wfile))
+                rname = spec.get("Name") or spec["name"]
+                resources.append(Resource(kind, rname, spec, wfile, enabled=enabled))
+            continue
         resources.append(Resource("workflow", d.name_prefix + wname, workflow_spec(wf, d), wfile))
-        for t in wf.triggers:
-            spec = trigger_spec(wf, t, d)
-            resources.append(Resource("trigger", spec["Name"], spec, wfile, enabled=t.enabled))
-            if t.type == "event" and t.watch:
+        for t, spec in trigger_specs(wf, d):
+            resources.append(Resource("trigger", spec["Name"], spec, wfile,
+                                      enabled=t.enabled and kind_of(t).glue_activated))
+            if kind_of(t).sfn_starter() == "event_rule" and t.watch:
                 if not t.watch.path.startswith(("s3://", "s3a://", "s3n://")):
                     idx = wf.triggers.index(t)
                     line, col = lw.doc.pos(("triggers", idx, "watch", "path")) if lw.doc else (1, 1)

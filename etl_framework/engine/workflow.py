@@ -43,6 +43,7 @@ from etl_framework.state.workflows import (
     owner_alive,
     statistics_of,
 )
+from etl_framework.workflow_graph import WorkflowGraph, kind_of
 
 OK_STATES = ("SUCCEEDED",)
 FAILED_STATES = ("FAILED", "TIMEOUT", "STOPPED", "ERROR", "CANCELLED")
@@ -131,13 +132,13 @@ def build_node_specs(config: WorkflowConfig, jobs: dict[str, Any], job_paths: di
 
 def start_triggers(config: WorkflowConfig, names: list[str] | None = None) -> list[Trigger]:
     """The triggers that start a run: the named ones, else every enabled on-demand trigger."""
+    graph = WorkflowGraph(config)
     if names:
-        by_name = {t.name: t for t in config.triggers}
-        missing = [n for n in names if n not in by_name]
+        missing = [n for n in names if graph.trigger(n) is None]
         if missing:
             raise EtlError(f"workflow {config.workflow}: no trigger named {', '.join(missing)}")
-        return [by_name[n] for n in names]
-    found = [t for t in config.triggers if t.type == "on_demand" and t.enabled]
+        return [t for n in names if (t := graph.trigger(n)) is not None]
+    found = graph.on_demand()
     if not found:
         raise EtlError(
             f"workflow {config.workflow} has no enabled on_demand trigger to start it\n"
@@ -148,17 +149,7 @@ def start_triggers(config: WorkflowConfig, names: list[str] | None = None) -> li
 
 def downstream(config: WorkflowConfig, nodes: set[str]) -> set[str]:
     """Every node reachable from `nodes` through conditional triggers that watch them (nodes themselves included)."""
-    seen = set(nodes)
-    todo = list(nodes)
-    while todo:
-        n = todo.pop()
-        for t in config.triggers:
-            if t.type == "conditional" and any(c.node == n for c in t.conditions):
-                for a in t.actions:
-                    if a.node not in seen:
-                        seen.add(a.node)
-                        todo.append(a.node)
-    return seen
+    return WorkflowGraph(config).downstream(nodes)
 
 
 def stderr_progress(message: str) -> None:
@@ -233,7 +224,9 @@ class WorkflowRun:
         self.events: queue.Queue[tuple[str, str, int, Any]] = queue.Queue()
         self.properties: RunProperties | None = None
         self._stop_reason: str | None = None
-        self._conditional = [t for t in config.triggers if t.type == "conditional" and t.enabled]
+        self.graph = WorkflowGraph(config)
+        self._conditional = self.graph.in_run()
+        self._errors_logged: set[str] = set()  # triggers whose property condition was an ERROR (logged once)
 
     # -------------------------------------------------------------------------------------------- public
 
@@ -246,7 +239,7 @@ class WorkflowRun:
         self._begin(props, started_by=",".join(t.name for t in triggers), run_id=run_id)
         try:
             for t in triggers:
-                self._fire(t, f"started by {t.type} trigger")
+                self._fire(t, f"started by {kind_of(t).name} trigger")
             return self._loop()
         finally:
             self._cleanup()
@@ -285,9 +278,9 @@ class WorkflowRun:
             raise EtlError(
                 f"workflow run {previous_run_id} has no failed, timed-out, stopped or errored node: nothing to resume"
             )
-        rerun = downstream(self.config, failed)
+        rerun = self.graph.downstream(failed)
         prev_fired = {t["trigger"] for t in prev["triggers"] if t["state"] == "FIRED"}
-        reset = {t.name for t in self._conditional if any(c.node in rerun for c in t.conditions)}
+        reset = self.graph.watching(rerun)
         props = {**prev["properties"], **(properties or {})}
         self._begin(props, started_by=f"resume of {previous_run_id}", previous_run_id=previous_run_id)
         try:
@@ -543,14 +536,21 @@ class WorkflowRun:
             self._evaluate()
 
     def _evaluate(self) -> None:
-        """Glue evaluates conditional triggers when a watched node completes; each fires at most once per run."""
+        """Glue evaluates conditional triggers when a watched node completes; each fires at most once per run.
+        Property conditions read the run properties a job wrote (beyond Glue)."""
+        states = {n: x.state for n, x in self.nodes.items()}
         for t in self._conditional:
             if t.name in self.fired:
                 continue
-            holds = [self.nodes[c.node].state == c.state if c.node in self.nodes else False for c in t.conditions]
-            if (all(holds) if t.logical == "and" else any(holds)):
-                met = [f"{c.node} {c.state}" for c, h in zip(t.conditions, holds, strict=True) if h]
-                self._fire(t, f"{t.logical}: " + ", ".join(met))
+            verdict, _met = self.graph.evaluate(t, states, self._properties)
+            if verdict.holds:
+                self._fire(t, verdict.why)
+            elif verdict.error and t.name not in self._errors_logged:
+                self._errors_logged.add(t.name)
+                self._log(f"trigger {t.name} {verdict.why}")
+
+    def _properties(self) -> dict[str, Any]:
+        return self.properties.as_dict() if self.properties is not None else {}
 
     def _check_deadlines(self) -> None:
         now = self.now()
@@ -601,13 +601,10 @@ class WorkflowRun:
         return RunResult(self.run_id, state, stats, {n: x.state for n, x in self.nodes.items()})
 
     def _why_not(self, t: Trigger) -> str:
-        parts = []
-        for c in t.conditions:
-            st = self.nodes[c.node].state if c.node in self.nodes else None
-            parts.append(f"{c.node} {'did not run' if st is None else 'ended ' + st} (needs {c.state})")
         if self._stop_reason is not None:
             return f"not fired: the run was stopped ({self._stop_reason})"
-        return f"not fired ({t.logical}): " + "; ".join(parts)
+        verdict, _ = self.graph.evaluate(t, {n: x.state for n, x in self.nodes.items()}, self._properties)
+        return verdict.why
 
     def _join_zombies(self, grace: float) -> None:
         deadline = time.monotonic() + grace

@@ -648,30 +648,18 @@ def sort_stages(stages: list[Stage]) -> list[Stage]:
 
 def graph_from_config(cfg: Any) -> tuple[list[Node], list[Edge]]:
     """Nodes and edges of a `WorkflowConfig` as Glue draws a workflow: triggers are nodes too; an edge goes
-    from a
-    trigger to each node it starts, and from each watched node to the conditional trigger (labelled with the
-    state it waits for)."""
+    from a trigger to each node it starts, and from each watched node to the conditional trigger (labelled with the
+    state it waits for). The graph is `WorkflowGraph`'s."""
+    from etl_framework.workflow_graph import WorkflowGraph, kind_of
+
+    graph = WorkflowGraph(cfg)
     nodes: list[Node] = []
-    edges: list[Edge] = []
-    seen: set[str] = set()
-    for t in cfg.triggers:
-        detail = t.type.replace("_", "-") + (f" ({t.logical})" if t.type == "conditional" else "")
-        if not t.enabled:
-            detail += ", disabled"
-        key = f"trigger:{t.name}"
-        nodes.append(Node(name=t.name, kind="trigger", state="NOT_FIRED", detail=detail, key=key))
-        for c in t.conditions:
-            edges.append(Edge(c.node, key, c.state))
-        for a in t.actions:
-            edges.append(Edge(key, a.node))
-    for name in cfg.crawlers:
-        if name not in seen:
-            seen.add(name)
-            nodes.append(Node(name=name, kind="crawler"))
-    for name in cfg.jobs:
-        if name not in seen:
-            seen.add(name)
-            nodes.append(Node(name=name, kind="job"))
+    for t in graph.triggers:
+        detail = kind_of(t).detail(t) + ("" if t.enabled else ", disabled")
+        nodes.append(Node(name=t.name, kind="trigger", state="NOT_FIRED", detail=detail, key=f"trigger:{t.name}"))
+    edges = [Edge(src, dst, label) for src, dst, label in graph.display_edges()]
+    for name in list(cfg.crawlers) + [n for n in cfg.jobs if n not in cfg.crawlers]:
+        nodes.append(Node(name=name, kind=graph.kind(name)))
     return nodes, edges
 
 

@@ -171,52 +171,10 @@ COL_GAP, ROW_GAP, PAD = 76, 18, 12
 
 
 def layers(nodes: list[str], edges: list[Edge]) -> list[list[str]]:
-    """Topological layers by longest path from the roots; nodes on a cycle (never valid, but never fatal here)
-    go to one extra last layer."""
-    preds: dict[str, set[str]] = {n: set() for n in nodes}
-    succs: dict[str, list[str]] = {n: [] for n in nodes}
-    for e in edges:
-        if e.src in preds and e.dst in preds and e.src != e.dst:
-            preds[e.dst].add(e.src)
-            succs[e.src].append(e.dst)
-    level: dict[str, int] = {}
-    indeg = {n: len(p) for n, p in preds.items()}
-    ready = [n for n in nodes if indeg[n] == 0]
-    for n in ready:
-        level[n] = 0
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succs[n]:
-            level[m] = max(level.get(m, 0), level[n] + 1)
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    leftover = [n for n in nodes if n not in order]
-    depth = max(level.values(), default=-1) + 1
-    for n in leftover:
-        level[n] = depth
-    out: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
-    for n in nodes:  # keep the declared order inside a layer
-        out[level[n]].append(n)
-    # order each layer by the mean position of its predecessors, to cut edge crossings
-    pos: dict[str, float] = {}
-    for layer in out:
-        if pos:
-            layer.sort(
-                key=lambda n: (
-                    (
-                        sum(pos[p] for p in preds[n] if p in pos)
-                        / max(1, len([p for p in preds[n] if p in pos]))
-                    )
-                    if any(p in pos for p in preds[n])
-                    else 1e9
-                )
-            )
-        for i, n in enumerate(layer):
-            pos[n] = float(i)
-    return out
+    """Topological layers by longest path from the roots (`workflow_graph.layered`, the one graph walker)."""
+    from etl_framework.workflow_graph import layered
+
+    return layered(nodes, [(e.src, e.dst) for e in edges])
 
 
 def _shorten(text: str, n: int) -> str:

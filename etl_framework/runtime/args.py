@@ -26,6 +26,7 @@ ID_PARAMS = ("--JOB_ID", "--JOB_RUN_ID", "--SECURITY_CONFIGURATION")
 GLUE_ARGS = {
     "JOB_NAME", "JOB_ID", "JOB_RUN_ID", "SECURITY_CONFIGURATION", "TempDir", "RedshiftTempDir",
     "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "conf", "scriptLocation", "job_config", "env", "project_dir",
+    "run_properties_uri",
 }
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -118,6 +119,7 @@ class JobArgs:
     workflow_run_id: str | None = None
     job_run_id: str | None = None
     params: dict[str, str] = field(default_factory=dict)
+    run_properties_uri: str | None = None  # Step Functions: the run's properties as one S3 JSON object
 
     @property
     def in_workflow(self) -> bool:
@@ -145,6 +147,7 @@ def parse_job_args(argv: list[str]) -> JobArgs:
         workflow_run_id=raw.get("WORKFLOW_RUN_ID") or None,
         job_run_id=resolved.get("JOB_RUN_ID"),
         params=params,
+        run_properties_uri=raw.get("run_properties_uri") or None,
     )
 
 

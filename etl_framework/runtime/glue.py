@@ -102,8 +102,75 @@ class GlueRunProperties:
             self._cache.update(props)
 
 
-def run_properties_for(args: JobArgs, aws: AwsConfig | None = None, client: Any = None) -> GlueRunProperties | None:
-    """The Glue run properties of the workflow run that started this job, or None outside a workflow."""
+@dataclass
+class S3RunProperties:
+    """Run properties of a Step Functions execution (`deploy.orchestrator: step_functions`): one JSON object per
+    execution, written by the state machine at the start and read by it before a Choice on a property. Same interface
+    as GlueRunProperties. Values that are numbers (or text that reads as a finite number) are stored as JSON
+    numbers, so that the state machine's numeric Choice rules compare them as the local engine does. A write is a
+    read-modify-write of the object: two jobs of one wave writing at the same moment may lose one write (write
+    properties from one job per wave, as Glue run properties are best written)."""
+
+    uri: str
+    run_id: str
+    client: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        import json
+
+        bucket, key = split_s3(self.uri)
+        try:
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as e:  # a missing object is an empty property set; anything else is raised
+            if "NoSuchKey" in str(e) or "404" in str(e) or "Not Found" in str(e):
+                return {}
+            raise
+        data = json.loads(body or b"{}")
+        return data if isinstance(data, dict) else {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        props = self.as_dict()
+        if key not in props:
+            raise KeyError(key)
+        return props[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.as_dict()
+
+    def put(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.put(key, value)
+
+    get_all = as_dict
+
+    def run_vars(self) -> dict[str, Any]:
+        return {**self.as_dict(), "id": self.run_id}
+
+    def update(self, values: dict[str, Any]) -> None:
+        import json
+
+        from etl_framework.workflow_graph import as_number
+
+        props = self.as_dict()
+        for k, v in values.items():
+            num = as_number(v) if isinstance(v, str) else None  # "0.91" -> 0.91; numbers stay as they are
+            props[k] = v if num is None else num
+        bucket, key = split_s3(self.uri)
+        self.client.put_object(Bucket=bucket, Key=key, Body=json.dumps(props).encode(),
+                               ContentType="application/json")
+
+
+def run_properties_for(args: JobArgs, aws: AwsConfig | None = None, client: Any = None,
+                       ) -> GlueRunProperties | S3RunProperties | None:
+    """The run properties of the workflow run that started this job (a Glue workflow run, or a Step Functions
+    execution when `--run_properties_uri` is given), or None outside a workflow."""
+    if args.run_properties_uri:
+        return S3RunProperties(args.run_properties_uri, args.workflow_run_id or "", client or aws_client("s3", aws))
     if not args.in_workflow:
         return None
     return GlueRunProperties(args.workflow_name or "", args.workflow_run_id or "", client or aws_client("glue", aws))
@@ -181,7 +248,7 @@ class GlueEntry:
     session: GlueJobSession
     project_root: Path
     job_path: Path
-    run_properties: GlueRunProperties | None
+    run_properties: GlueRunProperties | S3RunProperties | None
 
     @classmethod
     def prepare(cls, argv: list[str], aws: AwsConfig | None = None) -> GlueEntry:

@@ -33,6 +33,7 @@ from etl_framework.scheduler.schedules import (
     default_next_fire,
 )
 from etl_framework.scheduler.store import Firing, SchedulerStore
+from etl_framework.workflow_graph import WorkflowGraph, kind_of
 
 ORPHAN_CHECK_SECONDS = 10.0
 MAX_FILE_LINES = 25  # more new files than this in one pass are logged as one line
@@ -306,13 +307,12 @@ class Scheduler:
             self.notifier.unwatch_missing()  # a removed folder is watched again once it is back
             dirty = self.notifier.take_dirty()
         for wf in self.workflows.values():
-            for trig in wf.config.triggers:
-                if not trig.enabled:
-                    continue
+            for trig in WorkflowGraph(wf.config).scheduler_triggers():
                 try:
-                    if trig.type == "scheduled" and trig.schedule:
+                    source = kind_of(trig).scheduler_source
+                    if source == "schedule" and trig.schedule:
                         self._schedule(wf, trig, now)
-                    elif trig.type == "event" and trig.watch:
+                    elif source == "event" and trig.watch:
                         self._events(wf, trig, now, dirty, force_scan)
                 except Exception as e:  # noqa: BLE001 - one trigger's trouble (e.g. an unreadable folder) must
                     # not stop the others; said once per distinct problem, retried every pass
@@ -478,7 +478,7 @@ class Scheduler:
         wfs = self.source.refresh(self.log)
         served = []
         for w in wfs.values():
-            names = [t.name for t in w.config.triggers if t.enabled and t.type in ("scheduled", "event")]
+            names = [t.name for t in WorkflowGraph(w.config).scheduler_triggers()]
             served.append(f"{w.name} ({', '.join(names) or 'no scheduled or event trigger'})")
         self.log("scheduler started", workflows=len(wfs), serving="; ".join(served) or None,
                  notifications="watchdog" if self.notifier and self.notifier.active else "polling only")
