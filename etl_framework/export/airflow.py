@@ -432,7 +432,7 @@ def _node_kwargs(plan: DagPlan, t: Task, version: str) -> tuple[str, list[str]]:
         return "GlueJobOperator", kw
     rel = plan.files[t.node or ""]
     if t.kind == "crawler":
-        cmd = f"ETL + ' --env {plan.env} crawl ' + {shlex.quote(rel)!r} + ' --name {t.node}'"
+        cmd = f"ETL + {f' --env {plan.env} crawl {shlex.quote(rel)} --name {t.node}'!r}"
         return "BashOperator", [f"bash_command={cmd}", "cwd=str(PROJECT_DIR)"]
     extra = "".join(f" --param {shlex.quote(f'{k}={_arg_text(v)}')}" for k, v in t.arguments.items())
     tail = f" run {shlex.quote(rel)} --no-report --workflow-run-id \"$ETL_WORKFLOW_RUN_ID\""

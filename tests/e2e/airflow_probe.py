@@ -27,8 +27,8 @@ def _seconds(td: Any) -> float | None:
 def _schedule(dag: Any) -> dict[str, Any]:
     tt = dag.timetable
     inner = getattr(tt, "timetable", None) or tt  # AssetOrTimeSchedule wraps a timetable
-    cron = getattr(inner, "_expression", None)
-    tz = getattr(inner, "_timezone", None)
+    cron = getattr(inner, "expression", None) or getattr(inner, "_expression", None)
+    tz = getattr(inner, "timezone", None) or getattr(inner, "_timezone", None)
     assets = []
     cond = getattr(tt, "asset_condition", None)
     if cond is not None:

@@ -1,0 +1,197 @@
+"""`etl export airflow` against a real Apache Airflow 3 (with apache-airflow-providers-amazon), installed by `make`
+into `.airflow-venv` (its own venv: Airflow's pins never touch the project's). Airflow runs as a subprocess
+(`tests/e2e/airflow_probe.py`) with its own AIRFLOW_HOME in a temp dir:
+
+- the exported DAG of the example workflow imports with no DagBag errors, and its task graph, trigger rules,
+  schedule, retries and params are what the workflow says;
+- `dag.test()` of the local export runs the example workflow end to end, and its tables equal `etl workflow run`'s;
+- `dag.test()` of the cloud export against the moto server starts every Glue job run (and the crawler) in an order
+  the graph allows, with the action's arguments and the DAG run id as script args.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.e2e.test_deploy_glue import CREDS, cloud, deploy, moto_url, wheel  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.slow
+AIRFLOW_PY = REPO / ".airflow-venv" / "bin" / "python"
+PROBE = Path(__file__).with_name("airflow_probe.py")
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not AIRFLOW_PY.exists():
+        pytest.fail("no .airflow-venv: run `make airflow` (make test installs it)")
+    home = tmp_path_factory.mktemp("airflow_home")
+    r = subprocess.run([str(AIRFLOW_PY.parent / "airflow"), "db", "migrate"], env=airflow_env(home),
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return home
+
+
+def airflow_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW", "VIRTUAL_ENV", "ETL_"))}
+    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False", "ETL_SPARK_QUICK_START": "1",
+                "ETL_BIN": str(Path(sys.executable).parent / "etl"), "PYTHONPATH": str(REPO)})
+    env.update(extra)
+    return env
+
+
+def probe(home: Path, *args: str, timeout: float = 900, **env: str) -> dict[str, Any]:
+    r = subprocess.run([str(AIRFLOW_PY), str(PROBE), *args], env=airflow_env(home, **env), capture_output=True,
+                       text=True, timeout=timeout, check=False)
+    out = [line for line in r.stdout.splitlines() if line.startswith("@@PROBE@@")]
+    assert r.returncode == 0 and out, (r.stdout[-3000:], r.stderr[-5000:])
+    return json.loads(out[-1][len("@@PROBE@@"):])
+
+
+def etl(proj: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    e = {**os.environ, "PYTHONPATH": str(REPO), "ETL_QUIET": "1", **(env or {})}
+    e.pop("ETL_PROJECT_DIR", None)
+    return subprocess.run([sys.executable, "-c", "from etl_framework.cli import main; main()", *args], cwd=proj,
+                          capture_output=True, text=True, env=e, timeout=900, check=False)
+
+
+def export(proj: Path, env: str, out: str, **kw: str) -> Path:
+    r = etl(proj, "export", "airflow", "jobs/nightly_trips.yaml", "--env", env, "-o", out, env=kw or None)
+    assert r.returncode == 0, r.stderr
+    return proj / out
+
+
+def test_example_dag_imports_and_matches_the_workflow(project: Path, airflow_home: Path) -> None:
+    for env, out in (("local", "airflow/local"), ("prod", "airflow/prod")):
+        folder = export(project, env, out)
+        loaded = probe(airflow_home, "load", str(folder))
+        assert loaded["import_errors"] == {}
+        assert loaded["seconds"] < 30  # the whole DagBag fill (Airflow's own imports included)
+        dag = loaded["dags"]["nightly_trips"]
+        tasks = dag["tasks"]
+        assert set(tasks) == {"crawler_raw_trips", "job_zones_load", "job_trips_clean", "job_trip_stats"}
+        # after_crawl (and: raw_trips SUCCEEDED) -> zones_load, trips_clean; after_curated (and) -> trip_stats
+        assert tasks["crawler_raw_trips"]["upstream"] == []
+        assert tasks["job_zones_load"]["upstream"] == ["crawler_raw_trips"]
+        assert tasks["job_trips_clean"]["upstream"] == ["crawler_raw_trips"]
+        assert tasks["job_trip_stats"]["upstream"] == ["job_trips_clean", "job_zones_load"]
+        assert {t["trigger_rule"] for t in tasks.values()} == {"all_success"}
+        # trips_clean: retries {max_attempts: 2, backoff_seconds: 5, backoff_rate: 2.0}, timeout_minutes: 60
+        tc = tasks["job_trips_clean"]
+        assert (tc["retries"], tc["retry_delay"], tc["retry_exponential_backoff"]) == (1, 5.0, 2.0)
+        assert tc["execution_timeout"] == 3600.0
+        assert tasks["job_zones_load"]["retries"] == 0
+        # nightly cron(0 2 * * ? *) in UTC, or new files (the event trigger, an Asset)
+        sched = dag["schedule"]
+        assert (sched["cron"], sched["timezone"]) == ("0 2 * * *", "UTC")
+        assert len(sched["assets"]) == 1 and sched["assets"][0].rstrip("/").endswith("raw/trips")
+        assert dag["max_active_runs"] == 1 and dag["max_active_tasks"] == 2 and not dag["catchup"]
+        assert dag["params"] == {"region": "eu"}
+        if env == "prod":
+            assert tc["operator"] == "GlueJobOperator" and tc["job_name"] == "prod_trips_clean"
+            assert tc["deferrable"] is True
+            assert tc["script_args"]["--min_distance"] == "0.1"
+            assert tasks["crawler_raw_trips"]["crawler_name"] == "prod_raw_trips"
+        else:
+            assert tc["operator"] == "BashOperator" and "run jobs/trips_clean.yaml" in tc["bash_command"]
+            assert "--param min_distance=0.1" in tc["bash_command"]
+
+
+def test_rule_translation_imports_in_real_airflow(project: Path, airflow_home: Path) -> None:
+    """The unit-tested translation (gates, failure tasks, any/and) is also what a real Airflow builds."""
+    from tests.unit.test_airflow_export import RULES_WORKFLOW
+
+    (project / "jobs" / "rules.yaml").write_text(RULES_WORKFLOW)
+    r = etl(project, "export", "airflow", "jobs/rules.yaml", "-o", "airflow/rules")
+    assert r.returncode == 0, r.stderr
+    dag = probe(airflow_home, "load", str(project / "airflow" / "rules"))["dags"]["rules"]
+    t = dag["tasks"]
+    assert (t["job_zones_load"]["trigger_rule"], t["job_zones_load"]["upstream"]) == (
+        "one_success", ["crawler_a", "crawler_b"])
+    assert (t["crawler_c"]["trigger_rule"], t["crawler_c"]["upstream"]) == ("all_failed", ["job_zones_load"])
+    assert (t["trigger_mixed"]["trigger_rule"], t["trigger_mixed"]["upstream"]) == (
+        "all_success", ["crawler_a", "job_zones_load__failed"])
+    assert t["job_zones_load__failed"]["trigger_rule"] == "all_failed"
+    assert (t["job_trips_clean"]["trigger_rule"], t["job_trips_clean"]["upstream"]) == (
+        "one_success", ["trigger_mixed", "trigger_plain"])
+
+
+def _tables(proj: Path) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for table, order in (("curated.trips", "trip_id"), ("curated.zones", "zone_id"),
+                         ("marts.trip_stats", "pickup_date, region")):
+        q = etl(proj, "query", f"SELECT * FROM {table} ORDER BY {order}", "--json")
+        assert q.returncode == 0, q.stderr[-2000:]
+        rows = json.loads(q.stdout)
+        assert rows, f"{table} is empty"
+        out[table] = rows
+    return out
+
+
+def test_local_dag_run_equals_etl_workflow_run(tmp_path: Path, project: Path, airflow_home: Path) -> None:
+    import shutil
+
+    gen = [sys.executable, str(REPO / "scripts" / "generate_data.py"), "--rows", "400", "--files", "2", "--days",
+           "2", "--out", "data/raw"]
+    other = tmp_path / "by_etl"
+    shutil.copytree(project, other)
+    for p in (project, other):
+        assert subprocess.run(gen, cwd=p, capture_output=True, check=False).returncode == 0
+
+    ref = etl(other, "workflow", "run", "jobs/nightly_trips.yaml")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    folder = export(project, "local", "airflow")
+    run = probe(airflow_home, "test", str(folder), "nightly_trips")
+    assert run["state"] == "success", run
+    states = {k: v["state"] for k, v in run["tasks"].items()}
+    assert states == dict.fromkeys(("crawler_raw_trips", "job_zones_load", "job_trips_clean", "job_trip_stats"),
+                                   "success")
+    ti = run["tasks"]
+    assert ti["job_trip_stats"]["start"] >= max(ti["job_zones_load"]["end"], ti["job_trips_clean"]["end"])
+    assert min(ti["job_zones_load"]["start"], ti["job_trips_clean"]["start"]) >= ti["crawler_raw_trips"]["end"]
+
+    assert _tables(project) == _tables(other)
+    # each job run belongs to the DAG run (its run id) and saw the run properties
+    runs = etl(project, "runs", "--json")
+    assert runs.returncode == 0, runs.stderr
+    records = json.loads(runs.stdout)
+    assert {r["job"] for r in records} >= {"zones_load", "trips_clean", "trip_stats"}
+    assert {r.get("workflow_run_id") for r in records if r["job"] in ("zones_load", "trip_stats")} == {run["run_id"]}
+
+
+def test_cloud_dag_run_starts_every_glue_run_in_graph_order(cloud: dict[str, Any],  # noqa: F811
+                                                            airflow_home: Path) -> None:
+    root, g, p = cloud["root"], cloud["glue"], cloud["prefix"]
+    r = deploy(cloud)
+    assert r.returncode == 0, r.stderr
+    folder = export(root, "prod", "airflow", **CREDS)
+    run = probe(airflow_home, "test", str(folder), "nightly_trips", AWS_ENDPOINT_URL=cloud["url"],
+                ETL_AIRFLOW_POLL_SECONDS="1", AIRFLOW_CONN_AWS_DEFAULT='{"conn_type": "aws"}', **CREDS)
+    assert run["state"] == "success", run
+    ti = run["tasks"]
+    assert {k: v["state"] for k, v in ti.items()} == dict.fromkeys(
+        ("crawler_raw_trips", "job_zones_load", "job_trips_clean", "job_trip_stats"), "success")
+
+    started = {}
+    for job in ("zones_load", "trips_clean", "trip_stats"):
+        job_runs = g.get_job_runs(JobName=p + job)["JobRuns"]
+        assert len(job_runs) == 1, job_runs  # one Glue job run per job, as the workflow run starts it once
+        jr = job_runs[0]
+        assert jr["Arguments"]["--WORKFLOW_RUN_ID"] == run["run_id"]
+        assert json.loads(jr["Arguments"]["--RUN_PROPERTIES"]) == {"region": "eu"}
+        started[job] = jr["StartedOn"]
+    assert g.get_job_runs(JobName=p + "trips_clean")["JobRuns"][0]["Arguments"]["--min_distance"] == "0.1"
+    crawl = g.get_crawler(Name=p + "raw_trips")["Crawler"]["LastCrawl"]
+    # the order the graph allows: the crawler first, trip_stats after both curated jobs
+    assert crawl["StartTime"] <= min(started["zones_load"], started["trips_clean"])
+    assert started["trip_stats"] >= max(started["zones_load"], started["trips_clean"])
+    assert ti["job_trip_stats"]["start"] >= max(ti["job_zones_load"]["end"], ti["job_trips_clean"]["end"])
