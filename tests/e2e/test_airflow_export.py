@@ -49,8 +49,10 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def probe(home: Path, *args: str, timeout: float = 900, **env: str) -> dict[str, Any]:
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", args[1])  # dag.test() runs a DAG of the dags folder's bundle
     r = subprocess.run([str(AIRFLOW_PY), str(PROBE), *args], env=airflow_env(home, **env), capture_output=True,
                        text=True, timeout=timeout, check=False)
+    (home / "probe.log").write_text(r.stdout + "\n" + r.stderr)  # Airflow's task logs, for a failed assertion
     out = [line for line in r.stdout.splitlines() if line.startswith("@@PROBE@@")]
     assert r.returncode == 0 and out, (r.stdout[-3000:], r.stderr[-5000:])
     return json.loads(out[-1][len("@@PROBE@@"):])

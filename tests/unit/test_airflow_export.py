@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ def etl(proj: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
-def plan_of(project: Path, file: str = "jobs/nightly_trips.yaml", env: str = "local"):  # noqa: ANN201
+def plan_of(project: Path, file: str = "jobs/nightly_trips.yaml", env: str = "local") -> Any:
     from etl_framework.config.load import load_workflow
     from etl_framework.config.project import Project
     from etl_framework.export.airflow import mode_of, plan_dag
@@ -141,7 +142,7 @@ def test_cloud_dag_names_the_deployed_glue_resources(project: Path) -> None:
     assert "'--min_distance': '0.1', '--WORKFLOW_RUN_ID': '{{ run_id }}', '--RUN_PROPERTIES': RUN_PROPERTIES" in text
     assert text.count("deferrable=True") == 4
     # what Airflow parses: only Airflow and the standard library are imported, nothing of the project
-    imports = {m.group(1) for m in re.finditer(r"^(?:from|import) ([\w.]+)", text, re.M)}
+    imports = {m.group(1) for m in re.finditer(r"^(?:from|import) ([\w.]+)", text, re.MULTILINE)}
     assert all(i.split(".")[0] in ("airflow", "os", "datetime", "__future__", "pathlib") for i in imports), imports
     compile(text, "nightly_trips.py", "exec")
 
