@@ -171,8 +171,7 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
     if starts:
         first = starts[0]
         for t in starts[1:]:
-            if [a.node for a in t.actions] != [a.node for a in first.actions] and \
-                    {a.node for a in t.actions} != {a.node for a in first.actions}:
+            if {a.node for a in t.actions} != {a.node for a in first.actions}:
                 raise ExportError(
                     f"trigger {t.name} starts {', '.join(a.node for a in t.actions)} but trigger {first.name} starts "
                     f"{', '.join(a.node for a in first.actions)}: an Airflow DAG run starts every root task whatever "
@@ -350,7 +349,8 @@ def run_properties_template(params: dict[str, Any]) -> str:
 
 def _imports(plan: DagPlan, version: str) -> list[str]:
     kinds = {t.kind for t in plan.tasks}
-    lines = ["from datetime import datetime, timedelta, timezone", ""]
+    lines = ["import os", "from datetime import datetime, timedelta, timezone"]
+    lines += ["from pathlib import Path", ""] if plan.mode == "local" else [""]
     if version == "3":
         names = ["DAG"]
         if plan.assets:
@@ -475,7 +475,6 @@ def render(plan: DagPlan, version: str = "3") -> str:
     if plan.never_started:
         doc += ["", "Never started by an enabled trigger (left out): " + ", ".join(plan.never_started)]
     out = ['"""' + "\n".join(doc).replace('"""', "'''") + '\n"""', "", "from __future__ import annotations", ""]
-    out += ["import os"] + (["from pathlib import Path"] if plan.mode == "local" else [])
     out += _imports(plan, version)
     out.append("")
     if plan.mode == "glue":

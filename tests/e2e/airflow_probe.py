@@ -43,6 +43,9 @@ def load(folder: str) -> dict[str, Any]:
     t0 = time.monotonic()
     bag = _bag(folder)
     took = time.monotonic() - t0
+    t0 = time.monotonic()
+    _bag(folder)  # again, Airflow's own imports done: what parsing the DAG files costs the scheduler
+    warm = time.monotonic() - t0
     dags = {}
     for dag_id, dag in bag.dags.items():
         tasks = {}
@@ -59,7 +62,7 @@ def load(folder: str) -> dict[str, Any]:
         dags[dag_id] = {"tasks": tasks, "schedule": _schedule(dag), "max_active_runs": dag.max_active_runs,
                         "max_active_tasks": dag.max_active_tasks, "params": {k: dag.params[k] for k in dag.params},
                         "catchup": dag.catchup, "fileloc": dag.fileloc}
-    return {"import_errors": {str(k): str(v) for k, v in bag.import_errors.items()}, "seconds": took,
+    return {"import_errors": {str(k): str(v) for k, v in bag.import_errors.items()}, "seconds": took, "seconds_warm": warm,
             "dags": dags}
 
 
