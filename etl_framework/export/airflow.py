@@ -150,41 +150,56 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
                    params=dict(wf.run_properties), region=env_cfg.aws.region if mode == "glue" else None)
     kinds = {**dict.fromkeys(wf.jobs, "job"), **dict.fromkeys(wf.crawlers, "crawler")}
     if mode == "glue":
-        prefix = env_cfg.deploy.name_prefix
-        plan.glue_names = {n: prefix + n for n in kinds}
+        plan.glue_names = {n: env_cfg.deploy.name_prefix + n for n in kinds}
     else:
-        for n in wf.jobs:
-            plan.files[n] = _rel(loaded.job_paths[n], project.root, display_path)
-        for n in wf.crawlers:
-            plan.files[n] = plan.source
-
-    enabled = [t for t in wf.triggers if t.enabled]
+        plan.files = {n: _rel(loaded.job_paths[n], project.root, display_path) for n in wf.jobs}
+        plan.files.update(dict.fromkeys(wf.crawlers, plan.source))
     for t in wf.triggers:
         if not t.enabled:
             plan.warnings.append(f"trigger {t.name} is disabled: it is left out of the DAG, as Glue never fires it")
+    enabled = [t for t in wf.triggers if t.enabled]
     starts = [t for t in enabled if t.type != "conditional"]
     conditional = [t for t in enabled if t.type == "conditional"]
     order, plan.never_started = _walk(wf)
+    roots = _roots(starts)
+    _schedule_of(plan, starts, project.root)
+    started_by = _started_by(conditional, roots)
+    _condition_warnings(plan, conditional, started_by)
+    plan.tasks = _tasks(loaded, kinds, order, starts, roots, started_by)
+    plan.warnings = list(dict.fromkeys(plan.warnings))
+    return plan
 
-    # start triggers: every DAG run starts every root task, so they must all start the same nodes the same way
-    root_actions: dict[str, Any] = {}
-    if starts:
-        first = starts[0]
-        for t in starts[1:]:
-            if {a.node for a in t.actions} != {a.node for a in first.actions}:
-                raise ExportError(
-                    f"trigger {t.name} starts {', '.join(a.node for a in t.actions)} but trigger {first.name} starts "
-                    f"{', '.join(a.node for a in first.actions)}: an Airflow DAG run starts every root task whatever "
-                    "started the run\n  what to do: make the start triggers start the same nodes, or split the "
-                    "workflow into one workflow per start trigger")
-        for t in starts:
-            for a in t.actions:
-                prev = root_actions.get(a.node)
-                if prev is not None and (prev.arguments != a.arguments or prev.timeout_minutes != a.timeout_minutes):
-                    raise ExportError(f"trigger {t.name} starts {a.node} with other arguments than another start "
-                                      "trigger: an Airflow task has one set of arguments\n  what to do: give both "
-                                      "actions the same arguments")
-                root_actions.setdefault(a.node, a)
+
+def _same_action(a: Any, b: Any) -> bool:
+    return a.arguments == b.arguments and a.timeout_minutes == b.timeout_minutes
+
+
+def _roots(starts: list[Trigger]) -> dict[str, Any]:
+    """node -> action of the start triggers. Every DAG run starts every root task, whatever started the run, so
+    the start triggers must all start the same nodes the same way."""
+    roots: dict[str, Any] = {}
+    if not starts:
+        return roots
+    first = starts[0]
+    for t in starts[1:]:
+        if {a.node for a in t.actions} != {a.node for a in first.actions}:
+            raise ExportError(
+                f"trigger {t.name} starts {', '.join(a.node for a in t.actions)} but trigger {first.name} starts "
+                f"{', '.join(a.node for a in first.actions)}: an Airflow DAG run starts every root task whatever "
+                "started the run\n  what to do: make the start triggers start the same nodes, or split the "
+                "workflow into one workflow per start trigger")
+    for t in starts:
+        for a in t.actions:
+            if a.node in roots and not _same_action(roots[a.node], a):
+                raise ExportError(f"trigger {t.name} starts {a.node} with other arguments than another start "
+                                  "trigger: an Airflow task has one set of arguments\n  what to do: give both "
+                                  "actions the same arguments")
+            roots.setdefault(a.node, a)
+    return roots
+
+
+def _schedule_of(plan: DagPlan, starts: list[Trigger], root: Path) -> None:
+    """The scheduled trigger -> the DAG's cron; event triggers -> Assets (with what they lose in Airflow)."""
     for t in starts:
         if t.type == "scheduled":
             if plan.cron is not None:
@@ -193,12 +208,12 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
             plan.cron, plan.start_year, plan.end_year = airflow_cron(t)
             plan.glue_schedule = t.schedule
         elif t.type == "event" and t.watch:
-            plan.assets.append((t.name, _asset(t.watch.path, mode, project.root)))
-            pattern = t.watch.pattern
-            if pattern not in ("", "*"):
+            uri = _asset(t.watch.path, plan.mode, root)
+            plan.assets.append((t.name, uri))
+            if t.watch.pattern not in ("", "*"):
                 plan.warnings.append(f"trigger {t.name}: an Asset has no file pattern; the DAG runs on every event "
-                                     f"of {_asset(t.watch.path, mode, project.root)}, not only {pattern} files "
-                                     "(let the producer of the asset event filter them)")
+                                     f"of {uri}, not only {t.watch.pattern} files (let the producer of the asset "
+                                     "event filter them)")
             b = t.batch
             if b and b.size > 1:
                 plan.warnings.append(
@@ -206,23 +221,27 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
                     "cannot be expressed in Airflow: the DAG runs at the first asset event after the previous "
                     "run, and the events that arrive while it runs start the next run together")
 
-    # conditional triggers: who starts each node (a node already started by a start trigger is not started again)
+
+def _started_by(conditional: list[Trigger], roots: dict[str, Any]) -> dict[str, list[tuple[Trigger, Any]]]:
+    """node -> (trigger, action) of the conditional triggers that start it (a root already ran: as in Glue, a
+    trigger does not start a node again in the same run)."""
     started_by: dict[str, list[tuple[Trigger, Any]]] = {}
     for t in conditional:
         for a in t.actions:
-            if a.node not in root_actions:
+            if a.node not in roots:
                 started_by.setdefault(a.node, []).append((t, a))
     for node, pairs in started_by.items():
-        a0 = pairs[0][1]
+        t0, a0 = pairs[0]
         for t, a in pairs[1:]:
-            if a.arguments != a0.arguments or a.timeout_minutes != a0.timeout_minutes:
-                raise ExportError(f"trigger {t.name} starts {node} with other arguments than trigger "
-                                  f"{pairs[0][0].name}: an Airflow task has one set of arguments\n  what to do: "
-                                  "give both actions the same arguments")
+            if not _same_action(a, a0):
+                raise ExportError(f"trigger {t.name} starts {node} with other arguments than trigger {t0.name}: an "
+                                  "Airflow task has one set of arguments\n  what to do: give both actions the "
+                                  "same arguments")
+    return started_by
 
-    ids = {n: task_id(kinds[n], n) for n in kinds}
-    tasks: dict[str, Task] = {}
-    placed = set(order)
+
+def _condition_warnings(plan: DagPlan, conditional: list[Trigger],
+                        started_by: dict[str, list[tuple[Trigger, Any]]]) -> None:
     for t in conditional:
         for c in t.conditions:
             if c.state in ("TIMEOUT", "STOPPED", "CANCELLED"):
@@ -235,8 +254,16 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
                     f"(upstream_failed) as failed, so {c.node} {c.state} also holds when {c.node} was never started "
                     "for that reason; Glue would not fire")
 
+
+def _tasks(loaded: Any, kinds: dict[str, str], order: list[str], starts: list[Trigger], roots: dict[str, Any],
+           started_by: dict[str, list[tuple[Trigger, Any]]]) -> list[Task]:
+    """The tasks with their upstream and trigger rules, each defined after everything it depends on."""
+    ids = {n: task_id(kinds[n], n) for n in kinds}
+    tasks: dict[str, Task] = {}
+    placed = set(order)
+
     def node_task(n: str, upstream: list[str], rule: str, comment: str) -> Task:
-        action = root_actions.get(n) or started_by[n][0][1]
+        action = roots.get(n) or started_by[n][0][1]
         retries = timeout = None
         if kinds[n] == "job":
             lj = loaded.jobs.get(n)
@@ -251,21 +278,22 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
         return tid
 
     for n in order:
-        if n in root_actions:
+        if n in roots:
             who = ", ".join(t.name for t in starts if any(a.node == n for a in t.actions))
             tasks[ids[n]] = node_task(n, [], "all_success", f"started by {who}")
             continue
-        pairs = [(t, a) for t, a in started_by.get(n, []) if all(c.node in placed for c in t.conditions)
-                 or t.logical == "any"]
+        pairs = [(t, a) for t, a in started_by.get(n, [])
+                 if t.logical == "any" or all(c.node in placed for c in t.conditions)]
         if not pairs:
             continue
-        if len(pairs) == 1 and len({_state_class(c.state) for c in pairs[0][0].conditions}) == 1:
-            t = pairs[0][0]
+        t = pairs[0][0]
+        if len(pairs) == 1 and len({_state_class(c.state) for c in t.conditions}) == 1:
+            # one trigger, one kind of state: a trigger rule on the node itself
             conds = [c for c in t.conditions if c.node in placed]
             rule = RULES[(t.logical, _state_class(conds[0].state))]
             tasks[ids[n]] = node_task(n, [ids[c.node] for c in conds], rule, f"trigger {t.name}: {_describe(t)}")
             continue
-        gates = []
+        gates = []  # else a gate per trigger, each keeping its own and/any; the node runs when one gate passes
         for t, _a in pairs:
             gid = f"trigger_{t.name}"
             if gid not in tasks:
@@ -275,28 +303,24 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
             gates.append(gid)
         tasks[ids[n]] = node_task(n, gates, "one_success" if len(gates) > 1 else "all_success",
                                   "started by " + " or ".join(g.removeprefix("trigger_") for g in gates))
-    # definition order: a task after everything it depends on (helpers right before their first user)
     out: list[Task] = []
     seen: set[str] = set()
 
     def add(tid: str) -> None:
-        if tid in seen:
-            return
-        seen.add(tid)
-        for u in tasks[tid].upstream:
-            add(u)
-        out.append(tasks[tid])
+        if tid not in seen:
+            seen.add(tid)
+            for u in tasks[tid].upstream:
+                add(u)
+            out.append(tasks[tid])
 
     for n in order:
         if ids[n] in tasks:
             add(ids[n])
-    plan.tasks = out
-    plan.warnings = list(dict.fromkeys(plan.warnings))
-    return plan
+    return out
 
 
 def _describe(t: Trigger) -> str:
-    return f" {t.logical} ".join(f"{c.node} {c.state}" for c in t.conditions)
+    return (" and " if t.logical == "and" else " or ").join(f"{c.node} {c.state}" for c in t.conditions)
 
 
 def _rel(path: Path, root: Path, display: Any) -> str:
