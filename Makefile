@@ -18,6 +18,8 @@ PYTEST_ARGS ?=
 # Pinned in scripts/airflow-requirements.txt (Airflow's constraints files are not reachable from here); installed
 # once (~2 min from PyPI, seconds from pip's cache) and kept until the requirements change.
 AIRFLOW_VENV := .airflow-venv
+# Airflow 2.10 (MWAA's other version) too, for the 2.10 rendering's import test: ~2 min more, once.
+AIRFLOW2_VENV := .airflow-2.10-venv
 
 HELPER_JAR := .jars/etl-framework-spark.jar
 HELPER_SRC := $(wildcard java/etl_framework/spark/*.java)
@@ -48,7 +50,7 @@ $(HELPER_JAR): $(HELPER_SRC) $(VENV)/.installed $(ICEBERG_RUNTIME_JAR)
 	$(JAVA17)/bin/jar cf $@ -C .jars/.helper-classes etl_framework
 	rm -rf .jars/.helper-classes
 
-airflow: $(AIRFLOW_VENV)/.installed
+airflow: $(AIRFLOW_VENV)/.installed $(AIRFLOW2_VENV)/.installed
 
 $(AIRFLOW_VENV)/.installed: scripts/airflow-requirements.txt
 	[ -x $(AIRFLOW_VENV)/bin/python ] || $(PY) -m venv $(AIRFLOW_VENV)
@@ -56,10 +58,16 @@ $(AIRFLOW_VENV)/.installed: scripts/airflow-requirements.txt
 	$(AIRFLOW_VENV)/bin/pip install -q -r scripts/airflow-requirements.txt
 	touch $@
 
+$(AIRFLOW2_VENV)/.installed: scripts/airflow-2.10-requirements.txt
+	[ -x $(AIRFLOW2_VENV)/bin/python ] || $(PY) -m venv $(AIRFLOW2_VENV)
+	$(AIRFLOW2_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW2_VENV)/bin/pip install -q -r scripts/airflow-2.10-requirements.txt
+	touch $@
+
 demo: install
 	$(BIN)/python scripts/demo.py
 
-test: install $(AIRFLOW_VENV)/.installed
+test: install $(AIRFLOW_VENV)/.installed $(AIRFLOW2_VENV)/.installed
 	$(BIN)/ruff check etl_framework scripts tests
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -76,4 +84,4 @@ doctor: install
 	$(BIN)/etl doctor
 
 clean:
-	rm -rf $(VENV) $(AIRFLOW_VENV) .jars .etl data reports
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(AIRFLOW2_VENV) .jars .etl data reports

@@ -30,7 +30,7 @@ def _schedule(dag: Any) -> dict[str, Any]:
     cron = getattr(inner, "expression", None) or getattr(inner, "_expression", None)
     tz = getattr(inner, "timezone", None) or getattr(inner, "_timezone", None)
     assets = []
-    cond = getattr(tt, "asset_condition", None)
+    cond = getattr(tt, "asset_condition", None) or getattr(tt, "dataset_condition", None)  # Airflow 3 / 2.10
     if cond is not None:
         for a in getattr(cond, "objects", None) or [cond]:
             uri = getattr(a, "uri", None)

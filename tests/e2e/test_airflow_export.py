@@ -23,9 +23,11 @@ import pytest
 
 from tests.conftest import REPO
 from tests.e2e.test_deploy_glue import CREDS, cloud, deploy, moto_url, wheel  # noqa: F401 - fixtures
+from tests.unit.test_airflow_export import RULES_WORKFLOW
 
 pytestmark = pytest.mark.slow
 AIRFLOW_PY = REPO / ".airflow-venv" / "bin" / "python"
+AIRFLOW2_PY = REPO / ".airflow-2.10-venv" / "bin" / "python"
 PROBE = Path(__file__).with_name("airflow_probe.py")
 
 
@@ -49,9 +51,9 @@ def airflow_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def probe(home: Path, *args: str, timeout: float = 900, **env: str) -> dict[str, Any]:
+def probe(home: Path, *args: str, timeout: float = 900, python: Path = AIRFLOW_PY, **env: str) -> dict[str, Any]:
     env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", args[1])  # dag.test() runs a DAG of the dags folder's bundle
-    r = subprocess.run([str(AIRFLOW_PY), str(PROBE), *args], env=airflow_env(home, **env), capture_output=True,
+    r = subprocess.run([str(python), str(PROBE), *args], env=airflow_env(home, **env), capture_output=True,
                        text=True, timeout=timeout, check=False)
     (home / "probe.log").write_text(r.stdout + "\n" + r.stderr)  # Airflow's task logs, for a failed assertion
     out = [line for line in r.stdout.splitlines() if line.startswith("@@PROBE@@")]
@@ -111,8 +113,6 @@ def test_example_dag_imports_and_matches_the_workflow(project: Path, airflow_hom
 
 def test_rule_translation_imports_in_real_airflow(project: Path, airflow_home: Path) -> None:
     """The unit-tested translation (gates, failure tasks, any/and) is also what a real Airflow builds."""
-    from tests.unit.test_airflow_export import RULES_WORKFLOW
-
     (project / "jobs" / "rules.yaml").write_text(RULES_WORKFLOW)
     r = etl(project, "export", "airflow", "jobs/rules.yaml", "-o", "airflow/rules")
     assert r.returncode == 0, r.stderr
@@ -126,6 +126,33 @@ def test_rule_translation_imports_in_real_airflow(project: Path, airflow_home: P
     assert t["job_zones_load__failed"]["trigger_rule"] == "all_failed"
     assert (t["job_trips_clean"]["trigger_rule"], t["job_trips_clean"]["upstream"]) == (
         "one_success", ["trigger_mixed", "trigger_plain"])
+
+
+def test_airflow_2_10_rendering_imports_in_real_airflow_2_10(project: Path, tmp_path: Path,
+                                                              airflow_home: Path) -> None:
+    """The `--airflow 2.10` files import in a real Airflow 2.10 with the same graph as the Airflow 3 files have in
+    Airflow 3; only imports and operator classes differ."""
+    if not AIRFLOW2_PY.exists():
+        pytest.fail("no .airflow-2.10-venv: run `make airflow` (make test installs it)")
+    (project / "jobs" / "rules.yaml").write_text(RULES_WORKFLOW)
+    for env in ("prod", "local"):
+        graphs = {}
+        for version, python in (("3", AIRFLOW_PY), ("2.10", AIRFLOW2_PY)):
+            out = f"airflow/{env}-{version}"
+            r = etl(project, "export", "airflow", "--env", env, "-o", out, "--airflow", version)
+            assert r.returncode == 0, r.stderr
+            home = airflow_home if version == "3" else tmp_path / f"home2-{env}"
+            loaded = probe(home, "load", str(project / out), python=python)
+            assert loaded["import_errors"] == {}, (version, loaded["import_errors"])
+            assert loaded["seconds_warm"] < 1.0
+            graphs[version] = {
+                dag_id: ({tid: (t["upstream"], t["trigger_rule"], t["retries"], t["retry_delay"],
+                                t["execution_timeout"]) for tid, t in dag["tasks"].items()},
+                         dag["schedule"]["cron"], dag["schedule"]["timezone"], len(dag["schedule"]["assets"]),
+                         dag["max_active_runs"], dag["params"])
+                for dag_id, dag in loaded["dags"].items()}
+        assert set(graphs["3"]) == {"nightly_trips", "rules"}
+        assert graphs["2.10"] == graphs["3"]
 
 
 def _tables(proj: Path) -> dict[str, list[dict[str, Any]]]:
