@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import REPO
 
 # every kind of condition: `any`, a FAILED condition, a trigger mixing SUCCEEDED and FAILED, a node that two
@@ -216,3 +218,20 @@ def test_committed_example_dag_is_fresh_and_in_the_readme() -> None:
     assert r.returncode == 0, r.stderr
     dag = (REPO / "docs" / "airflow" / "nightly_trips.py").read_text()
     assert dag in (REPO / "README.md").read_text()
+
+
+def test_run_properties_reach_the_job_as_glue_passes_them() -> None:
+    """What the cloud DAG's script args give the job entry: run properties (not params) and the DAG run id."""
+    from etl_framework.errors import UsageError
+    from etl_framework.runtime.args import parse_job_args
+    from etl_framework.runtime.glue import run_properties_for
+
+    args = parse_job_args(["etl_job.py", "--job_config", "jobs/x.yaml", "--min_distance", "0.1",
+                           "--WORKFLOW_RUN_ID", "manual__2026-12-02T02:00:00+00:00",
+                           "--RUN_PROPERTIES", '{"region": "eu"}'])
+    assert args.params == {"min_distance": "0.1"}
+    assert args.run_properties == {"region": "eu"} and args.workflow_run_id.startswith("manual__")
+    props = run_properties_for(args, client=object())  # no Glue workflow run: never calls Glue
+    assert props is not None and props.get("region") == "eu"
+    with pytest.raises(UsageError, match="not JSON"):
+        parse_job_args(["etl_job.py", "--job_config", "x.yaml", "--RUN_PROPERTIES", "{region: eu"])
