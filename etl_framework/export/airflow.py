@@ -117,7 +117,9 @@ def airflow_cron(t: Trigger) -> tuple[str, int | None, int | None]:
                               "Airflow's cron cannot express (it has no year field; the DAG can only start and end)"
                               "\n  what to do: use one contiguous range of years, e.g. 2026-2027")
         start, end = years[0], years[-1]
-    return cron.to_cronsim(), start, end
+    fields = cron.to_cronsim().split(" ")
+    fields[4] = re.sub(r"^(\d)L$", r"L\1", fields[4])  # the last Friday: cronsim's 5L is croniter's L5
+    return " ".join(fields), start, end
 
 
 # ----------------------------------------------------------------------------------------------- the plan

@@ -155,6 +155,38 @@ def test_airflow_2_10_rendering_imports_in_real_airflow_2_10(project: Path, tmp_
         assert graphs["2.10"] == graphs["3"]
 
 
+GLUE_CRONS = ("cron(0 2 * * ? *)", "cron(15 10 ? * MON-FRI *)", "cron(0/20 8-17 ? * 2,4 *)", "cron(0 8 L * ? *)",
+              "cron(0 8 ? * 6L *)", "cron(0 8 ? * 2#1 *)", "cron(0 22 ? * FRI-MON *)", "cron(30 6 1,15 */2 ? *)")
+
+
+def test_translated_schedules_fire_when_glue_would() -> None:
+    """Airflow's own cron (croniter, as its CronTriggerTimetable uses it) gives the same next fire times as the
+    Glue schedule (config/cron.py's next_fire)."""
+    from datetime import UTC, datetime
+
+    from etl_framework.config.cron import next_fire
+    from etl_framework.config.model import Trigger
+    from etl_framework.export.airflow import airflow_cron
+
+    start = datetime(2026, 12, 2, 3, 7, tzinfo=UTC)
+    crons = {g: airflow_cron(Trigger(name="t", type="scheduled", schedule=g, actions=[{"job": "x"}]))[0]
+             for g in GLUE_CRONS}
+    code = ("import json, sys\nfrom datetime import datetime, timezone\nfrom croniter import croniter\n"
+            "out = {}\nfor g, c in json.loads(sys.argv[1]).items():\n"
+            "    it = croniter(c, datetime(2026, 12, 2, 3, 7, tzinfo=timezone.utc))\n"
+            "    out[g] = [it.get_next(datetime).isoformat() for _ in range(6)]\nprint(json.dumps(out))")
+    r = subprocess.run([str(AIRFLOW_PY), "-c", code, json.dumps(crons)], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    airflow = json.loads(r.stdout)
+    for g in GLUE_CRONS:
+        glue, t = [], start
+        for _ in range(6):
+            t = next_fire(g, t)
+            glue.append(t.isoformat())
+        assert airflow[g] == glue, (g, crons[g])
+
+
 def _tables(proj: Path) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for table, order in (("curated.trips", "trip_id"), ("curated.zones", "zone_id"),

@@ -129,6 +129,7 @@ def test_schedule_event_and_run_properties(project: Path) -> None:
     assert cron("cron(15 10 ? * MON-FRI *)") == ("15 10 * * 1-5", None, None)
     assert cron("cron(0/15 * * * ? *)") == ("0-59/15 * * * *", None, None)
     assert cron("cron(0 8 1 JAN,JUL ? 2026-2027)") == ("0 8 1 1,7 *", 2026, 2027)
+    assert cron("cron(0 8 ? * 6L *)") == ("0 8 * * L5", None, None)  # the last Friday, in croniter's words
 
 
 def test_cloud_dag_names_the_deployed_glue_resources(project: Path) -> None:
