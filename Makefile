@@ -13,7 +13,14 @@ JAVA17 := $(shell for d in $$JAVA_HOME /usr/lib/jvm/java-17-openjdk-amd64 /usr/l
 export JAVA_HOME := $(JAVA17)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench lint clean doctor postgres
+.PHONY: install demo test test-fast bench lint clean doctor postgres airflow
+
+# A real Apache Airflow for the `etl export airflow` tests, in its own venv so that its pins never touch .venv.
+# Pinned in scripts/airflow-requirements.txt (Airflow's constraints files are not reachable from here); installed
+# once (~2 min from PyPI, seconds from pip's cache) and kept until the requirements change.
+AIRFLOW_VENV := .airflow-venv
+# Airflow 2.10 (MWAA's other version) too, for the 2.10 rendering's import test: ~2 min more, once.
+AIRFLOW2_VENV := .airflow-2.10-venv
 
 HELPER_JAR := .jars/etl-framework-spark.jar
 HELPER_SRC := $(wildcard java/etl_framework/spark/*.java)
@@ -44,6 +51,20 @@ $(HELPER_JAR): $(HELPER_SRC) $(VENV)/.installed $(ICEBERG_RUNTIME_JAR)
 	$(JAVA17)/bin/jar cf $@ -C .jars/.helper-classes etl_framework
 	rm -rf .jars/.helper-classes
 
+airflow: $(AIRFLOW_VENV)/.installed $(AIRFLOW2_VENV)/.installed
+
+$(AIRFLOW_VENV)/.installed: scripts/airflow-requirements.txt
+	[ -x $(AIRFLOW_VENV)/bin/python ] || $(PY) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install -q -r scripts/airflow-requirements.txt
+	touch $@
+
+$(AIRFLOW2_VENV)/.installed: scripts/airflow-2.10-requirements.txt
+	[ -x $(AIRFLOW2_VENV)/bin/python ] || $(PY) -m venv $(AIRFLOW2_VENV)
+	$(AIRFLOW2_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW2_VENV)/bin/pip install -q -r scripts/airflow-2.10-requirements.txt
+	touch $@
+
 demo: install
 	$(BIN)/python scripts/demo.py
 
@@ -57,7 +78,7 @@ postgres:
 	  || echo "warning: could not install postgresql: the JDBC tests against a real server will be skipped" >&2; \
 	fi
 
-test: install postgres
+test: install postgres $(AIRFLOW_VENV)/.installed $(AIRFLOW2_VENV)/.installed
 	$(BIN)/ruff check etl_framework scripts tests
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -74,4 +95,4 @@ doctor: install
 	$(BIN)/etl doctor
 
 clean:
-	rm -rf $(VENV) .jars .etl data reports
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(AIRFLOW2_VENV) .jars .etl data reports

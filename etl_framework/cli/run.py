@@ -50,9 +50,13 @@ def write_run_report(project: Any, run_id: str, env: str) -> Path | None:
 @click.option("--no-report", is_flag=True, help="do not write the HTML run report")
 @click.option("--env", "env_name", default=None, metavar="ENV",
               help="environment config conf/<ENV>.yaml (same as `etl --env ENV run ...`)")
+@click.option("--workflow-run-id", default=None, metavar="ID",
+              help="the workflow run this job run belongs to (`${run.id}`), e.g. an Airflow DAG run id")
+@click.option("--run-properties", "run_props", default=None, metavar="JSON",
+              help="run properties of that run as a JSON object (`${run.X}`, ctx.get_run_property)")
 @click.pass_context
 def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bool, no_report: bool,
-        env_name: str | None) -> None:
+        env_name: str | None, workflow_run_id: str | None, run_props: str | None) -> None:
     """Run the job JOB_FILE: crawl, extract, transform, quality gate, write, register."""
     from etl_framework.config.load import project_for
     from etl_framework.config.project import Project
@@ -66,7 +70,14 @@ def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bo
         raise UsageError(f"job file {job_file} does not exist\n  what to do: give the path of a job YAML file, "
                          "e.g. `etl run jobs/trips_clean.yaml`")
     project = project_for(job_file, project_dir) if job_file.exists() else Project.discover(project_dir)
-    result = run_job(job_file, project=project, env=env, params=parse_params(params) or None)
+    props = None
+    if run_props:
+        from etl_framework.engine.context import LocalRunProperties
+        from etl_framework.runtime.args import parse_run_properties
+
+        props = LocalRunProperties(parse_run_properties(run_props))
+    result = run_job(job_file, project=project, env=env, params=parse_params(params) or None,
+                     run_properties=props, workflow_run_id=workflow_run_id or None)
     report = None if no_report else write_run_report(project, result.run_id, env)
     if report is not None:
         err(f"report: {report}")

@@ -25,8 +25,8 @@ ID_PARAMS = ("--JOB_ID", "--JOB_RUN_ID", "--SECURITY_CONFIGURATION")
 # Arguments Glue itself passes or consumes; never job params.
 GLUE_ARGS = {
     "JOB_NAME", "JOB_ID", "JOB_RUN_ID", "SECURITY_CONFIGURATION", "TempDir", "RedshiftTempDir",
-    "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "conf", "scriptLocation", "job_config", "env", "project_dir",
-    "run_properties_uri",
+    "WORKFLOW_NAME", "WORKFLOW_RUN_ID", "RUN_PROPERTIES", "conf", "scriptLocation", "job_config", "env",
+    "project_dir", "run_properties_uri",
 }
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -120,6 +120,8 @@ class JobArgs:
     job_run_id: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     run_properties_uri: str | None = None  # Step Functions: the run's properties as one S3 JSON object
+    # `--RUN_PROPERTIES JSON`: the run properties of a run started outside a Glue workflow (an Airflow DAG run)
+    run_properties: dict[str, Any] | None = None
 
     @property
     def in_workflow(self) -> bool:
@@ -148,7 +150,21 @@ def parse_job_args(argv: list[str]) -> JobArgs:
         job_run_id=resolved.get("JOB_RUN_ID"),
         params=params,
         run_properties_uri=raw.get("run_properties_uri") or None,
+        run_properties=parse_run_properties(raw["RUN_PROPERTIES"]) if raw.get("RUN_PROPERTIES") else None,
     )
+
+
+def parse_run_properties(text: str) -> dict[str, Any]:
+    """`--RUN_PROPERTIES` / `etl run --run-properties`: a JSON object of run properties."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"run properties {text!r} are not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"run properties {text!r}: expected a JSON object, e.g. {{\"region\": \"eu\"}}")
+    return value
 
 
 def coerce_param(value: str, default: Any) -> Any:

@@ -172,6 +172,10 @@ def run_properties_for(args: JobArgs, aws: AwsConfig | None = None, client: Any 
     if args.run_properties_uri:
         return S3RunProperties(args.run_properties_uri, args.workflow_run_id or "", client or aws_client("s3", aws))
     if not args.in_workflow:
+        if args.run_properties is not None:  # a job run started by an Airflow DAG run, not by a Glue workflow
+            from etl_framework.engine.context import LocalRunProperties
+
+            return LocalRunProperties(args.run_properties)  # type: ignore[return-value]
         return None
     return GlueRunProperties(args.workflow_name or "", args.workflow_run_id or "", client or aws_client("glue", aws))
 

@@ -38,6 +38,10 @@ def run_local(argv: list[str]) -> int:
         from etl_framework.state.workflows import run_properties_for
 
         props = run_properties_for(project.env_config(args.env).state.path, args.workflow_run_id)
+        if props is None and args.run_properties is not None:  # started by an Airflow DAG run
+            from etl_framework.engine.context import LocalRunProperties
+
+            props = LocalRunProperties(args.run_properties)
         result = run_job(job_path, project=project, env=args.env, params=args.params or None,
                          run_properties=props, workflow_run_id=args.workflow_run_id, run_id=args.job_run_id)
         if result.exception is not None:
