@@ -268,9 +268,9 @@ class IcebergFormat(TableFormat):
         """The table's current metadata file, from the catalog's pointer (no Spark)."""
         name = table_name(path)
         if storage.glue_catalog:
-            import boto3
+            from etl_framework.aws import client
 
-            glue = boto3.client("glue", region_name=storage.region, endpoint_url=storage.endpoint_url)
+            glue = client("glue", storage.region, storage.endpoint_url)
             try:
                 t = glue.get_table(DatabaseName=NAMESPACE, Name=name)["Table"]
             except glue.exceptions.EntityNotFoundException:
