@@ -80,7 +80,7 @@ postgres:
 
 test: install postgres $(AIRFLOW_VENV)/.installed $(AIRFLOW2_VENV)/.installed
 	$(BIN)/ruff check etl_framework scripts tests
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
