@@ -5,11 +5,12 @@ start a run (`starters`), which triggers fire inside a run (`in_run`), the edges
 condition of each (`edges`, `conditions_between`), what is `downstream` of some nodes (resume), the run order
 (`levels`), which triggers can ever fire (`reachable`), `cycles`, whether a trigger's conditions hold for given node
 states and run properties (`evaluate`), and the layered drawing of any node/edge graph (`layered`, for the HTML report).
-Validation, the engine, the scheduler, `etl plan`, the report and both deploy targets (Glue Workflows and Step
-Functions) use it; nothing else walks the graph.
+Validation, the engine, the scheduler, `etl plan`, the report, both deploy targets (Glue Workflows and Step
+Functions) and `etl export airflow` use it; nothing else walks the graph.
 
 `TRIGGER_KINDS` holds one `TriggerKind` per trigger type: its description, its checks, its Glue `CreateTrigger`
-fields, how Step Functions starts a run for it, and the scheduler source that fires it locally.
+fields, how Step Functions starts a run for it, how an Airflow DAG expresses it, and the scheduler source that fires
+it locally.
 
 Importable in milliseconds (no pydantic model import at module level, no AWS, no Spark).
 """
@@ -43,6 +44,9 @@ class TriggerKind:
     scheduler_source: str | None = None  # what `etl scheduler` watches for it: "schedule" | "event" | None
     run_properties: tuple[str, ...] = ()  # run properties the scheduler sets on the runs it starts
     glue_activated: bool = True  # Glue activates it after creation (on-demand triggers cannot be)
+    # how an Airflow DAG expresses it: "manual" (a manual DAG run), "timetable" (the DAG's cron), "asset" (an Asset
+    # / Dataset schedule), "trigger_rule" (trigger rules on the tasks it starts)
+    airflow: str = ""
 
     # -- description ---------------------------------------------------------------------------------------
     def describe(self, t: Trigger, now: datetime | None = None, with_next: bool = True) -> str:
@@ -131,15 +135,23 @@ class TriggerKind:
         an EventBridge Scheduler `schedule`, an EventBridge `event_rule`; None inside the state machine."""
         return {"on_demand": "start_execution", "scheduled": "schedule", "event": "event_rule"}.get(self.name)
 
+    # -- Airflow ---------------------------------------------------------------------------------------------
+    def airflow_rule(self, t: Trigger, state_class: str) -> str:
+        """The Airflow trigger rule of a conditional trigger whose node conditions all wait for one class of state
+        ("ok": SUCCEEDED, "failed": FAILED/TIMEOUT/STOPPED/CANCELLED): `and` -> all_*, `any` -> one_*."""
+        if self.airflow != "trigger_rule":
+            raise ValueError(f"a {self.name} trigger has no trigger rule")
+        return ("all_" if t.logical == "and" else "one_") + ("success" if state_class == "ok" else "failed")
+
 
 TRIGGER_KINDS: dict[str, TriggerKind] = {
     k.name: k for k in (
-        TriggerKind("on_demand", "ON_DEMAND", starts_run=True, glue_activated=False),
+        TriggerKind("on_demand", "ON_DEMAND", starts_run=True, glue_activated=False, airflow="manual"),
         TriggerKind("scheduled", "SCHEDULED", starts_run=True, needs="schedule", scheduler_source="schedule",
-                    run_properties=("scheduled_time",)),
-        TriggerKind("conditional", "CONDITIONAL", starts_run=False, needs="conditions"),
+                    run_properties=("scheduled_time",), airflow="timetable"),
+        TriggerKind("conditional", "CONDITIONAL", starts_run=False, needs="conditions", airflow="trigger_rule"),
         TriggerKind("event", "EVENT", starts_run=True, needs="watch", scheduler_source="event",
-                    run_properties=("event_files", "event_batch_id", "event_trigger")),
+                    run_properties=("event_files", "event_batch_id", "event_trigger"), airflow="asset"),
     )
 }
 
@@ -290,6 +302,13 @@ class WorkflowGraph:
 
     def node_conditions(self, t: Trigger) -> list[Condition]:
         return [c for c in t.conditions if not is_property(c)]
+
+    def property_conditions(self, t: Trigger) -> list[Condition]:
+        return [c for c in t.conditions if is_property(c)]
+
+    def join(self, t: Trigger) -> str:
+        """How a conditional trigger joins its conditions: "and" (all) or "any" (one)."""
+        return t.logical
 
     def watching(self, nodes: Iterable[str]) -> set[str]:
         """Names of the in-run triggers with a condition on one of `nodes`."""

@@ -14,7 +14,11 @@ Translation (Glue Workflow semantics -> Airflow):
 - a conditional trigger -> trigger rules: `and` of SUCCEEDED -> all_success, `any` -> one_success, `and`/`any` of
   FAILED/TIMEOUT/STOPPED/CANCELLED -> all_failed/one_failed; a trigger that mixes success and failure states, or a
   node that several triggers start, gets one empty "gate" task per trigger (and a `<task>__failed` task per watched
-  failure) so that each trigger keeps its own and/any.
+  failure) so that each trigger keeps its own and/any; a condition on a run property is refused (a trigger rule
+  tests only the states of upstream tasks).
+
+The graph questions (start triggers, in-run triggers, node conditions, the run order) are asked of `WorkflowGraph`;
+what depends on a trigger's type is its `TriggerKind` (`airflow`, `airflow_rule`).
 """
 
 from __future__ import annotations
@@ -29,11 +33,10 @@ from typing import Any
 
 from etl_framework.config.model import Retries, Trigger, WorkflowConfig
 from etl_framework.errors import UsageError
+from etl_framework.workflow_graph import WorkflowGraph, describe_condition, kind_of
 
 VERSIONS = ("3", "2.10")
 FAILURE_STATES = ("FAILED", "TIMEOUT", "STOPPED", "CANCELLED")
-RULES = {("and", "ok"): "all_success", ("any", "ok"): "one_success",
-         ("and", "failed"): "all_failed", ("any", "failed"): "one_failed"}
 START_DATE = "datetime(2024, 1, 1, tzinfo=timezone.utc)"
 
 
@@ -126,12 +129,9 @@ def airflow_cron(t: Trigger) -> tuple[str, int | None, int | None]:
 
 
 def _walk(config: WorkflowConfig) -> tuple[list[str], list[str]]:
-    """(nodes in run order, nodes never started) over the enabled triggers, by the graph code `etl plan` uses.
-    The one place the export walks the workflow graph."""
-    from etl_framework.graph import levels
-
+    """(nodes in run order, nodes never started) over the enabled triggers (`WorkflowGraph.levels`, as `etl plan`)."""
     enabled = config.model_copy(update={"triggers": [t for t in config.triggers if t.enabled]})
-    order = [n for group in levels(enabled) for n in group]
+    order = [n for group in WorkflowGraph(enabled).levels() for n in group]
     never = sorted((set(config.jobs) | set(config.crawlers)) - set(order))
     return order, never
 
@@ -159,17 +159,30 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
     for t in wf.triggers:
         if not t.enabled:
             plan.warnings.append(f"trigger {t.name} is disabled: it is left out of the DAG, as Glue never fires it")
-    enabled = [t for t in wf.triggers if t.enabled]
-    starts = [t for t in enabled if t.type != "conditional"]
-    conditional = [t for t in enabled if t.type == "conditional"]
+    graph = WorkflowGraph(wf)
+    starts = graph.starters(enabled_only=True)
+    conditional = graph.in_run(enabled_only=True)
+    _refuse_property_conditions(graph, conditional)
     order, plan.never_started = _walk(wf)
     roots = _roots(starts)
-    _schedule_of(plan, starts, project.root)
+    _schedule_of(plan, graph.scheduler_triggers(), project.root)
     started_by = _started_by(conditional, roots)
-    _condition_warnings(plan, conditional, started_by)
-    plan.tasks = _tasks(loaded, kinds, order, starts, roots, started_by)
+    _condition_warnings(plan, graph, conditional, started_by)
+    plan.tasks = _tasks(loaded, graph, kinds, order, starts, roots, started_by)
     plan.warnings = list(dict.fromkeys(plan.warnings))
     return plan
+
+
+def _refuse_property_conditions(graph: WorkflowGraph, conditional: list[Trigger]) -> None:
+    """A trigger rule tests the states of upstream tasks only: a condition on a run property has no Airflow form."""
+    for t in conditional:
+        props = graph.property_conditions(t)
+        if props:
+            raise ExportError(
+                f"trigger {t.name}: the condition {describe_condition(props[0])} cannot be expressed in Airflow: a "
+                "trigger rule tests only the states of upstream tasks, not a run property\n  what to do: run this "
+                "workflow locally (`etl run`) or on Step Functions (deploy: {orchestrator: step_functions}), which "
+                "test run properties, or drop the condition to export it")
 
 
 def _same_action(a: Any, b: Any) -> bool:
@@ -200,16 +213,18 @@ def _roots(starts: list[Trigger]) -> dict[str, Any]:
     return roots
 
 
-def _schedule_of(plan: DagPlan, starts: list[Trigger], root: Path) -> None:
-    """The scheduled trigger -> the DAG's cron; event triggers -> Assets (with what they lose in Airflow)."""
-    for t in starts:
-        if t.type == "scheduled":
+def _schedule_of(plan: DagPlan, fired: list[Trigger], root: Path) -> None:
+    """The scheduled trigger -> the DAG's cron; event triggers -> Assets (with what they lose in Airflow). `fired`:
+    the enabled triggers a scheduler fires (`WorkflowGraph.scheduler_triggers`)."""
+    for t in fired:
+        how = kind_of(t).airflow
+        if how == "timetable":
             if plan.cron is not None:
                 raise ExportError(f"trigger {t.name}: a second schedule ({t.schedule}, after {plan.glue_schedule}); "
                                   "an Airflow DAG has one schedule\n  what to do: keep one scheduled trigger")
             plan.cron, plan.start_year, plan.end_year = airflow_cron(t)
             plan.glue_schedule = t.schedule
-        elif t.type == "event" and t.watch:
+        elif how == "asset" and t.watch:
             uri = _asset(t.watch.path, plan.mode, root)
             plan.assets.append((t.name, uri))
             if t.watch.pattern not in ("", "*"):
@@ -242,10 +257,10 @@ def _started_by(conditional: list[Trigger], roots: dict[str, Any]) -> dict[str, 
     return started_by
 
 
-def _condition_warnings(plan: DagPlan, conditional: list[Trigger],
+def _condition_warnings(plan: DagPlan, graph: WorkflowGraph, conditional: list[Trigger],
                         started_by: dict[str, list[tuple[Trigger, Any]]]) -> None:
     for t in conditional:
-        for c in t.conditions:
+        for c in graph.node_conditions(t):
             if c.state in ("TIMEOUT", "STOPPED", "CANCELLED"):
                 plan.warnings.append(f"trigger {t.name}: Airflow has one failed state, so the condition "
                                      f"{c.node} {c.state} holds when {c.node} fails in any way (FAILED, TIMEOUT, "
@@ -257,8 +272,8 @@ def _condition_warnings(plan: DagPlan, conditional: list[Trigger],
                     "for that reason; Glue would not fire")
 
 
-def _tasks(loaded: Any, kinds: dict[str, str], order: list[str], starts: list[Trigger], roots: dict[str, Any],
-           started_by: dict[str, list[tuple[Trigger, Any]]]) -> list[Task]:
+def _tasks(loaded: Any, graph: WorkflowGraph, kinds: dict[str, str], order: list[str], starts: list[Trigger],
+           roots: dict[str, Any], started_by: dict[str, list[tuple[Trigger, Any]]]) -> list[Task]:
     """The tasks with their upstream and trigger rules, each defined after everything it depends on."""
     ids = {n: task_id(kinds[n], n) for n in kinds}
     tasks: dict[str, Task] = {}
@@ -285,14 +300,14 @@ def _tasks(loaded: Any, kinds: dict[str, str], order: list[str], starts: list[Tr
             tasks[ids[n]] = node_task(n, [], "all_success", f"started by {who}")
             continue
         pairs = [(t, a) for t, a in started_by.get(n, [])
-                 if t.logical == "any" or all(c.node in placed for c in t.conditions)]
+                 if graph.join(t) == "any" or all(c.node in placed for c in graph.node_conditions(t))]
         if not pairs:
             continue
         t = pairs[0][0]
-        if len(pairs) == 1 and len({_state_class(c.state) for c in t.conditions}) == 1:
+        if len(pairs) == 1 and len({_state_class(c.state) for c in graph.node_conditions(t)}) == 1:
             # one trigger, one kind of state: a trigger rule on the node itself
-            conds = [c for c in t.conditions if c.node in placed]
-            rule = RULES[(t.logical, _state_class(conds[0].state))]
+            conds = [c for c in graph.node_conditions(t) if c.node in placed]
+            rule = kind_of(t).airflow_rule(t, _state_class(conds[0].state))
             tasks[ids[n]] = node_task(n, [ids[c.node] for c in conds], rule, f"trigger {t.name}: {_describe(t)}")
             continue
         gates = []  # else a gate per trigger, each keeping its own and/any; the node runs when one gate passes
@@ -300,8 +315,9 @@ def _tasks(loaded: Any, kinds: dict[str, str], order: list[str], starts: list[Tr
             gid = f"trigger_{t.name}"
             if gid not in tasks:
                 ups = [ids[c.node] if _state_class(c.state) == "ok" else failed_task(c.node)
-                       for c in t.conditions if c.node in placed]
-                tasks[gid] = Task(gid, "gate", None, RULES[(t.logical, "ok")], ups, f"trigger {t.name}: {_describe(t)}")
+                       for c in graph.node_conditions(t) if c.node in placed]
+                tasks[gid] = Task(gid, "gate", None, kind_of(t).airflow_rule(t, "ok"), ups,
+                                  f"trigger {t.name}: {_describe(t)}")
             gates.append(gid)
         tasks[ids[n]] = node_task(n, gates, "one_success" if len(gates) > 1 else "all_success",
                                   "started by " + " or ".join(g.removeprefix("trigger_") for g in gates))
@@ -322,7 +338,8 @@ def _tasks(loaded: Any, kinds: dict[str, str], order: list[str], starts: list[Tr
 
 
 def _describe(t: Trigger) -> str:
-    return (" and " if t.logical == "and" else " or ").join(f"{c.node} {c.state}" for c in t.conditions)
+    """`a SUCCEEDED and b SUCCEEDED` (the trigger's description without its leading `when `)."""
+    return kind_of(t).describe(t).removeprefix("when ")
 
 
 def _rel(path: Path, root: Path, display: Any) -> str:

@@ -196,6 +196,23 @@ def test_bad_input_gets_a_clear_message(project: Path) -> None:
     assert "every root task" in r.stderr
 
 
+def test_a_run_property_condition_is_refused(project: Path) -> None:
+    """A trigger rule tests only upstream task states: a property condition names its trigger and where it runs."""
+    wf = project / "jobs" / "nightly_trips.yaml"
+    wf.write_text(wf.read_text().replace("      - {job: trips_clean, state: SUCCEEDED}\n",
+                                         "      - {job: trips_clean, state: SUCCEEDED}\n"
+                                         "      - {property: auc, op: \">=\", value: 0.8}\n"))
+    from etl_framework.export.airflow import ExportError
+
+    with pytest.raises(ExportError, match="trigger after_curated: the condition run property auc >= 0.8 cannot be"):
+        plan_of(project)
+    r = etl(project, "export", "airflow", "jobs/nightly_trips.yaml", "-o", "dags")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "trigger after_curated" in r.stderr and "run property auc" in r.stderr
+    assert "Step Functions" in r.stderr and "locally" in r.stderr
+    assert not (project / "dags" / "nightly_trips.py").exists()
+
+
 def test_check_fails_on_a_stale_dag_file(project: Path) -> None:
     r = etl(project, "export", "airflow", "-o", "dags")  # every workflow of jobs/
     assert r.returncode == 0, r.stderr

@@ -1,6 +1,6 @@
 """`WorkflowGraph` is the one model of a workflow's graph and `TRIGGER_KINDS` the one place per trigger type: the
-graph answers, and every caller (validate, the engine, the scheduler, `etl plan`, the report, both deploy targets)
-goes through it — no other module branches on a trigger type or walks conditions."""
+graph answers, and every caller (validate, the engine, the scheduler, `etl plan`, the report, both deploy targets,
+`etl export airflow`) goes through it — no other module branches on a trigger type or walks conditions."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ def test_every_trigger_type_has_one_kind_with_all_its_facets() -> None:
     assert set(literal) == TRIGGER_TYPES
     for k in TRIGGER_KINDS.values():
         assert k.glue_type and (k.sfn_starter() is None) == (not k.starts_run)
+        assert k.airflow and (k.airflow == "trigger_rule") == (not k.starts_run)
 
 
 # ------------------------------------------------------------------------------------------- the only walker
@@ -129,7 +130,7 @@ def test_no_module_but_the_graph_branches_on_trigger_types_or_walks_conditions()
 
 
 @pytest.mark.parametrize("caller", ["validate", "engine", "scheduler", "plan", "report", "glue_deploy",
-                                    "step_functions"])
+                                    "step_functions", "airflow"])
 def test_every_caller_asks_the_graph(caller: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each caller builds a WorkflowGraph (spied) to answer its graph questions."""
     import etl_framework.workflow_graph as wg
@@ -178,6 +179,15 @@ def test_every_caller_asks_the_graph(caller: str, monkeypatch: pytest.MonkeyPatc
         from etl_framework.deploy.spec import trigger_specs
 
         trigger_specs(DIAMOND, DeployConfig(s3_prefix="s3://b/p", role="arn:r"))
+    elif caller == "airflow":
+        from etl_framework.config.load import load_workflow
+        from etl_framework.config.project import Project
+        from etl_framework.export.airflow import plan_dag
+
+        root = PKG.parent
+        loaded = load_workflow(root / "jobs" / "nightly_trips.yaml", Project(root), "local")
+        built.clear()  # validation asked the graph too: count only the export
+        plan_dag(loaded, Project(root), "local", mode="local")
     else:
         from etl_framework.deploy.asl import state_machine
 
