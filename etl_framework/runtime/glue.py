@@ -54,8 +54,45 @@ def split_s3(uri: str) -> tuple[str, str]:
     raise EtlError(f"{uri!r} is not an s3:// URI")
 
 
+class _PropertyMapping:
+    """The mapping interface the engine gives jobs as `ctx.run_properties`, over a backend's `as_dict`/`update`."""
+
+    run_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def update(self, values: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.as_dict().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        props = self.as_dict()
+        if key not in props:
+            raise KeyError(key)
+        return props[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.as_dict()
+
+    def put(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.put(key, value)
+
+    def get_all(self) -> dict[str, Any]:
+        return self.as_dict()
+
+    def run_vars(self) -> dict[str, Any]:
+        """What `${run.X}` sees: the properties plus `id` (the workflow run id)."""
+        return {**self.as_dict(), "id": self.run_id}
+
+
 @dataclass
-class GlueRunProperties:
+class GlueRunProperties(_PropertyMapping):
     """Workflow run properties of the current Glue workflow run (Glue API), with the interface the engine gives
     jobs as `ctx.run_properties`: `get(key, default)`, `put(key, value)`, `update(mapping)`, `as_dict()`.
 
@@ -71,30 +108,6 @@ class GlueRunProperties:
         self._cache = dict(resp.get("RunProperties") or {})
         return dict(self._cache)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.as_dict().get(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        props = self.as_dict()
-        if key not in props:
-            raise KeyError(key)
-        return props[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.as_dict()
-
-    def put(self, key: str, value: Any) -> None:
-        self.update({key: value})
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.put(key, value)
-
-    get_all = as_dict
-
-    def run_vars(self) -> dict[str, Any]:
-        """What `${run.X}` sees: the properties plus `id` (the workflow run id)."""
-        return {**self.as_dict(), "id": self.run_id}
-
     def update(self, values: dict[str, Any]) -> None:
         props = {k: v if isinstance(v, str) else str(v) for k, v in values.items()}
         self.client.put_workflow_run_properties(Name=self.workflow_name, RunId=self.run_id, RunProperties=props)
@@ -103,7 +116,7 @@ class GlueRunProperties:
 
 
 @dataclass
-class S3RunProperties:
+class S3RunProperties(_PropertyMapping):
     """Run properties of a Step Functions execution (`deploy.orchestrator: step_functions`): one JSON object per
     execution, written by the state machine at the start and read by it before a Choice on a property. Same interface
     as GlueRunProperties. Values that are numbers (or text that reads as a finite number) are stored as JSON
@@ -127,29 +140,6 @@ class S3RunProperties:
             raise
         data = json.loads(body or b"{}")
         return data if isinstance(data, dict) else {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.as_dict().get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        props = self.as_dict()
-        if key not in props:
-            raise KeyError(key)
-        return props[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.as_dict()
-
-    def put(self, key: str, value: Any) -> None:
-        self.update({key: value})
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.put(key, value)
-
-    get_all = as_dict
-
-    def run_vars(self) -> dict[str, Any]:
-        return {**self.as_dict(), "id": self.run_id}
 
     def update(self, values: dict[str, Any]) -> None:
         import json
