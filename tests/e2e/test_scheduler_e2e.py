@@ -155,8 +155,11 @@ def test_bursts_batch_like_glue_schedule_fires_sigterm_is_clean_and_a_restart_fi
     assert all(r["state"] == "COMPLETED" for r in ev)
     batches = [x for x in s.lines() if x["message"].startswith("event batch")]
     assert [b["files"] for b in batches] == [10, 10, 5] and "window of 5s passed" in batches[2]["message"]
-    assert all(x.get("workflow") == "landing" and x.get("trigger") == "on_files" and x.get("run_id")
-               for x in s.lines() if x["message"].startswith("run started"))
+    # the scheduled trigger may fire too when a minute turns meanwhile (a slow machine): only its own runs
+    started = [x for x in s.lines() if x["message"].startswith("run started")]
+    assert all(x.get("workflow") == "landing" and x.get("trigger") in ("on_files", "every_minute") and x.get("run_id")
+               for x in started)
+    assert len([x for x in started if x["trigger"] == "on_files"]) == 3
 
     # the minutely schedule fires on the next minute
     rs = wait_runs(root, lambda rs: any(r["started_by"] == "every_minute" and r["state"] == "COMPLETED" for r in rs),
