@@ -471,11 +471,13 @@ def run_loaded(
             failure.run_id = run_id
             scrub(failure)
         if store is not None:
-            store.update_run(run_id, status=status, ended_at=utcnow(), duration_s=round(duration, 3),
-                             error=failure.render() if failure else None,
-                             error_stage=failure.stage if failure else None, exit_code=exit_code)
-            if held is not None:
-                held.release()
+            try:
+                store.update_run(run_id, status=status, ended_at=utcnow(), duration_s=round(duration, 3),
+                                 error=failure.render() if failure else None,
+                                 error_stage=failure.stage if failure else None, exit_code=exit_code)
+            finally:  # the locks go even when the record cannot be written
+                if held is not None:
+                    held.release()
         if failure is None:
             log.info(f"run {run_id} succeeded in {duration:.1f}s")
         else:
