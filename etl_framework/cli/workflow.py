@@ -82,8 +82,9 @@ def stop_on_signals(run: Any) -> Iterator[None]:
     signal as reason: resumable); a second signal aborts at once."""
 
     def on_signal(signum: int, _frame: Any) -> None:
+        # No printing here: the handler interrupts the main thread, which may be inside a write to stderr
+        # ("reentrant call inside BufferedWriter"); the engine logs the stop when it takes it from its queue.
         if not run.stopping and run.run_id:
-            err(f"received {signal.Signals(signum).name}: stopping the run (again to abort)")
             run.stop(f"received {signal.Signals(signum).name}")
             signal.signal(signum, signal.default_int_handler)
         else:

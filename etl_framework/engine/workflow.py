@@ -221,7 +221,9 @@ class WorkflowRun:
         self.waiting: deque[str] = deque()
         self.running: dict[str, _Node] = {}
         self.zombies: list[tuple[NodeTask, threading.Thread]] = []
-        self.events: queue.Queue[tuple[str, str, int, Any]] = queue.Queue()
+        # SimpleQueue, not Queue: `stop()` is called from signal handlers, and Queue.put can deadlock on the lock
+        # that the interrupted Queue.get in the same thread holds; SimpleQueue.put is reentrant.
+        self.events: queue.SimpleQueue[tuple[str, str, int, Any]] = queue.SimpleQueue()
         self.properties: RunProperties | None = None
         self._stop_reason: str | None = None
         self.graph = WorkflowGraph(config)
@@ -428,6 +430,7 @@ class WorkflowRun:
             except queue.Empty:
                 kind = ""
             if kind == "stop":
+                self._log(f"{payload}: stopping the run (again to abort)")
                 self._stop_all(str(payload))
             elif kind == "running":
                 self._on_running(name, attempt, payload)

@@ -523,6 +523,11 @@ class Scheduler:
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
+            # The handler interrupts the main thread, possibly while it holds the lock of `wake` or of stderr:
+            # log and set the events from a short-lived thread instead (no deadlock, no reentrant write).
+            threading.Thread(target=on_signal, args=(signum,), name=f"signal-{signum}", daemon=True).start()
+
+        def on_signal(signum: int) -> None:
             name = signal.Signals(signum).name
             if not self.stop_requested.is_set():
                 self.log(f"received {name}: no new runs; finishing (send it again to stop running runs now)",

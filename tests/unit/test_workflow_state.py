@@ -177,7 +177,7 @@ SIGNALLED = textwrap.dedent("""
                      "actions": [{"job": "b"}]}], ["a", "b"])
     ex = FakeExecutor({"a": [("hang",)]})
     ex.hooks["a"] = lambda task: print("RUNNING", task.run_id, flush=True)
-    run = run_engine(cfg, WorkflowStore(sys.argv[1]), ex)
+    run = run_engine(cfg, WorkflowStore(sys.argv[1]), ex, progress=lambda m: print(m, file=sys.stderr, flush=True))
     with stop_on_signals(run):
         res = run.start()
     print("ENDED", res.state, flush=True)
