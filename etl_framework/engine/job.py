@@ -187,16 +187,21 @@ class JobRunResult:
                 "duration_s": round(self.duration_s, 3), "metrics": self.metrics}
 
 
-def observed(obs: Any) -> int | None:
-    """Rows counted by a Spark Observation, or None when the plan it sits on never ran (never blocks)."""
+def observed(obs: Any, wait: float = 0.0) -> int | None:
+    """Rows counted by a Spark Observation, or None when the plan it sits on never ran. Spark delivers the metrics
+    from its listener bus after the action returns, so a caller that knows the plan ran passes `wait` (seconds)
+    to ride out that delay on a loaded machine; otherwise this never blocks."""
     jo = getattr(obs, "_jo", None)
     if jo is None:
         return None
     try:
         field_ = jo.getClass().getDeclaredField("metrics")
         field_.setAccessible(True)
-        if not field_.get(jo).isDefined():
-            return None
+        deadline = time.monotonic() + wait
+        while not field_.get(jo).isDefined():
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
         value = obs.get.get("rows")
         return int(value) if value is not None else None
     except Exception:  # noqa: BLE001 - counting must never fail a run
@@ -227,7 +232,7 @@ def _finalize_counts(state: JobRunState) -> None:
         known = False
         for name, info in ext.get("sources", {}).items():
             obs = state.observations.get(f"extract.{name}")
-            n = observed(obs) if obs is not None else None
+            n = observed(obs, wait=0.2) if obs is not None else None  # same listener event as the write's
             if n is not None:
                 info["rows"] = n
                 total += n
