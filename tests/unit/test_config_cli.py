@@ -117,6 +117,11 @@ def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
     assert "orders_clean.yaml" in err and "daily.yaml" in err
     rc, _, err = run("init", str(target))
     assert rc == 2 and "already holds" in err
+    assert "reports/" in (target / ".gitignore").read_text().splitlines()
+    # a mistyped job path: did-you-mean names the user's own job, never the example project's
+    rc, _, err = run("--project-dir", str(target), "run", str(target / "jobs" / "order_clean.yaml"))
+    assert rc == 2 and "did you mean `etl run" in err and "jobs/orders_clean.yaml`" in err, err
+    assert "trips_clean" not in err
 
 
 def test_schema_kinds() -> None:
