@@ -84,8 +84,8 @@ def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bo
         env_name: str | None, workflow_run_id: str | None, run_props: str | None) -> None:
     """Run the job JOB_FILE: crawl, extract, transform, quality gate, write, register."""
     from etl_framework.config.load import project_for
-    from etl_framework.engine.job import run_job
-    from etl_framework.errors import UsageError
+    from etl_framework.engine.job import RunStopped, run_job
+    from etl_framework.errors import Stopped, UsageError
     from etl_framework.state.runs import open_run_store
 
     env = env_name or (ctx.obj.get("env", "local") if ctx.obj else "local")
@@ -99,8 +99,11 @@ def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bo
         from etl_framework.runtime.args import parse_run_properties
 
         props = LocalRunProperties(parse_run_properties(run_props))
-    result = run_job(job_file, project=project, env=env, params=parse_params(params) or None,
-                     run_properties=props, workflow_run_id=workflow_run_id or None)
+    try:
+        result = run_job(job_file, project=project, env=env, params=parse_params(params) or None,
+                         run_properties=props, workflow_run_id=workflow_run_id or None)
+    except RunStopped as e:
+        raise Stopped(str(e)) from None
     report = None if no_report else write_run_report(project, result.run_id, env)
     if report is not None:
         err(f"report: {report}")

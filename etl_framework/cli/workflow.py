@@ -133,6 +133,11 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
     if not result.ok:
         bad = [f"{n['node']} {n['state']}" for n in record["nodes"]
                if n["state"] not in (None, "SUCCEEDED") and not n["copied_from"]]
+        if result.state == "STOPPED" and run.stopping:  # a signal or `etl stop`: one line, exit 130
+            from etl_framework.errors import Stopped
+
+            raise Stopped(f"workflow {cfg.workflow} run {result.run_id} stopped ({record.get('error') or 'stop'})"
+                          + (f": {', '.join(bad)}" if bad else "") + f"; resume: etl workflow resume {result.run_id}")
         raise EtlError(
             f"workflow {cfg.workflow} run {result.run_id}: " + (", ".join(bad) or result.state)
             + f"\n  what to do: see `etl workflow status {result.run_id}` (and `etl show JOB_RUN_ID` for a job),"

@@ -275,6 +275,8 @@ class SubprocessExecutor(_Base):
             return NodeOutcome("SUCCEEDED", job_run_id=job_run_id, exit_code=0)
         tail = _error_tail(log)
         msg = f"spark-submit exited with {code}" + (f": {tail}" if tail else "") + f" (log: {log})"
+        if code == 130:  # the job took a stop (the engine's cancel, `etl stop`, SIGINT) and recorded it STOPPED
+            return NodeOutcome("STOPPED", msg, job_run_id=job_run_id, exit_code=code, retryable=False)
         return NodeOutcome("ERROR" if code == 2 else "FAILED", msg, job_run_id=job_run_id, exit_code=code,
                            retryable=code not in (2, 3))
 

@@ -230,11 +230,28 @@ def test_sigkill_mid_delta_write_leaves_the_table_unchanged(spark: Any, tmp_path
     assert run(spark, config(spec, project / "data" / "small" / "trips"), db).ok
 
 
-@pytest.mark.slow
-def test_sigterm_stops_the_run_and_releases_its_lock(spark: Any, tmp_path: Path) -> None:
-    """A stopped Glue run or `kill` (SIGTERM) mid-write: the run is recorded STOPPED, its lock is free at once (the
-    next run need not wait for a lease to expire), the table is unchanged."""
+def locks(db: Path) -> list[tuple[str, str]]:
     import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT target, run_id FROM target_locks").fetchall()
+    finally:
+        con.close()
+
+
+def etl_stop(project: Path, run_id: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ETL, "--project-dir", str(project), "stop", run_id], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGINT", "etl stop"])
+def test_ctrl_c_or_etl_stop_mid_write_stops_the_run_cleanly(spark: Any, tmp_path: Path, how: str) -> None:
+    """Ctrl-C (SIGINT) or `etl stop RUN_ID` from a second process (SIGTERM) while Spark writes: the run's job group
+    is cancelled, one line is printed (no py4j traceback), the run and its stage are STOPPED, exit 130, its lock is
+    free at once, the table unchanged; the next run loads the input exactly once."""
+    from etl_framework.state.runs import SqliteRunStore
 
     project = tmp_path / "proj"
     job_file, spec = make_project(project, "delta", rows=8_000, slow=True)
@@ -242,29 +259,36 @@ def test_sigterm_stops_the_run_and_releases_its_lock(spark: Any, tmp_path: Path)
     assert run(spark, config(spec, project / "data" / "small" / "trips"), db).ok
     old_rows = delta_rows(target)
 
-    def locks() -> list[tuple[str, str]]:
-        con = sqlite3.connect(db)
-        try:
-            return con.execute("SELECT target, run_id FROM target_locks").fetchall()
-        finally:
-            con.close()
-
     proc = start(project, job_file)
     try:
-        wait_for(lambda: bool(locks()), proc)
-        (_, run_id), = locks()
+        wait_for(lambda: bool(locks(db)), proc)
+        (_, run_id), = locks(db)
         baseline = set(target.rglob("*.parquet"))
         wait_for(lambda: any(p not in baseline for p in target.rglob("*.parquet")), proc)  # mid-write
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        if how == "SIGINT":
+            os.kill(proc.pid, signal.SIGINT)
+        else:
+            stopped = etl_stop(project, run_id)
+            assert stopped.returncode == 0 and "SIGTERM" in stopped.stderr, stopped.stderr
+        _out, err_b = proc.communicate(timeout=60)
     finally:
         kill_group(proc)
-    assert proc.returncode == 130, proc.stderr.read().decode() if proc.stderr else ""
-    assert locks() == []
-    con = sqlite3.connect(db)
+    err = err_b.decode()
+    assert proc.returncode == 130, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and f"run {run_id} of job kill_me stopped" in lines[0], err
+    assert "Traceback" not in err and "py4j" not in err.lower()
+    assert locks(db) == []
+    store = SqliteRunStore(db)
     try:
-        (status,) = con.execute("SELECT status FROM job_runs WHERE run_id = ?", (run_id,)).fetchone()
+        rec = store.get_run(run_id)
     finally:
-        con.close()
-    assert status == "STOPPED"
+        store.close()
+    assert rec["status"] == "STOPPED" and rec["exit_code"] == 130
+    assert [s["status"] for s in rec["stages"] if s["stage"] == "write"] == ["STOPPED"]
     assert delta_rows(target) == old_rows
+    assert etl_stop(project, run_id).returncode == 2  # nothing left to stop, said so
+
+    again = run(spark, config(spec, project / "data" / "big" / "trips"), db)
+    assert again.ok, again.error
+    assert len(delta_rows(target)) == 8_000  # the generated input's rows, once (it has duplicates of its own)
