@@ -114,8 +114,9 @@ def outcome_of(result: Any) -> NodeOutcome:
     return NodeOutcome(
         status, None if status == "SUCCEEDED" else (str(error) if error else f"exit code {exit_code}"),
         job_run_id=getattr(result, "run_id", None), exit_code=exit_code,
-        # a quality gate (exit 3) or a config problem (exit 2) fails the same way on every attempt
-        retryable=exit_code not in (2, 3),
+        # a quality gate (exit 3), a config problem (exit 2) or an analysis/parse/cast error fails the same way on
+        # every attempt
+        retryable=exit_code not in (2, 3) and getattr(getattr(result, "exception", None), "retryable", True),
     )
 
 
@@ -278,7 +279,21 @@ class SubprocessExecutor(_Base):
         if code == 130:  # the job took a stop (the engine's cancel, `etl stop`, SIGINT) and recorded it STOPPED
             return NodeOutcome("STOPPED", msg, job_run_id=job_run_id, exit_code=code, retryable=False)
         return NodeOutcome("ERROR" if code == 2 else "FAILED", msg, job_run_id=job_run_id, exit_code=code,
-                           retryable=code not in (2, 3))
+                           retryable=code not in (2, 3) and self.retryable(job_run_id))
+
+    def retryable(self, job_run_id: str) -> bool:
+        """What the job's own run record says (a deterministic error is not retried); True when it says nothing."""
+        try:
+            from etl_framework.state.runs import open_run_store
+
+            store = open_run_store(self.env_config)
+            try:
+                rec = store.get_run(job_run_id) or {}
+            finally:
+                store.close()
+        except Exception:  # noqa: BLE001 - no record (the job died before writing one): retry as before
+            return True
+        return (rec.get("details") or {}).get("retryable", True) is not False
 
     def cancel(self, task: NodeTask) -> None:
         task.cancelled.set()

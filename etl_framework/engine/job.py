@@ -519,6 +519,9 @@ def run_loaded(
 
             configure_s3a(spark, env_config.aws.endpoint_url, env_config.aws.region)
         session = spark.newSession()
+        from etl_framework.runtime.spark import apply_run_confs
+
+        apply_run_confs(session, env_config.spark if env_config is not None else None)
         sc = spark.sparkContext
         group = sc.getLocalProperty("spark.jobGroup.id")  # a workflow's inline executor set one already
         if group is None:

@@ -182,3 +182,49 @@ def test_header_only_input_writes_nothing_new(spark: Any, base: dict[str, Any], 
     (tmp_path / "empty" / "part-0.csv").write_text(HEADER + "\n")
     r = run(spark, job(tmp_path / "empty", tmp_path / "out", fmt="parquet"), base["db"])
     assert r.ok and r.metrics["write"]["rows_written"] == 0
+
+
+def test_unparsable_timestamp_is_a_bad_record(spark: Any, tmp_path: Path) -> None:
+    """Spark 3.5 fails the whole job on 2024-02-30 by default (INCONSISTENT_BEHAVIOR_CROSS_VERSION); under the
+    framework's CORRECTED parser policy it is a malformed row: quarantined with its raw text, or, in `fail` mode,
+    an extract failure naming the file, the line and the column — whole in the record, the JSON and the log."""
+    import contextlib
+    import io
+    import json
+
+    from etl_framework.cli import cli
+    from etl_framework.cli.common import run_cli
+    from etl_framework.tables.parquet import read_committed_parquet
+
+    bad_line = "9,2024-02-30 10:00:00,1,2.0,3.0"
+    src = tmp_path / "in"
+    write_csv(src, [*trips(range(1, 4)), bad_line])
+    db = tmp_path / ".etl" / "state.db"
+    opts = {"header": True, "timestampFormat": "yyyy-MM-dd HH:mm:ss"}
+    quarantine = job(src, tmp_path / "out", source={"bad_records": "quarantine", "options": opts})
+    r = run(spark, quarantine, db)
+    assert r.ok, r.error
+    assert spark.read.format("delta").load(str(tmp_path / "out")).count() == 3
+    bad = read_committed_parquet(spark, str(tmp_path / "out") + "_bad_records").collect()
+    assert [b["raw_record"] for b in bad] == [bad_line] and bad[0]["file"].endswith("part-0.csv")
+
+    r = run(spark, job(src, tmp_path / "out2", source={"options": opts}), db)
+    assert r.status == "FAILED" and r.error_stage == "extract", r.error
+    assert "part-0.csv, line 5, column 'pickup_ts' ('2024-02-30 10:00:00' is not a valid timestamp)" in r.error
+    assert not r.exception.retryable  # deterministic: a retry would fail the same way
+
+    # the whole error (Spark's message and its Java cause) in the record, `etl show --json` and the run's log
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "local.yaml").write_text("state: {path: ../.etl/state.db}\n")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert run_cli(cli, ["--project-dir", str(tmp_path), "show", r.run_id, "--json"]) == 0
+    rec = json.loads(out.getvalue())
+    detail = r.exception.detail
+    assert "SparkException" in detail and "MALFORMED_RECORD_IN_PARSING" in detail and len(detail) > 600
+    assert rec["details"]["error_detail"] == detail and rec["details"]["retryable"] is False
+    assert rec["error"] == r.exception.render()  # never cut in JSON
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert run_cli(cli, ["--project-dir", str(tmp_path), "show", r.run_id, "--log"]) == 0
+    assert detail in out.getvalue() and "stage extract" in out.getvalue()
