@@ -90,10 +90,15 @@ class JobLog:
 
     def _print(self, text: str, style: str | None = None) -> None:
         if self.file is not None:
+            from rich.errors import MarkupError
             from rich.text import Text
 
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            self.write_file(f"{stamp} {Text.from_markup(text).plain}")
+            try:
+                plain = Text.from_markup(text).plain
+            except MarkupError:
+                plain = text
+            self.write_file(f"{stamp} {plain}")
         if self._console is None:
             return
         with self._lock:
@@ -118,7 +123,7 @@ class JobLog:
         self._print(f"[bold]{self.job}[/bold] {stage} ...")
 
     def stage_end(self, stage: str, status: str, duration: float, summary: str = "") -> None:
-        colour = {"SUCCEEDED": "green", "FAILED": "red", "SKIPPED": "dim"}.get(status, "")
+        colour = {"SUCCEEDED": "green", "FAILED": "red", "SKIPPED": "dim", "STOPPED": "yellow"}.get(status, "default")
         text = f"[bold]{self.job}[/bold] {stage} [{colour}]{status.lower()}[/{colour}] in {fmt_duration(duration)}"
         if summary:
             text += f" ({self._esc(summary)})"
