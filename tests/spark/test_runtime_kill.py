@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -292,3 +293,62 @@ def test_ctrl_c_or_etl_stop_mid_write_stops_the_run_cleanly(spark: Any, tmp_path
     again = run(spark, config(spec, project / "data" / "big" / "trips"), db)
     assert again.ok, again.error
     assert len(delta_rows(target)) == 3_000  # the generated input's rows, once (it has duplicates of its own)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["inline", "subprocess"])
+def test_stopping_a_workflow_mid_write_stops_its_node_and_job_run(spark: Any, tmp_path: Path, executor: str) -> None:
+    """Ctrl-C on `etl workflow run` (inline: the job runs in the workflow's process) or `etl stop WR_ID` from a second
+    process (subprocess: the workflow cancels its spark-submit child with SIGTERM): the node and its job run are
+    STOPPED (not FAILED), the workflow run STOPPED, exit 130, no traceback; the next run loads the input once."""
+    import sqlite3
+
+    project = tmp_path / "proj"
+    _, spec = make_project(project, "delta", rows=3_000, slow=True)
+    shutil.copytree(REPO / "spark-conf", project / "spark-conf")
+    (project / "jobs" / "wf.yaml").write_text(
+        "workflow: wf\njobs: {kill_me: kill_me.yaml}\n"
+        "triggers:\n  - {name: go, type: on_demand, actions: [{job: kill_me}]}\n")
+    target, db = project / "lake" / "trips", project / ".etl" / "state.db"
+    proc = subprocess.Popen(
+        [ETL, "--project-dir", str(project), "workflow", "run", str(project / "jobs" / "wf.yaml"), "--executor",
+         executor, "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "ETL_QUIET": "1"}, cwd=project)
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        if not db.exists():
+            return []
+        con = sqlite3.connect(db)
+        try:
+            return con.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            con.close()
+
+    try:
+        wait_for(lambda: target.exists() and any(target.rglob("*.parquet")), proc)  # mid-write
+        if executor == "inline":
+            os.kill(proc.pid, signal.SIGINT)
+        else:
+            (wr_id,), = query("SELECT run_id FROM workflow_runs WHERE state = 'RUNNING'")
+            stopped = etl_stop(project, wr_id)
+            assert stopped.returncode == 0, stopped.stderr
+        _out, err_b = proc.communicate(timeout=120)
+    finally:
+        kill_group(proc)
+    err = err_b.decode()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "py4j" not in err.lower(), err
+    assert "stopped" in err.splitlines()[-1], err
+    (state,), = query("SELECT state FROM workflow_runs")
+    assert state == "STOPPED"
+    (node_state, job_run_id), = query("SELECT state, job_run_id FROM workflow_nodes WHERE node = 'kill_me'")
+    assert node_state == "STOPPED"
+    (job_status,), = query(f"SELECT status FROM job_runs WHERE run_id = '{job_run_id}'")
+    assert job_status == "STOPPED"
+    assert locks(db) == []
+
+    again = run(spark, config(spec, project / "data" / "big" / "trips"), db)
+    assert again.ok, again.error
+    assert len(delta_rows(target)) == 3_000
