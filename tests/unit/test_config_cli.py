@@ -156,3 +156,17 @@ def test_subprocess_exit_code_and_position(project: Path) -> None:
     assert f"trips_clean.yaml:{line}:" in res.stderr
     assert "fail, quarantine, warn" in res.stderr and "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+def test_a_resume_that_loaded_nothing_says_so() -> None:
+    """A run refused because another run held the target, resumed after that run loaded the input: not
+    "succeeded on resume" but what happened."""
+    from etl_framework.cli.resume import outcome_line
+
+    refused_then_resumed = {
+        "attempt": 2, "details": {"no_new_input": "source 'orders': no new file (3 already loaded)"},
+        "stages": [{"stage": "write", "status": "FAILED", "attempt": 1}]}
+    line = outcome_line(refused_then_resumed, "jr_1")
+    assert "loaded nothing" in line and "no new file" in line and "succeeded" not in line
+    written = {"attempt": 2, "details": {}, "stages": [{"stage": "write", "status": "SUCCEEDED", "attempt": 2}]}
+    assert outcome_line(written, "jr_1").startswith("run jr_1 succeeded on resume")
