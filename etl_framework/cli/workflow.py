@@ -121,6 +121,10 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
             result = run.resume(resume_of, properties, resume_nodes)
         else:
             result = run.start(properties, list(triggers) or None, run_id=run_id)
+        if result.state == "STOPPED" and getattr(executor, "_spark", None) is not None:
+            from etl_framework.runtime.spark import drain_tasks
+
+            drain_tasks(executor._spark)  # inline: the stopped jobs' cancelled tasks end before this process does
     record = store.get_run(result.run_id)
     report = None if no_report else _write_report(project, result.run_id, env)
     if report is not None:

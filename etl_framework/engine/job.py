@@ -596,6 +596,10 @@ def run_loaded(
         else:
             log.info(f"run {run_id} {status.lower()} in {duration:.1f}s")
         log.close()
+        if interrupted and spark is not None:
+            from etl_framework.runtime.spark import drain_tasks
+
+            drain_tasks(spark)  # the cancelled tasks end before the caller may exit the process
         if stop.restore() or (interrupted and stop.active):
             raise RunStopped(f"run {run_id} of job {config.job} stopped ({stop.requested or 'interrupted'}) in stage "
                              f"{failure.stage if failure else 'clean-up'}; its locks are released; details: "

@@ -186,3 +186,19 @@ def apply_run_confs(session: Any, env_spark: dict[str, Any] | None) -> None:
                 session.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
         except Exception:  # noqa: BLE001, S112 - a static conf stays as the cluster set it
             continue
+
+
+def drain_tasks(spark: Any, timeout: float = 10.0) -> None:
+    """Wait (bounded) until no Spark task runs. A cancelled job's tasks are still being killed for a moment; if
+    the process exits meanwhile, the JVM's shutdown makes them print stack traces ("Shutdown in progress")."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        tracker = spark.sparkContext._jsc.sc().statusTracker()
+        while time.monotonic() < deadline:
+            if sum(int(i.numRunningTasks()) for i in tracker.getExecutorInfos()) == 0:
+                return
+            time.sleep(0.1)
+    except Exception:  # noqa: BLE001, S110 - the JVM may be gone already
+        pass
