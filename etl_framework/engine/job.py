@@ -596,7 +596,7 @@ def run_loaded(
         else:
             log.info(f"run {run_id} {status.lower()} in {duration:.1f}s")
         log.close()
-        if interrupted and spark is not None:
+        if interrupted and spark is not None and stop.active:  # a process-wide stop (inline: the CLI drains)
             from etl_framework.runtime.spark import drain_tasks
 
             drain_tasks(spark)  # the cancelled tasks end before the caller may exit the process
