@@ -103,6 +103,14 @@ def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bo
         result = run_job(job_file, project=project, env=env, params=parse_params(params) or None,
                          run_properties=props, workflow_run_id=workflow_run_id or None)
     except RunStopped as e:
+        if as_json:  # the STOPPED record, as for any other end of a run
+            store = open_run_store(project.env_config(env))
+            try:
+                record = store.get_run(e.run_id)
+            finally:
+                store.close()
+            if record:
+                print_json(record)
         raise Stopped(str(e)) from None
     report = None if no_report else write_run_report(project, result.run_id, env)
     if report is not None:

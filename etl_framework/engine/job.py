@@ -62,6 +62,10 @@ def was_cancelled(e: BaseException) -> bool:
 class RunStopped(KeyboardInterrupt):
     """Raised out of `run_loaded` (main thread) once a stopped run is recorded; the CLI prints it as one line."""
 
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
 
 def _in_py4j(frame: Any) -> bool:
     while frame is not None:
@@ -601,9 +605,11 @@ def run_loaded(
 
             drain_tasks(spark)  # the cancelled tasks end before the caller may exit the process
         if stop.restore() or (interrupted and stop.active):
-            raise RunStopped(f"run {run_id} of job {config.job} stopped ({stop.requested or 'interrupted'}) in stage "
-                             f"{failure.stage if failure else 'clean-up'}; its locks are released; details: "
-                             f"etl show {run_id}")
+            why = stop.requested or "interrupted"
+            raise RunStopped(f"run {run_id} of job {config.job} stopped ({why}) in stage {failure.stage}; its locks "
+                             f"are released; details: etl show {run_id}" if failure is not None else
+                             f"run {run_id} of job {config.job} {status.lower()}; a stop ({why}) came during its "
+                             f"clean-up; details: etl show {run_id}", run_id)
     return JobRunResult(
         run_id=run_id, job=config.job, status=status, exit_code=exit_code,
         error=failure.message if failure else None, error_stage=failure.stage if failure else None,
