@@ -187,7 +187,8 @@ def _explain(e: BaseException, text: str, state: JobRunState | None, stage: str,
         return JobFailed(job, stage, first_line(text), "fix the expression in the job file")
     msg = first_line(text)
     return JobFailed(job, stage, f"{type(e).__name__}: {msg}" if msg else type(e).__name__,
-                     "see the message above; set ETL_DEBUG=1 for the full Spark error")
+                     "the whole Spark error with its Java cause: "
+                     + (f"etl show {state.run_id} --log" if state is not None else "etl show RUN_ID --log"))
 
 
 def describe(e: BaseException) -> str:
