@@ -220,7 +220,8 @@ def register(group: click.Group) -> None:
 @click.option("--json", "as_json", is_flag=True, help="the checks as JSON on stdout")
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check Python, the venv, Java 17, Spark's JARs and the project; say which command fixes what."""
+    """Check Python, the venv, Java 17, Spark's JARs, the project and a configured cluster master; say which
+    command fixes what."""
     results = checks(ctx.obj.get("project_dir") if ctx.obj else None, ctx.obj.get("env", "local") if ctx.obj
                      else "local")
     bad = [r for r in results if not r["ok"]]

@@ -4,7 +4,8 @@
 Shipping (the one mechanism on every runtime): the JARs stay in `spark.jars`, which Spark's driver serves to each
 executor (runtime/spark.py puts them on the driver's class path only in local mode, where there is one JVM). The
 project's `python:` step modules go through `SparkContext.addPyFile` of a zip of the module's top-level package,
-made when the step is loaded (`ship_module`): the session is built in-process by `etl run`, not by spark-submit,
+made when the step is loaded (`ship_module`; on Glue, deploy can pass the same zips, `step_zips`, as
+`--extra-py-files`): the session is built in-process by `etl run`, not by spark-submit,
 and `spark.submit.pyFiles` is honoured only by spark-submit's launcher; `addPyFile` works for a session we made,
 for spark-submit's (EMR) and for Glue's (the project is downloaded to the driver). A module that is not in the
 project (installed in site-packages) is the cluster's to install (Glue: --additional-python-modules).
@@ -46,8 +47,8 @@ def is_local_master(master: str) -> bool:
 
 def module_zip(module: ModuleType, roots: list[Path], out_dir: Path | None = None) -> Path | None:
     """A zip of `module`'s top-level package (or single-file module) when it lives under one of `roots` (the
-    project, the job's folder); None for anything else (installed packages, built-ins). The name carries a hash of
-    the content: a changed module is a new file for Spark (addPyFile refuses a known name with new content)."""
+    project, the job's folder); None for anything else (installed packages, built-ins, a module imported from a
+    zip Glue already put on every host's path)."""
     top = sys.modules.get(module.__name__.split(".")[0], module)
     file = getattr(top, "__file__", None)
     paths = list(getattr(top, "__path__", []) or [])
@@ -61,6 +62,15 @@ def module_zip(module: ModuleType, roots: list[Path], out_dir: Path | None = Non
     resolved = [r.resolve() for r in roots]
     if not any(base.is_relative_to(r) for r in resolved) or any(p in base.parts for p in ("site-packages", ".venv")):
         return None
+    if not base.exists():
+        return None
+    return zip_source(base, out_dir)
+
+
+def zip_source(base: Path, out_dir: Path | None = None) -> Path:
+    """Zip a package folder (every .py under it) or one module file, importable by its name from the zip's root.
+    The name carries a hash of the content: a changed module is a new file for Spark (addPyFile refuses a known name
+    with new content), and the same content gives the same bytes."""
     files = sorted(p for p in base.rglob("*.py") if "__pycache__" not in p.parts) if base.is_dir() else [base]
     digest = hashlib.sha256()
     entries = []
@@ -71,15 +81,37 @@ def module_zip(module: ModuleType, roots: list[Path], out_dir: Path | None = Non
         entries.append((arc, data))
     folder = out_dir or Path(tempfile.gettempdir()) / "etl-pyfiles"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{top.__name__}-{digest.hexdigest()[:12]}.zip"
+    path = folder / f"{base.stem}-{digest.hexdigest()[:12]}.zip"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
             for arc, data in entries:
-                info = zipfile.ZipInfo(arc, date_time=(1980, 1, 1, 0, 0, 0))  # same content, same bytes
-                z.writestr(info, data, zipfile.ZIP_DEFLATED)
+                z.writestr(zipfile.ZipInfo(arc, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
         os.replace(tmp, path)
     return path
+
+
+def step_zips(config: Any, bases: list[Path], out_dir: Path | None = None) -> list[Path]:
+    """For Glue (`--extra-py-files`): zips of the top-level packages of a job's `python:` steps, found by path under
+    `bases` (the job's folder, the project; nothing of the user's is imported). Glue puts them on the driver's and
+    the executors' Python path before the job starts; modules found nowhere are left to `load_callable`'s error."""
+    out: list[Path] = []
+    for step in getattr(config, "transform", []) or []:
+        ref = getattr(step, "python", None)
+        if not ref:
+            continue
+        top = (ref.partition(":")[0] if ":" in ref else ref.rpartition(".")[0]).split(".")[0]
+        for base in bases:
+            for cand in (base / top, base / f"{top}.py"):
+                if cand.exists() and (cand.is_file() or any(cand.glob("*.py"))):
+                    z = zip_source(cand.resolve(), out_dir)
+                    if z not in out:
+                        out.append(z)
+                    break
+            else:
+                continue
+            break
+    return out
 
 
 _SHIPPED: dict[int, set[str]] = {}

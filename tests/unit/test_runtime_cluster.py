@@ -87,3 +87,21 @@ def test_a_local_session_ships_nothing(tmp_path: Path) -> None:
         sparkContext = SC()
 
     assert cluster.ship_module(Spark(), sys.modules[__name__], [tmp_path]) is None
+
+
+def test_step_zips_for_glue_extra_py_files(tmp_path: Path) -> None:
+    from etl_framework.config.model import JobConfig
+
+    root = tmp_path / "proj"
+    (root / "mysteps").mkdir(parents=True)
+    (root / "mysteps" / "__init__.py").write_text("")
+    (root / "mysteps" / "clean.py").write_text("raise RuntimeError('never imported by deploy')\n")
+    (root / "single.py").write_text("def f(df, ctx):\n    return df\n")
+    cfg = JobConfig.model_validate({
+        "job": "j", "sources": {"s": {"format": "csv", "path": "/in"}},
+        "transform": [{"python": "mysteps.clean:f"}, {"python": "single:f"}, {"python": "mysteps.clean:g"},
+                      {"python": "installed_elsewhere:f"}],
+        "target": {"format": "delta", "path": "/out"}})
+    zips = cluster.step_zips(cfg, [root / "jobs", root], tmp_path / "zips")
+    assert [sorted(zipfile.ZipFile(z).namelist()) for z in zips] == [["mysteps/__init__.py", "mysteps/clean.py"],
+                                                                    ["single.py"]]
