@@ -137,9 +137,9 @@ def band(fare):
     MARKS.mkdir(exist_ok=True)
     mark = MARKS / ("cwd-%d" % os.getpid())
     if not mark.exists():
-        mark.write_text(os.getcwd())
+        mark.write_text(os.getcwd() + "\\n" + __file__)
     if (MARKS / "slow").exists():
-        time.sleep(0.02)
+        time.sleep(0.01)
     if fare is None:
         return None
     return "high" if fare >= 20 else "low"
@@ -242,9 +242,12 @@ def test_cluster_run_equals_local_and_survives_a_lost_worker(proj: Path, cluster
         land(raw, i, 100)
     first = finished(etl(proj, "cluster", "run", "jobs/scaled.yaml", "--json", "--no-report"))
     assert first["status"] == "SUCCEEDED"
-    marks = [Path(p).read_text() for p in (proj / "marks").glob("cwd-*")]
-    # the UDF ran in the executors' folders under the workers' work dirs, never in the driver's
-    assert marks and all(str(cluster.root) in m for m in marks), marks
+    marks = [Path(p).read_text().split("\n") for p in (proj / "marks").glob("cwd-*")]
+    # the UDF ran in the executors' folders under the workers' work dirs, never in the driver's, and imported the
+    # step module from the zip the driver shipped (the executor's copy of it), not from the project folder
+    assert marks and all(cwd.startswith(str(cluster.root)) for cwd, _ in marks), marks
+    assert all(os.path.normpath(os.path.join(cwd, f)).startswith(cwd + "/cluster_steps-")
+               and f.endswith(".zip/cluster_steps/steps.py") for cwd, f in marks), marks
 
     # second batch: one worker is SIGKILLed while the write's tasks run; a local[2] run of both batches meanwhile
     for i in range(2, 6):
@@ -257,7 +260,7 @@ def test_cluster_run_equals_local_and_survives_a_lost_worker(proj: Path, cluster
     deadline = time.time() + 300
     while victim is None and time.time() < deadline and run.poll() is None:
         for m in (proj / "marks").glob("cwd-*"):
-            where = m.read_text()
+            where = m.read_text().split("\n")[0]
             victim = next((n for n, w in cluster.work.items() if where.startswith(str(w))), None)
             if victim:
                 break
