@@ -232,6 +232,12 @@ def finished(p: subprocess.Popen[str], timeout: float = 400) -> dict[str, Any]:
     return dict(json.loads(out))
 
 
+def gate_mode(record: dict[str, Any]) -> str:
+    """How the run's quality gate ran: `inline` means the quarantined rows went through the helper JAR's side
+    output on the executors (`count-first` would mean the JAR was not found)."""
+    return str(next(s for s in record["stages"] if s["stage"] == "quality")["metrics"].get("mode"))
+
+
 def quarantine(path: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in ("_run_id", "_quarantined_at")} for r in delta_rows(path)]
 
@@ -241,7 +247,7 @@ def test_cluster_run_equals_local_and_survives_a_lost_worker(proj: Path, cluster
     for i in range(2):
         land(raw, i, 100)
     first = finished(etl(proj, "cluster", "run", "jobs/scaled.yaml", "--json", "--no-report"))
-    assert first["status"] == "SUCCEEDED"
+    assert first["status"] == "SUCCEEDED" and gate_mode(first) == "inline", first  # executors ran the JVM tee
     marks = [Path(p).read_text().split("\n") for p in (proj / "marks").glob("cwd-*")]
     # the UDF ran in the executors' folders under the workers' work dirs, never in the driver's, and imported the
     # step module from the zip the driver shipped (the executor's copy of it), not from the project folder
@@ -272,7 +278,7 @@ def test_cluster_run_equals_local_and_survives_a_lost_worker(proj: Path, cluster
     second = finished(run)
     (proj / "marks" / "slow").unlink()
     finished(local)
-    assert second["status"] == "SUCCEEDED"
+    assert second["status"] == "SUCCEEDED" and gate_mode(second) == "inline", second
 
     target, local_target = delta_rows(proj / "lake_cluster" / "trips"), delta_rows(proj / "lake_local" / "trips")
     ids = [r["trip_id"] for r in target]
