@@ -1,6 +1,7 @@
 """`etl doctor`: is this machine ready to run jobs? Python, the venv and its pinned packages, Java 17, Spark's
-JARs, the project's configs and state folder, and whether the databases of jdbc sources are reachable (TCP) — each
-with the command that fixes it. Starts no JVM."""
+JARs, the project's configs and state folder, whether the databases of jdbc sources are reachable (TCP), and for
+a configured cluster master whether it is reachable and its executors run this Python minor version — each with the
+command that fixes it. Starts no JVM, except the executor probe of a cluster master (a child process)."""
 
 from __future__ import annotations
 
@@ -113,7 +114,58 @@ def checks(project_dir: str | None, env: str) -> list[dict[str, Any]]:
             add(f"env {env}", False, str(e).splitlines()[0], f"fix conf/{env}.yaml (etl validate conf/{env}.yaml)")
         for name, ok, detail, fix in jdbc_checks(project, env):
             add(name, ok, detail, fix)
+        for name, ok, detail, fix in cluster_checks(project, env):
+            add(name, ok, detail, fix)
     return out
+
+
+def cluster_checks(project: Any, env: str) -> list[tuple[str, bool, str, str]]:
+    """A configured cluster master (the env's `spark:` map or spark-defaults.conf; local masters need nothing): is
+    it reachable (TCP), and do its executors run this driver's Python minor version? PySpark refuses to run any
+    Python code across minor versions, so a mismatch fails the first `python:` step or UDF of a run. The second
+    check runs a two-task Spark app in a child process (the only JVM `etl doctor` starts, and only for a
+    cluster)."""
+    from etl_framework.runtime import cluster
+    from etl_framework.runtime.spark import resolve_conf
+
+    try:
+        conf = resolve_conf(project.root, project.env_config(env).spark)
+    except Exception:  # noqa: BLE001 - the env and JAR checks above already say what is wrong
+        return []
+    master = cluster.master_of(conf)
+    if cluster.is_local_master(master):
+        return []
+    address = cluster.master_address(master)
+    fix = (f"start the master (or fix spark.master in conf/{env}.yaml's spark: map); from this machine, "
+           f"`nc -z HOST PORT` must connect")
+    if address is not None:
+        why = cluster.reachable(*address)
+        if why is not None:
+            return [("spark master", False, f"{master} not reachable: {why}", fix)]
+        detail = f"{master} reachable (TCP)"
+    else:
+        detail = f"{master} (yarn/k8s: not checked over TCP; the executor probe below asks it)"
+    out = [("spark master", True, detail, "")]
+    driver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    python = conf.get("spark.pyspark.python") or os.environ.get("PYSPARK_PYTHON") or sys.executable
+    probe = cluster.probe_executors(conf, python)
+    py_fix = (f"give the executors Python {driver}: set spark.pyspark.python in conf/{env}.yaml's spark: map to "
+              f"a Python {driver} that exists on every worker (or install one there)")
+    if probe.get("ok"):
+        seen = sorted({(h, v, e) for h, v, e in probe.get("executors", [])})
+        other = [f"{h}: {v} ({e})" for h, v, e in seen if ".".join(v.split(".")[:2]) != driver]
+        if other:
+            why = f"executors run Python {', '.join(other)}; the driver {driver}"
+            return [*out, ("executor python", False, why, py_fix)]
+        return [*out, ("executor python", True, f"{driver} on " + ", ".join(f"{h} ({e})" for h, _, e in seen), "")]
+    error = str(probe.get("error", ""))
+    mismatch = cluster.version_mismatch(error)
+    if mismatch is not None:
+        why = f"executors run Python {mismatch[0]} ({python}); the driver {driver}"
+        return [*out, ("executor python", False, why, py_fix)]
+    return [*out, ("executor python", False, f"no executor answered: {error.strip().splitlines()[-1][:400]}"
+                   if error.strip() else "no executor answered",
+                   "check the master's UI: workers alive, free cores and memory for an app")]
 
 
 def jdbc_checks(project: Any, env: str) -> list[tuple[str, bool, str, str]]:
@@ -168,7 +220,8 @@ def register(group: click.Group) -> None:
 @click.option("--json", "as_json", is_flag=True, help="the checks as JSON on stdout")
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check Python, the venv, Java 17, Spark's JARs and the project; say which command fixes what."""
+    """Check Python, the venv, Java 17, Spark's JARs, the project and a configured cluster master; say which
+    command fixes what."""
     results = checks(ctx.obj.get("project_dir") if ctx.obj else None, ctx.obj.get("env", "local") if ctx.obj
                      else "local")
     bad = [r for r in results if not r["ok"]]

@@ -122,6 +122,21 @@ def java_home() -> str | None:
 _SESSION: SparkSession | None = None
 
 
+def session_conf(conf: dict[str, str], master: str) -> dict[str, str]:
+    """Where the JARs go for `master`. Local: one JVM, so on its class path; through spark.jars, Spark would copy
+    all of them (~380 MB) into a new temp folder at every start — seconds per run, and a full disk after many killed
+    runs. Any other master: they stay in spark.jars, which the driver serves to every executor (a worker host has
+    no .jars/ folder, and driver-side class path entries never reach an executor)."""
+    from etl_framework.runtime.cluster import is_local_master
+
+    out = dict(conf)
+    if is_local_master(master) and out.get("spark.jars"):
+        jars = out.pop("spark.jars").replace(",", os.pathsep)
+        out["spark.driver.extraClassPath"] = os.pathsep.join(
+            p for p in (out.get("spark.driver.extraClassPath"), jars) if p)
+    return out
+
+
 def get_spark(
     project_root: Path | None = None, overrides: dict[str, Any] | None = None, app_name: str = "etl",
     extra_jars: list[Path] | None = None,
@@ -134,9 +149,13 @@ def get_spark(
     home = java_home()
     if home:
         os.environ["JAVA_HOME"] = home
-    # Python workers (UDFs, pandas/arrow functions) must run in this interpreter, not whatever python3 is on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = resolve_conf(project_root, overrides)
+    # Python workers (UDFs, pandas/arrow functions) run this interpreter, not whatever python3 is on PATH; on a
+    # cluster whose hosts keep Python elsewhere, `spark.pyspark.python` in the env's `spark:` map names theirs
+    # (the driver's PYSPARK_PYTHON is what executors start: a session built in-process never reads that key).
+    if conf.get("spark.pyspark.python"):
+        os.environ["PYSPARK_PYTHON"] = conf["spark.pyspark.python"]
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if extra_jars:
         missing = [str(j) for j in extra_jars if not Path(j).is_file()]
         if missing:
@@ -150,17 +169,12 @@ def get_spark(
     if active is not None:  # spark-submit or Glue already made one
         _SESSION = active
         return active
+    from etl_framework.runtime.cluster import master_of
+
     builder = SparkSession.builder.appName(app_name)
-    master = conf.get("spark.master") or os.environ.get("SPARK_MASTER")
-    if master is None:
-        master = os.environ.get("ETL_SPARK_MASTER", "local[2]")
-        builder = builder.master(master)
-    if master.startswith("local") and conf.get("spark.jars"):
-        # One JVM: the JARs go on its class path. Through spark.jars, Spark would copy all of them (~380 MB) into a
-        # new temp folder at every start — seconds per run, and a full disk after many killed runs.
-        jars = conf.pop("spark.jars").replace(",", os.pathsep)
-        conf["spark.driver.extraClassPath"] = os.pathsep.join(
-            p for p in (conf.get("spark.driver.extraClassPath"), jars) if p)
+    if not (conf.get("spark.master") or os.environ.get("SPARK_MASTER")):
+        builder = builder.master(master_of(conf))
+    conf = session_conf(conf, master_of(conf))
     for k, v in conf.items():
         builder = builder.config(k, v)
     _SESSION = builder.getOrCreate()

@@ -144,14 +144,17 @@ def apply_step(state: JobRunState, df: Any, step: TransformStep, label: str) -> 
     raise JobFailed(state.job, STAGE, f"{label}: unknown step kind '{kind}'")
 
 
+def _module_name(ref: str) -> str:
+    """The module of `package.module:function` (or of the older `package.module.function`)."""
+    return ref.partition(":")[0] if ":" in ref else ref.rpartition(".")[0]
+
+
 def load_callable(state: JobRunState, ref: str, label: str) -> Any:
     """`package.module:function`, importable from the project root or the job file's folder."""
     for base in (state.job_path.parent if state.job_path else None, state.project_root):
         if base is not None and str(base) not in sys.path:
             sys.path.insert(0, str(Path(base)))
-    mod_name, _, fn_name = ref.partition(":")
-    if not fn_name:
-        mod_name, _, fn_name = ref.rpartition(".")
+    mod_name, fn_name = _module_name(ref), ref.partition(":")[2] or ref.rpartition(".")[2]
     try:
         mod = importlib.import_module(mod_name)
     except Exception as e:  # noqa: BLE001 - import errors of user code, with their cause
@@ -169,6 +172,13 @@ def _python_step(state: JobRunState, df: Any, ref: str, label: str) -> Any:
     from pyspark.sql import DataFrame
 
     fn = load_callable(state, ref, label)
+    from etl_framework.runtime.cluster import ship_module
+
+    # on a cluster, executors import the module too (its UDFs are pickled by reference): ship it to them
+    roots = [Path(p) for p in (state.job_path.parent if state.job_path else None, state.project_root) if p]
+    for name in {_module_name(ref), getattr(fn, "__module__", None)}:
+        if name in sys.modules:
+            ship_module(df.sparkSession, sys.modules[name], roots)
     state.ctx.views = state.views
     try:
         out = fn(df, state.ctx)
