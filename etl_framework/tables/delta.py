@@ -11,7 +11,15 @@ import os
 import posixpath
 from typing import Any
 
-from etl_framework.tables.base import CommitRecord, CommitRequest, TableFormat, WriteResult
+from etl_framework.errors import JobFailed
+from etl_framework.tables.base import (
+    CommitRecord,
+    CommitRequest,
+    MaintainRequest,
+    MaintainResult,
+    TableFormat,
+    WriteResult,
+)
 from etl_framework.tables.fs import Storage, is_local, s3_uri, strip_scheme
 
 
@@ -198,6 +206,59 @@ class DeltaFormat(TableFormat):
     def spark_read(self, spark: Any, path: str, options: dict[str, Any] | None = None,
                    storage: Storage | None = None) -> Any:
         return spark.read.format("delta").options(**(options or {})).load(path)
+
+    def maintain(self, spark: Any, path: str, request: MaintainRequest, storage: Storage) -> MaintainResult:
+        """OPTIMIZE (Z-ordered by `request.zorder` when given), then VACUUM keeping every file a version of the
+        last `retain_hours` references. OPTIMIZE is a `dataChange=false` commit: the rows, the commit history with
+        its bookmark deltas and the idempotent-write ids (txn) stay as they were; a reader of an older version
+        keeps its files for the retention. Delta's own check refuses a retention under its 7-day default."""
+        from delta.tables import DeltaTable as SparkDelta
+
+        from etl_framework.tables.fs import filesystem
+
+        root = path.rstrip("/")
+        dt = self._open(root, storage)
+        if dt is None:
+            raise JobFailed(request.job, "maintain", f"no Delta table at {root} (no _delta_log)")
+        before = len(dt.file_uris())
+        fs = filesystem(spark, root)
+
+        def physical() -> int:
+            return sum(1 for rel, _ in fs.list_files(root) if self.is_data_file(rel) and "_delta_log" not in rel)
+
+        table = SparkDelta.forPath(spark, root)
+        parts = set(dt.metadata().partition_columns)
+        bad = [c for c in request.zorder if c in parts]
+        if bad:
+            raise JobFailed(request.job, "maintain", f"cannot Z-order {root} by its partition column(s) "
+                            f"{', '.join(bad)}", "Z-order by other columns (partitions are already grouped)")
+        known = {f.name for f in table.toDF().schema.fields}
+        unknown = [c for c in request.zorder if c not in known]
+        if unknown:
+            raise JobFailed(request.job, "maintain", f"{root} has no column {', '.join(unknown)} to Z-order by",
+                            f"its columns: {', '.join(sorted(known))}")
+        # a MERGE of this session sets commit metadata through the session conf; an OPTIMIZE must not carry it
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        opt = table.optimize()
+        (opt.executeZOrderBy(*request.zorder) if request.zorder else opt.executeCompaction()).collect()
+        on_disk = physical()
+        # VACUUM lists the table in `fileListing.parallelism` tasks (200 by default): one per core is plenty
+        listing = "spark.databricks.delta.vacuum.fileListing.parallelism"
+        own = spark.conf.get(listing, None) is None
+        if own:
+            spark.conf.set(listing, str(max(int(spark.sparkContext.defaultParallelism), 1)))
+        try:
+            table.vacuum(float(request.retain_hours))
+        finally:
+            if own:
+                spark.conf.unset(listing)
+        after = self._open(root, storage)
+        assert after is not None
+        ops = [f"OPTIMIZE ZORDER BY ({', '.join(request.zorder)})" if request.zorder else "OPTIMIZE",
+               f"VACUUM RETAIN {request.retain_hours:g} HOURS"]
+        return MaintainResult(format=self.name, path=root, files_before=before, files_after=len(after.file_uris()),
+                              rows=after.to_pyarrow_dataset().count_rows(), files_deleted=max(on_disk - physical(), 0),
+                              retain_hours=request.retain_hours, operations=ops, version=after.version())
 
     def catalog_parameters(self, location: str) -> tuple[dict[str, str], dict[str, str]]:
         # How Glue's native Delta crawler and Athena record a Delta Lake table: Athena reads the schema and files
