@@ -28,7 +28,12 @@ def register(group: click.Group) -> None:
         """Compact and clean tables: jobs' tables (JOB.yaml, default every job) or catalog tables (DB.TABLE)."""
         from etl_framework.catalog import catalog_for
         from etl_framework.config.project import Project
-        from etl_framework.engine.maintain import catalog_target, check_retention, job_targets, maintain_tables
+        from etl_framework.engine.maintain import (
+            catalog_target,
+            check_retention,
+            job_targets,
+            maintain_tables,
+        )
         from etl_framework.errors import UsageError
 
         check_retention(retain_hours)
