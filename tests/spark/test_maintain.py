@@ -163,3 +163,20 @@ def test_maintain_names_a_catalog_typo(tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_iceberg_maintain_rewrites_data_files_and_keeps_bookmark_snapshots(spark: Any, tmp_path: Path) -> None:
+    from etl_framework.tables import storage_for
+
+    root, job_file, cfg = _small_files(spark, tmp_path, "iceberg", runs=2)
+    target = str(tmp_path / "out")
+    storage = storage_for(Project(root).env_config("local"), root)
+    fmt = table_format("iceberg")
+    rows = sorted(fmt.arrow_dataset(target, storage).to_table().column("trip_id").to_pylist())
+    deltas = fmt.bookmark_deltas(target, cfg.job, 0, storage)
+    rc, out, err = _maintain(root, str(job_file), "--json")
+    assert rc == 0, err
+    (res,) = json.loads(out)
+    assert (res["files_before"], res["files_after"], res["rows"]) == (2, 1, len(rows))
+    assert sorted(fmt.arrow_dataset(target, storage).to_table().column("trip_id").to_pylist()) == rows
+    assert fmt.bookmark_deltas(target, cfg.job, 0, storage) == deltas  # no snapshot of a bookmark expired
