@@ -35,12 +35,30 @@ class CatalogError(EtlError):
 class TableNotFound(UsageError):
     """A reference to a table the catalog does not hold (exit 2)."""
 
-    def __init__(self, database: str, table: str) -> None:
+    def __init__(self, database: str, table: str, known: list[str] | None = None) -> None:
+        hint = did_you_mean(f"{database}.{table}", known or [])
         super().__init__(
-            f"table {database}.{table} is not in the catalog.\n"
+            f"table {database}.{table} is not in the catalog{hint}.\n"
             "  what to do: check the name (`etl catalog list` shows the tables), or crawl/register it first"
         )
         self.database, self.table = database, table
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """'; did you mean 'db.table'?' for the closest of `known` `database.table` names (difflib), else ''."""
+    import difflib
+
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def missing_table(catalog: Catalog, database: str, table: str) -> TableNotFound:
+    """TableNotFound with the catalog's closest table name (a typo is the usual cause)."""
+    try:
+        known = [t.full_name for t in catalog.list_tables()]
+    except Exception:  # noqa: BLE001 - the suggestion is a courtesy; the error stands without it
+        known = []
+    return TableNotFound(database, table, known)
 
 
 @dataclass
@@ -218,7 +236,7 @@ def require_table(catalog: Catalog, ref: str) -> Table:
     db, name = split_table_name(ref)
     table = catalog.get_table(db, name)
     if table is None:
-        raise TableNotFound(db, name)
+        raise missing_table(catalog, db, name)
     return table
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from etl_framework.catalog import types as ty
-from etl_framework.catalog.base import Catalog, Table, TableNotFound
+from etl_framework.catalog.base import Catalog, Table, missing_table
 from etl_framework.errors import EtlError, UsageError
 
 
@@ -202,7 +202,7 @@ def run_query(catalog: Catalog, sql: str, aws: Any = None, limit: int | None = N
     for db, name in refs:
         t = catalog.get_table(db, name)
         if t is None:
-            raise TableNotFound(db, name)
+            raise missing_table(catalog, db, name)
         checked_columns(t)  # before anything runs
         tables.append(t)
     con = duckdb.connect(":memory:")

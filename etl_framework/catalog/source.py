@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from etl_framework.catalog import types as ty
-from etl_framework.catalog.base import Catalog, Partition, Table, TableNotFound, split_table_name
+from etl_framework.catalog.base import Catalog, Partition, Table, missing_table, split_table_name
 from etl_framework.errors import EtlError, UsageError
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def plan_catalog_read(spark: SparkSession, catalog: Catalog, source: Source) -> 
     db, name = split_table_name(source.table or "")
     table = catalog.get_table(db, name)
     if table is None:
-        raise TableNotFound(db, name)
+        raise missing_table(catalog, db, name)
     from etl_framework.catalog.query import checked_columns
 
     checked_columns(table)  # catalog metadata is data: a type that is not a Glue/Hive type stops here, named

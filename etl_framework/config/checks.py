@@ -298,6 +298,7 @@ def check_job(loaded: LoadedJob, project: Project | None, run_known: bool = Fals
     _guard(errors, lambda: _check_steps(loaded, doc, ctx))
     _guard(errors, lambda: _check_quality(loaded, doc))
     _guard(errors, lambda: _check_target(loaded, doc))
+    _guard(errors, lambda: _check_catalog_tables(loaded, doc, project))
     _guard(errors, lambda: check_ownership(loaded, project))
     return errors
 
@@ -636,6 +637,149 @@ def _check_target(loaded: LoadedJob, doc: YamlDoc) -> list[ConfigError]:
         if col in seen:
             errors.append(doc.error(("target", "partition_by", j), f"partition column '{col}' is listed twice"))
         seen.add(col)
+    return errors
+
+
+# --------------------------------------------------------------------- catalog names and produced columns
+
+
+def _local_catalog(project: Project | None, env: str) -> Any:
+    """The env's catalog when it is local and its file exists (validate never creates one), else None."""
+    if project is None:
+        return None
+    cfg = project.env_config(env)
+    if cfg.catalog.backend != "local":
+        return None
+    path = Path(cfg.catalog.path)
+    if not path.is_absolute():
+        path = project.root / path
+    if not path.is_file():
+        return None
+    from etl_framework.catalog.local import LocalCatalog
+
+    return LocalCatalog(path)
+
+
+def project_tables(job_path: Path, project: Project | None) -> tuple[set[str], set[str]]:
+    """(database.table names, databases with names not known before a run) that the project's own files put into
+    the catalog: jobs' `register:` (with the quarantine and bad-records tables beside it), crawl entries and
+    workflow crawlers. A table one of them makes is no typo even before it exists."""
+    from ruamel.yaml import YAML
+
+    from etl_framework.catalog.base import glue_name
+
+    folders = {job_path.parent.resolve()}
+    if project is not None and project.jobs_dir.is_dir():
+        folders.add(project.jobs_dir.resolve())
+    names: set[str] = set()
+    open_dbs: set[str] = set()
+    yaml = YAML(typ="safe")
+
+    def add(db: Any, table: Any, path: Any = None) -> None:
+        if not isinstance(db, str):
+            return
+        if isinstance(table, str) and "${" not in table and "${" not in db:
+            names.add(f"{db}.{table}")
+        elif table is None and isinstance(path, str) and "${" not in path and "${" not in db:
+            names.add(f"{db}.{glue_name(path.rstrip('/').rsplit('/', 1)[-1])}")
+        else:
+            open_dbs.add(db)
+
+    for folder in folders:
+        for f in _yaml_files(folder):
+            try:
+                data = yaml.load(f.read_text(encoding="utf-8"))
+                expansion(data)
+            except Exception:  # noqa: BLE001, S112 - a broken file is reported when it is validated
+                continue
+            if not isinstance(data, dict):
+                continue
+            reg = data.get("register")
+            if isinstance(reg, dict) and isinstance(reg.get("table"), str):
+                for suffix in ("", "_quarantine", "_bad_records"):
+                    add(reg.get("database"), reg["table"] + suffix)
+            crawl = data.get("crawl")
+            for c in crawl if isinstance(crawl, list) else []:
+                if isinstance(c, dict):
+                    src = (data.get("sources") or {}).get(c.get("source")) if isinstance(data.get("sources"),
+                                                                                          dict) else None
+                    add(c.get("database"), c.get("table"), c.get("path") or (src or {}).get("path"))
+            crawlers = data.get("crawlers")
+            if isinstance(crawlers, dict):
+                for c in crawlers.values():
+                    if isinstance(c, dict):
+                        add(c.get("database"), c.get("table"), c.get("path"))
+    return names, open_dbs
+
+
+def _check_catalog_tables(loaded: LoadedJob, doc: YamlDoc, project: Project | None) -> list[ConfigError]:
+    """Checks that need the env's catalog, when it is local: a catalog table name that neither the catalog nor a
+    file of the project holds (with did-you-mean), and a `partition_by` column that the declared schemas and the
+    transform cannot produce (columns followed by `lineage`; nothing is said where they cannot be known)."""
+    from sqlglot import exp
+
+    from etl_framework.catalog.base import did_you_mean
+    from etl_framework.config.lineage import output_columns
+
+    cfg = loaded.config
+    errors: list[ConfigError] = []
+    catalog = _local_catalog(project, loaded.env)
+    tables: dict[str, Any] = {}
+    try:
+        if catalog is not None:
+            tables = {t.full_name: t for t in catalog.list_tables()}
+            made, open_dbs = project_tables(loaded.path, project)
+            known = sorted(set(tables) | made)
+
+            def check(ref: str, path: tuple, offset: int | None = None) -> None:
+                db = ref.split(".", 1)[0]
+                if ref in known or db in open_dbs or "${" in ref:
+                    return
+                msg = (f"catalog table '{ref}' is neither in the catalog ({display(catalog.path)}) nor registered "
+                       "or crawled by a job or workflow of this project" + did_you_mean(ref, known))
+                if offset is None:
+                    errors.append(doc.error(path, msg))
+                else:
+                    line, col = doc.scalar_pos(path, offset)
+                    errors.append(ConfigError(doc.file, line, col, msg))
+
+            from etl_framework.config.project import display_path as display
+
+            for name, src in cfg.sources.items():
+                if src is not None and src.format == "catalog" and src.table and "." in src.table:
+                    check(src.table, ("sources", name, "table"))
+            ctx = _check_ctx(loaded, project.env_config(loaded.env).vars if project is not None else {})
+            for i, step in enumerate(cfg.transform):
+                if step is None or step.kind != "sql":
+                    continue
+                raw = _raw(doc, ("transform", i, "sql"))
+                if not isinstance(raw, str):
+                    continue
+                text, back = substitute(raw, ctx)
+                tree, msg, _ = parse_query(text)
+                if msg or tree is None:
+                    continue
+                for t in tree.find_all(exp.Table):
+                    if t.db and t.name and not t.catalog:
+                        start = (t.args["db"].meta or {}).get("start", 0) if isinstance(
+                            t.args.get("db"), exp.Expression) else 0
+                        check(f"{t.db}.{t.name}", ("transform", i, "sql"), back(start))
+    finally:
+        if catalog is not None:
+            catalog.close()
+
+    def catalog_columns(ref: str) -> list[str] | None:
+        t = tables.get(ref)
+        return None if t is None else [c.name for c in [*t.columns, *t.partition_keys]]
+
+    cols = output_columns(cfg, catalog_columns if catalog is not None else None)
+    if cols is not None and cfg.target is not None:
+        have = {c.lower() for c in cols}
+        for j, col in enumerate(cfg.target.partition_by):
+            if col.lower() not in have:
+                errors.append(doc.error(("target", "partition_by", j), f"partition column '{col}' is not a column "
+                                        f"the job produces (after the transform: {', '.join(cols)})"
+                                        + suggest(col, cols)))
     return errors
 
 

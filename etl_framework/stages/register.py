@@ -183,6 +183,37 @@ def _target_fields(state: Any, fmt: str, path: str) -> list[tuple[str, str]]:
     return [(f.name, spark_to_hive(f.dataType)) for f in schema.fields]
 
 
+SIDE_TABLES = (("_quarantine", "quarantined rows (quality rules with on_fail: quarantine)"),
+               ("_bad_records", "malformed input rows (bad_records: quarantine)"))
+
+
+def register_side_tables(state: Any, catalog: Catalog, storage: Any) -> list[RegisterResult]:
+    """Register the job's quarantine and bad-records tables beside its target (`<table>_quarantine`,
+    `<table>_bad_records`), once they exist, so that `etl query` and Athena read them by name. A problem here is
+    logged, never a failed run: the target is registered and the data is written."""
+    cfg = state.config if hasattr(state, "config") else state.loaded.config
+    reg = cfg.register
+    written = cfg.tables_written()
+    out: list[RegisterResult] = []
+    for (suffix, what), path in zip(SIDE_TABLES, (cfg.quarantine_location(), cfg.bad_records_location()),
+                                    strict=True):
+        fmt = written.get(path)
+        if fmt is None or path == cfg.target.path:
+            continue
+        try:
+            if not table_format(fmt).detect(path.rstrip("/"), storage):
+                continue
+            schema = table_format(fmt).spark_read(state.spark, path, storage=storage).schema
+            fields = [(f.name, spark_to_hive(f.dataType)) for f in schema.fields]
+            out.append(register_target(catalog, reg.database, reg.table + suffix, fmt, path, fields, [],
+                                       description=f"{what} of {reg.database}.{reg.table}"))
+        except Exception as e:  # noqa: BLE001 - the target is registered; say what is missing and go on
+            log = getattr(state, "log", None)
+            if hasattr(log, "warning"):
+                log.warning(f"could not register {reg.database}.{reg.table}{suffix} ({path}): {e}", "register")
+    return out
+
+
 def run_register(state: Any) -> RegisterResult | None:
     """Register the job's target (its `register:` block); None when the job registers nothing."""
     from etl_framework.catalog import catalog_for
@@ -208,10 +239,13 @@ def run_register(state: Any) -> RegisterResult | None:
                         "the data is written, `etl resume RUN_ID` re-runs only the register stage") from e
     except RuntimeError as e:
         raise JobFailed(cfg.job, "register", str(e), "check that the write stage wrote the target") from e
+    side = register_side_tables(state, catalog, storage)
     metrics = getattr(state, "metrics", None)
     if isinstance(metrics, dict):
         metrics.setdefault("register", {}).update(result.metrics())
         metrics["register"]["partitions"] = result.partitions_added[:100]
+        if side:
+            metrics["register"]["side_tables"] = [r.table.full_name for r in side]
     extras = getattr(state, "extras", None)
     if isinstance(extras, dict):
         extras["ddl"] = result.ddl

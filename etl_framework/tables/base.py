@@ -9,7 +9,8 @@ A format answers, for a table at a path:
   committed?" and "the bookmark deltas committed after version V" follow;
 - `arrow_dataset` / `spark_read`: the committed rows (for `etl query` without a JVM, and for Spark sources);
 - `catalog_parameters` / `ddl`: what the Glue Data Catalog stores for the table and Athena's DDL;
-- `begin_write` / `abort_write`: remove exactly the files a stopped write left (never a committed file).
+- `begin_write` / `abort_write`: remove exactly the files a stopped write left (never a committed file);
+- `maintain`: compact small files (and remove what no reader may still need), keeping rows and bookmarks.
 """
 
 from __future__ import annotations
@@ -81,6 +82,43 @@ class WriteResult:
             out["recovered_files"] = self.recovered_files
         if self.merge:
             out["merge"] = dict(self.merge)
+        return out
+
+
+DEFAULT_RETAIN_HOURS = 168.0  # Delta's own VACUUM default: a reader of an older version has a week
+
+
+@dataclass
+class MaintainRequest:
+    """What `etl maintain` asks of a table. `retain_hours`: files (Delta) and snapshots (Iceberg) replaced less
+    long ago stay, for readers and running jobs that began before (the caller never passes less than the oldest
+    running job's age). `bookmarks`: job -> bookmark version the state store holds; a commit carrying a newer
+    bookmark delta is what reconciliation still needs, and is never expired."""
+
+    zorder: list[str] = field(default_factory=list)
+    retain_hours: float = DEFAULT_RETAIN_HOURS
+    bookmarks: dict[str, int] = field(default_factory=dict)
+    job: str = "maintain"  # named in errors
+
+
+@dataclass
+class MaintainResult:
+    """What one maintenance of a table did (printed, and kept as metrics of a workflow's maintain node)."""
+
+    format: str
+    path: str
+    files_before: int
+    files_after: int
+    rows: int | None = None
+    files_deleted: int = 0  # physically removed (vacuum, expired snapshots' files, replaced Parquet files)
+    snapshots_expired: int = 0
+    retain_hours: float = DEFAULT_RETAIN_HOURS
+    operations: list[str] = field(default_factory=list)
+    version: int | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        out["operations"] = list(self.operations)
         return out
 
 
@@ -247,6 +285,13 @@ class TableFormat(ABC):
     def spark_read(self, spark: Any, path: str, options: dict[str, Any] | None = None,
                    storage: Storage | None = None) -> Any:
         """The committed rows as a Spark DataFrame (sources of this format)."""
+
+    # ---------------------------------------------------------------------------------------------- maintenance
+
+    def maintain(self, spark: Any, path: str, request: MaintainRequest, storage: Storage) -> MaintainResult:
+        """Compact the table's small files into fewer (one commit, same rows, commit history and bookmark deltas
+        kept) and remove files no reader may still need (`request.retain_hours`)."""
+        raise JobFailed(request.job, "maintain", f"{self.title} tables have no maintenance in this version")
 
     # ---------------------------------------------------------------------------------------------- catalog
 

@@ -11,7 +11,15 @@ import os
 import posixpath
 from typing import Any
 
-from etl_framework.tables.base import CommitRecord, CommitRequest, TableFormat, WriteResult
+from etl_framework.errors import JobFailed
+from etl_framework.tables.base import (
+    CommitRecord,
+    CommitRequest,
+    MaintainRequest,
+    MaintainResult,
+    TableFormat,
+    WriteResult,
+)
 from etl_framework.tables.fs import Storage, is_local, s3_uri, strip_scheme
 
 
@@ -198,6 +206,73 @@ class DeltaFormat(TableFormat):
     def spark_read(self, spark: Any, path: str, options: dict[str, Any] | None = None,
                    storage: Storage | None = None) -> Any:
         return spark.read.format("delta").options(**(options or {})).load(path)
+
+    def maintain(self, spark: Any, path: str, request: MaintainRequest, storage: Storage) -> MaintainResult:
+        """OPTIMIZE (Z-ordered by `request.zorder` when given), then VACUUM keeping every file a version of the
+        last `retain_hours` references. OPTIMIZE is a `dataChange=false` commit: the rows, the commit history with
+        its bookmark deltas and the idempotent-write ids (txn) stay as they were; a reader of an older version
+        keeps its files for the retention. Delta's own check refuses a retention under its 7-day default."""
+        import math
+
+        from delta.tables import DeltaTable as SparkDelta
+
+        root = path.rstrip("/")
+        dt = self._open(root, storage)
+        if dt is None:
+            raise JobFailed(request.job, "maintain", f"no Delta table at {root} (no _delta_log)")
+        before = len(dt.file_uris())
+        table = SparkDelta.forPath(spark, root)
+        parts = set(dt.metadata().partition_columns)
+        bad = [c for c in request.zorder if c in parts]
+        if bad:
+            raise JobFailed(request.job, "maintain", f"cannot Z-order {root} by its partition column(s) "
+                            f"{', '.join(bad)}", "Z-order by other columns (partitions are already grouped)")
+        known = {f.name for f in table.toDF().schema.fields}
+        unknown = [c for c in request.zorder if c not in known]
+        if unknown:
+            raise JobFailed(request.job, "maintain", f"{root} has no column {', '.join(unknown)} to Z-order by",
+                            f"its columns: {', '.join(sorted(known))}")
+        # a MERGE of this session sets commit metadata through the session conf; an OPTIMIZE must not carry it
+        spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        opt = table.optimize()
+        (opt.executeZOrderBy(*request.zorder) if request.zorder else opt.executeCompaction()).collect()
+        hours = math.ceil(request.retain_hours)  # rounded up: never less than asked
+        after = self._open(root, storage)
+        assert after is not None
+        deleted = self._vacuum(spark, table, after, hours)
+        after = self._open(root, storage)
+        assert after is not None
+        ops = [f"OPTIMIZE ZORDER BY ({', '.join(request.zorder)})" if request.zorder else "OPTIMIZE",
+               f"VACUUM RETAIN {hours} HOURS"]
+        return MaintainResult(format=self.name, path=root, files_before=before, files_after=len(after.file_uris()),
+                              rows=after.to_pyarrow_dataset().count_rows(), files_deleted=deleted,
+                              retain_hours=request.retain_hours, operations=ops, version=after.version())
+
+    def _vacuum(self, spark: Any, table: Any, dt: Any, hours: int) -> int:
+        """VACUUM through delta-rs (milliseconds, no Spark job: Spark's VACUUM runs several jobs and lists the
+        table in 200 tasks, the slowest part of a maintenance of a small table by far). It removes only files that
+        commits removed more than `hours` ago (Delta's retention check on), and neither writes a checkpoint nor
+        expires log entries (the history holds the bookmark deltas). A table delta-rs cannot write (a table
+        feature it lacks) is vacuumed by Spark's Delta instead. Returns how many files were deleted."""
+        from deltalake import PostCommitHookProperties
+        from deltalake.exceptions import DeltaError
+
+        try:
+            return len(dt.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=True,
+                                 post_commithook_properties=PostCommitHookProperties(
+                                     create_checkpoint=False, cleanup_expired_logs=False)))
+        except DeltaError:
+            pass
+        listing = "spark.databricks.delta.vacuum.fileListing.parallelism"  # 200 tasks by default
+        own = spark.conf.get(listing, None) is None
+        if own:
+            spark.conf.set(listing, str(max(int(spark.sparkContext.defaultParallelism), 1)))
+        try:
+            table.vacuum(float(hours))
+        finally:
+            if own:
+                spark.conf.unset(listing)
+        return 0  # Spark's Python API does not say
 
     def catalog_parameters(self, location: str) -> tuple[dict[str, str], dict[str, str]]:
         # How Glue's native Delta crawler and Athena record a Delta Lake table: Athena reads the schema and files

@@ -21,7 +21,15 @@ import sqlite3
 from typing import Any
 
 from etl_framework.errors import JobFailed
-from etl_framework.tables.base import STAGE, CommitRecord, CommitRequest, TableFormat, WriteResult
+from etl_framework.tables.base import (
+    STAGE,
+    CommitRecord,
+    CommitRequest,
+    MaintainRequest,
+    MaintainResult,
+    TableFormat,
+    WriteResult,
+)
 from etl_framework.tables.fs import Storage, is_local, strip_scheme, target_key
 
 CATALOG = "etl_iceberg"  # the Spark catalog name (and the JDBC catalog's catalog_name)
@@ -339,6 +347,53 @@ class IcebergFormat(TableFormat):
             if spark.catalog.tableExists(ident):
                 return spark.read.options(**(options or {})).table(ident)
         return spark.read.format("iceberg").options(**(options or {})).load(path)
+
+    # ---------------------------------------------------------------------------------------------- maintenance
+
+    def maintain(self, spark: Any, path: str, request: MaintainRequest, storage: Storage) -> MaintainResult:
+        """Iceberg's Spark procedures: `rewrite_data_files` (bin-pack, or a Z-order sort by `request.zorder`),
+        then `expire_snapshots` older than the retention — but never a snapshot whose bookmark delta the state
+        store does not hold yet (reconciliation reads it from the snapshot summary), and never the current one."""
+        from datetime import UTC, datetime, timedelta
+
+        ensure_catalog(spark, storage)
+        ident = identifier(path)
+        if not spark.catalog.tableExists(ident):
+            raise JobFailed(request.job, "maintain", f"no Iceberg table at {path} in this env's Iceberg catalog")
+        name = f"{NAMESPACE}.{table_name(path)}"
+
+        def count(sql: str) -> int:
+            return int(spark.sql(sql).first()[0])
+
+        files_before = count(f"SELECT count(*) FROM {ident}.files")
+        snaps_before = count(f"SELECT count(*) FROM {ident}.snapshots")
+        args = [f"table => '{name}'", "options => map('min-input-files', '2')"]
+        if request.zorder:
+            cols = ", ".join(request.zorder)
+            args += ["strategy => 'sort'", f"sort_order => 'zorder({cols})'"]
+        spark.sql(f"CALL {CATALOG}.system.rewrite_data_files({', '.join(args)})").collect()
+        older = datetime.now(UTC) - timedelta(hours=float(request.retain_hours))
+        for row in spark.sql(f"SELECT committed_at, summary FROM {ident}.snapshots").collect():
+            raw = (row["summary"] or {}).get("etl_bookmark")
+            try:
+                b = json.loads(raw) if raw else None
+            except ValueError:
+                b = None
+            if isinstance(b, dict) and int(b.get("version", 0)) > request.bookmarks.get(str(b.get("job")), -1):
+                at = row["committed_at"]
+                at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+                older = min(older, at - timedelta(milliseconds=1))
+        stamp = older.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        out = spark.sql(f"CALL {CATALOG}.system.expire_snapshots(table => '{name}', "
+                        f"older_than => TIMESTAMP '{stamp}', retain_last => 1)").first()
+        deleted = sum(int(out[k] or 0) for k in out.asDict() if k.startswith("deleted_") and k.endswith("_count"))
+        ops = ["rewrite_data_files" + (f" zorder({', '.join(request.zorder)})" if request.zorder else ""),
+               f"expire_snapshots older than {stamp} UTC"]
+        return MaintainResult(format=self.name, path=path.rstrip("/"), files_before=files_before,
+                              files_after=count(f"SELECT count(*) FROM {ident}.files"),
+                              rows=count(f"SELECT count(*) FROM {ident}"), files_deleted=deleted,
+                              snapshots_expired=max(snaps_before + 1 - count(f"SELECT count(*) FROM {ident}.snapshots"), 0),
+                              retain_hours=request.retain_hours, operations=ops)
 
     # ---------------------------------------------------------------------------------------------- catalog
 

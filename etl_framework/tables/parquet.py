@@ -21,7 +21,15 @@ from typing import Any
 
 from etl_framework.errors import JobFailed
 from etl_framework.faults import fault
-from etl_framework.tables.base import STAGE, CommitRecord, CommitRequest, TableFormat, WriteResult
+from etl_framework.tables.base import (
+    STAGE,
+    CommitRecord,
+    CommitRequest,
+    MaintainRequest,
+    MaintainResult,
+    TableFormat,
+    WriteResult,
+)
 from etl_framework.tables.fs import HadoopFS, LocalFS, Storage, filesystem
 
 MANIFEST = "_etl_manifest.json"
@@ -323,3 +331,39 @@ class ParquetFormat(TableFormat):
     def spark_read(self, spark: Any, path: str, options: dict[str, Any] | None = None,
                    storage: Storage | None = None) -> Any:
         return read_committed_parquet(spark, path, {k: str(v) for k, v in (options or {}).items()})
+
+    def maintain(self, spark: Any, path: str, request: MaintainRequest, storage: Storage) -> MaintainResult:
+        """Compaction into a new manifest: the committed rows rewritten as one file per partition through the
+        same staging + manifest commit as a write (an `overwrite` whose metadata says `compaction`; the earlier
+        commits' metadata, bookmark deltas included, moves into the manifest's history). The replaced files are
+        deleted right after the commit, as after any overwrite of a Parquet table: a reader that listed the old
+        manifest fails; readers that need more belong on Delta or Iceberg."""
+        from etl_framework.stages.transform import q
+
+        root = path.rstrip("/")
+        fs = filesystem(spark, root)
+        m = read_manifest(fs, root)
+        if m is None:
+            raise JobFailed(request.job, "maintain", f"no Parquet table of this framework at {root} (no {MANIFEST})")
+        if request.zorder:
+            raise JobFailed(request.job, "maintain", "Z-order is for Delta and Iceberg tables",
+                            "leave out the Z-order columns for a Parquet table")
+        files = [f["path"] for f in m["files"]]
+        parts = list(m.get("partition_by") or [])
+        per_folder: dict[str, int] = {}
+        for rel in files:
+            per_folder[posixpath.dirname(rel)] = per_folder.get(posixpath.dirname(rel), 0) + 1
+        if not files or max(per_folder.values()) <= 1:
+            return MaintainResult(format=self.name, path=root, files_before=len(files), files_after=len(files),
+                                  operations=["nothing to compact (one file per partition)"],
+                                  retain_hours=request.retain_hours, version=int(m.get("version", 0)))
+        cols = [f["name"] for f in json.loads(m["schema"])["fields"]]
+        df = read_committed_parquet(spark, root).select(*[q(c) for c in cols])
+        df = df.repartition(*[q(p) for p in parts]) if parts else df.coalesce(1)
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
+        res = write_parquet_atomic(spark, df, root, mode="overwrite", partition_by=parts, run_id=f"maintain-{stamp}",
+                                   metadata={"etl_operation": "compaction"}, job=request.job)
+        after = read_manifest(fs, root) or {"files": []}
+        return MaintainResult(format=self.name, path=root, files_before=len(files), files_after=len(after["files"]),
+                              files_deleted=res.files_removed, retain_hours=request.retain_hours,
+                              operations=["compaction into a new manifest"], version=res.version)

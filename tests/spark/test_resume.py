@@ -15,7 +15,7 @@ from etl_framework.state.runs import SqliteRunStore
 from tests.spark.test_runtime_helpers import delta_rows, trips, write_csv
 
 
-def make_project(root: Path, partition_by: str) -> Path:
+def make_project(root: Path, partition_by: str, schema: Any = None) -> Path:
     (root / "conf").mkdir(parents=True)
     (root / "jobs").mkdir()
     (root / "conf" / "local.yaml").write_text("state: {path: ../.etl/state.db}\ncatalog: {path: ../.etl/catalog.db}\n")
@@ -23,8 +23,8 @@ def make_project(root: Path, partition_by: str) -> Path:
     job = {
         "job": "resumable", "sources": {"trips": {
             "format": "csv", "path": "../in", "options": {"header": True}, "incremental": {"mode": "files"},
-            "schema": {"trip_id": "long", "pickup_ts": "timestamp", "zone_id": "int", "distance": "double",
-                       "fare": "double"}}},
+            "schema": schema or {"trip_id": "long", "pickup_ts": "timestamp", "zone_id": "int", "distance": "double",
+                                 "fare": "double"}}},
         "transform": [{"with_columns": {"day": "to_date(pickup_ts)"}}],
         "target": {"format": "delta", "path": "../out", "partition_by": [partition_by]},
         "register": {"database": "curated", "table": "resumable"},
@@ -47,7 +47,8 @@ def last_run(root: Path) -> dict[str, Any]:
 
 def test_failed_write_fixed_then_resumed(spark: Any, tmp_path: Path) -> None:
     root = tmp_path / "p"
-    job = make_project(root, partition_by="no_such_column")
+    # an inferred schema: `etl validate` cannot know the columns (a declared one would stop this before the run)
+    job = make_project(root, partition_by="no_such_column", schema="infer")
     assert etl(root, "run", "--no-report", str(job)) == 1
     failed = last_run(root)
     assert failed["status"] == "FAILED" and failed["error_stage"] == "write"
