@@ -482,6 +482,9 @@ def run_loaded(
             log.info(f"run {run_id} succeeded in {duration:.1f}s")
         else:
             log.info(f"run {run_id} {status.lower()} in {duration:.1f}s")
+        if env_config is not None and not interrupted:
+            _notify(config, env_config, env, run_id, status, exit_code, failure, duration,
+                    state.metrics if state else {}, log, store)
         if term.restore() or interrupted:
             raise KeyboardInterrupt
     return JobRunResult(
@@ -490,6 +493,20 @@ def run_loaded(
         hint=failure.hint if failure else None, duration_s=duration,
         metrics=state.metrics if state else {}, exception=failure,
     )
+
+
+def _notify(config: JobConfig, env_config: Any, env: str, run_id: str, status: str, exit_code: int,
+            failure: Any, duration: float, metrics: dict[str, Any], log: Any, store: Any) -> None:
+    """Alerting (notify.py) once the run's record is final; never changes the result."""
+    from etl_framework.notify import effective, notify_run
+
+    n = effective(env_config.notifications, config.notifications)
+    if n is None:
+        return
+    error = failure.message if failure is not None else None
+    notify_run(n, job=config.job, run_id=run_id, env=env, status=status, exit_code=exit_code, error=error,
+               duration_s=duration, metrics=metrics, report=f"etl report --env {env} (run {run_id})",
+               log=log, store=store)
 
 
 def run_job(
