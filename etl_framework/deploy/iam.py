@@ -35,6 +35,7 @@ from etl_framework.config.errors import ConfigError
 from etl_framework.config.interpolate import SECRET_REF
 
 VERSION = "2012-10-17"
+ROLE_PATH = "/etl/"  # generated roles live here: --prune looks for its orphans nowhere else
 METRICS_NAMESPACE = "etl_framework"
 ARN = "arn:{partition}"
 READ_S3 = ["s3:GetObject"]
@@ -64,7 +65,7 @@ class RolePlan:
 
     @property
     def arn(self) -> str:
-        return f"arn:{{partition}}:iam::{{account}}:role/{self.name}"
+        return f"arn:{{partition}}:iam::{{account}}:role{ROLE_PATH}{self.name}"
 
 
 def role_name(name_prefix: str, project: str, env: str, what: str) -> str:

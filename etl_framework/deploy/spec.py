@@ -641,6 +641,8 @@ ROLE_POLICY = "etl-least-privilege"
 
 
 def role_spec(p: Any, project: str, env: str) -> dict[str, Any]:
-    return {"RoleName": p.name, "Description": f"etl_framework {p.purpose} of project {project}, env {env} "
+    from etl_framework.deploy.iam import ROLE_PATH
+
+    return {"RoleName": p.name, "Path": ROLE_PATH, "Description": f"etl_framework {p.purpose} of project {project}, env {env} "
                                                "(generated from the YAML)",
             "AssumeRolePolicyDocument": p.trust, "PolicyName": ROLE_POLICY, "PolicyDocument": p.policy}
