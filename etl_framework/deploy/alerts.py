@@ -84,9 +84,7 @@ def alert_resources(state: Any, env_cfg: Any, jobs: dict[str, Any], workflows: d
     errors = []
     for topic in by_topic:
         if topic_region(topic) != env_cfg.aws.region:
-            from etl_framework.deploy.spec import _yaml_pos
-
-            errors.append(ConfigError(src, *_yaml_pos(env_file, "sns"), (
+            errors.append(ConfigError(src, *key_pos(env_file, "sns", topic), (
                 f"notifications.sns {topic} is in region {topic_region(topic)}, but the project deploys to "
                 f"{env_cfg.aws.region}: EventBridge rules deliver only to an SNS topic in their own region; create "
                 f"the topic in {env_cfg.aws.region}")))
@@ -119,3 +117,20 @@ def alert_resources(state: Any, env_cfg: Any, jobs: dict[str, Any], workflows: d
             out.append(Resource("event_rule", name, spec, src))
     return out
 
+
+
+def key_pos(path: Any, key: str, value: str) -> tuple[int, int]:
+    """Line/column of `key:` (block or flow style) on a line that holds `value`, else of the first `key:`."""
+    first: tuple[int, int] | None = None
+    try:
+        lines = path.read_text().splitlines() if path is not None else []
+    except OSError:
+        lines = []
+    for i, line in enumerate(lines, 1):
+        m = re.search(rf"(?:^|[\s{{,]){re.escape(key)}\s*:", line)
+        if m:
+            pos = (i, m.end() - len(m.group(0).lstrip(" {,")) + 1)
+            if value in line:
+                return pos
+            first = first or pos
+    return first or (1, 1)

@@ -577,7 +577,6 @@ def add_generated_roles(state: DesiredState, env_cfg: EnvConfig, jobs: dict[str,
                         resources: list[Resource], src: str) -> list[ConfigError]:
     """`deploy: {iam: generate}`: a role per job, one for the crawlers, one for the orchestrator; every Role /
     RoleArn of the resources points at its generated role. Returns the config errors (dynamic secret names)."""
-    from etl_framework.config.project import display_path
     from etl_framework.deploy import iam
 
     d, project, env = state.deploy, state.project, state.env
@@ -590,7 +589,7 @@ def add_generated_roles(state: DesiredState, env_cfg: EnvConfig, jobs: dict[str,
     roles: dict[str, iam.RolePlan] = {}
     for name, lj in sorted(jobs.items()):
         if lj.doc is not None:
-            errors += iam.dynamic_secret_errors(lj.doc, name, display_path(lj.path))
+            errors += iam.dynamic_secret_errors(lj.doc, name, lj.doc.file)
         glue_name = d.name_prefix + name
         policy = iam.job_policy(lj.config, env_cfg, project=project, env=env, s3_root=state.s3_root,
                                 glue_job=glue_name, workflows=[] if sfn else in_workflows.get(name, []),
