@@ -493,6 +493,27 @@ class AwsConfig(Strict):
     endpoint_url: str | None = Field(None, description="override for every AWS client (e.g. a moto server)")
 
 
+RunMetric = Literal["rows_read", "rows_written", "rows_quarantined", "duration_s", "bytes_written", "bookmark_lag_s"]
+
+
+class Alarm(Strict):
+    """A CloudWatch alarm on a run metric (namespace etl_framework), one per job it applies to; its action is the
+    env's notifications.sns topic when one is set."""
+
+    metric: RunMetric
+    above: float | None = Field(None, description="alarm when the metric goes above this")
+    below: float | None = Field(None, description="alarm when the metric goes below this")
+    job: str | None = Field(None, description="only this job; default: every job of the project")
+    period_minutes: int = Field(60, ge=1, le=1440, description="evaluation period")
+    evaluation_periods: int = Field(1, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Alarm:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("an alarm has exactly one of 'above' or 'below'")
+        return self
+
+
 class DeployConfig(Strict):
     project: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
@@ -520,6 +541,8 @@ class DeployConfig(Strict):
                                       "Functions state machine (with EventBridge schedules and rules) per workflow")
     poll_seconds: int = Field(30, ge=1, le=3600, description="step_functions: seconds between two polls of a "
                                                              "running Glue job run or crawler")
+
+    alarms: list[Alarm] = Field(default_factory=list, description="CloudWatch alarms on the jobs' run metrics")
 
     @model_validator(mode="after")
     def _one_role(self) -> DeployConfig:

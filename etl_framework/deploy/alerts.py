@@ -134,3 +134,32 @@ def key_pos(path: Any, key: str, value: str) -> tuple[int, int]:
                 return pos
             first = first or pos
     return first or (1, 1)
+
+
+def alarm_resources(state: Any, env_cfg: Any, jobs: dict[str, Any], src: str) -> list[Any]:
+    """`deploy: {alarms: [...]}`: one CloudWatch alarm per (alarm, job) on the run metrics the jobs publish."""
+    from etl_framework.deploy.spec import Resource
+    from etl_framework.metrics import CLOUDWATCH_NAMES, NAMESPACE
+
+    d = state.deploy
+    topic = env_cfg.notifications.sns if env_cfg.notifications else None
+    out = []
+    for a in d.alarms:
+        for job in sorted(jobs) if a.job is None else [a.job]:
+            side = "above" if a.above is not None else "below"
+            name = re.sub(r"[^\w.-]", "-", f"{d.name_prefix}etl-{state.project}-{state.env}-{job}-{a.metric}-{side}")
+            counts = a.metric.startswith(("rows_", "bytes_"))
+            spec: dict[str, Any] = {
+                "AlarmName": name[:255],
+                "AlarmDescription": f"etl_framework: job {job} {a.metric} {side} {a.above or a.below}",
+                "Namespace": NAMESPACE, "MetricName": CLOUDWATCH_NAMES[a.metric],
+                "Dimensions": [{"Name": "job", "Value": job}, {"Name": "env", "Value": state.env}],
+                "Statistic": "Sum" if counts else "Maximum", "Period": a.period_minutes * 60,
+                "EvaluationPeriods": a.evaluation_periods,
+                "Threshold": float(a.above if a.above is not None else a.below),
+                "ComparisonOperator": "GreaterThanThreshold" if side == "above" else "LessThanThreshold",
+                "TreatMissingData": "notBreaching"}
+            if topic:
+                spec["AlarmActions"] = [topic]
+            out.append(Resource("alarm", spec["AlarmName"], spec, src))
+    return out

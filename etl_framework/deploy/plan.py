@@ -34,7 +34,7 @@ SHA_KEY = "etl-sha256"
 UNCHANGEABLE = {"trigger": ("Type", "WorkflowName"),  # Glue cannot update these: delete + create
                 "security_configuration": ("EncryptionConfiguration",)}  # Glue cannot update these: delete + create
 MANAGED_S3 = ("scripts/", "wheels/", "jars/", "project/")  # under DesiredState.s3_root; tmp/ is Glue's scratch
-TAGGED = ("job", "crawler", "workflow", "trigger", "event_rule", "state_machine", "schedule_group", "role")  # what deploy tags, checks and may prune
+TAGGED = ("job", "crawler", "workflow", "trigger", "event_rule", "state_machine", "schedule_group", "role", "alarm")  # what deploy tags, checks and may prune
 TAGS = "Tags."  # diff fields of missing tags: `Tags.etl:project`
 
 
@@ -173,6 +173,7 @@ class Aws:
         self.sfn = boto3.client("stepfunctions", **kw)
         self.scheduler = boto3.client("scheduler", **kw)
         self.kms = boto3.client("kms", **kw)
+        self.cloudwatch = boto3.client("cloudwatch", **kw)
         self.account: str | None = None
         self.partition = "aws"
 
@@ -399,6 +400,10 @@ class Deployer:
                                   f"{error_message(e)}") from e
         if kind == "role":
             return self.read_role(name)
+        if kind == "alarm":
+            got = self.call("CloudWatch DescribeAlarms", f"alarm {name}", self.aws.cloudwatch.describe_alarms,
+                            AlarmNames=[name]).get("MetricAlarms", [])
+            return {**got[0], "Arn": got[0].get("AlarmArn")} if got else None
         if kind == "security_configuration":
             try:
                 return g.get_security_configuration(Name=name)["SecurityConfiguration"]
@@ -485,6 +490,11 @@ class Deployer:
             got = self.call("EventBridge ListTagsForResource", f"rule {name}", self.aws.events.list_tags_for_resource,
                             ResourceARN=arn).get("Tags", [])
             return {t["Key"]: t["Value"] for t in got}
+        if kind == "alarm":
+            arn = rule_arn or f"arn:{self.aws.partition}:cloudwatch:{self.aws.region}:{self.aws.account}:alarm:{name}"
+            got = self.call("CloudWatch ListTagsForResource", f"alarm {name}",
+                            self.aws.cloudwatch.list_tags_for_resource, ResourceARN=arn)
+            return {t["Key"]: t["Value"] for t in got.get("Tags", [])}
         if kind == "role":
             got = self.call("IAM ListRoleTags", f"role {name}", self.aws.iam.list_role_tags, RoleName=name)
             return {t["Key"]: t["Value"] for t in got.get("Tags", [])}
@@ -684,7 +694,7 @@ class Deployer:
         """Make the plan's changes in dependency order; returns the changes made."""
         done: list[Change] = []
         order = {"role": 0, "security_configuration": 0, "artifact": 0, "state_table": 1, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4,
-                 "state_machine": 4, "schedule_group": 4, "schedule": 5, "event_rule": 5}
+                 "state_machine": 4, "schedule_group": 4, "schedule": 5, "event_rule": 5, "alarm": 5}
         for c in sorted(plan.pending, key=lambda c: order[c.kind]):
             self.apply_one(c)
             done.append(c)
@@ -747,6 +757,9 @@ class Deployer:
             self.put_role_policy(res)
         elif res.kind == "security_configuration":
             self.write("Glue CreateSecurityConfiguration", what, g.create_security_configuration, **spec)
+        elif res.kind == "alarm":
+            self.write("CloudWatch PutMetricAlarm", what, self.aws.cloudwatch.put_metric_alarm, **spec,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
         elif res.kind == "database":
             self.write("Glue CreateDatabase", what, g.create_database,
                        DatabaseInput={"Name": res.name, "Description": "created by etl deploy"})
@@ -784,6 +797,15 @@ class Deployer:
             self.write("Scheduler TagResource", what, self.aws.scheduler.tag_resource, ResourceArn=arn,
                        Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
             return
+        if res.kind == "alarm":
+            arn = rule_arn or f"arn:{self.aws.partition}:cloudwatch:{self.aws.region}:{self.aws.account}:alarm:{res.name}"
+            self.write("CloudWatch TagResource", what, self.aws.cloudwatch.tag_resource, ResourceARN=arn,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            return
+        if res.kind == "role":
+            self.write("IAM TagRole", what, self.aws.iam.tag_role, RoleName=res.name,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            return
         if res.kind == "event_rule":
             arn = rule_arn or f"arn:{self.aws.partition}:events:{self.aws.region}:{self.aws.account}:rule/{res.name}"
             self.write("EventBridge TagResource", what, self.aws.events.tag_resource, ResourceARN=arn,
@@ -799,6 +821,9 @@ class Deployer:
         only_state = fields == {"State"}
         if res.kind == "workflow":
             self.write("Glue UpdateWorkflow", what, g.update_workflow, Name=res.name, **spec)
+            return False
+        if res.kind == "alarm":  # PutMetricAlarm is an upsert
+            self.write("CloudWatch PutMetricAlarm", what, self.aws.cloudwatch.put_metric_alarm, **res.spec)
             return False
         if res.kind == "role":
             if "AssumeRolePolicyDocument" in fields:
@@ -898,6 +923,8 @@ class Deployer:
                 self.write("IAM DeleteRolePolicy", what, self.aws.iam.delete_role_policy, RoleName=name,
                            PolicyName=pname)
             self.write("IAM DeleteRole", what, self.aws.iam.delete_role, RoleName=name)
+        elif kind == "alarm":
+            self.write("CloudWatch DeleteAlarms", what, self.aws.cloudwatch.delete_alarms, AlarmNames=[name])
         elif kind == "security_configuration":
             self.write("Glue DeleteSecurityConfiguration", what, g.delete_security_configuration, Name=name)
         elif kind == "state_machine":

@@ -63,7 +63,7 @@ SCHEMA_CHANGE = {
                "CRAWL_EVERYTHING"),
 }
 KIND_ORDER = ("role", "security_configuration", "state_table", "database", "job", "crawler", "workflow", "trigger", "state_machine", "schedule_group",
-              "schedule", "event_rule", "alert_rule")
+              "schedule", "event_rule", "alarm")
 SFN_ARN = "arn:{partition}:states:{region}:{account}:stateMachine:"
 
 
@@ -522,9 +522,10 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
         add_security_configuration(state, resources, display_path(env_file))
     if d.iam == "generate":
         errors += add_generated_roles(state, env_cfg, jobs, workflows, resources, display_path(env_file))
-    from etl_framework.deploy.alerts import alert_resources
+    from etl_framework.deploy.alerts import alarm_resources, alert_resources
 
     resources += alert_resources(state, env_cfg, jobs, workflows, display_path(env_file), env_file)
+    resources += alarm_resources(state, env_cfg, jobs, display_path(env_file))
     if errors:
         raise ConfigErrors(errors)
     for db, src in sorted(databases.items()):

@@ -95,9 +95,14 @@ def glue_event(job: str, state: str) -> str:
 def test_alert_rules_match_exactly_the_projects_jobs_and_deliver(proj: dict[str, Any]) -> None:
     (proj["root"] / "jobs" / "customers.yaml").write_text(
         (proj["root"] / "jobs" / "customers.yaml").read_text() + "notifications: {events: [failed, succeeded]}\n")
-    write_env(proj)
+    write_env(proj, deploy_extra="alarms: [{metric: rows_written, below: 1, period_minutes: 1440}]\n")
     do_deploy(proj)
     ev, prefix = client("events", proj["url"]), f"t{proj['tag']}_"
+    alarms = client("cloudwatch", proj["url"]).describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
+    assert sorted((a["MetricName"], a["Namespace"], a["ComparisonOperator"], a["Threshold"], a["AlarmActions"][0],
+                   {d["Name"]: d["Value"] for d in a["Dimensions"]}["job"]) for a in alarms) == [
+        ("RowsWritten", "etl_framework", "LessThanThreshold", 1.0, proj["topic"], job)
+        for job in ("customers", "orders")]
     rules = {r["Name"]: r for r in ev.list_rules(NamePrefix=f"{prefix}etl-prodtest-prod-alert")["Rules"]}
     assert len(rules) == 3, sorted(rules)  # orders (failed), customers (failed + succeeded), quality
 

@@ -208,6 +208,11 @@ def test_the_job_runs_with_its_generated_role_only_and_is_denied_everything_else
     assert spark.read.format("delta").load(f"s3a://{prod['lake']}/lake/curated/zones").count() == 3
     run = DynamoRunStore(prod["project"].env_config("prod")).get_run(result.run_id)
     assert run is not None and run["status"] == "SUCCEEDED"
+    # the run published its numbers to CloudWatch (namespace etl_framework, dimensions job and env)
+    published = boto("cloudwatch", url, admin).list_metrics(Namespace="etl_framework")["Metrics"]
+    names = {m["MetricName"] for m in published
+             if {d["Name"]: d["Value"] for d in m["Dimensions"]} == {"job": "zones_cloud", "env": "prod"}}
+    assert {"RowsRead", "RowsWritten", "Duration", "BookmarkLag"} <= names, names
 
     s3, sm = boto("s3", url, role), boto("secretsmanager", url, role)
     s3.put_object(Bucket=prod["lake"], Key="lake/curated/zones/_probe", Body=b"x")  # its own target: allowed

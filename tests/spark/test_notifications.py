@@ -96,8 +96,7 @@ def test_a_quality_failure_posts_its_summary_and_success_stays_quiet(spark: Any,
     assert ok.ok and len(hook.bodies) == 1  # succeeded is opt-in
 
 
-def test_a_dead_or_hanging_webhook_never_changes_the_run(spark: Any, tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_a_dead_or_hanging_webhook_never_changes_the_run(spark: Any, tmp_path: Path) -> None:
     src = tmp_path / "in"
     write_csv(src, trips(range(3)))
     hanging = Hook(hang=3.0)
