@@ -35,6 +35,7 @@ from etl_framework.config.errors import ConfigError
 from etl_framework.config.interpolate import SECRET_REF
 
 VERSION = "2012-10-17"
+INLINE_POLICY_LIMIT = 10240  # IAM: characters of all inline policies of a role (whitespace not counted)
 ROLE_PATH = "/etl/"  # generated roles live here: --prune looks for its orphans nowhere else
 METRICS_NAMESPACE = "etl_framework"
 ARN = "arn:{partition}"

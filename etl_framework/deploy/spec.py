@@ -578,6 +578,9 @@ def add_generated_roles(state: DesiredState, env_cfg: EnvConfig, jobs: dict[str,
                         resources: list[Resource], src: str) -> list[ConfigError]:
     """`deploy: {iam: generate}`: a role per job, one for the crawlers, one for the orchestrator; every Role /
     RoleArn of the resources points at its generated role. Returns the config errors (dynamic secret names)."""
+    import json
+
+    from etl_framework.config.project import display_path
     from etl_framework.deploy import iam
 
     d, project, env = state.deploy, state.project, state.env
@@ -595,6 +598,11 @@ def add_generated_roles(state: DesiredState, env_cfg: EnvConfig, jobs: dict[str,
         policy = iam.job_policy(lj.config, env_cfg, project=project, env=env, s3_root=state.s3_root,
                                 glue_job=glue_name, workflows=[] if sfn else in_workflows.get(name, []),
                                 state_machine_runs=sfn)
+        size = len(json.dumps(policy, separators=(",", ":")))
+        if size > iam.INLINE_POLICY_LIMIT:
+            errors.append(ConfigError(display_path(lj.path), 1, 1, (
+                f"job {name}: its generated policy is {size:,} characters, over IAM's {iam.INLINE_POLICY_LIMIT:,} for "
+                "a role's inline policies; read fewer prefixes (a common parent folder) or bring your own role")))
         rname = iam.role_name(d.name_prefix, project, env, f"job-{name}")
         roles[glue_name] = iam.RolePlan(rname, f"job:{name}", iam.trust_policy(iam.TRUST["job"]), policy)
     crawled = [(r.spec["Targets"]["S3Targets"][0]["Path"], r.spec["DatabaseName"], None)
