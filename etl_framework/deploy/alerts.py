@@ -23,6 +23,9 @@ JOB_MESSAGE = {"InputPathsMap": {"job": "$.detail.jobName", "state": "$.detail.s
 CRAWLER_MESSAGE = {"InputPathsMap": {"crawler": "$.detail.crawlerName", "state": "$.detail.state",
                                      "message": "$.detail.errorMessage", "time": "$.time"},
                    "InputTemplate": '"<time> Glue crawler <crawler> <state>: <message>"'}
+LATE_MESSAGE = {"InputPathsMap": {"job": "$.detail.jobName", "run": "$.detail.jobRunId", "message": "$.detail.message",
+                                  "time": "$.time"},
+                "InputTemplate": '"<time> Glue job <job> run <run> is late: <message>"'}
 QUALITY_MESSAGE = {"InputPathsMap": {"job": "$.detail.job", "env": "$.detail.env", "run": "$.detail.run_id",
                                      "state": "$.detail.state", "summary": "$.detail.summary"},
                    "InputTemplate": '"etl_framework job <job> (<env>) run <run>: quality <state>: <summary>"'}
@@ -46,6 +49,28 @@ def job_pattern(glue_jobs: list[str], states: list[str]) -> dict[str, Any]:
 def crawler_pattern(crawlers: list[str], states: list[str]) -> dict[str, Any]:
     return {"source": ["aws.glue"], "detail-type": ["Glue Crawler State Change"],
             "detail": {"crawlerName": sorted(crawlers), "state": sorted(states)}}
+
+
+def late_pattern(glue_jobs: list[str]) -> dict[str, Any]:
+    """Glue emits 'Glue Job Run Status' when a run exceeds its job's NotificationProperty.NotifyDelayAfter."""
+    return {"source": ["aws.glue"], "detail-type": ["Glue Job Run Status"], "detail": {"jobName": sorted(glue_jobs)}}
+
+
+def late_minutes(state: Any, env_cfg: Any, jobs: dict[str, Any], workflows: dict[str, Any]) -> dict[str, int]:
+    """Glue job name -> notifications.late_after_minutes (env, workflow, job merged), for NotifyDelayAfter."""
+    from etl_framework.notify import effective
+
+    job_workflow: dict[str, Any] = {}
+    for lw in workflows.values():
+        for jname in lw.config.jobs:
+            job_workflow.setdefault(jname, lw.config)
+    out = {}
+    for name, lj in jobs.items():
+        n = effective(env_cfg.notifications, getattr(job_workflow.get(name), "notifications", None),
+                      lj.config.notifications)
+        if n is not None and n.late_after_minutes is not None:
+            out[state.deploy.name_prefix + name] = n.late_after_minutes
+    return out
 
 
 def quality_pattern(jobs: list[str], env: str) -> dict[str, Any]:
@@ -76,6 +101,8 @@ def alert_resources(state: Any, env_cfg: Any, jobs: dict[str, Any], workflows: d
                 g["jobs"].setdefault(JOB_STATES[ev], set()).add(d.name_prefix + name)
         if "quality_failed" in n.events_or_default or n.quarantine_above is not None:
             g["quality"].add(name)
+        if n.late_after_minutes is not None:  # Glue's own delay notification (NotificationProperty)
+            g.setdefault("late", {})[d.name_prefix + name] = n.late_after_minutes
     for wname, lw in sorted(workflows.items()):
         n = effective(env_cfg.notifications, lw.config.notifications, None)
         if n is not None and n.sns and "failed" in n.events_or_default and lw.config.crawlers:
@@ -103,6 +130,9 @@ def alert_resources(state: Any, env_cfg: Any, jobs: dict[str, Any], workflows: d
         for i, (sts, names) in enumerate(sorted(groups.items())):
             specs.append((f"jobs{i or ''}", job_pattern(names, list(sts)), JOB_MESSAGE,
                           f"Glue job state changes ({', '.join(sts)}) of {len(names)} job(s) -> SNS"))
+        if g.get("late"):
+            specs.append(("late", late_pattern(sorted(g["late"])), LATE_MESSAGE,
+                          "Glue job runs still running after their notifications.late_after_minutes -> SNS"))
         if g["crawlers"]:
             specs.append(("crawlers", crawler_pattern(sorted(g["crawlers"]), ["Failed"]), CRAWLER_MESSAGE,
                           "Glue crawler failures -> SNS"))

@@ -522,10 +522,14 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
         add_security_configuration(state, resources, display_path(env_file))
     if d.iam == "generate":
         errors += add_generated_roles(state, env_cfg, jobs, workflows, resources, display_path(env_file))
-    from etl_framework.deploy.alerts import alarm_resources, alert_resources
+    from etl_framework.deploy.alerts import alarm_resources, alert_resources, late_minutes
 
     resources += alert_resources(state, env_cfg, jobs, workflows, display_path(env_file), env_file)
     resources += alarm_resources(state, env_cfg, jobs, display_path(env_file))
+    late = late_minutes(state, env_cfg, jobs, workflows)
+    for r in resources:  # notifications.late_after_minutes: Glue's own delay notification on the job
+        if r.kind == "job" and r.name in late:
+            r.spec["NotificationProperty"] = {"NotifyDelayAfter": late[r.name]}
     if errors:
         raise ConfigErrors(errors)
     for db, src in sorted(databases.items()):

@@ -95,7 +95,8 @@ def glue_event(job: str, state: str) -> str:
 def test_alert_rules_match_exactly_the_projects_jobs_and_deliver(proj: dict[str, Any]) -> None:
     (proj["root"] / "jobs" / "customers.yaml").write_text(
         (proj["root"] / "jobs" / "customers.yaml").read_text() + "notifications: {events: [failed, succeeded]}\n")
-    write_env(proj, deploy_extra="alarms: [{metric: rows_written, below: 1, period_minutes: 1440}]\n")
+    write_env(proj, deploy_extra="alarms: [{metric: rows_written, below: 1, period_minutes: 1440}]\n",
+              notifications=f'notifications: {{sns: "{proj["topic"]}", late_after_minutes: 90}}')
     do_deploy(proj)
     ev, prefix = client("events", proj["url"]), f"t{proj['tag']}_"
     alarms = client("cloudwatch", proj["url"]).describe_alarms(AlarmNamePrefix=prefix)["MetricAlarms"]
@@ -104,7 +105,10 @@ def test_alert_rules_match_exactly_the_projects_jobs_and_deliver(proj: dict[str,
         ("RowsWritten", "etl_framework", "LessThanThreshold", 1.0, proj["topic"], job)
         for job in ("customers", "orders")]
     rules = {r["Name"]: r for r in ev.list_rules(NamePrefix=f"{prefix}etl-prodtest-prod-alert")["Rules"]}
-    assert len(rules) == 3, sorted(rules)  # orders (failed), customers (failed + succeeded), quality
+    # orders (failed, timeout), customers (its own: failed + succeeded), quality, late
+    assert len(rules) == 4, sorted(rules)
+    job = client("glue", proj["url"]).get_job(JobName=prefix + "orders")["Job"]
+    assert job["NotificationProperty"] == {"NotifyDelayAfter": 90}  # Glue's own "late" event
 
     def matching(event: str) -> list[str]:
         """TestEventPattern of each rule; moto 5.2 answers it with nothing, so its own matcher decides then
@@ -131,10 +135,14 @@ def test_alert_rules_match_exactly_the_projects_jobs_and_deliver(proj: dict[str,
                           "detail": {"job": "orders", "env": "prod", "run_id": "r1", "state": "FAILED",
                                      "notify": True, "summary": "1 of 5 rows broke not_null(id)"}})
     assert len(matching(quality)) == 1
+    late = json.dumps({"version": "0", "id": "2", "detail-type": "Glue Job Run Status", "source": "aws.glue",
+                       "account": ACCOUNT, "time": "2026-12-02T03:00:00Z", "region": REGION, "resources": [],
+                       "detail": {"jobName": prefix + "orders", "jobRunId": "jr_1", "state": "RUNNING",
+                                  "message": "Job run exceeded the notify delay of 90 minutes"}})
+    assert len(matching(late)) == 1
     for name in rules:  # the SNS topic is every rule's target, with a readable message
         (target,) = ev.list_targets_by_rule(Rule=name)["Targets"]
-        assert target["Arn"] == proj["topic"] and "<job>" in json.dumps(target["InputTransformer"]) \
-            or "<crawler>" in json.dumps(target["InputTransformer"])
+        assert target["Arn"] == proj["topic"] and "<job>" in target["InputTransformer"]["InputTemplate"]
 
     # moto delivers EventBridge to SQS, not SNS (its SNS delivery fails): the deployed rule, its SNS target swapped
     # for an SQS queue with the same input transformer, receives a sample failure as the readable line
