@@ -484,7 +484,8 @@ def run_loaded(
             log.info(f"run {run_id} {status.lower()} in {duration:.1f}s")
         if env_config is not None and not interrupted:
             _notify(config, env_config, env, run_id, status, exit_code, failure, duration,
-                    state.metrics if state else {}, log, store)
+                    state.metrics if state else {}, log, store,
+                    bookmark=state.extras.get("bookmark_after") if state else None)
         if term.restore() or interrupted:
             raise KeyboardInterrupt
     return JobRunResult(
@@ -496,14 +497,15 @@ def run_loaded(
 
 
 def _notify(config: JobConfig, env_config: Any, env: str, run_id: str, status: str, exit_code: int,
-            failure: Any, duration: float, metrics: dict[str, Any], log: Any, store: Any) -> None:
+            failure: Any, duration: float, metrics: dict[str, Any], log: Any, store: Any,
+            bookmark: Any = None) -> None:
     """Alerting (notify.py) once the run's record is final; never changes the result."""
     from etl_framework.metrics import on_aws
     from etl_framework.notify import effective, notify_run
 
     n = effective(env_config.notifications, config.notifications)
     if on_aws(env_config):
-        _publish_aws(config, env_config, env, run_id, n, duration, metrics, log)
+        _publish_aws(config, env_config, env, run_id, n, duration, metrics, log, bookmark)
     if n is None:
         return
     error = failure.message if failure is not None else None
@@ -513,14 +515,14 @@ def _notify(config: JobConfig, env_config: Any, env: str, run_id: str, status: s
 
 
 def _publish_aws(config: JobConfig, env_config: Any, env: str, run_id: str, n: Any, duration: float,
-                 metrics: dict[str, Any], log: Any) -> None:
+                 metrics: dict[str, Any], log: Any, bookmark: Any = None) -> None:
     """On AWS: the run's CloudWatch metrics, and its quality verdict as an EventBridge event (routed to SNS by the
     rules deploy made). Best effort: a failure is a warning, never the run's result."""
     from etl_framework.metrics import publish, run_numbers
     from etl_framework.notify import publish_quality_event
 
     try:
-        publish(env_config, config.job, env, run_numbers(metrics, duration))
+        publish(env_config, config.job, env, run_numbers(metrics, duration, bookmark))
     except Exception as e:  # noqa: BLE001 - metrics never fail a run
         log.warning(f"CloudWatch metrics not published: {e}")
     q = metrics.get("quality")
