@@ -215,3 +215,33 @@ def test_a_dynamic_secret_name_cannot_be_granted(proj: dict[str, Any]) -> None:
     assert "Traceback" not in done.stderr
     line = next(ln for ln in done.stderr.splitlines() if "params.tenant" in ln)
     assert line.startswith("jobs/orders.yaml:8:") and "job orders, key sources.src.options.nullValue" in line
+
+
+def test_dry_run_and_iam_show_print_the_generated_policies(proj: dict[str, Any]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    write_env(proj)
+    conf = proj["root"] / "conf" / "prod.yaml"
+    conf.write_text(conf.read_text().replace(f'role: "{proj["role"]}"', "iam: generate"))
+    etl = str(Path(sys.executable).parent / "etl")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    shown = subprocess.run([etl, "--env", "prod", "iam", "show", "orders", "--account", ACCOUNT],
+                           cwd=proj["root"], capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert shown.returncode == 0, shown.stderr
+    role = json.loads(shown.stdout)
+    assert role["role"] == f"t{proj['tag']}_etl-prodtest-prod-job-orders" and role["purpose"] == "job:orders"
+    assert role["arn"] == f"arn:aws:iam::{ACCOUNT}:role/etl/{role['role']}"
+    written = next(s for s in role["policy"]["Statement"] if s["Sid"] == "WriteTablesObjects")
+    assert written["Resource"] == [f"arn:aws:s3:::data-{proj['tag']}/lake/orders",
+                                   f"arn:aws:s3:::data-{proj['tag']}/lake/orders/*"]
+
+    dry = subprocess.run([etl, "--env", "prod", "deploy", "--dry-run", "--wheel", str(proj["wheel"])],
+                         cwd=proj["root"], capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"create    role     t{proj['tag']}_etl-prodtest-prod-job-orders" in dry.stderr
+    assert dry.stderr.count("      policy:") == 2  # one per job role (no crawlers, no orchestrator here)
+    assert f'"arn:aws:s3:::data-{proj["tag"]}/lake/orders/*"' in dry.stderr
+    roles = client("iam", proj["url"]).list_roles(PathPrefix="/etl/")["Roles"]
+    assert not [r for r in roles if proj["tag"] in r["RoleName"]]  # a dry run creates nothing

@@ -182,6 +182,9 @@ def test_deploy_generates_one_least_privilege_role_per_job_and_encrypts_everythi
         head = s3.head_object(Bucket=prod["art"], Key=k)
         assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", prod["key_arn"]), k
 
+    # nothing public: the bucket's public access block is checked (a warning here), never changed
+    assert any(f"S3 bucket {prod['art']} does not block public access" in w for w in prod["result"].warnings)
+
     # the policy is part of the idempotent diff: a second deploy changes nothing
     from etl_framework.deploy.run import deploy
 
