@@ -500,12 +500,13 @@ class Alarm(Strict):
     """A CloudWatch alarm on a run metric (namespace etl_framework), one per job it applies to; its action is the
     env's notifications.sns topic when one is set."""
 
-    metric: RunMetric
+    metric: RunMetric = Field(description="the run metric (CloudWatch: RowsRead, RowsWritten, RowsQuarantined, "
+                                          "Duration, BytesWritten, BookmarkLag)")
     above: float | None = Field(None, description="alarm when the metric goes above this")
     below: float | None = Field(None, description="alarm when the metric goes below this")
     job: str | None = Field(None, description="only this job; default: every job of the project")
     period_minutes: int = Field(60, ge=1, le=1440, description="evaluation period")
-    evaluation_periods: int = Field(1, ge=1, le=100)
+    evaluation_periods: int = Field(1, ge=1, le=100, description="periods in a row over the bound before it alarms")
 
     @model_validator(mode="after")
     def _one_bound(self) -> Alarm:
