@@ -743,13 +743,11 @@ class Deployer:
             from etl_framework.state.dynamodb import DynamoState
 
             self.calls.append(f"DynamoDB CreateTable {res.name}")
-            try:
-                DynamoState(res.name[: -len("state")], self.aws.region, client=self.aws.dynamodb)
+            try:  # with deploy.kms_key, encrypted with the project's key
+                DynamoState(res.name[: -len("state")], self.aws.region, client=self.aws.dynamodb,
+                            kms_key=self.kms_key_arn)
             except EtlError as e:
                 raise DeployError(f"{e}\n  (while creating the state table {res.name})") from e
-            if self.kms_key_arn:  # the state table encrypted with the project's key
-                self.write("DynamoDB UpdateTable", what, self.aws.dynamodb.update_table, TableName=res.name,
-                           SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": self.kms_key_arn})
         elif res.kind == "role":
             self.write("IAM CreateRole", what, self.aws.iam.create_role, RoleName=res.name, Path=spec["Path"],
                        AssumeRolePolicyDocument=json.dumps(spec["AssumeRolePolicyDocument"]),

@@ -182,6 +182,9 @@ def test_deploy_generates_one_least_privilege_role_per_job_and_encrypts_everythi
         head = s3.head_object(Bucket=prod["art"], Key=k)
         assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", prod["key_arn"]), k
 
+    # the DynamoDB state table is encrypted with the key
+    sse = boto("dynamodb", url, admin).describe_table(TableName=f"t{tag}_state")["Table"]["SSEDescription"]
+    assert (sse["SSEType"], sse["KMSMasterKeyArn"]) == ("KMS", prod["key_arn"])
     # nothing public: the bucket's public access block is checked (a warning here), never changed
     assert any(f"S3 bucket {prod['art']} does not block public access" in w for w in prod["result"].warnings)
 
