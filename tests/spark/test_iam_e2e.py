@@ -131,6 +131,21 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             mp.undo()
 
 
+@pytest.fixture
+def s3a_restored(spark: Any) -> Iterator[None]:
+    """The role's session token and provider leave the shared JVM's S3A settings as they were found."""
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    keys = ("fs.s3a.session.token", "fs.s3a.aws.credentials.provider", "fs.s3a.access.key", "fs.s3a.secret.key",
+            "fs.s3a.endpoint")
+    before = {k: conf.get(k) for k in keys}
+    yield
+    for k, v in before.items():
+        if v is None:
+            conf.unset(k)
+        else:
+            conf.set(k, v)
+
+
 def assume(prod: dict[str, Any], role: str) -> dict[str, str]:
     """The role's temporary credentials. Its trust policy names glue.amazonaws.com, which a test cannot be: the test
     trusts itself instead (as one does to try a Glue role by hand); the permissions policy stays as generated."""
@@ -196,7 +211,7 @@ def test_deploy_generates_one_least_privilege_role_per_job_and_encrypts_everythi
 
 
 def test_the_job_runs_with_its_generated_role_only_and_is_denied_everything_else(
-        spark: Any, prod: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        spark: Any, prod: dict[str, Any], monkeypatch: pytest.MonkeyPatch, s3a_restored: None) -> None:
     from botocore.exceptions import ClientError
 
     from etl_framework.engine.job import run_job
