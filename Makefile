@@ -12,6 +12,10 @@ JAVA17 := $(shell for d in $$JAVA_HOME /usr/lib/jvm/java-17-openjdk-amd64 /usr/l
   [ -x "$$d/bin/java" ] && "$$d/bin/java" -version 2>&1 | grep -q '"17\.' && { echo $$d; break; }; done)
 export JAVA_HOME := $(JAVA17)
 PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist), whole test files per worker so module fixtures (moto, PostgreSQL, a Spark
+# cluster) stay in one process; much of the suite waits on JVM starts and subprocesses, which then overlap.
+# PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test test-fast bench lint clean doctor postgres airflow
 
@@ -80,10 +84,10 @@ postgres:
 
 test: install postgres $(AIRFLOW_VENV)/.installed $(AIRFLOW2_VENV)/.installed
 	$(BIN)/ruff check etl_framework scripts tests
-	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python scripts/bench

@@ -15,13 +15,22 @@ class UsageError(EtlError):
     exit_code = 2
 
 
+class Stopped(EtlError):
+    """A run stopped by a signal or `etl stop`, recorded STOPPED (exit 130, as a shell reports Ctrl-C)."""
+
+    exit_code = 130
+
+
 class JobFailed(EtlError):
     """A job run failed in a stage."""
 
     exit_code = 1
 
-    def __init__(self, job: str, stage: str, message: str, hint: str = "", run_id: str | None = None) -> None:
+    def __init__(self, job: str, stage: str, message: str, hint: str = "", run_id: str | None = None, *,
+                 detail: str = "", retryable: bool = True) -> None:
         self.job, self.stage, self.message, self.hint, self.run_id = job, stage, message, hint, run_id
+        self.detail = detail  # the whole original error (Spark's message and its Java causes), for the record and log
+        self.retryable = retryable  # False: the same input fails the same way (analysis, parse, cast errors)
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -35,3 +44,10 @@ class QualityGateFailed(JobFailed):
     """A `fail` expectation failed; nothing was written (exit 3)."""
 
     exit_code = 3
+
+
+def shorten(text: str, limit: int = 600) -> str:
+    """A long error for the terminal only (records, `--json` and the run log keep it whole)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rstrip() + " …"

@@ -60,11 +60,45 @@ class JobLog:
         self.quiet = bool(os.environ.get("ETL_QUIET")) if quiet is None else quiet
         self._console = None if self.quiet else _console(stream)
         self._lock = threading.Lock()
+        self.file: Any = None  # the run's own log file (`etl show RUN_ID --log`): every line, never shortened
+
+    def open_file(self, path: Any) -> None:
+        """Also write the progress, quiet or not, and the full error to `path` (appended: a resume adds to it)."""
+        from pathlib import Path
+
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        except OSError:
+            self.file = None
+
+    def write_file(self, text: str) -> None:
+        """Text for the log file only (a Spark error with its whole Java cause chain), redacted."""
+        if self.file is not None:
+            with self._lock:
+                self.file.write(redact_text(text).rstrip("\n") + "\n")
+                self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            with self._lock:
+                self.file.close()
+                self.file = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
 
     def _print(self, text: str, style: str | None = None) -> None:
+        if self.file is not None:
+            from rich.errors import MarkupError
+            from rich.text import Text
+
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            try:
+                plain = Text.from_markup(text).plain
+            except MarkupError:
+                plain = text
+            self.write_file(f"{stamp} {plain}")
         if self._console is None:
             return
         with self._lock:
@@ -89,7 +123,7 @@ class JobLog:
         self._print(f"[bold]{self.job}[/bold] {stage} ...")
 
     def stage_end(self, stage: str, status: str, duration: float, summary: str = "") -> None:
-        colour = {"SUCCEEDED": "green", "FAILED": "red", "SKIPPED": "dim"}.get(status, "")
+        colour = {"SUCCEEDED": "green", "FAILED": "red", "SKIPPED": "dim", "STOPPED": "yellow"}.get(status, "default")
         text = f"[bold]{self.job}[/bold] {stage} [{colour}]{status.lower()}[/{colour}] in {fmt_duration(duration)}"
         if summary:
             text += f" ({self._esc(summary)})"

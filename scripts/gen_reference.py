@@ -251,7 +251,7 @@ def yaml_reference() -> str:
         "",
         (
             "Generated from `etl_framework/config/model.py`. Every string value may use `${env.X}`, "
-            "`${params.X}`, `${run.X}` and `${secret:NAME}` (SPEC §4.2); relative paths resolve against the "
+            "`${params.X}`, `${run.X}` and `${secret:NAME}`; relative paths resolve against the "
             "file that names them."
         ),
         "",

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from etl_framework.config.errors import ConfigErrors
-from etl_framework.errors import EtlError
+from etl_framework.errors import EtlError, Stopped
 
 
 def err(message: str) -> None:
@@ -49,6 +49,17 @@ def _aws_unreachable(e: BaseException) -> str | None:
             "and the network; ETL_AWS_CONNECT_TIMEOUT, ETL_AWS_READ_TIMEOUT and ETL_AWS_MAX_ATTEMPTS tune the limits")
 
 
+def _short(e: EtlError) -> str:
+    """A failed run's message as the terminal shows it: long Spark messages cut, the whole text a command away."""
+    from etl_framework.errors import JobFailed, shorten
+
+    if not isinstance(e, JobFailed) or len(e.message) <= 600:
+        return str(e)
+    more = f" (the whole message: etl show {e.run_id} --log)" if e.run_id else ""
+    text = f"job {e.job}, stage {e.stage}: {shorten(e.message)}{more}"
+    return text + (f"\n  what to do: {e.hint}" if e.hint else "")
+
+
 def _run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     try:
         rv = group.main(args=argv, prog_name="etl", standalone_mode=False)
@@ -60,8 +71,11 @@ def _run_cli(group: click.Group, argv: list[str] | None = None) -> int:
         n = len(e.errors)
         click.echo(f"{n} config error{'s' if n != 1 else ''}", err=True)
         return 2
+    except Stopped as e:  # one line, no traceback: the run is recorded STOPPED and its locks are free
+        click.echo(str(e), err=True)
+        return e.exit_code
     except EtlError as e:
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {_short(e)}", err=True)
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code

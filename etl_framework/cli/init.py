@@ -98,7 +98,7 @@ order_id,ordered_at,customer,amount,status
 4,2026-01-06 16:30:00,alice,12.00,paid
 """
 
-GITIGNORE = ".etl/\ndata/lake/\n"
+GITIGNORE = ".etl/\ndata/lake/\nreports/\n"
 
 
 def create_project(root: Path, force: bool = False) -> list[Path]:

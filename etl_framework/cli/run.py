@@ -43,6 +43,31 @@ def write_run_report(project: Any, run_id: str, env: str) -> Path | None:
         return None
 
 
+def suggest_job(job_file: Path, project_dir: str | None) -> str:
+    """Did-you-mean among the user's own job files (the project around the path, else the working directory's)."""
+    import difflib
+    import os
+
+    from etl_framework.config.project import Project
+    from etl_framework.errors import UsageError
+
+    try:
+        project = Project.discover(project_dir, start=job_file)
+    except UsageError:
+        return "give the path of a job YAML file (no project found here: `etl init DIR` creates one)"
+    jobs = sorted(p for p in project.jobs_dir.rglob("*.y*ml") if not p.name.startswith("."))
+    if not jobs:
+        return f"give the path of a job YAML file; {project.jobs_dir} holds none yet"
+    shown = {os.path.relpath(p): p for p in jobs}
+    near = difflib.get_close_matches(str(job_file), list(shown), n=1, cutoff=0.5) or difflib.get_close_matches(
+        job_file.name, [p.name for p in jobs], n=1, cutoff=0.5)
+    if near:
+        match = near[0] if near[0] in shown else next(k for k, p in shown.items() if p.name == near[0])
+        return f"did you mean `etl run {match}`?"
+    listed = ", ".join(list(shown)[:8]) + (", ..." if len(shown) > 8 else "")
+    return f"give the path of one of the project's job files: {listed}"
+
+
 @click.command()
 @click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="override a job param (repeatable)")
@@ -59,25 +84,34 @@ def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bo
         env_name: str | None, workflow_run_id: str | None, run_props: str | None) -> None:
     """Run the job JOB_FILE: crawl, extract, transform, quality gate, write, register."""
     from etl_framework.config.load import project_for
-    from etl_framework.config.project import Project
-    from etl_framework.engine.job import run_job
-    from etl_framework.errors import UsageError
+    from etl_framework.engine.job import RunStopped, run_job
+    from etl_framework.errors import Stopped, UsageError
     from etl_framework.state.runs import open_run_store
 
     env = env_name or (ctx.obj.get("env", "local") if ctx.obj else "local")
     project_dir = ctx.obj.get("project_dir") if ctx.obj else None
     if not job_file.exists():
-        raise UsageError(f"job file {job_file} does not exist\n  what to do: give the path of a job YAML file, "
-                         "e.g. `etl run jobs/trips_clean.yaml`")
-    project = project_for(job_file, project_dir) if job_file.exists() else Project.discover(project_dir)
+        raise UsageError(f"job file {job_file} does not exist\n  what to do: {suggest_job(job_file, project_dir)}")
+    project = project_for(job_file, project_dir)
     props = None
     if run_props:
         from etl_framework.engine.context import LocalRunProperties
         from etl_framework.runtime.args import parse_run_properties
 
         props = LocalRunProperties(parse_run_properties(run_props))
-    result = run_job(job_file, project=project, env=env, params=parse_params(params) or None,
-                     run_properties=props, workflow_run_id=workflow_run_id or None)
+    try:
+        result = run_job(job_file, project=project, env=env, params=parse_params(params) or None,
+                         run_properties=props, workflow_run_id=workflow_run_id or None)
+    except RunStopped as e:
+        if as_json:  # the STOPPED record, as for any other end of a run
+            store = open_run_store(project.env_config(env))
+            try:
+                record = store.get_run(e.run_id)
+            finally:
+                store.close()
+            if record:
+                print_json(record)
+        raise Stopped(str(e)) from None
     report = None if no_report else write_run_report(project, result.run_id, env)
     if report is not None:
         err(f"report: {report}")

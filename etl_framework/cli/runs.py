@@ -3,6 +3,8 @@ metrics, quality results, error)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -220,8 +222,9 @@ def print_quality(console: Any, run: dict[str, Any]) -> None:
 @click.command()
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="the run record as JSON on stdout")
+@click.option("--log", "show_log", is_flag=True, help="the run's own log on stdout: progress and the full error")
 @click.pass_context
-def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+def show(ctx: click.Context, run_id: str, as_json: bool, show_log: bool) -> None:
     """Show one job run: status, params, each stage with its duration and metrics, quality results, error."""
     from rich.markup import escape
     from rich.table import Table
@@ -238,6 +241,14 @@ def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
                              " (no runs recorded yet)") + "\n  what to do: list runs with `etl runs`")
     finally:
         store.close()
+    if show_log:
+        log = (run.get("details") or {}).get("log")
+        if not log or not Path(log).is_file():
+            raise UsageError(f"run {run_id} has no log file here" + (f" ({log} is gone)" if log else "")
+                             + "\n  what to do: `etl show RUN_ID --json` holds the full error (details.error_detail);"
+                             " on Glue the driver's log is in CloudWatch")
+        sys.stdout.write(Path(log).read_text(encoding="utf-8", errors="replace"))
+        return
     if as_json:
         print_json(run)
         return
@@ -265,4 +276,10 @@ def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     console.print(table)
     print_quality(console, run)
     if run.get("error"):
-        console.print(f"\n[red]error[/red] {escape(run['error'])}")
+        from etl_framework.errors import shorten
+
+        full = run["error"]
+        text = shorten(full)
+        if text != full or (run.get("details") or {}).get("error_detail"):
+            text += f"\n  (the full error and Spark's cause: etl show {run_id} --log, or --json)"
+        console.print(f"\n[red]error[/red] {escape(text)}")

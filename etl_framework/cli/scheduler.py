@@ -24,13 +24,15 @@ def register(group: click.Group) -> None:
     @click.option("--settle-seconds", type=float, default=2.0, show_default=True,
                   help="a new file is taken once its size and mtime have not changed for this long")
     @click.option("--no-notifications", is_flag=True, help="listing poll only (no watchdog/inotify)")
+    @click.option("--backfill", is_flag=True, help="files already in a watched folder when its event trigger is "
+                  "first served fire too (default: they are the baseline, as for an EventBridge rule)")
     @click.option("--status", "show_status", is_flag=True,
                   help="print the scheduler's state (schedules, pending events, waiting firings) and exit")
     @click.option("--json", "as_json", is_flag=True, help="with --status: JSON on stdout")
     @click.pass_context
     def scheduler_cmd(ctx: click.Context, workflows_dir: str | None, once: bool, grace_seconds: float,
                       log_json: bool, poll_seconds: float, settle_seconds: float, no_notifications: bool,
-                      show_status: bool, as_json: bool) -> None:
+                      show_status: bool, as_json: bool, backfill: bool) -> None:
         """Run the local scheduler (EventBridge + Glue triggers): scheduled triggers fire on time (UTC), event
         triggers on new files (Glue event batching); state survives restarts, nothing fires twice."""
         from etl_framework.config.project import Project
@@ -62,7 +64,7 @@ def register(group: click.Group) -> None:
             starter = SubprocessStarter(project.root, env, state_path)
             source = ProjectWorkflows(project, env, folder)
             sched = Scheduler(store, starter, source, log=log, settle_seconds=settle_seconds,
-                              poll_seconds=poll_seconds, use_notifications=not no_notifications)
+                              poll_seconds=poll_seconds, use_notifications=not no_notifications, backfill=backfill)
             sched.install_signal_handlers()
             log(f"scheduler for {folder} (state {state_path})" + (" — one pass" if once else ""),
                 env=env, pid=os.getpid())

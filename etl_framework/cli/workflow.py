@@ -121,6 +121,10 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
             result = run.resume(resume_of, properties, resume_nodes)
         else:
             result = run.start(properties, list(triggers) or None, run_id=run_id)
+        if result.state == "STOPPED" and getattr(executor, "_spark", None) is not None:
+            from etl_framework.runtime.spark import drain_tasks
+
+            drain_tasks(executor._spark)  # inline: the stopped jobs' cancelled tasks end before this process does
     record = store.get_run(result.run_id)
     report = None if no_report else _write_report(project, result.run_id, env)
     if report is not None:
@@ -133,6 +137,11 @@ def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], e
     if not result.ok:
         bad = [f"{n['node']} {n['state']}" for n in record["nodes"]
                if n["state"] not in (None, "SUCCEEDED") and not n["copied_from"]]
+        if result.state == "STOPPED" and run.stopping:  # a signal or `etl stop`: one line, exit 130
+            from etl_framework.errors import Stopped
+
+            raise Stopped(f"workflow {cfg.workflow} run {result.run_id} stopped ({record.get('error') or 'stop'})"
+                          + (f": {', '.join(bad)}" if bad else "") + f"; resume: etl workflow resume {result.run_id}")
         raise EtlError(
             f"workflow {cfg.workflow} run {result.run_id}: " + (", ".join(bad) or result.state)
             + f"\n  what to do: see `etl workflow status {result.run_id}` (and `etl show JOB_RUN_ID` for a job),"

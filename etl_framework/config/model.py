@@ -1,4 +1,4 @@
-"""The one model of the config language: job files, workflow files and environment configs (SPEC §4).
+"""The one model of the config language: job files, workflow files and environment configs.
 
 Every key a user can write is a field here; validation, the JSON Schema (`etl schema`), the defaults and the YAML
 reference in the README all come from these classes. Checks that need more than one field or outside knowledge
@@ -78,7 +78,7 @@ class Notifications(Strict):
 
 
 class Incremental(Strict):
-    """Bookmark of an incremental source (SPEC §6): `files` remembers processed files by path, size and mtime;
+    """Bookmark of an incremental source: `files` remembers processed files by path, size and mtime;
     `watermark` remembers the highest value of `column` written."""
 
     mode: Literal["files", "watermark"]
@@ -352,7 +352,7 @@ class JobConfig(Strict):
 
     def tables_written(self) -> dict[str, str]:
         """Every table a run of the job may write — its target, quarantine and bad-records tables — with its
-        format: what a run locks, and what may hold nothing but its own table (SPEC §13)."""
+        format: what a run locks, and what may hold nothing but its own table."""
         out = {self.target.path: self.target.format}
         if any(r.on_fail == "quarantine" for r in self.quality):
             out.setdefault(self.quarantine_location(), QUARANTINE_FORMAT)

@@ -35,14 +35,34 @@ def error_text(e: BaseException) -> str:
     return "\n".join(parts)
 
 
-def first_line(text: str, limit: int = 400) -> str:
+DETERMINISTIC = (
+    # the same input and code fail the same way on every attempt: retrying only delays the error
+    "AnalysisException", "ParseException", "UNRESOLVED_COLUMN", "UNRESOLVED_ROUTINE", "PARSE_SYNTAX_ERROR",
+    "TABLE_OR_VIEW_NOT_FOUND", "FIELD_NOT_FOUND", "DATATYPE_MISMATCH", "CAST_INVALID_INPUT", "CAST_WITHOUT_SUGGESTION",
+    "MALFORMED_RECORD_IN_PARSING", "Malformed records are detected", "Malformed CSV record", "Malformed JSON",
+    "INCONSISTENT_BEHAVIOR_CROSS_VERSION", "CANNOT_PARSE_TIMESTAMP", "DateTimeParseException",
+    "NumberFormatException", "CSV header does not conform", "Number of column in CSV header",
+    "PARQUET_COLUMN_DATA_TYPE_MISMATCH", "SchemaColumnConvertNotSupportedException", "DELTA_FAILED_TO_MERGE_FIELDS",
+    "DELTA_MULTIPLE_SOURCE_ROW_MATCHING_TARGET_ROW_IN_MERGE", "DELTA_METADATA_MISMATCH", "DIVIDE_BY_ZERO",
+    "ARITHMETIC_OVERFLOW", "PythonException",
+)
+
+
+def deterministic(e: BaseException, text: str) -> bool:
+    """Would a retry fail the same way? (analysis, parse and cast errors, missing columns or tables)"""
+    names = {c.__name__ for c in type(e).__mro__}
+    return bool(names & {"AnalysisException", "ParseException", "IllegalArgumentException"}) or any(
+        d in text for d in DETERMINISTIC)
+
+
+def first_line(text: str, limit: int | None = None) -> str:
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith(("An error occurred while calling", "at ", "JVM stacktrace")):
             line = re.sub(r"^(py4j\.protocol\.)?Py4JJavaError:\s*", "", line)
             line = re.sub(r"^(org\.apache\.spark\.|java\.[a-z.]+)\S*(Exception|Error):\s*", "", line)
-            return line[:limit] + ("..." if len(line) > limit else "")
-    return text[:limit]
+            return line if limit is None or len(line) <= limit else line[:limit] + "..."
+    return text if limit is None else text[:limit]
 
 
 def _source_of(state: JobRunState | None, path: str | None) -> str | None:
@@ -60,11 +80,20 @@ def _source_of(state: JobRunState | None, path: str | None) -> str | None:
 
 
 def explain(e: BaseException, state: JobRunState | None, stage: str, source: str | None = None) -> JobFailed:
-    """A `JobFailed` for any exception raised while running a stage."""
+    """A `JobFailed` for any exception raised while running a stage: an actionable message (whole, never cut:
+    the terminal shortens), the stage that owns the cause, the full original text with its Java causes as
+    `detail`, and whether a retry could help."""
     if isinstance(e, JobFailed):
         return e
-    job = state.job if state is not None else "?"
     text = error_text(e)
+    failure = _explain(e, text, state, stage, source)
+    failure.detail = text
+    failure.retryable = not deterministic(e, text)
+    return failure
+
+
+def _explain(e: BaseException, text: str, state: JobRunState | None, stage: str, source: str | None) -> JobFailed:
+    job = state.job if state is not None else "?"
     file = None
     target = state.config.target.path.rstrip("/").replace("file://", "") if state is not None else None
     for m in FILE_RE.finditer(text):
@@ -95,11 +124,17 @@ def explain(e: BaseException, state: JobRunState | None, stage: str, source: str
             if found:
                 src, file, raw = found
                 what, at = f"source '{src}'", f" in file {file}"
-                row = f": {raw[:200]!r}" + row
+                row = f": {raw[:2000]!r}" + row
         return JobFailed(job, "extract", f"{what} has a malformed row{at}{row}; it does not parse with the "
                          "declared schema (a value that does not convert to its column type, or a wrong number of "
                          "fields)", f"fix the row, or set `bad_records: quarantine` (or drop) on {what} to set "
                          "such rows aside; the target was not changed")
+    if has("INCONSISTENT_BEHAVIOR_CROSS_VERSION", "PARSE_DATETIME_BY_NEW_PARSER"):
+        return JobFailed(job, "extract", f"{what}: a date or timestamp does not parse{at}: {first_line(text)}",
+                         "give the source's `timestampFormat` / `dateFormat` options the pattern the files use; the "
+                         "framework runs with spark.sql.legacy.timeParserPolicy=CORRECTED, under which such a value "
+                         "is a malformed row (`bad_records`) — an env `spark:` block that sets the policy to "
+                         "EXCEPTION brings this error back")
     if has("CSV header does not conform to the schema", "Number of column in CSV header is not equal"):
         detail = re.search(r"(Header(?: length)?: .*?)(?:\n|$)", text)
         return JobFailed(job, "extract", f"{what}: the CSV header does not match the declared schema{at}"
@@ -109,7 +144,7 @@ def explain(e: BaseException, state: JobRunState | None, stage: str, source: str
     if has("is not a Parquet file", "CANNOT_READ_FILE_FOOTER", "Could not read footer",
            "expected magic number", "FAILED_READ_FILE", "Not in GZIP format", "Unexpected end of input stream",
            "Invalid Avro", "CORRUPTED"):
-        return JobFailed(job, "extract", f"{what}: a file cannot be read{at}: {first_line(text, 200)}",
+        return JobFailed(job, "extract", f"{what}: a file cannot be read{at}: {first_line(text)}",
                          "remove or replace the damaged file (or move it out of the source folder) and re-run; "
                          "the target was not changed")
     if has("Parquet column cannot be converted", "PARQUET_COLUMN_DATA_TYPE_MISMATCH",
@@ -120,10 +155,10 @@ def explain(e: BaseException, state: JobRunState | None, stage: str, source: str
         return JobFailed(job, "extract", f"{what}: a file disappeared while the run read it{at}",
                          "re-run the job once the input folder is stable")
     if has("CAST_INVALID_INPUT"):
-        return JobFailed(job, stage, f"a value cannot be cast: {first_line(text, 300)}",
+        return JobFailed(job, stage, f"a value cannot be cast: {first_line(text)}",
                          "fix the data, or cast with try_cast(...) in a `with_columns`/`select` step to get NULL")
     if has("CAST_WITHOUT_SUGGESTION", "CAST_WITH_", "cannot cast"):
-        return JobFailed(job, stage, f"a type cannot be cast: {first_line(text, 300)}",
+        return JobFailed(job, stage, f"a type cannot be cast: {first_line(text)}",
                          "cast to a type Spark can convert this column to (see the column's current type)")
     if has("PythonException"):
         py = re.search(r"(\w+(?:Error|Exception): .{0,300})", text.split("PythonException", 1)[1])
@@ -143,21 +178,22 @@ def explain(e: BaseException, state: JobRunState | None, stage: str, source: str
         return JobFailed(job, stage, "the disk is full", "free space (or point the target elsewhere) and re-run; "
                          "committed data is unchanged")
     if has("ParentNotDirectoryException", "Not a directory", "NotADirectoryException"):
-        return JobFailed(job, "write", f"a path that must be a folder is a file: {first_line(text, 300)}",
+        return JobFailed(job, "write", f"a path that must be a folder is a file: {first_line(text)}",
                          "remove or rename that file, or point target.path elsewhere")
     if has("Permission denied", "AccessDenied", "AccessDeniedException"):
-        return JobFailed(job, stage, f"permission denied: {first_line(text, 300)}",
+        return JobFailed(job, stage, f"permission denied: {first_line(text)}",
                          "give the run's user access to that path")
     if has("UNRESOLVED_COLUMN", "UNRESOLVED_ROUTINE", "PARSE_SYNTAX_ERROR", "TABLE_OR_VIEW_NOT_FOUND"):
-        return JobFailed(job, stage, first_line(text, 500), "fix the expression in the job file")
-    msg = first_line(text, 500)
+        return JobFailed(job, stage, first_line(text), "fix the expression in the job file")
+    msg = first_line(text)
     return JobFailed(job, stage, f"{type(e).__name__}: {msg}" if msg else type(e).__name__,
-                     "see the message above; set ETL_DEBUG=1 for the full Spark error")
+                     "the whole Spark error with its Java cause: "
+                     + (f"etl show {state.run_id} --log" if state is not None else "etl show RUN_ID --log"))
 
 
 def describe(e: BaseException) -> str:
     """One readable line for any exception (used for run records)."""
-    return first_line(error_text(e), 500)
+    return first_line(error_text(e))
 
 
 def exc_info(e: BaseException) -> dict[str, Any]:

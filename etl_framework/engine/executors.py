@@ -114,8 +114,9 @@ def outcome_of(result: Any) -> NodeOutcome:
     return NodeOutcome(
         status, None if status == "SUCCEEDED" else (str(error) if error else f"exit code {exit_code}"),
         job_run_id=getattr(result, "run_id", None), exit_code=exit_code,
-        # a quality gate (exit 3) or a config problem (exit 2) fails the same way on every attempt
-        retryable=exit_code not in (2, 3),
+        # a quality gate (exit 3), a config problem (exit 2) or an analysis/parse/cast error fails the same way on
+        # every attempt
+        retryable=exit_code not in (2, 3) and getattr(getattr(result, "exception", None), "retryable", True),
     )
 
 
@@ -187,6 +188,7 @@ class SubprocessExecutor(_Base):
     def __init__(self, project: Any, env: str = "local", *, progress: Any = None) -> None:
         super().__init__(project, env, progress=progress)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.run_ids: dict[str, str] = {}
         self._lock = threading.Lock()
         self._props_file: Path | None = None
 
@@ -264,6 +266,7 @@ class SubprocessExecutor(_Base):
             pump.start()
             with self._lock:
                 self.procs[task.group_id] = proc
+                self.run_ids[task.group_id] = job_run_id
             task.on_running(job_run_id)
             code = proc.wait()
             pump.join(timeout=30)  # a grandchild that escaped the process group may hold the pipe open
@@ -271,12 +274,53 @@ class SubprocessExecutor(_Base):
                 proc.stdout.close()
         with self._lock:
             self.procs.pop(task.group_id, None)
+            self.run_ids.pop(task.group_id, None)
         if code == 0:
             return NodeOutcome("SUCCEEDED", job_run_id=job_run_id, exit_code=0)
         tail = _error_tail(log)
         msg = f"spark-submit exited with {code}" + (f": {tail}" if tail else "") + f" (log: {log})"
+        if code == 130:  # the job took a stop (the engine's cancel, `etl stop`, SIGINT) and recorded it STOPPED
+            return NodeOutcome("STOPPED", msg, job_run_id=job_run_id, exit_code=code, retryable=False)
         return NodeOutcome("ERROR" if code == 2 else "FAILED", msg, job_run_id=job_run_id, exit_code=code,
-                           retryable=code not in (2, 3))
+                           retryable=code not in (2, 3) and self.retryable(job_run_id))
+
+    def _stop_driver(self, task: NodeTask) -> bool:
+        """SIGTERM the job's Python driver alone (its run record's pid): it cancels its Spark jobs, records the run
+        STOPPED and exits 130, which spark-submit passes on. Signalling the whole group would also end
+        spark-submit's JVM under the driver, whose stop could then not finish. False when the driver is unknown."""
+        import socket
+
+        with self._lock:
+            job_run_id = self.run_ids.get(task.group_id)
+        try:
+            from etl_framework.state.db import pid_alive
+            from etl_framework.state.runs import open_run_store
+
+            store = open_run_store(self.env_config)
+            try:
+                rec = store.get_run(job_run_id) if job_run_id else None
+            finally:
+                store.close()
+            if not rec or rec.get("host") != socket.gethostname() or not pid_alive(rec.get("pid")):
+                return False
+            os.kill(int(rec["pid"]), signal.SIGTERM)
+            return True
+        except Exception:  # noqa: BLE001 - fall back to the process group
+            return False
+
+    def retryable(self, job_run_id: str) -> bool:
+        """What the job's own run record says (a deterministic error is not retried); True when it says nothing."""
+        try:
+            from etl_framework.state.runs import open_run_store
+
+            store = open_run_store(self.env_config)
+            try:
+                rec = store.get_run(job_run_id) or {}
+            finally:
+                store.close()
+        except Exception:  # noqa: BLE001 - no record (the job died before writing one): retry as before
+            return True
+        return (rec.get("details") or {}).get("retryable", True) is not False
 
     def cancel(self, task: NodeTask) -> None:
         task.cancelled.set()
@@ -284,10 +328,11 @@ class SubprocessExecutor(_Base):
             proc = self.procs.get(task.group_id)
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        if not self._stop_driver(task):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
 
         def hard_kill() -> None:
             if proc.poll() is None:

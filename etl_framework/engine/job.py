@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import secrets
 import signal
 import threading
@@ -46,32 +47,106 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class TermAsInterrupt:
-    """SIGTERM (a stopped Glue run, `kill`, the scheduler's stop) ends a run the way Ctrl-C does: recorded STOPPED,
-    its locks released — not a process gone with its lock held until the lease runs out. During the run's own
-    clean-up a SIGTERM is held back and raised after it. Only the main thread can own signal handlers."""
+CANCELLED = ("cancelled part of cancelled job group", "cancelled as part of cancellation of all jobs",
+             "SPARK_JOB_CANCELLED", "because SparkContext was shut down")
+
+
+def was_cancelled(e: BaseException) -> bool:
+    """Did this exception come from Spark cancelling the run's jobs (a stop), rather than from the data?"""
+    from etl_framework.engine.errors import error_text
+
+    text = error_text(e)
+    return any(c in text for c in CANCELLED) or bool(re.search(r"Job \d+ cancelled", text))
+
+
+class RunStopped(KeyboardInterrupt):
+    """Raised out of `run_loaded` (main thread) once a stopped run is recorded; the CLI prints it as one line."""
+
+    def __init__(self, message: str, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+def _in_py4j(frame: Any) -> bool:
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith("py4j"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM (a stopped Glue run, `kill`, `etl stop`, the scheduler's stop) end a run
+    STOPPED, its locks released, with one line on the terminal.
+
+    While the main thread waits inside a Spark call the handler must not touch the JVM itself: py4j's connection
+    belongs to the thread, so a call from the handler re-enters the blocked read ("reentrant call inside
+    BufferedReader", ~40 lines of tracebacks, the run recorded FAILED) — that is PySpark's own SIGINT handler. This
+    one cancels the run's Spark job group from another thread instead; the blocked call then fails with Spark's
+    cancellation, which `execute` records as STOPPED. Outside a Spark call it raises KeyboardInterrupt at once.
+    During the run's clean-up a signal is held back and raised after it. Only the main thread owns handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.old: Any = None
+        self.old: dict[int, Any] = {}
         self.pending = False
+        self.requested: str | None = None  # the signal's name once a stop was asked for
+        self.holding = False
+        self.spark: Any = None
+        self.group: str | None = None
         self.active = threading.current_thread() is threading.main_thread()
+        self.install()
+
+    def install(self) -> None:
+        """(Re)take both signals; called again once Spark started, whose SparkContext installs its own SIGINT."""
         if self.active:
-            self.old = signal.signal(signal.SIGTERM, self._raise)
+            for s in self.SIGNALS:
+                prev = signal.signal(s, self._on_signal)
+                self.old.setdefault(s, prev)
 
-    def _raise(self, signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    def attach(self, spark: Any, group: str) -> None:
+        self.spark, self.group = spark, group
+        self.install()
 
-    def _hold(self, signum: int, frame: Any) -> None:
-        self.pending = True
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.holding:
+            self.pending = True
+            return
+        if self.requested is not None or self.spark is None or not _in_py4j(frame):
+            self.requested = self.requested or signal.Signals(signum).name
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        threading.Thread(target=self._cancel, daemon=True, name="etl-stop").start()
+
+    def _cancel(self) -> None:
+        """Cancel the group until the main thread takes the stop (a job started meanwhile is cancelled too); if it
+        never does (a long call that is no Spark job), interrupt it as a last resort."""
+        import _thread
+
+        deadline = time.monotonic() + 20
+        while not self.holding and time.monotonic() < deadline:
+            try:
+                self.spark.sparkContext.cancelJobGroup(self.group)
+            except Exception:  # noqa: BLE001 - the JVM may be going down already
+                return
+            time.sleep(0.5)
+        if not self.holding:
+            _thread.interrupt_main()
+
+    def check(self) -> None:
+        """Between stages: a stop asked for during a call that was no Spark job takes effect here."""
+        if self.requested is not None and not self.holding:
+            raise KeyboardInterrupt
 
     def hold(self) -> None:
-        if self.active:
-            signal.signal(signal.SIGTERM, self._hold)
+        self.holding = True
 
     def restore(self) -> bool:
-        """Put the caller's handler back; True when a SIGTERM came during the clean-up."""
+        """Put the caller's handlers back; True when a signal came during the clean-up."""
         if self.active:
-            signal.signal(signal.SIGTERM, self.old if self.old is not None else signal.SIG_DFL)
+            for s, h in self.old.items():
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
         return self.pending
 
 
@@ -187,16 +262,21 @@ class JobRunResult:
                 "duration_s": round(self.duration_s, 3), "metrics": self.metrics}
 
 
-def observed(obs: Any) -> int | None:
-    """Rows counted by a Spark Observation, or None when the plan it sits on never ran (never blocks)."""
+def observed(obs: Any, wait: float = 0.0) -> int | None:
+    """Rows counted by a Spark Observation, or None when the plan it sits on never ran. Spark delivers the metrics
+    from its listener bus after the action returns, so a caller that knows the plan ran passes `wait` (seconds)
+    to ride out that delay on a loaded machine; otherwise this never blocks."""
     jo = getattr(obs, "_jo", None)
     if jo is None:
         return None
     try:
         field_ = jo.getClass().getDeclaredField("metrics")
         field_.setAccessible(True)
-        if not field_.get(jo).isDefined():
-            return None
+        deadline = time.monotonic() + wait
+        while not field_.get(jo).isDefined():
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
         value = obs.get.get("rows")
         return int(value) if value is not None else None
     except Exception:  # noqa: BLE001 - counting must never fail a run
@@ -227,7 +307,7 @@ def _finalize_counts(state: JobRunState) -> None:
         known = False
         for name, info in ext.get("sources", {}).items():
             obs = state.observations.get(f"extract.{name}")
-            n = observed(obs) if obs is not None else None
+            n = observed(obs, wait=0.2) if obs is not None else None  # same listener event as the write's
             if n is not None:
                 info["rows"] = n
                 total += n
@@ -276,6 +356,9 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
                                    metrics={"reason": reason}, attempt=state.attempt, seq=seq)
             continue
         assert fn is not None
+        stop = state.extras.get("stop")
+        if stop is not None:
+            stop.check()
         state.stage = name
         state.metrics[name] = {}
         started, t0 = utcnow(), time.monotonic()
@@ -291,9 +374,12 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
                 _finalize_counts(state)
         except BaseException as e:
             dur = time.monotonic() - t0
-            if isinstance(e, KeyboardInterrupt | SystemExit):
-                failure = JobFailed(state.job, name, "interrupted", run_id=state.run_id)
-                status = "FAILED"
+            stopped = isinstance(e, KeyboardInterrupt | SystemExit) or was_cancelled(e) or bool(
+                stop is not None and stop.requested)
+            if stopped:
+                why = (stop.requested if stop is not None else None) or "its Spark jobs were cancelled"
+                failure = JobFailed(state.job, name, f"stopped ({why})", run_id=state.run_id)
+                status = "STOPPED"
             else:
                 failure = e if isinstance(e, JobFailed) else explain(e, state, name)
                 status = "FAILED"
@@ -306,6 +392,8 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
             state.log.stage_end(name, status, dur)
             if isinstance(e, KeyboardInterrupt | SystemExit):
                 raise
+            if stopped:
+                raise KeyboardInterrupt from None
             raise failure from (None if isinstance(e, JobFailed) else e)
         dur = time.monotonic() - t0
         state.metrics[name]["duration_s"] = round(dur, 3)
@@ -315,6 +403,12 @@ def execute(state: JobRunState, stages: Iterable[Stage] = STAGES, skip: Iterable
         state.log.stage_end(name, "SUCCEEDED", dur, _summary(name, state.metrics[name]))
 
 
+def run_log_path(store: Any, run_id: str) -> Path | None:
+    """`<state dir>/logs/jobs/<run id>.log` beside a local state file (on Glue, CloudWatch has the driver's log)."""
+    db = getattr(store, "path", None)
+    return Path(db).parent / "logs" / "jobs" / f"{run_id}.log" if db is not None else None
+
+
 def scrub(failure: JobFailed) -> JobFailed:
     """Hide resolved secrets in a failure's message and hint (a `python:` step's exception may quote one), before
     it reaches any store (SQLite or DynamoDB), the run result or the CLI."""
@@ -322,6 +416,7 @@ def scrub(failure: JobFailed) -> JobFailed:
 
     if known():
         failure.message, failure.hint = redact_text(failure.message), redact_text(failure.hint or "")
+        failure.detail = redact_text(failure.detail or "")
         failure.args = (failure.render(),)
     return failure
 
@@ -359,6 +454,9 @@ def run_loaded(
     params = dict(params if params is not None else config.params)
     props = run_properties if run_properties is not None else LocalRunProperties()
     log = JobLog(config.job, run_id, quiet=quiet)
+    log_file = run_log_path(store, run_id)
+    if log_file is not None:
+        log.open_file(log_file)
     t0 = time.monotonic()
     if store is not None:
         store.create_run({
@@ -375,7 +473,8 @@ def run_loaded(
     failure: JobFailed | None = None
     interrupted = False
     stage = "start"
-    term = TermAsInterrupt()
+    stop = StopSignals()
+    own_group = False
     try:
         if store is not None:
             from etl_framework.state.base import TargetLocked
@@ -429,6 +528,15 @@ def run_loaded(
 
             configure_s3a(spark, env_config.aws.endpoint_url, env_config.aws.region)
         session = spark.newSession()
+        from etl_framework.runtime.spark import apply_run_confs
+
+        apply_run_confs(session, env_config.spark if env_config is not None else None)
+        sc = spark.sparkContext
+        group = sc.getLocalProperty("spark.jobGroup.id")  # a workflow's inline executor set one already
+        if group is None:
+            group, own_group = run_id, True
+            sc.setJobGroup(group, f"job {config.job} run {run_id}", True)
+        stop.attach(spark, group)
         ctx = JobContext(job=config.job, run_id=run_id, env=env, params=params, spark=session,
                          logger=python_logger(log), run_properties=props, workflow_run_id=workflow_run_id,
                          project_root=project_root, job_path=job_path)
@@ -437,6 +545,7 @@ def run_loaded(
                             attempt=attempt, workflow_run_id=workflow_run_id)
         state._storage = storage
         state.lock = held
+        state.extras["stop"] = stop
         if plan is not None:
             plan.apply(state)
         if prepare is not None:
@@ -457,21 +566,34 @@ def run_loaded(
         failure = JobFailed(config.job, state.stage if state else stage, str(e))
     except (KeyboardInterrupt, SystemExit):
         interrupted = True
-        failure = JobFailed(config.job, state.stage if state else stage, "interrupted")
+        failure = JobFailed(config.job, state.stage if state else stage, f"stopped ({stop.requested or 'interrupted'})")
     except Exception as e:  # noqa: BLE001 - a run records its failure, it never crashes the caller
         from etl_framework.engine.errors import explain
 
         failure = explain(e, state, state.stage if state else stage)
     finally:
-        term.hold()
+        stop.hold()
+        if own_group:
+            try:
+                spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+            except Exception:  # noqa: BLE001, S110 - the JVM may be gone
+                pass
         duration = time.monotonic() - t0
         status = "SUCCEEDED" if failure is None else ("STOPPED" if interrupted else "FAILED")
-        exit_code = 0 if failure is None else failure.exit_code
+        exit_code = 0 if failure is None else (130 if interrupted else failure.exit_code)
         if failure is not None:
             failure.run_id = run_id
             scrub(failure)
+        if failure is not None:
+            log.write_file(f"error: {failure.render()}" + (f"\n--- full error ---\n{failure.detail}"
+                                                          if failure.detail else ""))
         if store is not None:
             try:
+                if failure is not None:
+                    store.set_detail(run_id, "error_detail", failure.detail or failure.message)
+                    store.set_detail(run_id, "retryable", bool(failure.retryable) and not interrupted)
+                if log.file is not None:
+                    store.set_detail(run_id, "log", str(log_file))
                 store.update_run(run_id, status=status, ended_at=utcnow(), duration_s=round(duration, 3),
                                  error=failure.render() if failure else None,
                                  error_stage=failure.stage if failure else None, exit_code=exit_code)
@@ -486,8 +608,17 @@ def run_loaded(
             _notify(config, env_config, env, run_id, status, exit_code, failure, duration,
                     state.metrics if state else {}, log, store,
                     bookmark=state.extras.get("bookmark_after") if state else None)
-        if term.restore() or interrupted:
-            raise KeyboardInterrupt
+        log.close()
+        if interrupted and spark is not None and stop.active:  # a process-wide stop (inline: the CLI drains)
+            from etl_framework.runtime.spark import drain_tasks
+
+            drain_tasks(spark)  # the cancelled tasks end before the caller may exit the process
+        if stop.restore() or (interrupted and stop.active):
+            why = stop.requested or "interrupted"
+            raise RunStopped(f"run {run_id} of job {config.job} stopped ({why}) in stage {failure.stage}; its locks "
+                             f"are released; details: etl show {run_id}" if failure is not None else
+                             f"run {run_id} of job {config.job} {status.lower()}; a stop ({why}) came during its "
+                             f"clean-up; details: etl show {run_id}", run_id)
     return JobRunResult(
         run_id=run_id, job=config.job, status=status, exit_code=exit_code,
         error=failure.message if failure else None, error_stage=failure.stage if failure else None,

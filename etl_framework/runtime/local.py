@@ -50,6 +50,9 @@ def run_local(argv: list[str]) -> int:
             print(f"note: --JOB_NAME {args.job_name} differs from the job file's name {result.job}",
                   file=sys.stderr)
         return int(result.exit_code)
+    except KeyboardInterrupt as e:  # SIGTERM from the workflow's cancel, Ctrl-C: recorded STOPPED, one line
+        print(str(e) or "stopped", file=sys.stderr)
+        return 130
     except ConfigErrors as e:
         for err in e.errors:
             print(str(err), file=sys.stderr)

@@ -166,3 +166,39 @@ def get_spark(
     _SESSION = builder.getOrCreate()
     _SESSION.sparkContext.setLogLevel("ERROR")
     return _SESSION
+
+
+# Set on every run's own session, locally and on Glue alike (no `--conf` needed: these are runtime SQL confs).
+# CORRECTED: dates and timestamps parse with Spark 3's strict java.time patterns only. A value that does not match
+# (2024-02-30, 25:00, a typo) is then a malformed row that follows the source's `bad_records`, instead of the
+# default EXCEPTION policy failing the whole job with INCONSISTENT_BEHAVIOR_CROSS_VERSION when Spark 2's lenient
+# parser would have read it differently, or LEGACY silently rolling 2024-02-30 over to March 1st.
+RUN_CONFS = {"spark.sql.legacy.timeParserPolicy": "CORRECTED"}
+
+
+def apply_run_confs(session: Any, env_spark: dict[str, Any] | None) -> None:
+    """The framework's run confs, then the env's `spark:` block's runtime-modifiable SQL confs, on a run's session:
+    the env wins, and on Glue (where spark-defaults.conf is not used) the same values hold."""
+    wanted = {**RUN_CONFS, **{k: v for k, v in (env_spark or {}).items() if str(k).startswith("spark.sql.")}}
+    for key, value in wanted.items():
+        try:
+            if session.conf.isModifiable(key):
+                session.conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
+        except Exception:  # noqa: BLE001, S112 - a static conf stays as the cluster set it
+            continue
+
+
+def drain_tasks(spark: Any, timeout: float = 10.0) -> None:
+    """Wait (bounded) until no Spark task runs. A cancelled job's tasks are still being killed for a moment; if
+    the process exits meanwhile, the JVM's shutdown makes them print stack traces ("Shutdown in progress")."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        tracker = spark.sparkContext._jsc.sc().statusTracker()
+        while time.monotonic() < deadline:
+            if sum(int(i.numRunningTasks()) for i in tracker.getExecutorInfos()) == 0:
+                return
+            time.sleep(0.1)
+    except Exception:  # noqa: BLE001, S110 - the JVM may be gone already
+        pass

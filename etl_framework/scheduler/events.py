@@ -75,15 +75,19 @@ class WatchState:
     known: set[str]
     candidates: dict[str, _Candidate] = field(default_factory=dict)
     missing_reported: bool = False
+    baselined: bool = False
 
 
 class EventScanner:
     """Turns listings into durable events, exactly once per (workflow, trigger, file)."""
 
     def __init__(
-        self, store: SchedulerStore, settle_seconds: float = 2.0, wall: Callable[[], float] = time.time
+        self, store: SchedulerStore, settle_seconds: float = 2.0, wall: Callable[[], float] = time.time,
+        *, backfill: bool = False, on_baseline: Callable[[str, str, str, int, int], None] | None = None,
     ) -> None:
         self.store = store
+        self.backfill = backfill  # `etl scheduler --backfill`: files there at the first start are events too
+        self.on_baseline = on_baseline  # (workflow, trigger, root, files baselined, files released): to the log
         self.settle = timedelta(seconds=settle_seconds)
         self.wall = wall
         self.states: dict[tuple[str, str], WatchState] = {}
@@ -105,6 +109,8 @@ class EventScanner:
         """One look at the watched folder; returns the files that became events in this look."""
         st = self.state(workflow, trigger)
         root = Path(root)
+        if not st.baselined:
+            self._baseline(workflow, trigger, root, pattern, now, st)
         if not root.is_dir():
             if not st.missing_reported and on_missing:
                 on_missing(str(root))
@@ -133,6 +139,34 @@ class EventScanner:
             del st.candidates[path]
             st.known.add(path)
         return [Event(workflow, trigger, path, size, mtime_ns, now) for path, size, mtime_ns in added]
+
+
+    def first_start(self, workflow: str, trigger: str, root: Path, pattern: str, now: datetime) -> None:
+        """Take (or, with backfill, release) the trigger's baseline now, before the scheduler says it started."""
+        st = self.state(workflow, trigger)
+        if not st.baselined:
+            self._baseline(workflow, trigger, root, pattern, now, st)
+
+    def _baseline(self, workflow: str, trigger: str, root: Path, pattern: str, now: datetime,
+                  st: WatchState) -> None:
+        """First start of a trigger: what is already there is the baseline, unless --backfill (then a baseline
+        taken earlier is released to fire too)."""
+        st.baselined = True
+        if self.backfill:
+            released = self.store.release_baseline(workflow, trigger)
+            if not self.store.has_baseline(workflow, trigger):
+                self.store.take_baseline(workflow, trigger, [], now)
+            if self.on_baseline:
+                self.on_baseline(workflow, trigger, str(root), 0, released)
+            st.known = self.store.known_paths(workflow, trigger)
+            return
+        if self.store.has_baseline(workflow, trigger):
+            return
+        files = list(list_files(root, pattern, st.known)) if root.is_dir() else []
+        n = self.store.take_baseline(workflow, trigger, files, now)
+        st.known |= {p for p, _, _ in files} if n else set()
+        if self.on_baseline:
+            self.on_baseline(workflow, trigger, str(root), n, 0)
 
 
 @dataclass(frozen=True)

@@ -248,12 +248,14 @@ class Scheduler:
         tick_seconds: float = 1.0,
         wall: Callable[[], float] = time.time,
         use_notifications: bool = True,
+        backfill: bool = False,
     ) -> None:
         self.store, self.starter, self.source = store, starter, source
         self.clock = clock
         self.log = log or SchedulerLog(clock=clock)
         self.next_fire = next_fire
-        self.scanner = EventScanner(store, settle_seconds, wall=wall)
+        self.scanner = EventScanner(store, settle_seconds, wall=wall, backfill=backfill,
+                                    on_baseline=self._log_baseline)
         self.settle_seconds = settle_seconds
         self.poll_seconds = poll_seconds
         self.tick_seconds = tick_seconds
@@ -267,6 +269,15 @@ class Scheduler:
         self._last_orphan_check = 0.0
         self._remote_reported: set[tuple[str, str]] = set()
         self._trigger_errors: dict[tuple[str, str], str] = {}
+
+    def _log_baseline(self, workflow: str, trigger: str, root: str, baselined: int, released: int) -> None:
+        if released:
+            self.log(f"--backfill: {released} file(s) of the baseline of {root} are events now", workflow=workflow,
+                     trigger=trigger, files=released)
+        elif baselined:
+            self.log(f"first start of this event trigger: {baselined} file(s) already in {root} are the baseline, "
+                     "not events (an EventBridge rule sees only objects created after it exists); `etl scheduler "
+                     "--backfill` fires for them", workflow=workflow, trigger=trigger, files=baselined)
 
     # ------------------------------------------------------------------------------------------- recovery
 
@@ -478,6 +489,10 @@ class Scheduler:
         wfs = self.source.refresh(self.log)
         served = []
         for w in wfs.values():
+            for trig in WorkflowGraph(w.config).scheduler_triggers():
+                root = trig.watch.path.rstrip("/") or "/" if trig.watch else ""
+                if trig.watch and "://" not in root:  # the baseline is what is there *before* "started"
+                    self.scanner.first_start(w.name, trig.name, Path(root), trig.watch.pattern, self.clock())
             names = [t.name for t in WorkflowGraph(w.config).scheduler_triggers()]
             served.append(f"{w.name} ({', '.join(names) or 'no scheduled or event trigger'})")
         self.log("scheduler started", workflows=len(wfs), serving="; ".join(served) or None,

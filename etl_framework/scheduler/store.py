@@ -25,6 +25,8 @@ from typing import Any, Self
 from etl_framework.errors import EtlError
 from etl_framework.state.db import connect
 
+BASELINE = 0  # the batch_id of files that were there when an event trigger was first served (never an event)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scheduler_schedules (
   workflow   TEXT NOT NULL,
@@ -68,6 +70,13 @@ CREATE TABLE IF NOT EXISTS scheduler_firings (
   note       TEXT
 );
 CREATE INDEX IF NOT EXISTS scheduler_firings_state ON scheduler_firings (state, firing_id);
+CREATE TABLE IF NOT EXISTS scheduler_baselines (
+  workflow   TEXT NOT NULL,        -- an event trigger's first start: the files already there are not events
+  trigger    TEXT NOT NULL,        -- (their scheduler_events rows carry batch_id 0 = BASELINE)
+  taken_at   TEXT NOT NULL,
+  n_files    INTEGER NOT NULL,
+  PRIMARY KEY (workflow, trigger)
+);
 """
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -169,6 +178,37 @@ class SchedulerStore:
             "SELECT path FROM scheduler_events WHERE workflow=? AND trigger=?", (workflow, trigger)
         )
         return {r["path"] for r in rows}
+
+    def has_baseline(self, workflow: str, trigger: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM scheduler_baselines WHERE workflow=? AND trigger=?",
+                                 (workflow, trigger)).fetchone() is not None
+
+    def take_baseline(self, workflow: str, trigger: str, files: list[tuple[str, int, int]], now: datetime) -> int:
+        """The first start of an event trigger: `files` (already there) are known but never fire, as an
+        EventBridge rule sees only objects created after it exists. A trigger that has events from before
+        baselines existed keeps them and takes an empty baseline. Returns how many files went into it."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            if self.conn.execute("SELECT 1 FROM scheduler_baselines WHERE workflow=? AND trigger=?",
+                                 (workflow, trigger)).fetchone() is not None:
+                return 0
+            if self.conn.execute("SELECT 1 FROM scheduler_events WHERE workflow=? AND trigger=? LIMIT 1",
+                                 (workflow, trigger)).fetchone() is not None:
+                files = []
+            for path, size, mtime_ns in files:
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO scheduler_events (workflow, trigger, path, size, mtime_ns, seen_at, batch_id)"
+                    " VALUES (?,?,?,?,?,?,?)", (workflow, trigger, path, size, mtime_ns, ts(now), BASELINE))
+            self.conn.execute("INSERT INTO scheduler_baselines (workflow, trigger, taken_at, n_files) VALUES (?,?,?,?)",
+                              (workflow, trigger, ts(now), len(files)))
+        return len(files)
+
+    def release_baseline(self, workflow: str, trigger: str) -> int:
+        """`etl scheduler --backfill`: the baseline's files become pending events (they fire in batches)."""
+        with self.conn:
+            cur = self.conn.execute("UPDATE scheduler_events SET batch_id=NULL WHERE workflow=? AND trigger=? AND "
+                                    "batch_id=?", (workflow, trigger, BASELINE))
+        return cur.rowcount
 
     def record_events(self, workflow: str, trigger: str, files: list[tuple[str, int, int]], now: datetime
                       ) -> list[tuple[str, int, int]]:

@@ -408,6 +408,37 @@ def find_malformed(state: JobRunState) -> tuple[str, str, str] | None:
         except Exception:  # noqa: BLE001, S112 - a diagnosis must never hide the original error
             continue
         if row is not None:
-            return name, str(row["__file"]), str(row[CORRUPT_COL])
+            raw = str(row[CORRUPT_COL])
+            return name, locate(str(row["__file"]), raw, row, declared, opts), raw
     return None
+
+
+def locate(file: str, raw: str, row: Any, declared: Any, opts: dict[str, Any]) -> str:
+    """`file, line N, column C` for a malformed row: the line is where the raw text sits in the file (local files;
+    1-based, the header counts), the column the first declared one whose text is there but did not convert (a
+    PERMISSIVE read keeps the values that parsed and nulls the others)."""
+    import csv
+
+    where = file
+    path = local_path(file) if is_local(file) else None
+    if path and os.path.isfile(path):
+        try:
+            with open(path, encoding=str(opts.get("encoding") or "utf-8"), errors="replace") as fh:
+                for n, line in enumerate(fh, 1):
+                    if line.rstrip("\r\n") == raw:
+                        where += f", line {n}"
+                        break
+        except OSError:
+            pass
+    sep = str(opts.get("sep") or opts.get("delimiter") or ",")
+    try:
+        fields = next(csv.reader([raw], delimiter=sep[0], quotechar=str(opts.get("quote") or '"')[0]))
+    except (csv.Error, StopIteration):
+        return where
+    if len(fields) != len(declared.fields):
+        return where + f" ({len(fields)} fields, the schema declares {len(declared.fields)})"
+    for fld, text in zip(declared.fields, fields, strict=True):
+        if text.strip() and text != str(opts.get("nullValue", "")) and row[fld.name] is None:
+            return where + f", column '{fld.name}' ({text!r} is not a valid {fld.dataType.simpleString()})"
+    return where
 

@@ -113,7 +113,7 @@ def run_write(state: JobRunState) -> None:
     fault("write.committed")
     from etl_framework.engine.job import observed
 
-    rows = observed(obs)
+    rows = observed(obs, wait=0.0 if t.mode == "merge" else 3.0)  # a merge reports its own source rows
     result = committed.metrics()
     if t.mode == "merge" and committed.merge:
         m = committed.merge
@@ -197,7 +197,7 @@ def _write_set_aside(state: JobRunState) -> None:
         path = bad_records_path(state.config)
         res = write_table(state, bad, path, fmt=BAD_RECORDS_FORMAT, mode="append", partition_by=[],
                           commit=CommitRequest(run_id=state.run_id))
-        n = observed(obs)
+        n = observed(obs, wait=3.0)
         state.metrics[STAGE]["bad_records"] = n
         state.metrics[STAGE]["bad_records_path"] = res.path
         if n:
@@ -209,6 +209,6 @@ def _write_set_aside(state: JobRunState) -> None:
 
         path = quarantine_location(state.config)
         res = write_table(state, q, path, fmt="delta", mode="append", partition_by=[])
-        n = observed(obs)
+        n = observed(obs, wait=3.0)
         state.metrics[STAGE]["quarantined_rows"] = n
         state.metrics[STAGE]["quarantine_path"] = res.path

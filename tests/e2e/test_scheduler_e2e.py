@@ -339,3 +339,41 @@ def test_sigkill_mid_run_then_restart_marks_the_run_resumable_and_no_event_is_lo
                            capture_output=True, text=True, timeout=120, cwd=root)
     assert again.returncode == 0, again.stderr
     assert len(runs(root)) == n
+
+
+BASELINE_WF = """workflow: landing
+crawlers:
+  inbox: {path: ../data/inbox/, database: raw, table: inbox}
+triggers:
+  - name: on_files
+    type: event
+    watch: {path: ../data/inbox/, pattern: "*.csv"}
+    batch: {size: 2, window_seconds: 60}
+    actions: [{crawler: inbox}]
+"""
+
+
+@pytest.mark.slow
+def test_first_start_fires_nothing_for_existing_files_and_backfill_fires_them(tmp_path: Path) -> None:
+    """As an EventBridge rule: files already there when the trigger is first served are its baseline (logged);
+    `etl scheduler --backfill` fires for them."""
+    root = make_project(tmp_path / "proj", {"landing": BASELINE_WF})
+    land(root / "data" / "inbox", ["old1.csv", "old2.csv"])
+
+    def once(*extra: str) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run([*ETL, "--project-dir", str(root), "scheduler", "--once", "--log-json",
+                              "--settle-seconds", "0.2", *extra], check=False, capture_output=True, text=True,
+                             timeout=120, cwd=root)
+        assert res.returncode == 0, res.stderr
+        return res
+
+    first = once()
+    assert runs(root) == []
+    said = [json.loads(x)["message"] for x in first.stderr.splitlines() if x.startswith("{")]
+    assert any("2 file(s) already in" in m and "are the baseline" in m for m in said), said
+    assert runs(root) == [] and once().returncode == 0 and runs(root) == []  # a restart: still the baseline
+    back = once("--backfill")
+    assert "--backfill: 2 file(s)" in back.stderr
+    (run,) = runs(root)
+    assert run["started_by"] == "on_files" and sorted(Path(f).name for f in run["properties"]["event_files"]) == [
+        "old1.csv", "old2.csv"]

@@ -182,3 +182,115 @@ def test_header_only_input_writes_nothing_new(spark: Any, base: dict[str, Any], 
     (tmp_path / "empty" / "part-0.csv").write_text(HEADER + "\n")
     r = run(spark, job(tmp_path / "empty", tmp_path / "out", fmt="parquet"), base["db"])
     assert r.ok and r.metrics["write"]["rows_written"] == 0
+
+
+def test_unparsable_timestamp_is_a_bad_record(spark: Any, tmp_path: Path) -> None:
+    """Spark 3.5 fails the whole job on 2024-02-30 by default (INCONSISTENT_BEHAVIOR_CROSS_VERSION); under the
+    framework's CORRECTED parser policy it is a malformed row: quarantined with its raw text, or, in `fail` mode,
+    an extract failure naming the file, the line and the column — whole in the record, the JSON and the log."""
+    import contextlib
+    import io
+    import json
+
+    from etl_framework.cli import cli
+    from etl_framework.cli.common import run_cli
+    from etl_framework.tables.parquet import read_committed_parquet
+
+    bad_line = "9,2024-02-30 10:00:00,1,2.0,3.0"
+    src = tmp_path / "in"
+    write_csv(src, [*trips(range(1, 4)), bad_line])
+    db = tmp_path / ".etl" / "state.db"
+    opts = {"header": True, "timestampFormat": "yyyy-MM-dd HH:mm:ss"}
+    quarantine = job(src, tmp_path / "out", source={"bad_records": "quarantine", "options": opts})
+    r = run(spark, quarantine, db)
+    assert r.ok, r.error
+    assert spark.read.format("delta").load(str(tmp_path / "out")).count() == 3
+    bad = read_committed_parquet(spark, str(tmp_path / "out") + "_bad_records").collect()
+    assert [b["raw_record"] for b in bad] == [bad_line] and bad[0]["file"].endswith("part-0.csv")
+
+    r = run(spark, job(src, tmp_path / "out2", source={"options": opts}), db)
+    assert r.status == "FAILED" and r.error_stage == "extract", r.error
+    assert "part-0.csv, line 5, column 'pickup_ts' ('2024-02-30 10:00:00' is not a valid timestamp)" in r.error
+    assert not r.exception.retryable  # deterministic: a retry would fail the same way
+
+    # the whole error (Spark's message and its Java cause) in the record, `etl show --json` and the run's log
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "local.yaml").write_text("state: {path: ../.etl/state.db}\n")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert run_cli(cli, ["--project-dir", str(tmp_path), "show", r.run_id, "--json"]) == 0
+    rec = json.loads(out.getvalue())
+    detail = r.exception.detail
+    assert "SparkException" in detail and "MALFORMED_RECORD_IN_PARSING" in detail and len(detail) > 600
+    assert rec["details"]["error_detail"] == detail and rec["details"]["retryable"] is False
+    assert rec["error"] == r.exception.render()  # never cut in JSON
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert run_cli(cli, ["--project-dir", str(tmp_path), "show", r.run_id, "--log"]) == 0
+    assert detail in out.getvalue() and "stage extract" in out.getvalue()
+
+
+FLAKY = '''
+from pathlib import Path
+
+
+def once(df, ctx):
+    marker = Path(__file__).parent / "flaked"
+    if not marker.exists():
+        marker.write_text("1")
+        raise ConnectionError("the metadata service did not answer (a transient failure)")
+    return df
+'''
+
+
+def test_a_deterministic_error_is_not_retried_a_transient_one_is(spark: Any, tmp_path: Path) -> None:
+    """A workflow with retries (2 attempts): the job with an unparsable value (deterministic) runs once; the job
+    whose first attempt met a transient failure runs twice and succeeds."""
+    import sys
+
+    from etl_framework.config.load import load_workflow
+    from etl_framework.config.project import Project
+    from etl_framework.engine.executors import InlineExecutor
+    from etl_framework.engine.workflow import WorkflowRun, build_node_specs
+    from etl_framework.state.workflows import WorkflowStore
+
+    root = tmp_path / "proj"
+    (root / "conf").mkdir(parents=True)
+    (root / "conf" / "local.yaml").write_text("state: {path: ../.etl/state.db}\ncatalog: {path: ../.etl/catalog.db}\n")
+    write_csv(root / "data" / "good", trips(range(1, 3)))
+    write_csv(root / "data" / "bad", [*trips(range(1, 3)), "9,2024-02-30 10:00:00,1,2.0,3.0"])
+    (root / "jobs").mkdir()
+    (root / "rt_flaky.py").write_text(FLAKY)
+    schema = "{" + ", ".join(f"{k}: {v}" for k, v in SCHEMA.items()) + "}"
+    for name, data, steps in (("det", "bad", ""), ("flaky", "good", "transform: [{python: 'rt_flaky:once'}]\n")):
+        (root / "jobs" / f"{name}.yaml").write_text(
+            f"job: {name}\nsources:\n  trips: {{format: csv, path: ../data/{data}, options: {{header: true}}, "
+            f"schema: {schema}}}\n{steps}target: {{format: delta, path: ../data/lake/{name}}}\n"
+            "retries: {max_attempts: 2, backoff_seconds: 0}\n")
+    (root / "jobs" / "wf.yaml").write_text("workflow: wf\njobs: {det: det.yaml, flaky: flaky.yaml}\ntriggers:\n"
+                                           "  - {name: go, type: on_demand, actions: [{job: det}, {job: flaky}]}\n")
+
+    class SharedSpark(InlineExecutor):
+        def spark(self) -> Any:
+            return spark
+
+    project = Project.discover(root)
+    loaded = load_workflow(root / "jobs" / "wf.yaml", project)
+    store = WorkflowStore(project.env_config().state.path)
+    sys.path.insert(0, str(root))
+    try:
+        res = WorkflowRun(loaded.config, build_node_specs(loaded.config, loaded.jobs, loaded.job_paths), store,
+                          SharedSpark(project), progress=None).start()
+    finally:
+        sys.path.remove(str(root))
+    nodes = {n["node"]: n for n in store.get_run(res.run_id)["nodes"]}
+    assert nodes["det"]["state"] == "FAILED" and nodes["det"]["attempts"] == 1, nodes["det"]
+    assert len(nodes["det"]["job_run_ids"]) == 1
+    assert nodes["flaky"]["state"] == "SUCCEEDED" and nodes["flaky"]["attempts"] == 2, nodes["flaky"]
+    runs = SqliteRunStore(root / ".etl" / "state.db")
+    try:
+        first = runs.get_run(nodes["flaky"]["job_run_ids"][0])
+    finally:
+        runs.close()
+    assert first["status"] == "FAILED" and first["details"]["retryable"] is True
+    assert "ConnectionError" in first["details"]["error_detail"]

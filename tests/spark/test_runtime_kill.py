@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -230,41 +231,124 @@ def test_sigkill_mid_delta_write_leaves_the_table_unchanged(spark: Any, tmp_path
     assert run(spark, config(spec, project / "data" / "small" / "trips"), db).ok
 
 
-@pytest.mark.slow
-def test_sigterm_stops_the_run_and_releases_its_lock(spark: Any, tmp_path: Path) -> None:
-    """A stopped Glue run or `kill` (SIGTERM) mid-write: the run is recorded STOPPED, its lock is free at once (the
-    next run need not wait for a lease to expire), the table is unchanged."""
+def locks(db: Path) -> list[tuple[str, str]]:
     import sqlite3
 
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT target, run_id FROM target_locks").fetchall()
+    finally:
+        con.close()
+
+
+def etl_stop(project: Path, run_id: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ETL, "--project-dir", str(project), "stop", run_id], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGINT", "etl stop"])
+def test_ctrl_c_or_etl_stop_mid_write_stops_the_run_cleanly(spark: Any, tmp_path: Path, how: str) -> None:
+    """Ctrl-C (SIGINT) or `etl stop RUN_ID` from a second process (SIGTERM) while Spark writes: the run's job group
+    is cancelled, one line is printed (no py4j traceback), the run and its stage are STOPPED, exit 130, its lock is
+    free at once, the table unchanged; the next run loads the input exactly once."""
+    from etl_framework.state.runs import SqliteRunStore
+
     project = tmp_path / "proj"
-    job_file, spec = make_project(project, "delta", rows=8_000, slow=True)
+    job_file, spec = make_project(project, "delta", rows=3_000, slow=True)
     target, db = project / "lake" / "trips", project / ".etl" / "state.db"
     assert run(spark, config(spec, project / "data" / "small" / "trips"), db).ok
     old_rows = delta_rows(target)
 
-    def locks() -> list[tuple[str, str]]:
+    proc = start(project, job_file)
+    try:
+        wait_for(lambda: bool(locks(db)), proc)
+        (_, run_id), = locks(db)
+        baseline = set(target.rglob("*.parquet"))
+        wait_for(lambda: any(p not in baseline for p in target.rglob("*.parquet")), proc)  # mid-write
+        if how == "SIGINT":
+            os.kill(proc.pid, signal.SIGINT)
+        else:
+            stopped = etl_stop(project, run_id)
+            assert stopped.returncode == 0 and "SIGTERM" in stopped.stderr, stopped.stderr
+        _out, err_b = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
+    err = err_b.decode()
+    assert proc.returncode == 130, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and f"run {run_id} of job kill_me stopped" in lines[0], err
+    assert "Traceback" not in err and "py4j" not in err.lower()
+    assert locks(db) == []
+    store = SqliteRunStore(db)
+    try:
+        rec = store.get_run(run_id)
+    finally:
+        store.close()
+    assert rec["status"] == "STOPPED" and rec["exit_code"] == 130
+    assert [s["status"] for s in rec["stages"] if s["stage"] == "write"] == ["STOPPED"]
+    assert delta_rows(target) == old_rows
+    assert etl_stop(project, run_id).returncode == 2  # nothing left to stop, said so
+
+    again = run(spark, config(spec, project / "data" / "big" / "trips"), db)
+    assert again.ok, again.error
+    assert len(delta_rows(target)) == 3_000  # the generated input's rows, once (it has duplicates of its own)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["inline", "subprocess"])
+def test_stopping_a_workflow_mid_write_stops_its_node_and_job_run(spark: Any, tmp_path: Path, executor: str) -> None:
+    """Ctrl-C on `etl workflow run` (inline: the job runs in the workflow's process) or `etl stop WR_ID` from a second
+    process (subprocess: the workflow cancels its spark-submit child with SIGTERM): the node and its job run are
+    STOPPED (not FAILED), the workflow run STOPPED, exit 130, no traceback; the next run loads the input once."""
+    import sqlite3
+
+    project = tmp_path / "proj"
+    _, spec = make_project(project, "delta", rows=3_000, slow=True)
+    shutil.copytree(REPO / "spark-conf", project / "spark-conf")
+    (project / "jobs" / "wf.yaml").write_text(
+        "workflow: wf\njobs: {kill_me: kill_me.yaml}\n"
+        "triggers:\n  - {name: go, type: on_demand, actions: [{job: kill_me}]}\n")
+    target, db = project / "lake" / "trips", project / ".etl" / "state.db"
+    proc = subprocess.Popen(
+        [ETL, "--project-dir", str(project), "workflow", "run", str(project / "jobs" / "wf.yaml"), "--executor",
+         executor, "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "ETL_QUIET": "1"}, cwd=project)
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        if not db.exists():
+            return []
         con = sqlite3.connect(db)
         try:
-            return con.execute("SELECT target, run_id FROM target_locks").fetchall()
+            return con.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []
         finally:
             con.close()
 
-    proc = start(project, job_file)
     try:
-        wait_for(lambda: bool(locks()), proc)
-        (_, run_id), = locks()
-        baseline = set(target.rglob("*.parquet"))
-        wait_for(lambda: any(p not in baseline for p in target.rglob("*.parquet")), proc)  # mid-write
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        wait_for(lambda: target.exists() and any(target.rglob("*.parquet")), proc)  # mid-write
+        if executor == "inline":
+            os.kill(proc.pid, signal.SIGINT)
+        else:
+            (wr_id,), = query("SELECT run_id FROM workflow_runs WHERE state = 'RUNNING'")
+            stopped = etl_stop(project, wr_id)
+            assert stopped.returncode == 0, stopped.stderr
+        _out, err_b = proc.communicate(timeout=120)
     finally:
         kill_group(proc)
-    assert proc.returncode == 130, proc.stderr.read().decode() if proc.stderr else ""
-    assert locks() == []
-    con = sqlite3.connect(db)
-    try:
-        (status,) = con.execute("SELECT status FROM job_runs WHERE run_id = ?", (run_id,)).fetchone()
-    finally:
-        con.close()
-    assert status == "STOPPED"
-    assert delta_rows(target) == old_rows
+    err = err_b.decode()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "py4j" not in err.lower(), err
+    assert "stopped" in err.splitlines()[-1], err
+    (state,), = query("SELECT state FROM workflow_runs")
+    assert state == "STOPPED"
+    (node_state, job_run_id), = query("SELECT state, job_run_id FROM workflow_nodes WHERE node = 'kill_me'")
+    assert node_state == "STOPPED"
+    (job_status,), = query(f"SELECT status FROM job_runs WHERE run_id = '{job_run_id}'")
+    assert job_status == "STOPPED"
+    assert locks(db) == []
+
+    again = run(spark, config(spec, project / "data" / "big" / "trips"), db)
+    assert again.ok, again.error
+    assert len(delta_rows(target)) == 3_000

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from etl_framework.cli import cli
 from etl_framework.cli.common import run_cli
@@ -117,6 +118,11 @@ def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
     assert "orders_clean.yaml" in err and "daily.yaml" in err
     rc, _, err = run("init", str(target))
     assert rc == 2 and "already holds" in err
+    assert "reports/" in (target / ".gitignore").read_text().splitlines()
+    # a mistyped job path: did-you-mean names the user's own job, never the example project's
+    rc, _, err = run("--project-dir", str(target), "run", str(target / "jobs" / "order_clean.yaml"))
+    assert rc == 2 and "did you mean `etl run" in err and "jobs/orders_clean.yaml`" in err, err
+    assert "trips_clean" not in err
 
 
 def test_schema_kinds() -> None:
@@ -151,3 +157,45 @@ def test_subprocess_exit_code_and_position(project: Path) -> None:
     assert f"trips_clean.yaml:{line}:" in res.stderr
     assert "fail, quarantine, warn" in res.stderr and "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+def test_a_resume_that_loaded_nothing_says_so() -> None:
+    """A run refused because another run held the target, resumed after that run loaded the input: not
+    "succeeded on resume" but what happened."""
+    from etl_framework.cli.resume import outcome_line
+
+    refused_then_resumed = {
+        "attempt": 2, "details": {"no_new_input": "source 'orders': no new file (3 already loaded)"},
+        "stages": [{"stage": "write", "status": "FAILED", "attempt": 1}]}
+    line = outcome_line(refused_then_resumed, "jr_1")
+    assert "loaded nothing" in line and "no new file" in line and "succeeded" not in line
+    written = {"attempt": 2, "details": {}, "stages": [{"stage": "write", "status": "SUCCEEDED", "attempt": 2}]}
+    assert outcome_line(written, "jr_1").startswith("run jr_1 succeeded on resume")
+
+
+def test_etl_stop_on_glue_calls_batch_stop_job_run_and_stop_workflow_run(project: Path, monkeypatch: Any) -> None:
+    """In an env with a `deploy:` block, a run that is no process of this host is stopped by Glue."""
+    import etl_framework.aws
+    import etl_framework.cli.stop as stop_cli
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class FakeGlue:
+        def batch_stop_job_run(self, **kw: Any) -> dict[str, Any]:
+            calls.append(("BatchStopJobRun", kw))
+            return {"SuccessfulSubmissions": [{"JobName": kw["JobName"], "JobRunId": kw["JobRunIds"][0]}], "Errors": []}
+
+        def stop_workflow_run(self, **kw: Any) -> dict[str, Any]:
+            calls.append(("StopWorkflowRun", kw))
+            return {}
+
+    monkeypatch.setattr(etl_framework.aws, "client", lambda service, *a, **k: FakeGlue())
+    monkeypatch.setattr(stop_cli, "_records", lambda env_config, run_id: (None, None))  # a run Glue started
+    rc, _, err = run("--project-dir", str(project), "--env", "dev", "stop", "jr_abc", "--job", "trips_clean")
+    assert rc == 0, err
+    rc, _, err = run("--project-dir", str(project), "--env", "dev", "stop", "wr_abc", "--workflow", "nightly_trips")
+    assert rc == 0, err
+    assert calls == [("BatchStopJobRun", {"JobName": "dev_trips_clean", "JobRunIds": ["jr_abc"]}),
+                     ("StopWorkflowRun", {"Name": "dev_nightly_trips", "RunId": "wr_abc"})]
+    rc, _, err = run("--project-dir", str(project), "stop", "jr_nope")  # local env, unknown run: said, exit 2
+    assert rc == 2 and "no job run or workflow run jr_nope" in err

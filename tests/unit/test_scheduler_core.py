@@ -79,12 +79,13 @@ def workflow(name: str = "wf", *, limit: int | None = None, triggers: list[dict[
 
 
 def make(tmp_path: Path, wfs: StaticWorkflows, clock: Clock, starter: FakeStarter | None = None,
-         settle: float = 2.0) -> tuple[Scheduler, FakeStarter, SchedulerLog]:
+         settle: float = 2.0, backfill: bool = True) -> tuple[Scheduler, FakeStarter, SchedulerLog]:
+    """`backfill`: files landed before the first pass are events (the tests below land, then look)."""
     log = SchedulerLog(stream=io.StringIO(), clock=clock)
     starter = starter or FakeStarter(RECORDS.setdefault(tmp_path, set()))
     sched = Scheduler(SchedulerStore(tmp_path / "state.db"), starter, wfs, clock=clock, log=log,
                       settle_seconds=settle, wall=lambda: 0.0,
-                      use_notifications=False)
+                      use_notifications=False, backfill=backfill)
     sched.recover()
     return sched, starter, log
 
@@ -244,6 +245,39 @@ def test_file_still_being_written_is_taken_only_when_stable(tmp_path: Path) -> N
     assert len(starter.started) == 1
     (event,) = sched.store.events()
     assert event.size == p.stat().st_size  # recorded with its final size
+
+
+def test_first_start_takes_existing_files_as_the_baseline_and_backfill_fires_them(tmp_path: Path) -> None:
+    """As an EventBridge rule, which sees only objects created after it exists: files already there when an event
+    trigger is first served fire nothing (said in the log); files landing later do; --backfill fires the rest."""
+    clock, inbox = Clock(), tmp_path / "inbox"
+    wfs = event_wf(inbox, size=10, window=5)
+    land(inbox, "old1.csv", "old2.csv", "old3.csv")
+    sched, starter, log = make(tmp_path, wfs, clock, backfill=False)
+    settle(sched, clock)
+    clock.advance(10)
+    sched.tick()
+    assert starter.started == []
+    assert any("3 file(s) already in" in m and "are the baseline" in m and "--backfill" in m for m in messages(log))
+    land(inbox, "new.csv")
+    settle(sched, clock)
+    clock.advance(10)
+    sched.tick()
+    assert [[Path(f).name for f in s["properties"][EVENT_FILES]] for s in starter.started] == [["new.csv"]]
+    sched.store.close()
+    again, starter2, _ = make(tmp_path, wfs, clock, backfill=False)  # a restart: still the baseline
+    settle(again, clock)
+    clock.advance(10)
+    again.tick()
+    assert starter2.started == []
+    again.store.close()
+    back, starter3, log3 = make(tmp_path, wfs, clock, backfill=True)
+    settle(back, clock)
+    clock.advance(10)
+    back.tick()
+    assert [sorted(Path(f).name for f in s["properties"][EVENT_FILES]) for s in starter3.started] == [
+        ["old1.csv", "old2.csv", "old3.csv"]]
+    assert any("--backfill: 3 file(s)" in m for m in messages(log3))
 
 
 def test_watched_path_created_later_is_picked_up(tmp_path: Path) -> None:

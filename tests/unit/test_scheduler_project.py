@@ -37,7 +37,7 @@ def setup(tmp_path: Path) -> tuple[Path, Scheduler, FakeStarter, SchedulerLog, C
     project = Project.discover(root)
     sched = Scheduler(SchedulerStore(root / ".etl" / "state.db"), starter,
                       ProjectWorkflows(project, "local", project.jobs_dir), clock=clock, log=log,
-                      wall=lambda: 0.0, use_notifications=False)
+                      wall=lambda: 0.0, use_notifications=False, backfill=True)  # files land before the first look
     sched.recover()
     return root, sched, starter, log, clock
 
