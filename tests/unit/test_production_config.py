@@ -100,3 +100,28 @@ def test_run_numbers_from_stage_metrics() -> None:
     assert run_numbers(stages, 2.5, bookmark, ended_at=1600.0) == {
         "rows_read": 7, "rows_written": 6, "rows_quarantined": 1, "duration_s": 2.5, "bytes_written": 1234,
         "bookmark_lag_s": 100.0}
+
+
+def test_etl_runs_metrics_prints_each_runs_numbers(tmp_path: Any) -> None:
+    from etl_framework.state.runs import SqliteRunStore
+    from tests.unit.test_config_cli import run as cli
+
+    project = tmp_path / "proj"
+    (project / "conf").mkdir(parents=True)
+    (project / "conf" / "local.yaml").write_text(f"state: {{path: '{project / '.etl' / 'state.db'}'}}\n")
+    (project / ".etl").mkdir()
+    store = SqliteRunStore(project / ".etl" / "state.db")
+    try:
+        store.create_run({"run_id": "jr_1", "job": "orders", "started_at": "2026-12-02T03:00:00.000Z"})
+        store.finish_stage("jr_1", "extract", status="SUCCEEDED", metrics={"rows_out": 7}, seq=1)
+        store.finish_stage("jr_1", "write", status="SUCCEEDED", metrics={"rows_written": 6, "bytes_written": 2048},
+                           seq=2)
+        store.update_run("jr_1", status="SUCCEEDED", duration_s=3.5)
+    finally:
+        store.close()
+    rc, out, err = cli("--project-dir", str(project), "runs", "--metrics", "--json")
+    assert rc == 0, err
+    assert json.loads(out) == [{"run_id": "jr_1", "job": "orders", "status": "SUCCEEDED", "rows_read": 7,
+                                "rows_written": 6, "duration_s": 3.5, "bytes_written": 2048}]
+    rc, out, err = cli("--project-dir", str(project), "runs", "--metrics")
+    assert rc == 0 and "rows written" in out and "jr_1" in out, err
