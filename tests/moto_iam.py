@@ -11,7 +11,8 @@ TransactWriteItems as one action instead of its items' Put/Update/Delete/Conditi
 
 This server closes those three gaps the way AWS behaves, so that the generated policies are really checked:
 Glue, DynamoDB and Secrets Manager requests are evaluated against the ARN of what they touch, `*` and `?` match as
-IAM wildcards, and a transaction is authorized item by item. Moto recomputes a signature the way botocore signs;
+IAM wildcards, a transaction is authorized item by item, and CloudWatch's actions are named `cloudwatch:` (moto takes
+the prefix from the signing name, `monitoring`). Moto recomputes a signature the way botocore signs;
 the AWS Java SDK's canonical request (S3A) differs in details, so S3A requests are identified by their access key id
 (and then authorized like every other) without their signature being recomputed. Conditions other than StringEquals are not evaluated
 by moto (an `s3:prefix` StringLike on ListBucket is accepted as written, not checked).
@@ -37,7 +38,15 @@ def _match(pattern, string):
 
 IAMPolicyStatement._match = staticmethod(_match)
 
-from moto.iam.access_control import S3IAMRequest
+from moto.iam.access_control import IAMRequest, S3IAMRequest
+_iam_init = IAMRequest.__init__
+
+def iam_init(self, *args, **kwargs):
+    _iam_init(self, *args, **kwargs)
+    if self._action.startswith("monitoring:"):  # CloudWatch signs as "monitoring"; its IAM prefix is "cloudwatch"
+        self._action = "cloudwatch:" + self._action.split(":", 1)[1]
+
+IAMRequest.__init__ = iam_init
 _check_signature = S3IAMRequest.check_signature
 
 def check_signature(self):

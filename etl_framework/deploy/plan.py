@@ -158,12 +158,14 @@ class Aws:
     """The boto3 clients of one deploy, with the env config's region and endpoint."""
 
     def __init__(self, region: str, endpoint_url: str | None = None) -> None:
-        import boto3
         from botocore.config import Config
+
+        from etl_framework.aws import session
 
         self.region, self.endpoint_url = region, endpoint_url
         cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60)
         kw: dict[str, Any] = {"region_name": region, "endpoint_url": endpoint_url, "config": cfg}
+        boto3 = session()  # the credentials the environment names now (not the process's first ones)
         self.glue = boto3.client("glue", **kw)
         self.s3 = boto3.client("s3", **kw)
         self.sts = boto3.client("sts", **kw)
