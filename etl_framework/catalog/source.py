@@ -169,3 +169,16 @@ def configure_s3a(spark: SparkSession, endpoint_url: str | None, region: str | N
     for key, env in (("fs.s3a.access.key", "AWS_ACCESS_KEY_ID"), ("fs.s3a.secret.key", "AWS_SECRET_ACCESS_KEY")):
         if os.environ.get(env):
             conf.set(key, os.environ[env])
+    # temporary credentials (an assumed role) carry a session token: S3A needs it and its provider for it; without
+    # one, back to the key pair (the JVM's configuration is shared by every later job of this process)
+    token = os.environ.get("AWS_SESSION_TOKEN")
+    if token:
+        conf.set("fs.s3a.session.token", token)
+        conf.set("fs.s3a.aws.credentials.provider", "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider")
+    elif conf.get("fs.s3a.session.token"):
+        conf.unset("fs.s3a.session.token")
+        default = spark.sparkContext.getConf().get("spark.hadoop.fs.s3a.aws.credentials.provider", None)
+        if default:
+            conf.set("fs.s3a.aws.credentials.provider", default)
+        else:
+            conf.unset("fs.s3a.aws.credentials.provider")

@@ -13,7 +13,7 @@ from etl_framework.cli.common import run_cli
 
 COMMAND_MODULES = (
     "validate", "schema", "plan", "init", "run", "runs", "resume", "bookmarks", "crawl", "catalog", "query",
-    "workflow", "scheduler", "deploy", "export", "report", "doctor", "stop", "maintain", "preview",
+    "workflow", "scheduler", "deploy", "export", "report", "doctor", "stop", "maintain", "preview", "iam",
 )
 
 

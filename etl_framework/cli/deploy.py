@@ -32,6 +32,14 @@ def render(result: Any, verbose: bool = False) -> list[str]:
         elif c.note:
             head += f"  ({c.note})"
         lines.append(head)
+        if c.kind == "role" and result.dry_run and c.action in ("create", "update", "replace") and c.resource:
+            import json
+
+            lines.append("      policy:")  # what the role may do, for review before anything is deployed
+            doc = json.dumps(getattr(c.resource, "spec", {}).get("PolicyDocument"), indent=2)
+            lines += [f"        {ln}" for ln in doc.splitlines()]
+            if c.action == "create":
+                continue
         for f, (old, new) in c.fields.items():
             if f == "definition" and c.diff:  # a state machine: the definition's unified diff
                 lines.append("      definition:")

@@ -45,11 +45,13 @@ STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "cyan", "SKIPP
 @click.option("--limit", default=20, show_default=True, help="how many runs")
 @click.option("--json", "as_json", is_flag=True, help="the run records as a JSON array on stdout")
 @click.option("--locks", "show_locks", is_flag=True, help="list the write locks of tables: holder and lease")
+@click.option("--metrics", "show_metrics", is_flag=True, help="rows read/written/quarantined, duration, bytes "
+              "written and bookmark lag per run (what AWS runs publish to CloudWatch)")
 @click.option("--unlock", "unlock", metavar="TARGET", help="release the write lock of a table (and of tables inside "
               "it) by hand; the holding run, if RUNNING, is marked FAILED. Logged in its run record")
 @click.pass_context
 def runs(ctx: click.Context, job: str | None, limit: int, as_json: bool, show_locks: bool,
-         unlock: str | None) -> None:
+         unlock: str | None, show_metrics: bool = False) -> None:
     """List recent job runs, newest first."""
     from rich.markup import escape
     from rich.table import Table
@@ -62,8 +64,13 @@ def runs(ctx: click.Context, job: str | None, limit: int, as_json: bool, show_lo
             _locks(store, unlock, as_json)
             return
         records = store.list_runs(job=job, limit=limit)
+        if show_metrics:
+            records = [store.get_run(r["run_id"]) or r for r in records]
     finally:
         store.close()
+    if show_metrics:
+        _metrics_table(records, as_json)
+        return
     if as_json:
         print_json(records)
         return
@@ -80,6 +87,33 @@ def runs(ctx: click.Context, job: str | None, limit: int, as_json: bool, show_lo
             error = f"{r.get('error_stage') or ''}: " + r["error"].splitlines()[0].split(": ", 2)[-1][:80]
         table.add_row(r["run_id"], r["job"], r.get("env") or "", f"[{STATUS_STYLE.get(st, '')}]{st}[/]",
                       _time(r["started_at"]), fmt_duration(r.get("duration_s")), escape(error))
+    _console().print(table)
+
+
+def _metrics_table(records: list[dict[str, Any]], as_json: bool) -> None:
+    """`etl runs --metrics`: the numbers CloudWatch gets on AWS, from the local run records."""
+    from rich.table import Table
+
+    from etl_framework.log import fmt_bytes, fmt_count, fmt_duration
+    from etl_framework.metrics import from_record
+
+    rows = [{"run_id": r["run_id"], "job": r["job"], "status": r["status"], **from_record(r)} for r in records]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    cols = ("run id", "job", "status", "rows read", "rows written", "quarantined", "duration", "bytes written",
+            "bookmark lag")
+    for col in cols:
+        table.add_column(col, no_wrap=True, justify="right" if col not in ("run id", "job", "status") else "left")
+
+    def num(v: Any, f: Any = fmt_count) -> str:
+        return "-" if v is None else f(v)
+
+    for r in rows:
+        table.add_row(r["run_id"], r["job"], r["status"], num(r.get("rows_read")), num(r.get("rows_written")),
+                      num(r.get("rows_quarantined")), num(r.get("duration_s"), fmt_duration),
+                      num(r.get("bytes_written"), fmt_bytes), num(r.get("bookmark_lag_s"), fmt_duration))
     _console().print(table)
 
 

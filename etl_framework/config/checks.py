@@ -300,7 +300,20 @@ def check_job(loaded: LoadedJob, project: Project | None, run_known: bool = Fals
     _guard(errors, lambda: _check_target(loaded, doc))
     _guard(errors, lambda: _check_catalog_tables(loaded, doc, project))
     _guard(errors, lambda: check_ownership(loaded, project))
+    _guard(errors, lambda: _check_generated_iam(loaded, doc, project))
     return errors
+
+
+def _check_generated_iam(loaded: LoadedJob, doc: YamlDoc, project: Project | None) -> list[ConfigError]:
+    """`deploy: {iam: generate}`: what the generated policy must name has to be known before the run."""
+    if project is None:
+        return []
+    deploy = project.env_config(loaded.env).deploy
+    if deploy is None or deploy.iam != "generate":
+        return []
+    from etl_framework.deploy.iam import dynamic_secret_errors
+
+    return dynamic_secret_errors(doc, loaded.config.job, doc.file)
 
 
 def _check_sources(loaded: LoadedJob, doc: YamlDoc, ctx: Context) -> list[ConfigError]:

@@ -9,6 +9,7 @@ importable in milliseconds.
 from __future__ import annotations
 
 import builtins
+import re
 import warnings
 from typing import Any, Literal
 
@@ -34,6 +35,43 @@ class Strict(BaseModel):
     """Unknown keys are errors (with a 'did you mean'), never silently ignored."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# ------------------------------------------------------------------------------------------------- notifications
+
+NotifyEvent = Literal["failed", "timeout", "quality_failed", "succeeded"]
+
+
+class Notifications(Strict):
+    """Who hears about a run (SPEC §13): the env config's block, overridden key by key by a workflow's and then a
+    job's own `notifications:`. A notification never changes a run's result."""
+
+    events: list[NotifyEvent] | None = Field(
+        None, description="end states that notify; default [failed, timeout, quality_failed] (add succeeded to "
+                          "opt in)")
+    quarantine_above: int | str | None = Field(
+        None, description="also notify when a run quarantines more than N rows, or more than 'P%' of its rows")
+    late_after_minutes: int | None = Field(None, ge=1, description="also notify when a run takes longer than this")
+    webhook: str | None = Field(None, description="http(s) URL: a JSON POST per notification, retried with backoff")
+    command: list[str] | None = Field(None, description="argv run per notification; the JSON on its stdin")
+    sns: str | None = Field(None, description="SNS topic ARN (on AWS: EventBridge rules created by `etl deploy`)")
+    timeout_seconds: float = Field(5.0, gt=0, le=60, description="per webhook attempt")
+    attempts: int = Field(3, ge=1, le=10, description="webhook attempts in all")
+
+    @builtins.property
+    def events_or_default(self) -> list[str]:
+        return list(self.events) if self.events is not None else ["failed", "timeout", "quality_failed"]
+
+    @model_validator(mode="after")
+    def _threshold(self) -> Notifications:
+        q = self.quarantine_above
+        if isinstance(q, str) and not re.fullmatch(r"\d+(\.\d+)?%", q.strip()):
+            raise ValueError("quarantine_above is a row count (100) or a percentage ('5%')")
+        if self.webhook and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError("webhook must be an http:// or https:// URL")
+        if self.sns and not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+", self.sns):
+            raise ValueError("sns must be a topic ARN: arn:aws:sns:REGION:ACCOUNT:NAME")
+        return self
 
 
 # --------------------------------------------------------------------------------------------------- job file
@@ -303,6 +341,7 @@ class JobConfig(Strict):
     retries: Retries = Field(default_factory=Retries)
     timeout_minutes: int | None = Field(None, ge=1, description="default: none locally, 2880 on Glue")
     glue: GlueJobSettings | None = None
+    notifications: Notifications | None = Field(None, description="overrides the env's and workflow's, key by key")
 
     def quarantine_location(self) -> str:
         """`target.quarantine_path`, else `<target.path>_quarantine`."""
@@ -432,6 +471,7 @@ class WorkflowConfig(Strict):
         "inline", description="inline: jobs share one Spark session; subprocess: one spark-submit per job"
     )
     concurrency: int = Field(2, ge=1, description="nodes running at once in a run")
+    notifications: Notifications | None = Field(None, description="overrides the env's, key by key, for its jobs")
 
 
 # ------------------------------------------------------------------------------------------------ env config
@@ -453,6 +493,28 @@ class AwsConfig(Strict):
     endpoint_url: str | None = Field(None, description="override for every AWS client (e.g. a moto server)")
 
 
+RunMetric = Literal["rows_read", "rows_written", "rows_quarantined", "duration_s", "bytes_written", "bookmark_lag_s"]
+
+
+class Alarm(Strict):
+    """A CloudWatch alarm on a run metric (namespace etl_framework), one per job it applies to; its action is the
+    env's notifications.sns topic when one is set."""
+
+    metric: RunMetric = Field(description="the run metric (CloudWatch: RowsRead, RowsWritten, RowsQuarantined, "
+                                          "Duration, BytesWritten, BookmarkLag)")
+    above: float | None = Field(None, description="alarm when the metric goes above this")
+    below: float | None = Field(None, description="alarm when the metric goes below this")
+    job: str | None = Field(None, description="only this job; default: every job of the project")
+    period_minutes: int = Field(60, ge=1, le=1440, description="evaluation period")
+    evaluation_periods: int = Field(1, ge=1, le=100, description="periods in a row over the bound before it alarms")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Alarm:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("an alarm has exactly one of 'above' or 'below'")
+        return self
+
+
 class DeployConfig(Strict):
     project: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
@@ -460,7 +522,14 @@ class DeployConfig(Strict):
                     "prefix, so that --prune never touches another project's resources; default: the project "
                     "directory's name")
     s3_prefix: str = Field(description="s3://bucket/prefix; uploads go under <s3_prefix>/<project>/<env>/")
-    role: str = Field(description="IAM role ARN of the Glue jobs and crawlers")
+    role: str | None = Field(None, description="IAM role ARN of the Glue jobs and crawlers (bring your own role); "
+                             "or iam: generate")
+    iam: Literal["generate"] | None = Field(
+        None, description="generate: one least-privilege role per job, one for the crawlers and one for the "
+                          "orchestrator, derived from the YAML (instead of role)")
+    kms_key: str | None = Field(
+        None, description="KMS key ARN or alias/NAME: a Glue security configuration (S3, CloudWatch logs, "
+                          "bookmarks), SSE-KMS uploads and S3A writes, KMS-encrypted DynamoDB state tables")
     glue_version: str = "5.0"
     worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] = "G.1X"
     number_of_workers: int = Field(2, ge=1)
@@ -474,6 +543,14 @@ class DeployConfig(Strict):
     poll_seconds: int = Field(30, ge=1, le=3600, description="step_functions: seconds between two polls of a "
                                                              "running Glue job run or crawler")
 
+    alarms: list[Alarm] = Field(default_factory=list, description="CloudWatch alarms on the jobs' run metrics")
+
+    @model_validator(mode="after")
+    def _one_role(self) -> DeployConfig:
+        if bool(self.role) == bool(self.iam):
+            raise ValueError("deploy needs exactly one of 'role: ARN' (bring your own role) or 'iam: generate'")
+        return self
+
 
 class EnvConfig(Strict):
     vars: dict[str, Any] = Field(default_factory=dict, description="referenced as ${env.NAME}")
@@ -482,6 +559,7 @@ class EnvConfig(Strict):
     aws: AwsConfig = Field(default_factory=AwsConfig)
     spark: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Spark conf overrides")
     deploy: DeployConfig | None = None
+    notifications: Notifications | None = Field(None, description="alerting: events and targets (SPEC §13)")
     executor: Literal["inline", "subprocess"] | None = Field(
         None, description="workflow executor for this environment (overrides the workflow file's; --executor wins)"
     )

@@ -31,9 +31,10 @@ from etl_framework.deploy.spec import (
 from etl_framework.errors import EtlError
 
 SHA_KEY = "etl-sha256"
-UNCHANGEABLE = {"trigger": ("Type", "WorkflowName")}  # Glue cannot update these: delete + create
+UNCHANGEABLE = {"trigger": ("Type", "WorkflowName"),  # Glue cannot update these: delete + create
+                "security_configuration": ("EncryptionConfiguration",)}  # Glue cannot update these: delete + create
 MANAGED_S3 = ("scripts/", "wheels/", "jars/", "project/")  # under DesiredState.s3_root; tmp/ is Glue's scratch
-TAGGED = ("job", "crawler", "workflow", "trigger", "event_rule", "state_machine", "schedule_group")  # what deploy tags, checks and may prune
+TAGGED = ("job", "crawler", "workflow", "trigger", "event_rule", "state_machine", "schedule_group", "role", "alarm")  # what deploy tags, checks and may prune
 TAGS = "Tags."  # diff fields of missing tags: `Tags.etl:project`
 
 
@@ -157,12 +158,14 @@ class Aws:
     """The boto3 clients of one deploy, with the env config's region and endpoint."""
 
     def __init__(self, region: str, endpoint_url: str | None = None) -> None:
-        import boto3
         from botocore.config import Config
+
+        from etl_framework.aws import session
 
         self.region, self.endpoint_url = region, endpoint_url
         cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60)
         kw: dict[str, Any] = {"region_name": region, "endpoint_url": endpoint_url, "config": cfg}
+        boto3 = session()  # the credentials the environment names now (not the process's first ones)
         self.glue = boto3.client("glue", **kw)
         self.s3 = boto3.client("s3", **kw)
         self.sts = boto3.client("sts", **kw)
@@ -171,6 +174,8 @@ class Aws:
         self.events = boto3.client("events", **kw)
         self.sfn = boto3.client("stepfunctions", **kw)
         self.scheduler = boto3.client("scheduler", **kw)
+        self.kms = boto3.client("kms", **kw)
+        self.cloudwatch = boto3.client("cloudwatch", **kw)
         self.account: str | None = None
         self.partition = "aws"
 
@@ -212,6 +217,7 @@ class Deployer:
         self.desired, self.aws = desired, aws
         self.progress = progress or (lambda msg: None)
         self.unimplemented: set[str] = set()
+        self.kms_key_arn: str | None = None
         self.calls: list[str] = []  # write calls made, for the report
 
     # -- errors ------------------------------------------------------------------------------------------------
@@ -266,6 +272,11 @@ class Deployer:
                               "  what to do: refresh or fix your AWS credentials") from None
         except BotoCoreError as e:
             raise DeployError(f"cannot check the AWS credentials: {e}; {nothing}") from None
+        if d.kms_key:
+            self.kms_key_arn = self.resolve_kms_key(d.kms_key, nothing)
+        if d.iam == "generate":
+            self.check_bucket(d, nothing, warnings)
+            return warnings + self.event_rule_warnings()
         m = re.match(r"^arn:aws[a-z-]*:iam::(\d{12}):role/(?:.*/)?([\w+=,.@-]+)$", d.role or "")
         if not m:
             raise DeployError(
@@ -280,6 +291,30 @@ class Deployer:
                     "glue.amazonaws.com, with AWSGlueServiceRole and access to the S3 prefix) or fix deploy.role"
                 ) from None
             warnings.append(f"could not check role {d.role} ({error_code(e)}); Glue will check it")
+        self.check_bucket(d, nothing, warnings)
+        return warnings + self.event_rule_warnings()
+
+    def resolve_kms_key(self, key: str, nothing: str) -> str:
+        """deploy.kms_key (an ARN, a key id or alias/NAME) as the key's ARN; a key or alias that does not exist stops
+        the deploy before any write, naming it."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            meta = self.aws.kms.describe_key(KeyId=key)["KeyMetadata"]
+        except ClientError as e:
+            if error_code(e) in ("NotFoundException", "NotFound"):
+                raise DeployError(
+                    f"KMS key {key} (deploy.kms_key) does not exist in {self.aws.region}; {nothing}\n  what to do: "
+                    f"create it (aws kms create-key, then aws kms create-alias --alias-name {key} ...) or fix "
+                    "deploy.kms_key") from None
+            raise DeployError(f"cannot use KMS key {key}: {error_code(e)}: {error_message(e)}; {nothing}") from None
+        except BotoCoreError as e:
+            raise DeployError(f"cannot check KMS key {key}: {e}; {nothing}") from None
+        return str(meta["Arn"])
+
+    def check_bucket(self, d: Any, nothing: str, warnings: list[str]) -> None:
+        from botocore.exceptions import ClientError
+
         bucket, _ = split_s3(d.s3_prefix)
         try:
             self.aws.s3.head_bucket(Bucket=bucket)
@@ -292,7 +327,26 @@ class Deployer:
                     "deploy.s3_prefix") from None
             raise DeployError(f"cannot use S3 bucket {bucket}: {code}: {error_message(e)}; {nothing}\n"
                               "  what to do: give your credentials s3:ListBucket/PutObject on it") from None
+        if d.kms_key or d.iam:  # production settings: say when the bucket may be public (checked, never changed)
+            try:
+                block = self.aws.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+                open_ = [k for k, v in block.items() if not v]
+            except ClientError as e:
+                open_ = ["no public access block"] if error_code(e) == "NoSuchPublicAccessBlockConfiguration" else []
+            if open_:
+                warnings.append(f"S3 bucket {bucket} does not block public access ({', '.join(open_)}); deploy "
+                                f"does not change it: aws s3api put-public-access-block --bucket {bucket} "
+                                "--public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,"
+                                "BlockPublicPolicy=true,RestrictPublicBuckets=true")
+
+    def event_rule_warnings(self) -> list[str]:
+        from botocore.exceptions import ClientError
+
+        warnings: list[str] = []
         for rule in self.desired.of("event_rule"):
+            if "detail" not in json.loads(rule.spec["EventPattern"]) or \
+                    "bucket" not in json.loads(rule.spec["EventPattern"])["detail"]:
+                continue  # alerting rules: no S3 bucket to check
             data_bucket = json.loads(rule.spec["EventPattern"])["detail"]["bucket"]["name"][0]
             try:
                 conf = self.aws.s3.get_bucket_notification_configuration(Bucket=data_bucket)
@@ -346,6 +400,20 @@ class Deployer:
                     return None
                 raise DeployError(f"EventBridge Scheduler Get for {kind} {name} failed: {error_code(e)}: "
                                   f"{error_message(e)}") from e
+        if kind == "role":
+            return self.read_role(name)
+        if kind == "alarm":
+            got = self.call("CloudWatch DescribeAlarms", f"alarm {name}", self.aws.cloudwatch.describe_alarms,
+                            AlarmNames=[name]).get("MetricAlarms", [])
+            return {**got[0], "Arn": got[0].get("AlarmArn")} if got else None
+        if kind == "security_configuration":
+            try:
+                return g.get_security_configuration(Name=name)["SecurityConfiguration"]
+            except ClientError as e:
+                if is_not_found(e):
+                    return None
+                raise DeployError(f"Glue GetSecurityConfiguration for {name} failed: {error_code(e)}: "
+                                  f"{error_message(e)}") from e
         if kind == "state_table":
             try:
                 return self.aws.dynamodb.describe_table(TableName=name)["Table"]
@@ -369,6 +437,36 @@ class Deployer:
                 return None
             api = "Get" + kind.capitalize()
             raise DeployError(f"Glue {api} for {kind} {name} failed: {error_code(e)}: {error_message(e)}") from e
+
+    def read_role(self, name: str) -> dict[str, Any] | None:
+        """A generated role as its spec's fields: trust policy, description and the one inline policy."""
+        from urllib.parse import unquote
+
+        from botocore.exceptions import ClientError
+
+        try:
+            role = self.aws.iam.get_role(RoleName=name)["Role"]
+        except ClientError as e:
+            if is_not_found(e):
+                return None
+            raise DeployError(f"IAM GetRole for {name} failed: {error_code(e)}: {error_message(e)}") from e
+
+        def doc(value: Any) -> Any:
+            return json.loads(unquote(value)) if isinstance(value, str) else value
+
+        out = {"RoleName": name, "Arn": role.get("Arn"), "Description": role.get("Description"),
+               "AssumeRolePolicyDocument": doc(role.get("AssumeRolePolicyDocument")), "Path": role.get("Path")}
+        spec = next((r.spec for r in self.desired.of("role") if r.name == name), {})
+        policy_name = spec.get("PolicyName")
+        if policy_name:
+            try:
+                got = self.aws.iam.get_role_policy(RoleName=name, PolicyName=policy_name)
+                out.update(PolicyName=policy_name, PolicyDocument=doc(got.get("PolicyDocument")))
+            except ClientError as e:
+                if not is_not_found(e):
+                    raise DeployError(f"IAM GetRolePolicy for {name} failed: {error_code(e)}: "
+                                      f"{error_message(e)}") from e
+        return out
 
     def sfn_arn(self, name: str) -> str:
         return f"arn:{self.aws.partition}:states:{self.aws.region}:{self.aws.account}:stateMachine:{name}"
@@ -394,6 +492,14 @@ class Deployer:
             got = self.call("EventBridge ListTagsForResource", f"rule {name}", self.aws.events.list_tags_for_resource,
                             ResourceARN=arn).get("Tags", [])
             return {t["Key"]: t["Value"] for t in got}
+        if kind == "alarm":
+            arn = rule_arn or f"arn:{self.aws.partition}:cloudwatch:{self.aws.region}:{self.aws.account}:alarm:{name}"
+            got = self.call("CloudWatch ListTagsForResource", f"alarm {name}",
+                            self.aws.cloudwatch.list_tags_for_resource, ResourceARN=arn)
+            return {t["Key"]: t["Value"] for t in got.get("Tags", [])}
+        if kind == "role":
+            got = self.call("IAM ListRoleTags", f"role {name}", self.aws.iam.list_role_tags, RoleName=name)
+            return {t["Key"]: t["Value"] for t in got.get("Tags", [])}
         return dict(self.call("Glue GetTags", f"{kind} {name}", self.aws.glue.get_tags,
                               ResourceArn=self.arn(kind, name)).get("Tags") or {})
 
@@ -493,7 +599,20 @@ class Deployer:
                 found = []
             schedules += [f"{g}/{x['Name']}" for x in found if ("schedule", x["Name"]) not in wanted]
         listed["schedule"] = schedules
-        for kind in ("event_rule", "schedule", "trigger", "workflow", "state_machine", "job", "crawler"):
+        from etl_framework.deploy.iam import ROLE_PATH
+
+        roles = []
+        try:  # generated roles live under their own path; one without our three tags is never ours
+            for page in self.aws.iam.get_paginator("list_roles").paginate(PathPrefix=ROLE_PATH):
+                for role in page.get("Roles", []):
+                    n = role["RoleName"]
+                    if n.startswith(d.name_prefix) and ("role", n) not in wanted and self.ours(self.tags_of("role", n)):
+                        roles.append(n)
+        except ClientError as e:
+            if d.iam == "generate":
+                raise DeployError(f"IAM ListRoles failed: {error_code(e)}: {error_message(e)}") from e
+        listed["role"] = roles
+        for kind in ("event_rule", "schedule", "trigger", "workflow", "state_machine", "job", "crawler", "role"):
             for n in sorted(listed[kind]):
                 if (kind == "schedule" or n.startswith(d.name_prefix)) and (kind, n) not in wanted:
                     out.append(Change(kind, n, "orphan", note="not defined by the project any more"))
@@ -512,12 +631,13 @@ class Deployer:
 
     def fill_arns(self) -> None:
         """Event rule and schedule targets name the workflow or state machine by ARN, known once the account is."""
-        fmt = {"partition": self.aws.partition, "region": self.aws.region, "account": self.aws.account}
-        for r in self.desired.of("event_rule"):
-            for t in r.spec["Targets"]:
-                t["Arn"] = t["Arn"].format(**fmt)
-        for r in self.desired.of("schedule"):
-            r.spec["Target"]["Arn"] = r.spec["Target"]["Arn"].format(**fmt)
+        from etl_framework.deploy.iam import fill
+
+        fmt = {"partition": self.aws.partition, "region": self.aws.region, "account": str(self.aws.account)}
+        if self.kms_key_arn:
+            fmt["kms_key_arn"] = self.kms_key_arn
+        for r in self.desired.resources:  # placeholders only: never str.format over JSON text
+            r.spec = fill(r.spec, **fmt)
 
     def plan(self) -> Plan:
         self.fill_arns()
@@ -575,14 +695,14 @@ class Deployer:
     def apply(self, plan: Plan, prune: bool = False) -> list[Change]:
         """Make the plan's changes in dependency order; returns the changes made."""
         done: list[Change] = []
-        order = {"artifact": 0, "state_table": 1, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4,
-                 "state_machine": 4, "schedule_group": 4, "schedule": 5, "event_rule": 5}
+        order = {"role": 0, "security_configuration": 0, "artifact": 0, "state_table": 1, "database": 1, "job": 2, "crawler": 2, "workflow": 3, "trigger": 4,
+                 "state_machine": 4, "schedule_group": 4, "schedule": 5, "event_rule": 5, "alarm": 5}
         for c in sorted(plan.pending, key=lambda c: order[c.kind]):
             self.apply_one(c)
             done.append(c)
         if prune:
             rorder = {"event_rule": 0, "schedule": 0, "trigger": 1, "workflow": 2, "state_machine": 2, "job": 3,
-                      "crawler": 3, "artifact": 4}
+                      "crawler": 3, "artifact": 4, "role": 5}
             for c in sorted(plan.by_action("orphan"), key=lambda c: rorder[c.kind]):
                 self.delete(c.kind, c.name)
                 c.action = "delete"
@@ -594,8 +714,9 @@ class Deployer:
             art = c.resource
             assert isinstance(art, Artifact)
             bucket, key = split_s3(art.uri)
+            sse = ({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_arn} if self.kms_key_arn else {})
             self.write("S3 PutObject", art.uri, self.aws.s3.put_object, Bucket=bucket, Key=key, Body=art.data,
-                       Metadata={SHA_KEY: art.sha256})
+                       Metadata={SHA_KEY: art.sha256}, **sse)
             return
         res = c.resource
         assert isinstance(res, Resource)
@@ -624,10 +745,21 @@ class Deployer:
             from etl_framework.state.dynamodb import DynamoState
 
             self.calls.append(f"DynamoDB CreateTable {res.name}")
-            try:
-                DynamoState(res.name[: -len("state")], self.aws.region, client=self.aws.dynamodb)
+            try:  # with deploy.kms_key, encrypted with the project's key
+                DynamoState(res.name[: -len("state")], self.aws.region, client=self.aws.dynamodb,
+                            kms_key=self.kms_key_arn)
             except EtlError as e:
                 raise DeployError(f"{e}\n  (while creating the state table {res.name})") from e
+        elif res.kind == "role":
+            self.write("IAM CreateRole", what, self.aws.iam.create_role, RoleName=res.name, Path=spec["Path"],
+                       AssumeRolePolicyDocument=json.dumps(spec["AssumeRolePolicyDocument"]),
+                       Description=spec["Description"], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            self.put_role_policy(res)
+        elif res.kind == "security_configuration":
+            self.write("Glue CreateSecurityConfiguration", what, g.create_security_configuration, **spec)
+        elif res.kind == "alarm":
+            self.write("CloudWatch PutMetricAlarm", what, self.aws.cloudwatch.put_metric_alarm, **spec,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
         elif res.kind == "database":
             self.write("Glue CreateDatabase", what, g.create_database,
                        DatabaseInput={"Name": res.name, "Description": "created by etl deploy"})
@@ -640,6 +772,10 @@ class Deployer:
         elif res.kind == "trigger":
             start = res.enabled  # False for on-demand triggers, which Glue cannot activate
             self.write("Glue CreateTrigger", what, g.create_trigger, **spec, StartOnCreation=start, Tags=tags)
+
+    def put_role_policy(self, res: Resource) -> None:
+        self.write("IAM PutRolePolicy", f"role {res.name}", self.aws.iam.put_role_policy, RoleName=res.name,
+                   PolicyName=res.spec["PolicyName"], PolicyDocument=json.dumps(res.spec["PolicyDocument"]))
 
     def update(self, res: Resource, c: Change) -> None:
         """The changed fields through the Update APIs, then the missing tags (unless the resource was replaced:
@@ -661,6 +797,15 @@ class Deployer:
             self.write("Scheduler TagResource", what, self.aws.scheduler.tag_resource, ResourceArn=arn,
                        Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
             return
+        if res.kind == "alarm":
+            arn = rule_arn or f"arn:{self.aws.partition}:cloudwatch:{self.aws.region}:{self.aws.account}:alarm:{res.name}"
+            self.write("CloudWatch TagResource", what, self.aws.cloudwatch.tag_resource, ResourceARN=arn,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            return
+        if res.kind == "role":
+            self.write("IAM TagRole", what, self.aws.iam.tag_role, RoleName=res.name,
+                       Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            return
         if res.kind == "event_rule":
             arn = rule_arn or f"arn:{self.aws.partition}:events:{self.aws.region}:{self.aws.account}:rule/{res.name}"
             self.write("EventBridge TagResource", what, self.aws.events.tag_resource, ResourceARN=arn,
@@ -676,6 +821,19 @@ class Deployer:
         only_state = fields == {"State"}
         if res.kind == "workflow":
             self.write("Glue UpdateWorkflow", what, g.update_workflow, Name=res.name, **spec)
+            return False
+        if res.kind == "alarm":  # PutMetricAlarm is an upsert
+            self.write("CloudWatch PutMetricAlarm", what, self.aws.cloudwatch.put_metric_alarm, **res.spec)
+            return False
+        if res.kind == "role":
+            if "AssumeRolePolicyDocument" in fields:
+                self.write("IAM UpdateAssumeRolePolicy", what, self.aws.iam.update_assume_role_policy,
+                           RoleName=res.name, PolicyDocument=json.dumps(res.spec["AssumeRolePolicyDocument"]))
+            if "Description" in fields:
+                self.write("IAM UpdateRole", what, self.aws.iam.update_role, RoleName=res.name,
+                           Description=res.spec["Description"])
+            if any(f.startswith(("PolicyDocument", "PolicyName")) for f in fields):
+                self.put_role_policy(res)
             return False
         if res.kind == "event_rule":
             self._put_rule(res, create=False)
@@ -760,6 +918,15 @@ class Deployer:
             self.write("Glue DeleteWorkflow", what, g.delete_workflow, Name=name)
         elif kind == "trigger":
             self.write("Glue DeleteTrigger", what, g.delete_trigger, Name=name)
+        elif kind == "role":
+            for pname in self.aws.iam.list_role_policies(RoleName=name).get("PolicyNames", []):
+                self.write("IAM DeleteRolePolicy", what, self.aws.iam.delete_role_policy, RoleName=name,
+                           PolicyName=pname)
+            self.write("IAM DeleteRole", what, self.aws.iam.delete_role, RoleName=name)
+        elif kind == "alarm":
+            self.write("CloudWatch DeleteAlarms", what, self.aws.cloudwatch.delete_alarms, AlarmNames=[name])
+        elif kind == "security_configuration":
+            self.write("Glue DeleteSecurityConfiguration", what, g.delete_security_configuration, Name=name)
         elif kind == "state_machine":
             self.write("Step Functions DeleteStateMachine", what, self.aws.sfn.delete_state_machine,
                        stateMachineArn=self.sfn_arn(name))

@@ -154,7 +154,8 @@ def deploy(project: Any, env: str, dry_run: bool = False, prune: bool = False,
         + ", ".join(f"{k}={v}" for k, v in desired.tags.items()))
     aws = aws or Aws(env_cfg.aws.region, env_cfg.aws.endpoint_url)
     deployer = Deployer(desired, aws, say)
-    say(f"checking credentials, role {env_cfg.deploy.role} and {env_cfg.deploy.s3_prefix}")
+    role = env_cfg.deploy.role or "generation (iam: generate)"
+    say(f"checking credentials, role {role} and {env_cfg.deploy.s3_prefix}")
     warnings = list(desired.warnings) + deployer.preflight()
     say("reading what is deployed")
     plan = deployer.plan()
@@ -169,3 +170,30 @@ def deploy(project: Any, env: str, dry_run: bool = False, prune: bool = False,
         result.applied = deployer.apply(plan, prune=prune)
     result.write_calls = deployer.calls
     return result
+
+
+def generated_roles(project: Any, env: str, account: str = "{account}") -> list[dict[str, Any]]:
+    """The roles `etl deploy` would generate for the env (deploy.iam: generate), offline: the same desired state
+    as deploy (so the same policies), with the account and the KMS key's ARN as given or left as placeholders."""
+    from types import SimpleNamespace
+
+    from etl_framework.deploy.iam import fill
+    from etl_framework.deploy.spec import build_desired
+
+    env_cfg = project.env_config(env)
+    if env_cfg.deploy is None or env_cfg.deploy.iam != "generate":
+        raise UsageError(f"conf/{env}.yaml does not generate IAM\n  what to do: set deploy: {{iam: generate}} "
+                         "(instead of role:) to have etl deploy generate least-privilege roles")
+    jobs, workflows, files = collect_project(project, env)
+    wheel = SimpleNamespace(filename="etl_framework.whl", data=b"")
+    desired = build_desired(project, env, env_cfg, jobs, workflows, files, entry_script(project), wheel)
+    names = {"partition": "aws", "region": env_cfg.aws.region, "account": account}
+    if env_cfg.deploy.kms_key and env_cfg.deploy.kms_key.startswith("arn:"):
+        names["kms_key_arn"] = env_cfg.deploy.kms_key
+    out = []
+    for r in desired.of("role"):
+        purpose = r.spec["Description"].split(" of project")[0].removeprefix("etl_framework ")
+        out.append({"role": r.name, "purpose": purpose, "arn": fill(f"arn:{{partition}}:iam::{{account}}:role"
+                                                                     f"{r.spec['Path']}{r.name}", **names),
+                    "trust": r.spec["AssumeRolePolicyDocument"], "policy": fill(r.spec["PolicyDocument"], **names)})
+    return out

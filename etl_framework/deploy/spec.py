@@ -62,8 +62,8 @@ SCHEMA_CHANGE = {
     "update": ({"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "DEPRECATE_IN_DATABASE"},
                "CRAWL_EVERYTHING"),
 }
-KIND_ORDER = ("state_table", "database", "job", "crawler", "workflow", "trigger", "state_machine", "schedule_group",
-              "schedule", "event_rule")
+KIND_ORDER = ("role", "security_configuration", "state_table", "database", "job", "crawler", "workflow", "trigger", "state_machine", "schedule_group",
+              "schedule", "event_rule", "alarm")
 SFN_ARN = "arn:{partition}:states:{region}:{account}:stateMachine:"
 
 
@@ -518,6 +518,18 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
                 rule = event_rule_spec(spec["Name"], t.watch.path, t.watch.pattern, d.name_prefix + wname, d,
                                        t.enabled)
                 resources.append(Resource("event_rule", rule["Name"], rule, wfile))
+    if d.kms_key:
+        add_security_configuration(state, resources, display_path(env_file))
+    if d.iam == "generate":
+        errors += add_generated_roles(state, env_cfg, jobs, workflows, resources, display_path(env_file))
+    from etl_framework.deploy.alerts import alarm_resources, alert_resources, late_minutes
+
+    resources += alert_resources(state, env_cfg, jobs, workflows, display_path(env_file), env_file)
+    resources += alarm_resources(state, env_cfg, jobs, display_path(env_file))
+    late = late_minutes(state, env_cfg, jobs, workflows)
+    for r in resources:  # notifications.late_after_minutes: Glue's own delay notification on the job
+        if r.kind == "job" and r.name in late:
+            r.spec["NotificationProperty"] = {"NotifyDelayAfter": late[r.name]}
     if errors:
         raise ConfigErrors(errors)
     for db, src in sorted(databases.items()):
@@ -529,3 +541,120 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
     resources.sort(key=lambda r: (KIND_ORDER.index(r.kind), r.name))
     state.resources = resources
     return state
+
+
+SECURITY_CONFIGURATION = "{prefix}etl-{project}-{env}"
+KMS_ARN = "{kms_key_arn}"  # the key's ARN, filled in once deploy has resolved deploy.kms_key (an alias too)
+
+
+def security_configuration_name(state: DesiredState) -> str:
+    return SECURITY_CONFIGURATION.format(prefix=state.deploy.name_prefix, project=state.project, env=state.env)[:255]
+
+
+def security_configuration_spec(name: str) -> dict[str, Any]:
+    """Glue's SecurityConfiguration: S3 SSE-KMS, CloudWatch logs SSE-KMS, job bookmarks CSE-KMS, one key."""
+    return {"Name": name, "EncryptionConfiguration": {
+        "S3Encryption": [{"S3EncryptionMode": "SSE-KMS", "KmsKeyArn": KMS_ARN}],
+        "CloudWatchEncryption": {"CloudWatchEncryptionMode": "SSE-KMS", "KmsKeyArn": KMS_ARN},
+        "JobBookmarksEncryption": {"JobBookmarksEncryptionMode": "CSE-KMS", "KmsKeyArn": KMS_ARN}}}
+
+
+def s3a_kms_conf(key: str) -> dict[str, str]:
+    """Spark's S3A writes with SSE-KMS and the project's key (Hadoop 3.3 names)."""
+    return {"spark.hadoop.fs.s3a.server-side-encryption-algorithm": "SSE-KMS",
+            "spark.hadoop.fs.s3a.server-side-encryption.key": key}
+
+
+def add_security_configuration(state: DesiredState, resources: list[Resource], src: str) -> None:
+    """Every job and crawler gets the project's security configuration; jobs also write S3A with SSE-KMS."""
+    name = security_configuration_name(state)
+    resources.insert(0, Resource("security_configuration", name, security_configuration_spec(name), src))
+    for r in resources:
+        if r.kind == "job":
+            r.spec["SecurityConfiguration"] = name
+            args = r.spec["DefaultArguments"]
+            args["--conf"] += "".join(f" --conf {k}={v}" for k, v in s3a_kms_conf(KMS_ARN).items())
+        elif r.kind == "crawler":
+            r.spec["CrawlerSecurityConfiguration"] = name
+
+
+def add_generated_roles(state: DesiredState, env_cfg: EnvConfig, jobs: dict[str, Any], workflows: dict[str, Any],
+                        resources: list[Resource], src: str) -> list[ConfigError]:
+    """`deploy: {iam: generate}`: a role per job, one for the crawlers, one for the orchestrator; every Role /
+    RoleArn of the resources points at its generated role. Returns the config errors (dynamic secret names)."""
+    import json
+
+    from etl_framework.config.project import display_path
+    from etl_framework.deploy import iam
+
+    d, project, env = state.deploy, state.project, state.env
+    errors: list[ConfigError] = []
+    sfn = d.orchestrator == "step_functions"
+    in_workflows: dict[str, list[str]] = {}
+    for wname, lw in workflows.items():
+        for jname in lw.config.jobs:
+            in_workflows.setdefault(jname, []).append(d.name_prefix + wname)
+    roles: dict[str, iam.RolePlan] = {}
+    for name, lj in sorted(jobs.items()):
+        if lj.doc is not None:
+            errors += iam.dynamic_secret_errors(lj.doc, name, lj.doc.file)
+        glue_name = d.name_prefix + name
+        policy = iam.job_policy(lj.config, env_cfg, project=project, env=env, s3_root=state.s3_root,
+                                glue_job=glue_name, workflows=[] if sfn else in_workflows.get(name, []),
+                                state_machine_runs=sfn)
+        size = len(json.dumps(policy, separators=(",", ":")))
+        if size > iam.INLINE_POLICY_LIMIT:
+            errors.append(ConfigError(display_path(lj.path), 1, 1, (
+                f"job {name}: its generated policy is {size:,} characters, over IAM's {iam.INLINE_POLICY_LIMIT:,} for "
+                "a role's inline policies; read fewer prefixes (a common parent folder) or bring your own role")))
+        rname = iam.role_name(d.name_prefix, project, env, f"job-{name}")
+        roles[glue_name] = iam.RolePlan(rname, f"job:{name}", iam.trust_policy(iam.TRUST["job"]), policy)
+    crawled = [(r.spec["Targets"]["S3Targets"][0]["Path"], r.spec["DatabaseName"], None)
+               for r in resources if r.kind == "crawler"]
+    crawler_role = None
+    if crawled:
+        crawler_role = iam.RolePlan(iam.role_name(d.name_prefix, project, env, "crawlers"), "crawlers",
+                                    iam.trust_policy(iam.TRUST["crawlers"]),
+                                    iam.crawler_policy(crawled, bool(d.kms_key)))
+    orchestrated = [r for r in resources if r.kind in ("state_machine", "schedule", "event_rule")]
+    orch_role = None
+    if orchestrated:
+        policy = iam.orchestrator_policy(
+            [r.name for r in resources if r.kind == "job"], [r.name for r in resources if r.kind == "crawler"],
+            [r.spec["Targets"][0]["Arn"].rsplit("/", 1)[-1] for r in resources
+             if r.kind == "event_rule" and ":workflow/" in r.spec["Targets"][0]["Arn"]],
+            [r.spec["name"] for r in resources if r.kind == "state_machine"],
+            s3_join(state.s3_root, "runs") if sfn else None, [], bool(d.kms_key))
+        orch_role = iam.RolePlan(iam.role_name(d.name_prefix, project, env, "orchestrator"), "orchestrator",
+                                 iam.trust_policy(iam.TRUST["orchestrator"]), policy)
+    for r in resources:
+        if r.kind == "job":
+            role = roles[r.name]
+            r.spec["Role"] = role.arn
+            group = iam.job_log_group(project, env, r.name[len(d.name_prefix):])
+            r.spec["DefaultArguments"].update({"--enable-continuous-cloudwatch-log": "true",
+                                               "--continuous-log-logGroup": group})
+        elif r.kind == "crawler" and crawler_role:
+            r.spec["Role"] = crawler_role.arn
+        elif orch_role and r.kind == "state_machine":
+            r.spec["roleArn"] = orch_role.arn
+        elif orch_role and r.kind == "schedule":
+            r.spec["Target"]["RoleArn"] = orch_role.arn
+        elif orch_role and r.kind == "event_rule":
+            for t in r.spec["Targets"]:
+                t["RoleArn"] = orch_role.arn
+    plans = [*roles.values(), *([crawler_role] if crawler_role else []), *([orch_role] if orch_role else [])]
+    for p in plans:
+        resources.insert(0, Resource("role", p.name, role_spec(p, project, env), src))
+    return errors
+
+
+ROLE_POLICY = "etl-least-privilege"
+
+
+def role_spec(p: Any, project: str, env: str) -> dict[str, Any]:
+    from etl_framework.deploy.iam import ROLE_PATH
+
+    return {"RoleName": p.name, "Path": ROLE_PATH, "Description": f"etl_framework {p.purpose} of project {project}, env {env} "
+                                               "(generated from the YAML)",
+            "AssumeRolePolicyDocument": p.trust, "PolicyName": ROLE_POLICY, "PolicyDocument": p.policy}

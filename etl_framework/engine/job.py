@@ -604,6 +604,10 @@ def run_loaded(
             log.info(f"run {run_id} succeeded in {duration:.1f}s")
         else:
             log.info(f"run {run_id} {status.lower()} in {duration:.1f}s")
+        if env_config is not None and not interrupted:
+            _notify(config, env_config, env, run_id, status, exit_code, failure, duration,
+                    state.metrics if state else {}, log, store,
+                    bookmark=state.extras.get("bookmark_after") if state else None)
         log.close()
         if interrupted and spark is not None and stop.active:  # a process-wide stop (inline: the CLI drains)
             from etl_framework.runtime.spark import drain_tasks
@@ -621,6 +625,48 @@ def run_loaded(
         hint=failure.hint if failure else None, duration_s=duration,
         metrics=state.metrics if state else {}, exception=failure,
     )
+
+
+def _notify(config: JobConfig, env_config: Any, env: str, run_id: str, status: str, exit_code: int,
+            failure: Any, duration: float, metrics: dict[str, Any], log: Any, store: Any,
+            bookmark: Any = None) -> None:
+    """Alerting (notify.py) once the run's record is final; never changes the result."""
+    from etl_framework.metrics import on_aws
+    from etl_framework.notify import effective, notify_run
+
+    n = effective(env_config.notifications, config.notifications)
+    if on_aws(env_config):
+        _publish_aws(config, env_config, env, run_id, n, duration, metrics, log, bookmark)
+    if n is None:
+        return
+    error = failure.message if failure is not None else None
+    notify_run(n, job=config.job, run_id=run_id, env=env, status=status, exit_code=exit_code, error=error,
+               duration_s=duration, metrics=metrics, report=f"etl report --env {env} (run {run_id})",
+               log=log, store=store)
+
+
+def _publish_aws(config: JobConfig, env_config: Any, env: str, run_id: str, n: Any, duration: float,
+                 metrics: dict[str, Any], log: Any, bookmark: Any = None) -> None:
+    """On AWS: the run's CloudWatch metrics, and its quality verdict as an EventBridge event (routed to SNS by the
+    rules deploy made). Best effort: a failure is a warning, never the run's result."""
+    from etl_framework.metrics import publish, run_numbers
+    from etl_framework.notify import publish_quality_event
+
+    try:
+        publish(env_config, config.job, env, run_numbers(metrics, duration, bookmark))
+    except Exception as e:  # noqa: BLE001 - metrics never fail a run
+        log.warning(f"CloudWatch metrics not published: {e}")
+    q = metrics.get("quality")
+    if n is not None and n.sns and q:
+        from etl_framework.notify import events_of
+
+        ok = not q.get("failed")
+        raised = events_of(n, "SUCCEEDED" if ok else "FAILED", 0 if ok else 3, None, duration, metrics)
+        try:
+            publish_quality_event(env_config, config.job, run_id, env, metrics, ok=ok,
+                                  notify=bool(set(raised) & {"quality_failed", "quarantine_above"}))
+        except Exception as e:  # noqa: BLE001 - alerting never fails a run
+            log.warning(f"quality event not published: {e}")
 
 
 def run_job(

@@ -100,7 +100,8 @@ class DynamoState:
     """The state table: creation on first use and the few DynamoDB calls every store needs."""
 
     def __init__(self, table_prefix: str = "etl_", region: str = "us-east-1", endpoint_url: str | None = None,
-                 client: Any = None) -> None:
+                 client: Any = None, kms_key: str | None = None) -> None:
+        self.kms_key = kms_key  # `etl deploy` with deploy.kms_key: the table is created encrypted with it
         if client is None:
             from etl_framework.aws import client as aws_client
 
@@ -138,6 +139,8 @@ class DynamoState:
                                   {"AttributeName": "gsk", "KeyType": "RANGE"}],
                     "Projection": {"ProjectionType": "ALL"},
                 }],
+                **({"SSESpecification": {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": self.kms_key}}
+                   if self.kms_key else {}),
             )
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") != "ResourceInUseException":  # another process made it
