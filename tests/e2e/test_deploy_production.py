@@ -9,38 +9,19 @@ import json
 import textwrap
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from etl_framework.config.errors import ConfigErrors
+from tests.e2e.test_deploy_glue import REGION, client, moto_url  # noqa: F401 - a moto server per module
 
-REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-def client(service: str, url: str) -> Any:
-    import boto3
-
-    return boto3.client(service, endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
-
-
 @pytest.fixture
-def proj(tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def proj(tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:  # noqa: F811
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                  "AWS_DEFAULT_REGION": REGION}.items():
         monkeypatch.setenv(k, v)
