@@ -32,6 +32,11 @@ def render(result: Any, verbose: bool = False) -> list[str]:
         elif c.note:
             head += f"  ({c.note})"
         lines.append(head)
+        if (getattr(result, "offline", False) or verbose) and c.action == "create" and c.kind not in ("role", "artifact"):
+            import json
+
+            lines += [f"      {ln}" for ln in json.dumps(c.spec(), indent=2, default=str).splitlines()]
+            continue
         if c.kind == "role" and result.dry_run and c.action in ("create", "update", "replace") and c.resource:
             import json
 
@@ -53,6 +58,9 @@ def register(group: click.Group) -> None:
     @group.command("deploy")
     @click.option("--env", "env_opt", default=None, help="environment config conf/<env>.yaml (default: the global --env)")
     @click.option("--dry-run", is_flag=True, help="print the diff and change nothing")
+    @click.option("--offline", is_flag=True, help="with --dry-run: read nothing from AWS (no credentials needed) and "
+                  "print every resource in full as it would be created (also what a dry run without credentials "
+                  "does)")
     @click.option("--prune", is_flag=True, help="also delete this project's and env's Glue resources (tagged "
                   "etl:project and etl:env) and S3 files (under its own prefix) that it no longer defines")
     @click.option("--yes", is_flag=True, help="confirm a --prune that deletes more than it creates")
@@ -61,7 +69,7 @@ def register(group: click.Group) -> None:
     @click.option("--verbose", "-v", is_flag=True, help="list unchanged resources too (a dry run always does)")
     @click.option("--json", "as_json", is_flag=True, help="machine-readable plan/result on stdout")
     @click.pass_context
-    def deploy_cmd(ctx: click.Context, env_opt: str | None, dry_run: bool, prune: bool, yes: bool,
+    def deploy_cmd(ctx: click.Context, env_opt: str | None, dry_run: bool, offline: bool, prune: bool, yes: bool,
                    wheel_path: str | None, verbose: bool, as_json: bool) -> None:
         """Create or update the project's Glue jobs, crawlers, workflows and triggers (idempotent)."""
         from etl_framework.config.project import Project
@@ -73,7 +81,7 @@ def register(group: click.Group) -> None:
         t0 = time.monotonic()
         err(f"deploy: project {project.root}, env {env}{' (dry run)' if dry_run else ''}")
         result = deploy(project, env, dry_run=dry_run, prune=prune, progress=lambda m: err(f"  .. {m}"),
-                        wheel_path=wheel_path, yes=yes)
+                        wheel_path=wheel_path, yes=yes, offline=offline)
         for w in result.warnings:
             err(f"warning: {w}")
         for line in render(result, verbose):

@@ -13,7 +13,7 @@ import re
 import warnings
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -316,7 +316,45 @@ class Retries(Strict):
     backoff_rate: float = Field(2.0, ge=1.0)
 
 
-class GlueJobSettings(Strict):
+# Job arguments the framework sets itself (what the entry script reads, how Glue finds the code): never overridden
+# by `default_arguments`, where a typo would silently break every run of the job.
+GLUE_OWNED_ARGUMENTS = ("--job_config", "--env", "--project_dir", "--datalake-formats",
+                        "--additional-python-modules", "--conf", "--TempDir", "--job-bookmark-option",
+                        "--extra-jars", "--enable-glue-datacatalog")
+
+
+class GlueRunSettings(Strict):
+    """The Glue job settings data engineers set (deploy): in the env's `deploy:` for every job, in a job's `glue:`
+    for that job (the job's value wins; unset = Glue's default)."""
+
+    execution_class: Literal["STANDARD", "FLEX"] | None = Field(
+        None, description="FLEX runs on spare capacity at a lower price (may start later; G.1X/G.2X workers)")
+    auto_scaling: bool | None = Field(None, description="--enable-auto-scaling: number_of_workers is the maximum")
+    metrics: bool | None = Field(None, description="--enable-metrics: Glue's job metrics in CloudWatch")
+    observability_metrics: bool | None = Field(None, description="--enable-observability-metrics")
+    spark_ui: bool | None = Field(None, description="--enable-spark-ui, event logs under <upload prefix>/sparkui/")
+    continuous_logging: bool | None = Field(None, description="--enable-continuous-cloudwatch-log")
+    job_insights: bool | None = Field(None, description="--enable-job-insights")
+    spark_conf: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Spark confs for the job on Glue, passed as --conf (static ones: memory, "
+        "shuffle; the env's `spark:` block is for local runs)")
+    default_arguments: dict[str, str] = Field(
+        default_factory=dict, description="more Glue job arguments, e.g. {'--enable-auto-scaling': 'true'}; the "
+        "arguments the framework sets itself cannot be overridden")
+    connections: list[str] | None = Field(
+        None, description="Glue connections (VPC, subnet, security group) the job's workers use, jdbc or not")
+
+    @field_validator("default_arguments")
+    @classmethod
+    def _not_owned(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not k.startswith("--") or k in GLUE_OWNED_ARGUMENTS]
+        if bad:
+            raise ValueError(f"default_arguments {', '.join(bad)}: Glue arguments start with '--', and these are "
+                             f"set by the framework: {', '.join(GLUE_OWNED_ARGUMENTS)}")
+        return v
+
+
+class GlueJobSettings(GlueRunSettings):
     """Per-job overrides of the env config's Glue settings (deploy)."""
 
     worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X", "G.025X", "Z.2X"] | None = None
@@ -515,7 +553,7 @@ class Alarm(Strict):
         return self
 
 
-class DeployConfig(Strict):
+class DeployConfig(GlueRunSettings):
     project: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
         description="the project's name: tagged as etl:project on every Glue resource and part of the S3 upload "

@@ -225,6 +225,9 @@ def job_policy(cfg: Any, env_cfg: Any, *, project: str, env: str, s3_root: str, 
     st += s3_statements("ReadCode", [s3_root.rstrip("/") + "/" + p for p in ("scripts", "wheels", "jars",
                                                                              "project")], READ_S3)
     scratch = [s3_root.rstrip("/") + "/tmp"] + ([s3_root.rstrip("/") + "/runs"] if state_machine_runs else [])
+    spark_ui = cfg.glue.spark_ui if cfg.glue is not None and cfg.glue.spark_ui is not None else d.spark_ui
+    if spark_ui:  # the Spark UI's event logs (--spark-event-logs-path)
+        scratch.append(s3_root.rstrip("/") + "/sparkui")
     st += s3_statements("Scratch", scratch, WRITE_S3)
     read_tables = [tuple(s.table.split(".", 1)) for s in cfg.sources.values() if s.format == "catalog" and s.table]
     crawled = [(c.database, c.table or "*") for c in cfg.crawl]

@@ -53,8 +53,19 @@ class Change:
     actual: dict[str, Any] | None = field(default=None, repr=False)
     diff: list[str] = field(default_factory=list)  # state machines: the definition's unified diff
 
+    def spec(self) -> dict[str, Any] | None:
+        """What this change makes: a resource's Create parameters, an upload's key, size and hash."""
+        r = self.resource
+        if r is None:
+            return None
+        if isinstance(r, Artifact):
+            return {"uri": r.uri, "label": r.label, "bytes": len(r.data), "sha256": r.sha256}
+        return r.spec
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "action": self.action}
+        if self.action in ("create", "update", "replace") and self.resource is not None:
+            out["spec"] = self.spec()  # the whole of it, for review (the text diff shortens long values)
         if self.fields:
             out["fields"] = {k: {"from": a, "to": b} for k, (a, b) in self.fields.items()}
         if self.diff:
@@ -638,6 +649,21 @@ class Deployer:
             fmt["kms_key_arn"] = self.kms_key_arn
         for r in self.desired.resources:  # placeholders only: never str.format over JSON text
             r.spec = fill(r.spec, **fmt)
+
+    def offline_plan(self) -> Plan:
+        """Every resource as it would be created, without one call to AWS (`etl deploy --dry-run --offline`, or a
+        dry run with no credentials): the full specs for review. The account is unknown: ARNs keep `{account}`."""
+        from etl_framework.deploy.iam import fill
+
+        d = self.desired.deploy
+        fmt = {"partition": "aws", "region": self.aws.region}
+        if d.kms_key:
+            fmt["kms_key_arn"] = d.kms_key
+        for r in self.desired.resources:
+            r.spec = fill(r.spec, **fmt)
+        changes = [Change("artifact", a.uri, "create", note=a.label, resource=a) for a in self.desired.artifacts]
+        changes += [Change(r.kind, r.name, "create", resource=r) for r in self.desired.resources]
+        return Plan(changes, list(self.desired.warnings))
 
     def plan(self) -> Plan:
         self.fill_arns()

@@ -23,6 +23,7 @@ class DeployResult:
     write_calls: list[str] = field(default_factory=list)
     project: str = ""
     s3_root: str = ""
+    offline: bool = False
 
     @property
     def needs_yes(self) -> bool:
@@ -35,6 +36,7 @@ class DeployResult:
             "project": self.project,
             "s3_root": self.s3_root,
             "dry_run": self.dry_run,
+            "offline": self.offline,
             "prune": self.prune,
             "needs_yes": self.needs_yes,
             "changed": bool(self.applied),
@@ -131,9 +133,10 @@ def prune_refusal(plan: Any, project: str, env: str) -> UsageError:
 
 def deploy(project: Any, env: str, dry_run: bool = False, prune: bool = False,
            progress: Any = None, aws: Any = None, wheel_path: str | Path | None = None,
-           yes: bool = False) -> DeployResult:
+           yes: bool = False, offline: bool = False) -> DeployResult:
     """Plan, then apply unless `dry_run`. A prune that deletes more than it creates needs `yes`: refused (exit 2)
-    before any write otherwise."""
+    before any write otherwise. `offline` (a dry run only; also taken when no credentials are found) plans
+    without reading AWS: every resource in full, as it would be created."""
     from etl_framework.deploy.build import build_wheel, load_wheel
     from etl_framework.deploy.plan import Aws, Deployer
     from etl_framework.deploy.spec import build_desired
@@ -152,8 +155,20 @@ def deploy(project: Any, env: str, dry_run: bool = False, prune: bool = False,
     desired = build_desired(project, env, env_cfg, jobs, workflows, files, entry_script(project), wheel)
     say(f"project {desired.project}, env {env}: files under {desired.s3_root}/, resources tagged "
         + ", ".join(f"{k}={v}" for k, v in desired.tags.items()))
+    if offline and not dry_run:
+        raise UsageError("--offline plans without reading AWS, so it can only be a --dry-run")
     aws = aws or Aws(env_cfg.aws.region, env_cfg.aws.endpoint_url)
     deployer = Deployer(desired, aws, say)
+    if dry_run and not offline and not has_credentials():
+        offline = True
+        desired.warnings.append("no AWS credentials found: an offline dry run (AWS was not read; every resource is "
+                                "shown as it would be created)")
+    if offline:
+        warnings = list(desired.warnings)
+        plan = deployer.offline_plan()
+        result = DeployResult(env, dry_run, prune, plan, warnings=warnings, project=desired.project,
+                              s3_root=desired.s3_root, offline=True)
+        return result
     role = env_cfg.deploy.role or "generation (iam: generate)"
     say(f"checking credentials, role {role} and {env_cfg.deploy.s3_prefix}")
     warnings = list(desired.warnings) + deployer.preflight()
@@ -170,6 +185,16 @@ def deploy(project: Any, env: str, dry_run: bool = False, prune: bool = False,
         result.applied = deployer.apply(plan, prune=prune)
     result.write_calls = deployer.calls
     return result
+
+
+def has_credentials() -> bool:
+    """Whether boto3 finds any credentials (environment, profile, SSO cache, instance role), without calling AWS."""
+    from etl_framework.aws import session
+
+    try:
+        return session().get_credentials() is not None
+    except Exception:  # noqa: BLE001 - a broken profile is "no credentials" for the dry run's purpose
+        return False
 
 
 def generated_roles(project: Any, env: str, account: str = "{account}") -> list[dict[str, Any]]:

@@ -164,7 +164,7 @@ def job_spec(cfg: JobConfig, params: dict[str, Any], d: DeployConfig, env: str, 
     if jars:  # the framework's Spark helper (the quality gate's side output) and the jdbc sources' drivers
         args["--extra-jars"] = ",".join(jars)
     args.update(to_glue_arguments(params))
-    return {
+    spec: dict[str, Any] = {
         "Name": d.name_prefix + cfg.job,
         "Description": cfg.description,
         "Role": d.role,
@@ -176,6 +176,38 @@ def job_spec(cfg: JobConfig, params: dict[str, Any], d: DeployConfig, env: str, 
         "WorkerType": (glue.worker_type if glue and glue.worker_type else d.worker_type),
         "NumberOfWorkers": (glue.number_of_workers if glue and glue.number_of_workers else d.number_of_workers),
     }
+    apply_run_settings(spec, d, glue, spark_ui_uri=temp_uri.rstrip("/").rsplit("/", 1)[0] + "/sparkui/")
+    return spec
+
+
+RUN_FLAGS = {"auto_scaling": "--enable-auto-scaling", "metrics": "--enable-metrics",
+             "observability_metrics": "--enable-observability-metrics", "spark_ui": "--enable-spark-ui",
+             "continuous_logging": "--enable-continuous-cloudwatch-log", "job_insights": "--enable-job-insights"}
+
+
+def apply_run_settings(spec: dict[str, Any], d: DeployConfig, glue: Any, *, spark_ui_uri: str) -> None:
+    """The Glue settings users set (`GlueRunSettings`), the job's `glue:` over the env's `deploy:`: execution
+    class, Glue's own `--enable-*` flags, Spark confs as `--conf`, more arguments, connections."""
+
+    def pick(name: str) -> Any:
+        own = getattr(glue, name, None) if glue is not None else None
+        return own if own is not None else getattr(d, name, None)
+
+    args = spec["DefaultArguments"]
+    if pick("execution_class"):
+        spec["ExecutionClass"] = pick("execution_class")
+    for name, flag in RUN_FLAGS.items():
+        on = pick(name)
+        if on is not None:
+            args[flag] = "true" if on else "false"
+    if pick("spark_ui"):
+        args["--spark-event-logs-path"] = spark_ui_uri
+    confs = {**d.spark_conf, **(glue.spark_conf if glue is not None else {})}
+    args["--conf"] += "".join(f" --conf {k}={str(v).lower() if isinstance(v, bool) else v}"
+                              for k, v in confs.items())
+    args.update({**d.default_arguments, **(glue.default_arguments if glue is not None else {})})
+    if glue is not None and glue.connections:
+        spec["Connections"] = {"Connections": list(glue.connections)}
 
 
 def crawler_spec(name: str, path: str, database: str, table: str | None, schema_change: str, d: DeployConfig,
@@ -457,7 +489,7 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
         spec = job_spec(cfg, lj.params, d, env, job_uri=s3_join(project_uri, rel), project_uri=project_uri,
                         script_uri=script_uri, wheel_uri=wheel_uri, temp_uri=s3_join(prefix, "tmp") + "/",
                         jar_uri=jar_uri, driver_uris=driver_uris)
-        if d.connections and any(s.format == "jdbc" for s in cfg.sources.values()):
+        if d.connections and "Connections" not in spec and any(s.format == "jdbc" for s in cfg.sources.values()):
             # the Glue Connection(s) give the job's workers a network path to the database (VPC, subnet, SG)
             spec["Connections"] = {"Connections": list(d.connections)}
         spec["ExecutionProperty"] = {"MaxConcurrentRuns": concurrency.get(cfg.job, 1)}

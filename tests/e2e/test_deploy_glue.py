@@ -280,6 +280,31 @@ def test_second_deploy_reports_no_change_and_makes_no_write_call(cloud: dict[str
     assert set(out["summary"]) == {"unchanged"}
 
 
+def test_the_glue_job_settings_people_set_are_deployed_and_read_back(cloud: dict[str, Any]) -> None:
+    prod = cloud["root"] / "conf" / "prod.yaml"
+    conf = YAML().load(prod.read_text())
+    conf["deploy"].update({"execution_class": "FLEX", "metrics": True, "spark_ui": True, "job_insights": True,
+                           "spark_conf": {"spark.sql.shuffle.partitions": 64},
+                           "default_arguments": {"--enable-auto-scaling": "true"}})
+    with prod.open("w") as f:
+        YAML().dump(conf, f)
+    job_file = cloud["root"] / "jobs" / "trip_stats.yaml"
+    job_file.write_text(job_file.read_text() + "glue: {execution_class: STANDARD, connections: [vpc-lake]}\n")
+    assert deploy(cloud).returncode == 0
+    s3uri = f"s3://{cloud['bucket']}/etl/nyc_trips/prod"
+    job = cloud["glue"].get_job(JobName=cloud["prefix"] + "trips_clean")["Job"]
+    args = job["DefaultArguments"]
+    assert job["ExecutionClass"] == "FLEX"
+    assert [args[k] for k in ("--enable-metrics", "--enable-spark-ui", "--enable-job-insights",
+                              "--enable-auto-scaling")] == ["true"] * 4
+    assert args["--spark-event-logs-path"] == f"{s3uri}/sparkui/"
+    assert args["--conf"].endswith(" --conf spark.sql.shuffle.partitions=64")
+    stats = cloud["glue"].get_job(JobName=cloud["prefix"] + "trip_stats")["Job"]
+    assert stats["ExecutionClass"] == "STANDARD" and stats["Connections"] == {"Connections": ["vpc-lake"]}
+    again = deploy(cloud)
+    assert again.returncode == 0 and "nothing to change" in again.stderr, again.stderr
+
+
 def test_dry_run_after_a_yaml_change_shows_exactly_that_change_and_changes_nothing(cloud: dict[str, Any]) -> None:
     assert deploy(cloud).returncode == 0
     job_file = cloud["root"] / "jobs" / "zones_load.yaml"
@@ -291,8 +316,10 @@ def test_dry_run_after_a_yaml_change_shows_exactly_that_change_and_changes_nothi
     out = json.loads(r.stdout)
     changed = [c for c in out["changes"] if c["action"] != "unchanged"]
     name = cloud["prefix"] + "zones_load"
-    assert [c for c in changed if c["kind"] != "artifact"] == [
-        {"kind": "job", "name": name, "action": "update", "fields": {"NumberOfWorkers": {"from": 5, "to": 10}}}]
+    [job] = [c for c in changed if c["kind"] != "artifact"]
+    assert job.pop("spec")["NumberOfWorkers"] == 10  # the whole job as it will be, beside the diff
+    assert job == {"kind": "job", "name": name, "action": "update",
+                   "fields": {"NumberOfWorkers": {"from": 5, "to": 10}}}
     assert [c["name"] for c in changed if c["kind"] == "artifact"] == [
         f"s3://{cloud['bucket']}/etl/nyc_trips/prod/project/jobs/zones_load.yaml"]
     assert "NumberOfWorkers: 5 -> 10" in r.stderr and "nothing was changed" in r.stderr

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from etl_framework.cli import cli
 from etl_framework.cli.common import run_cli
@@ -199,3 +202,35 @@ def test_etl_stop_on_glue_calls_batch_stop_job_run_and_stop_workflow_run(project
                      ("StopWorkflowRun", {"Name": "dev_nightly_trips", "RunId": "wr_abc"})]
     rc, _, err = run("--project-dir", str(project), "stop", "jr_nope")  # local env, unknown run: said, exit 2
     assert rc == 2 and "no job run or workflow run jr_nope" in err
+
+
+def test_a_dry_run_without_credentials_prints_every_resource_in_full(project: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reviewer's dry run needs no AWS account: every resource as it would be created, in full, and `--json`
+    carries the whole spec of each (the job's Glue settings included)."""
+    from etl_framework import aws
+
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(aws, "_SESSIONS", {})  # no session that resolved credentials before this test
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(project / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(project / "no-aws-credentials"))
+    prod = project / "conf" / "prod.yaml"
+    prod.write_text(prod.read_text().replace("deploy:\n", "deploy:\n  execution_class: FLEX\n  metrics: true\n"
+                                             "  spark_conf: {spark.sql.shuffle.partitions: 64}\n", 1))
+    rc, out, err = run("--project-dir", str(project), "deploy", "--env", "prod", "--dry-run", "--json")
+    assert rc == 0, err
+    assert "no AWS credentials found: an offline dry run" in err and "Traceback" not in err
+    plan = json.loads(out)
+    assert plan["offline"] and plan["dry_run"] and not plan["changed"]
+    assert {c["action"] for c in plan["changes"]} == {"create"}
+    jobs = {c["name"]: c["spec"] for c in plan["changes"] if c["kind"] == "job"}
+    assert set(jobs) == {"prod_trips_clean", "prod_zones_load", "prod_trip_stats", "prod_shop_orders"}
+    spec = jobs["prod_trips_clean"]
+    assert spec["ExecutionClass"] == "FLEX" and spec["DefaultArguments"]["--enable-metrics"] == "true"
+    assert spec["DefaultArguments"]["--conf"].endswith("--conf spark.sql.shuffle.partitions=64")
+    assert spec["Command"]["ScriptLocation"].endswith("/scripts/etl_job.py") and spec["WorkerType"]
+    assert '"ExecutionClass": "FLEX"' in err  # the text plan prints the same spec for a reader
+    rc, _, err = run("--project-dir", str(project), "deploy", "--env", "prod", "--offline")
+    assert rc == 2 and "--offline" in err and "--dry-run" in err

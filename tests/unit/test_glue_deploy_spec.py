@@ -95,6 +95,53 @@ def test_job_spec_defaults_and_overrides() -> None:
     assert (spec["MaxRetries"], spec["Timeout"], spec["WorkerType"], spec["NumberOfWorkers"]) == (2, 30, "G.4X", 8)
 
 
+def test_the_glue_settings_people_set_reach_the_job_and_the_job_wins_over_the_env() -> None:
+    kw = {"job_uri": "s3://b/etl/project/jobs/j.yaml", "project_uri": "s3://b/etl/project/",
+          "script_uri": "s3://b/etl/scripts/etl_job.py", "wheel_uri": "s3://b/etl/wheels/w.whl",
+          "temp_uri": "s3://b/etl/tmp/"}
+    d = DeployConfig(s3_prefix="s3://b/etl", role="arn:aws:iam::123456789012:role/r", execution_class="FLEX",
+                     metrics=True, spark_ui=True, continuous_logging=True, job_insights=True,
+                     spark_conf={"spark.sql.shuffle.partitions": 64, "spark.sql.adaptive.enabled": True},
+                     default_arguments={"--enable-auto-scaling": "true"})
+    spec = job_spec(_job(), {}, d, "prod", **kw)
+    args = spec["DefaultArguments"]
+    assert spec["ExecutionClass"] == "FLEX"
+    assert {k: args[k] for k in ("--enable-metrics", "--enable-spark-ui", "--enable-continuous-cloudwatch-log",
+                                 "--enable-job-insights", "--enable-auto-scaling")} == dict.fromkeys(
+        ("--enable-metrics", "--enable-spark-ui", "--enable-continuous-cloudwatch-log", "--enable-job-insights",
+         "--enable-auto-scaling"), "true")
+    assert args["--spark-event-logs-path"] == "s3://b/etl/sparkui/"
+    assert args["--conf"].endswith(" --conf spark.sql.shuffle.partitions=64 --conf spark.sql.adaptive.enabled=true")
+    assert args["--conf"].startswith("spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension")
+    assert "Connections" not in spec
+    own = job_spec(_job(glue={"execution_class": "STANDARD", "metrics": False, "connections": ["vpc-a"],
+                              "spark_conf": {"spark.sql.shuffle.partitions": 8}}), {}, d, "prod", **kw)
+    assert own["ExecutionClass"] == "STANDARD" and own["DefaultArguments"]["--enable-metrics"] == "false"
+    assert own["Connections"] == {"Connections": ["vpc-a"]}
+    assert own["DefaultArguments"]["--conf"].endswith("spark.sql.shuffle.partitions=8 --conf "
+                                                      "spark.sql.adaptive.enabled=true")
+    plain = job_spec(_job(), {}, D, "prod", **kw)
+    assert "ExecutionClass" not in plain and not any(k.startswith("--enable-") and k != "--enable-glue-datacatalog"
+                                                     for k in plain["DefaultArguments"])
+
+
+def test_default_arguments_cannot_override_what_the_framework_sets(tmp_path: Path) -> None:
+    from etl_framework.config.errors import ConfigErrors
+    from etl_framework.config.project import Project
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "prod.yaml").write_text(
+        "deploy:\n  s3_prefix: s3://b/etl\n  role: arn:aws:iam::1:role/r\n"
+        "  default_arguments: {'--job_config': s3://x/y.yaml}\n")
+    try:
+        Project.discover(tmp_path).env_config("prod")
+    except ConfigErrors as e:
+        text = str(e)
+    else:
+        raise AssertionError("accepted")
+    assert "prod.yaml:4:" in text and "--job_config" in text and "set by the framework" in text
+
+
 def test_worker_settings_glue_rejects(tmp_path: Path) -> None:
     env_file = tmp_path / "prod.yaml"
     env_file.write_text("deploy:\n  s3_prefix: s3://b/etl\n  worker_type: Z.2X\n  glue_version: '4.0'\n")
