@@ -43,7 +43,7 @@ class TriggerKind:
     needs: str | None = None  # the field this type requires (and only it may have)
     scheduler_source: str | None = None  # what `etl scheduler` watches for it: "schedule" | "event" | None
     run_properties: tuple[str, ...] = ()  # run properties the scheduler sets on the runs it starts
-    glue_activated: bool = True  # Glue activates it after creation (on-demand triggers cannot be)
+    glue_activated: bool = True  # Glue activates it after creation (on-demand and event triggers cannot be)
     # how an Airflow DAG expresses it: "manual" (a manual DAG run), "timetable" (the DAG's cron), "asset" (an Asset
     # / Dataset schedule), "trigger_rule" (trigger rules on the tasks it starts)
     airflow: str = ""
@@ -150,7 +150,9 @@ TRIGGER_KINDS: dict[str, TriggerKind] = {
         TriggerKind("scheduled", "SCHEDULED", starts_run=True, needs="schedule", scheduler_source="schedule",
                     run_properties=("scheduled_time",), airflow="timetable"),
         TriggerKind("conditional", "CONDITIONAL", starts_run=False, needs="conditions", airflow="trigger_rule"),
-        TriggerKind("event", "EVENT", starts_run=True, needs="watch", scheduler_source="event",
+        # Glue refuses to start an EVENT trigger ("Trigger Type EVENT cannot be started"; it stays CREATED and
+        # StartOnCreation must be false): its EventBridge rule's state is what turns it on or off
+        TriggerKind("event", "EVENT", starts_run=True, needs="watch", scheduler_source="event", glue_activated=False,
                     run_properties=("event_files", "event_batch_id", "event_trigger"), airflow="asset"),
     )
 }
