@@ -30,24 +30,14 @@ def register(group: click.Group) -> None:
 
 def _records(env_config: Any, run_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(job run record, workflow run record) of RUN_ID in the env's state; either may be None."""
-    from etl_framework.state.runs import open_run_store
-    from etl_framework.state.workflows import open_workflow_store
+    from etl_framework.state import open_state
 
-    job_rec = wf_rec = None
-    if not run_id.startswith("wr_"):
-        store = open_run_store(env_config)
-        try:
-            job_rec = store.get_run(run_id)
-        finally:
-            store.close()
-    if job_rec is None:
-        wstore = open_workflow_store(env_config)
-        try:
-            wf_rec = wstore.get_run(run_id)
-        finally:
-            close = getattr(wstore, "close", None)
-            if callable(close):
-                close()
+    state = open_state(env_config)
+    try:
+        job_rec = None if run_id.startswith("wr_") else state.runs.get_run(run_id)
+        wf_rec = state.workflows.get_run(run_id) if job_rec is None else None
+    finally:
+        state.close()
     return job_rec, wf_rec
 
 
