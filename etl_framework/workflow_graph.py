@@ -44,6 +44,9 @@ class TriggerKind:
     scheduler_source: str | None = None  # what `etl scheduler` watches for it: "schedule" | "event" | None
     run_properties: tuple[str, ...] = ()  # run properties the scheduler sets on the runs it starts
     glue_activated: bool = True  # Glue activates it after creation (on-demand and event triggers cannot be)
+    # which start trigger becomes a Glue workflow's one start trigger when the YAML has several (lowest first):
+    # the event trigger (Glue batches its events), then a schedule, then on demand (see WorkflowGraph.glue_start)
+    glue_start_rank: int = 9
     # how an Airflow DAG expresses it: "manual" (a manual DAG run), "timetable" (the DAG's cron), "asset" (an Asset
     # / Dataset schedule), "trigger_rule" (trigger rules on the tasks it starts)
     airflow: str = ""
@@ -146,14 +149,16 @@ class TriggerKind:
 
 TRIGGER_KINDS: dict[str, TriggerKind] = {
     k.name: k for k in (
-        TriggerKind("on_demand", "ON_DEMAND", starts_run=True, glue_activated=False, airflow="manual"),
+        TriggerKind("on_demand", "ON_DEMAND", starts_run=True, glue_activated=False, airflow="manual",
+                    glue_start_rank=2),
         TriggerKind("scheduled", "SCHEDULED", starts_run=True, needs="schedule", scheduler_source="schedule",
-                    run_properties=("scheduled_time",), airflow="timetable"),
+                    run_properties=("scheduled_time",), airflow="timetable", glue_start_rank=1),
         TriggerKind("conditional", "CONDITIONAL", starts_run=False, needs="conditions", airflow="trigger_rule"),
         # Glue refuses to start an EVENT trigger ("Trigger Type EVENT cannot be started"; it stays CREATED and
         # StartOnCreation must be false): its EventBridge rule's state is what turns it on or off
         TriggerKind("event", "EVENT", starts_run=True, needs="watch", scheduler_source="event", glue_activated=False,
-                    run_properties=("event_files", "event_batch_id", "event_trigger"), airflow="asset"),
+                    run_properties=("event_files", "event_batch_id", "event_trigger"), airflow="asset",
+                    glue_start_rank=0),
     )
 }
 
@@ -277,6 +282,12 @@ class WorkflowGraph:
     def on_demand(self) -> list[Trigger]:
         return [t for t in self.triggers if t.type == "on_demand" and t.enabled]
 
+    def default_start(self) -> str:
+        """The start trigger a run starts from when none is named: the first enabled on-demand one, else the first
+        enabled start trigger ("" when there is none)."""
+        starters = self.starters(enabled_only=True)
+        return next((t.name for t in self.on_demand()), starters[0].name if starters else "")
+
     def scheduler_triggers(self) -> list[Trigger]:
         """The enabled triggers `etl scheduler` fires (scheduled and event triggers)."""
         return [t for t in self.triggers if t.enabled and kind_of(t).scheduler_source]
@@ -344,6 +355,44 @@ class WorkflowGraph:
                 out.append((i, (f"trigger '{t.name}' has only run-property conditions: Step Functions tests a "
                                "trigger when the nodes it watches have ended, and this one watches none; add the "
                                "condition on the job that writes the property (e.g. {job: J, state: SUCCEEDED})")))
+        return out
+
+    def glue_start(self) -> tuple[Trigger | None, list[Trigger]]:
+        """(the Glue workflow's start trigger, the other start triggers). AWS Glue gives a workflow one start trigger
+        ("each workflow has a start trigger": on demand, schedule or EventBridge event). When the YAML has several,
+        the event trigger is the one (its EventBridge rule notifies the workflow and Glue batches the events), else
+        the first schedule, else on demand; the others start the same nodes by Glue's StartWorkflowRun, which any
+        workflow accepts: an on-demand trigger is `aws glue start-workflow-run` itself, a further schedule an
+        EventBridge Scheduler schedule that calls it. `glue_problems` refuses what this cannot keep."""
+        starters = self.starters()
+        if not starters:
+            return None, []
+        primary = min(starters, key=lambda t: kind_of(t).glue_start_rank)  # min keeps the YAML's order on ties
+        return primary, [t for t in starters if t is not primary]
+
+    def glue_problems(self) -> list[tuple[int, str]]:
+        """What one Glue workflow cannot hold, as (trigger index, message): start triggers that start different
+        nodes (StartWorkflowRun runs the start trigger's actions), or a second event trigger."""
+        primary, others = self.glue_start()
+        if primary is None:
+            return []
+
+        def actions(t: Trigger) -> list[tuple[str, str, int | None]]:
+            return sorted((a.node, repr(sorted(a.arguments.items())), a.timeout_minutes) for a in t.actions)
+
+        out = []
+        for i, t in self.indexed:
+            if t not in others:
+                continue
+            if t.type == "event":
+                out.append((i, (f"trigger '{t.name}': a Glue workflow starts from one event trigger, and "
+                                f"'{primary.name}' is already it; put both watched folders under one trigger, split "
+                                "the workflow, or deploy with orchestrator: step_functions")))
+            elif actions(t) != actions(primary):
+                out.append((i, (f"trigger '{t.name}' starts other nodes than '{primary.name}': a Glue workflow has "
+                                f"one start trigger ('{primary.name}'; the others run as StartWorkflowRun, which "
+                                "starts its actions); give the start triggers the same actions, split the workflow, "
+                                "or deploy with orchestrator: step_functions")))
         return out
 
     def display_edges(self) -> list[tuple[str, str, str]]:

@@ -816,8 +816,9 @@ def check_workflow(loaded: LoadedWorkflow, project: Project | None) -> list[Conf
 
 
 def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project | None) -> list[ConfigError]:
-    """What the env's orchestrator cannot run: Glue Workflows cannot test run properties (conditions on data); Step
-    Functions cannot test a trigger that watches no node (`WorkflowGraph.sfn_problems`)."""
+    """What the env's orchestrator cannot run: Glue Workflows cannot test run properties (conditions on data) nor
+    start one workflow from different start triggers (`WorkflowGraph.glue_problems`); Step Functions cannot test a
+    trigger that watches no node (`WorkflowGraph.sfn_problems`)."""
     from etl_framework.workflow_graph import WorkflowGraph, is_property
 
     deploy = None
@@ -831,11 +832,15 @@ def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project |
     if deploy.orchestrator == "step_functions":
         return [doc.error(("triggers", i, "name"), f"{msg} (env {loaded.env}: deploy.orchestrator step_functions)")
                 for i, msg in WorkflowGraph(loaded.config).sfn_problems()]
-    return [doc.error(("triggers", i, "conditions", j, "property"), f"trigger '{t.name}': a condition on run property "
-                      f"'{c.property}' cannot be deployed to Glue Workflows (env {loaded.env}: deploy.orchestrator "
-                      "glue_workflows); it runs locally and on Step Functions: set deploy: {orchestrator: "
-                      "step_functions} in the env config", at_key=True)
-            for i, j, t, c in WorkflowGraph(loaded.config).each_condition() if is_property(c)]
+    graph = WorkflowGraph(loaded.config)
+    starts = [doc.error(("triggers", i, "name"), f"{msg} (env {loaded.env}: deploy.orchestrator glue_workflows)")
+              for i, msg in graph.glue_problems()]
+    return starts + [
+        doc.error(("triggers", i, "conditions", j, "property"), f"trigger '{t.name}': a condition on run property "
+                  f"'{c.property}' cannot be deployed to Glue Workflows (env {loaded.env}: deploy.orchestrator "
+                  "glue_workflows); it runs locally and on Step Functions: set deploy: {orchestrator: "
+                  "step_functions} in the env config", at_key=True)
+        for i, j, t, c in graph.each_condition() if is_property(c)]
 
 
 def _check_names(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:

@@ -343,6 +343,24 @@ class GlueRunSettings(Strict):
         "arguments the framework sets itself cannot be overridden")
     connections: list[str] | None = Field(
         None, description="Glue connections (VPC, subnet, security group) the job's workers use, jdbc or not")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="your tags (cost allocation, owner), on every resource deploy makes (env "
+        "`deploy:`) or on the job (`glue:`, added to the env's); the `etl:` tags that mark ownership are the "
+        "framework's")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if k.lower().startswith(("etl:", "aws:"))]
+        if bad:
+            raise ValueError(f"tags {', '.join(bad)}: keys starting with 'aws:' are AWS's and 'etl:' the framework's "
+                             "(they mark what --prune may delete)")
+        long = [k for k, x in v.items() if not 1 <= len(k) <= 128 or len(str(x)) > 256]
+        if long:
+            raise ValueError(f"tags {', '.join(long)}: AWS takes keys of 1-128 and values of up to 256 characters")
+        if len(v) > 47:
+            raise ValueError(f"{len(v)} tags: AWS takes 50 per resource, 3 of them the framework's ownership tags")
+        return v
 
     @field_validator("default_arguments")
     @classmethod

@@ -251,7 +251,7 @@ def state_machine(workflow: Any, jobs: dict[str, Any] | None = None, *, prefix: 
     ctx = {"jobs": jobs or {}, "prefix": prefix, "poll": max(1, int(poll_seconds))}
     waves, _ = graph.waves()
     starters = graph.starters(enabled_only=True)
-    default_trigger = next((t.name for t in starters if t.type == "on_demand"), starters[0].name if starters else "")
+    default_trigger = graph.default_start()
     bucket, _, key_root = properties_root.removeprefix("s3://").removeprefix("s3a://").partition("/")
     key_root = key_root.strip("/")
     key_root = (key_root + "/" if key_root else "") + graph.name

@@ -275,9 +275,11 @@ def crawler_policy(crawlers: list[tuple[str, str, str | None]], kms: bool) -> di
 
 
 def orchestrator_policy(jobs: list[str], crawlers: list[str], workflows: list[str], state_machines: list[str],
-                        runs_prefix: str | None, pass_roles: list[str], kms: bool) -> dict[str, Any]:
+                        runs_prefix: str | None, pass_roles: list[str], kms: bool,
+                        started_workflows: list[str] | None = None) -> dict[str, Any]:
     """What the orchestrator starts and polls: the project's jobs and crawlers, its workflows (EventBridge
-    notifyEvent), its state machines (schedules and rules start executions) and the run properties objects."""
+    notifyEvent; StartWorkflowRun by the schedules of workflows whose one Glue start trigger is another), its state
+    machines (schedules and rules start executions) and the run properties objects."""
     base = f"{ARN}:glue:{{region}}:{{account}}"
     st: list[dict[str, Any]] = []
     if jobs:
@@ -290,6 +292,9 @@ def orchestrator_policy(jobs: list[str], crawlers: list[str], workflows: list[st
     if workflows:
         st.append({"Sid": "Workflows", "Effect": "Allow", "Action": ["glue:NotifyEvent"],
                    "Resource": [f"{base}:workflow/{w}" for w in sorted(workflows)]})
+    if started_workflows:
+        st.append({"Sid": "StartWorkflows", "Effect": "Allow", "Action": ["glue:StartWorkflowRun"],
+                   "Resource": [f"{base}:workflow/{w}" for w in sorted(started_workflows)]})
     if state_machines:
         arns = [f"{ARN}:states:{{region}}:{{account}}:stateMachine:{m}" for m in sorted(state_machines)]
         st.append({"Sid": "StateMachines", "Effect": "Allow", "Action": ["states:StartExecution",

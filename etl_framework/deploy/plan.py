@@ -2,7 +2,8 @@
 
 Every resource is read back before anything is written, so a second deploy writes nothing and an interrupted
 deploy is completed by the next one (what was made is `unchanged`, the rest is created). Tags are part of the diff:
-a resource missing one of ours gets it (TagResource) on the next deploy, and a resource tagged as another
+a resource missing one of ours, or one of the user's `tags` (or holding another value), gets it (TagResource) on the
+next deploy (a tag removed from the YAML is left on the resource: others may tag it too), and a resource tagged as another
 project's or env's is never taken over. Resources with the name prefix that carry all three of our tags
 (`etl:managed-by=etl_framework`, `etl:project=PROJECT`, `etl:env=ENV`, each read back with GetTags, never trusted
 to a List* tag filter alone) and files under `<s3_prefix>/<project>/<env>/` that the project no longer defines are
@@ -15,6 +16,7 @@ against AWS the Update* APIs are used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -602,8 +604,16 @@ class Deployer:
                     machines.append(n)
         listed["state_machine"] = machines
         schedules = []
-        for g in {r.spec["GroupName"] for r in self.desired.of("schedule")} | {
-                r.name for r in self.desired.of("schedule_group")}:
+        groups = {r.spec["GroupName"] for r in self.desired.of("schedule")} | {
+            r.name for r in self.desired.of("schedule_group")}
+        from etl_framework.deploy.spec import schedule_group_name
+
+        own = schedule_group_name(d, self.desired.project, self.desired.env)
+        if own not in groups:  # no schedule wanted any more: the ones left in our (tagged) group are orphans
+            with contextlib.suppress(Exception):  # no such group: nothing of ours in it
+                if self.ours(self.tags_of("schedule_group", own)):
+                    groups.add(own)
+        for g in sorted(groups):
             try:
                 found = self.aws.scheduler.list_schedules(GroupName=g).get("Schedules", [])
             except Exception:  # noqa: BLE001 - a group not made yet holds nothing
@@ -694,7 +704,8 @@ class Deployer:
                 if owner:
                     taken.append(f"{res.kind} {res.name} belongs to {owner}")
                     continue
-                diff.update({TAGS + k: (tags.get(k), v) for k, v in self.desired.tags.items() if tags.get(k) != v})
+                diff.update({TAGS + k: (tags.get(k), v) for k, v in self.desired.tags_for(res).items()
+                             if tags.get(k) != v})
             if res.kind == "trigger" and trigger_active(actual) != res.enabled:
                 diff["State"] = (actual.get("State"), "ACTIVATED" if res.enabled else "DEACTIVATED")
             if not diff:
@@ -755,7 +766,7 @@ class Deployer:
             self.update(res, c)
 
     def create(self, res: Resource) -> None:
-        g, tags, what = self.aws.glue, self.desired.tags, f"{res.kind} {res.name}"
+        g, tags, what = self.aws.glue, self.desired.tags_for(res), f"{res.kind} {res.name}"
         spec = dict(res.spec)
         if res.kind == "event_rule":
             self._put_rule(res, create=True)
@@ -921,7 +932,7 @@ class Deployer:
         ev, what = self.aws.events, f"event rule {res.name}"
         kw = {k: res.spec[k] for k in ("Name", "EventPattern", "State", "Description")}
         if create:
-            kw["Tags"] = [{"Key": k, "Value": v} for k, v in self.desired.tags.items()]
+            kw["Tags"] = [{"Key": k, "Value": v} for k, v in self.desired.tags_for(res).items()]
         self.write("EventBridge PutRule", what, ev.put_rule, **kw)
         self.write("EventBridge PutTargets", what, ev.put_targets, Rule=res.name, Targets=res.spec["Targets"])
 

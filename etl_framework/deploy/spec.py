@@ -89,6 +89,7 @@ class Resource:
     spec: dict[str, Any]
     source: str = ""
     enabled: bool = True  # triggers: activated after creation (never for on-demand ones)
+    tags: dict[str, str] = field(default_factory=dict)  # the user's own tags of this resource (a job's `glue.tags`)
 
 
 @dataclass
@@ -104,6 +105,11 @@ class DesiredState:
     def tags(self) -> dict[str, str]:
         """What marks a resource as this project's in this env: `--prune` deletes nothing without all three."""
         return {MANAGED_TAG: MANAGED_VALUE, PROJECT_TAG: self.project, ENV_TAG: self.env}
+
+    def tags_for(self, res: Resource) -> dict[str, str]:
+        """Every tag a resource carries: the env's `deploy.tags`, the resource's own (a job's `glue.tags`), and the
+        three ownership tags, which nothing overrides."""
+        return {**self.deploy.tags, **res.tags, **self.tags}
 
     @property
     def s3_root(self) -> str:
@@ -352,6 +358,22 @@ def state_machine_specs(wf: WorkflowConfig, lw: Any, d: DeployConfig, group: str
     return out
 
 
+def start_run_schedule_spec(wf: WorkflowConfig, t: Trigger, d: DeployConfig, group: str) -> dict[str, Any]:
+    """A scheduled trigger of a Glue workflow whose one start trigger is another (`WorkflowGraph.glue_start`): an
+    EventBridge Scheduler schedule (Glue cron is EventBridge cron, in UTC) whose universal target calls Glue's
+    StartWorkflowRun with the run properties a Glue schedule would give (`scheduled_time`)."""
+    import json
+
+    return {
+        "Name": trigger_name(d.name_prefix, wf.workflow, t.name)[:64], "GroupName": group,
+        "ScheduleExpression": t.schedule, "ScheduleExpressionTimezone": "UTC", "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED" if t.enabled else "DISABLED",
+        "Description": f"etl_framework: trigger {t.name} of workflow {wf.workflow} (Glue StartWorkflowRun)",
+        "Target": {"Arn": "arn:{partition}:scheduler:::aws-sdk:glue:startWorkflowRun", "RoleArn": d.role,
+                   "Input": json.dumps({"Name": d.name_prefix + wf.workflow, "RunProperties": {
+                       "scheduled_time": "<aws.scheduler.scheduled-time>", "trigger": t.name}})}}
+
+
 def workflow_spec(wf: WorkflowConfig, d: DeployConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "Name": d.name_prefix + wf.workflow,
@@ -505,7 +527,7 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
                 from_job["number_of_workers"] = doc.pos(("glue", "number_of_workers"))
         errors += check_worker_settings(spec, jf, from_job, env_file, display_path(env_file))
         errors += check_paths(cfg, jf, (lambda p, doc=doc: doc.pos(p) if doc else (1, 1)))
-        resources.append(Resource("job", spec["Name"], spec, jf))
+        resources.append(Resource("job", spec["Name"], spec, jf, tags=dict(cfg.glue.tags) if cfg.glue else {}))
         for c in cfg.crawl:
             databases.setdefault(c.database, jf)
         if cfg.register:
@@ -537,7 +559,25 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
                 resources.append(Resource(kind, rname, spec, wfile, enabled=enabled))
             continue
         resources.append(Resource("workflow", d.name_prefix + wname, workflow_spec(wf, d), wfile))
+        graph = WorkflowGraph(wf)
+        for i, msg in graph.glue_problems():
+            line, col = lw.doc.pos(("triggers", i, "name")) if lw.doc else (1, 1)
+            errors.append(ConfigError(wfile, line, col, msg))
+        primary, by_start_run = graph.glue_start()
+        for t in by_start_run:
+            if kind_of(t).scheduler_source == "schedule":  # a further schedule: StartWorkflowRun on its cron
+                group = schedule_group_name(d, state.project, env)
+                resources.append(Resource("schedule_group", group, {"Name": group}, wfile))
+                spec = start_run_schedule_spec(wf, t, d, group)
+                resources.append(Resource("schedule", spec["Name"], spec, wfile, enabled=t.enabled))
+            else:
+                state.warnings.append(
+                    f"workflow {wname}: trigger {t.name} ({kind_of(t).describe(t, with_next=False)}) is not a Glue trigger: a Glue workflow has one "
+                    f"start trigger ({primary.name if primary else '-'}); start a run on demand with `aws glue "
+                    f"start-workflow-run --name {d.name_prefix + wname}`")
         for t, spec in trigger_specs(wf, d):
+            if t in by_start_run:
+                continue
             resources.append(Resource("trigger", spec["Name"], spec, wfile,
                                       enabled=t.enabled and kind_of(t).glue_activated))
             if kind_of(t).sfn_starter() == "event_rule" and t.watch:
@@ -656,7 +696,9 @@ def add_generated_roles(state: DesiredState, env_cfg: EnvConfig, jobs: dict[str,
             [r.spec["Targets"][0]["Arn"].rsplit("/", 1)[-1] for r in resources
              if r.kind == "event_rule" and ":workflow/" in r.spec["Targets"][0]["Arn"]],
             [r.spec["name"] for r in resources if r.kind == "state_machine"],
-            s3_join(state.s3_root, "runs") if sfn else None, [], bool(d.kms_key))
+            s3_join(state.s3_root, "runs") if sfn else None, [], bool(d.kms_key),
+            [json.loads(r.spec["Target"]["Input"])["Name"] for r in resources
+             if r.kind == "schedule" and r.spec["Target"]["Arn"].endswith(":glue:startWorkflowRun")])
         orch_role = iam.RolePlan(iam.role_name(d.name_prefix, project, env, "orchestrator"), "orchestrator",
                                  iam.trust_policy(iam.TRUST["orchestrator"]), policy)
     for r in resources:

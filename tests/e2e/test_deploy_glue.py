@@ -196,9 +196,25 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
     assert wf["MaxConcurrentRuns"] == wf_src["max_concurrent_runs"]
     assert wf["DefaultRunProperties"] == {k: str(v) for k, v in wf_src["run_properties"].items()}
 
-    # triggers, 1:1 with the YAML
+    # triggers, 1:1 with the YAML but for the start triggers: Glue gives a workflow one start trigger, the event
+    # trigger here; the schedule calls StartWorkflowRun through EventBridge Scheduler; on demand is StartWorkflowRun
     crawlers = set(wf_src["crawlers"])
+    starts = [t for t in wf_src["triggers"] if t["type"] != "conditional"]
+    assert [t["type"] for t in starts] == ["on_demand", "scheduled", "event"]
+    listed = set(g.list_triggers()["TriggerNames"])
+    assert f"{p}nightly_trips__start" not in listed and f"{p}nightly_trips__nightly" not in listed
+    sch = client("scheduler", cloud["url"]).get_schedule(Name=f"{p}nightly_trips__nightly",
+                                                         GroupName=f"{p}etl-nyc_trips-prod")
+    assert sch["ScheduleExpression"] == starts[1]["schedule"] and sch["ScheduleExpressionTimezone"] == "UTC"
+    assert sch["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:glue:startWorkflowRun"
+    assert json.loads(sch["Target"]["Input"]) == {
+        "Name": p + "nightly_trips",
+        "RunProperties": {"scheduled_time": "<aws.scheduler.scheduled-time>", "trigger": "nightly"}}
+    assert sch["Target"]["RoleArn"] == f"arn:aws:iam::123456789012:role/{ROLE_NAME}"
+    assert sch["State"] == "ENABLED"
     for t in wf_src["triggers"]:
+        if t["name"] in ("start", "nightly"):
+            continue
         got = g.get_trigger(Name=f"{p}nightly_trips__{t['name']}")["Trigger"]
         assert got["WorkflowName"] == p + "nightly_trips"
         assert got["Type"] == t["type"].upper()
@@ -251,7 +267,7 @@ def test_deploy_creates_every_resource_as_the_yaml_says(cloud: dict[str, Any]) -
     ours = {"etl:managed-by": "etl_framework", "etl:project": "nyc_trips", "etl:env": "prod"}
     arn = f"arn:aws:glue:{REGION}:123456789012"
     for kind, name in [("job", p + "trips_clean"), ("crawler", p + "raw_trips"), ("workflow", p + "nightly_trips"),
-                       ("trigger", f"{p}nightly_trips__start")]:
+                       ("trigger", f"{p}nightly_trips__after_crawl")]:
         assert g.get_tags(ResourceArn=f"{arn}:{kind}/{name}")["Tags"] == ours, (kind, name)
     ev = client("events", cloud["url"])
     rule_arn = ev.describe_rule(Name=f"{p}nightly_trips__on_new_files")["Arn"]
@@ -285,12 +301,26 @@ def test_the_glue_job_settings_people_set_are_deployed_and_read_back(cloud: dict
     conf = YAML().load(prod.read_text())
     conf["deploy"].update({"execution_class": "FLEX", "metrics": True, "spark_ui": True, "job_insights": True,
                            "spark_conf": {"spark.sql.shuffle.partitions": 64},
-                           "default_arguments": {"--enable-auto-scaling": "true"}})
+                           "default_arguments": {"--enable-auto-scaling": "true"},
+                           "tags": {"team": "data", "cost-center": "42"}})
     with prod.open("w") as f:
         YAML().dump(conf, f)
     job_file = cloud["root"] / "jobs" / "trip_stats.yaml"
-    job_file.write_text(job_file.read_text() + "glue: {execution_class: STANDARD, connections: [vpc-lake]}\n")
+    job_file.write_text(job_file.read_text() + "glue: {execution_class: STANDARD, connections: [vpc-lake], "
+                                               "tags: {team: marts, tier: gold}}\n")
     assert deploy(cloud).returncode == 0
+    # the user's tags on every resource, the job's own over the env's, beside the ownership tags
+    arn, p = f"arn:aws:glue:{REGION}:123456789012", cloud["prefix"]
+    ours = {"etl:managed-by": "etl_framework", "etl:project": "nyc_trips", "etl:env": "prod"}
+    assert cloud["glue"].get_tags(ResourceArn=f"{arn}:job/{p}trip_stats")["Tags"] == {
+        **ours, "team": "marts", "cost-center": "42", "tier": "gold"}
+    for kind, name in [("job", p + "trips_clean"), ("crawler", p + "raw_trips"), ("workflow", p + "nightly_trips"),
+                       ("trigger", f"{p}nightly_trips__after_crawl")]:
+        assert cloud["glue"].get_tags(ResourceArn=f"{arn}:{kind}/{name}")["Tags"] == {
+            **ours, "team": "data", "cost-center": "42"}, (kind, name)
+    ev = client("events", cloud["url"])
+    rule_arn = ev.describe_rule(Name=f"{p}nightly_trips__on_new_files")["Arn"]
+    assert {t["Key"]: t["Value"] for t in ev.list_tags_for_resource(ResourceARN=rule_arn)["Tags"]}["team"] == "data"
     s3uri = f"s3://{cloud['bucket']}/etl/nyc_trips/prod"
     job = cloud["glue"].get_job(JobName=cloud["prefix"] + "trips_clean")["Job"]
     args = job["DefaultArguments"]
@@ -303,6 +333,15 @@ def test_the_glue_job_settings_people_set_are_deployed_and_read_back(cloud: dict
     assert stats["ExecutionClass"] == "STANDARD" and stats["Connections"] == {"Connections": ["vpc-lake"]}
     again = deploy(cloud)
     assert again.returncode == 0 and "nothing to change" in again.stderr, again.stderr
+    # a changed tag value is an update by TagResource, nothing re-created
+    prod.write_text(prod.read_text().replace("cost-center: '42'", "cost-center: '43'").replace(
+        "cost-center: \"42\"", "cost-center: \"43\""))
+    cloud["rec"].start()
+    assert deploy(cloud).returncode == 0
+    writes = cloud["rec"].writes()
+    assert "Glue:TagResource" in writes and not [w for w in writes if any(
+        v in w for v in ("Create", "Delete", "Update", "Put"))], writes
+    assert cloud["glue"].get_tags(ResourceArn=f"{arn}:job/{p}trips_clean")["Tags"]["cost-center"] == "43"
 
 
 def test_dry_run_after_a_yaml_change_shows_exactly_that_change_and_changes_nothing(cloud: dict[str, Any]) -> None:
@@ -351,18 +390,23 @@ def test_orphans_are_listed_and_removed_only_with_prune(cloud: dict[str, Any]) -
     r = deploy(cloud, "--json")
     assert r.returncode == 0, r.stderr
     orphans = {(c["kind"], c["name"]) for c in json.loads(r.stdout)["changes"] if c["action"] == "orphan"}
+    # without the event trigger, the schedule is the Glue workflow's start trigger: its EventBridge Scheduler
+    # schedule (StartWorkflowRun) is an orphan, found in the project's own schedule group
     assert orphans == {("job", p + "zones_copy"), ("trigger", f"{p}nightly_trips__on_new_files"),
                        ("event_rule", f"{p}nightly_trips__on_new_files"),
+                       ("schedule", f"{p}etl-nyc_trips-prod/{p}nightly_trips__nightly"),
                        ("artifact", f"s3://{cloud['bucket']}/etl/nyc_trips/prod/project/jobs/zones_copy.yaml")}
     assert "--prune" in r.stderr
     assert p + "zones_copy" in g.list_jobs()["JobNames"]
 
-    r = deploy(cloud, "--prune", "--yes")  # 4 to delete, nothing to create: confirmed
+    r = deploy(cloud, "--prune", "--yes")  # 5 to delete, 1 to create (the nightly Glue trigger): confirmed
     assert r.returncode == 0, r.stderr
     names = g.list_jobs()["JobNames"]
     assert p + "zones_copy" not in names and p + "handmade" in names and p + "trips_clean" in names
     assert f"{p}nightly_trips__on_new_files" not in g.list_triggers()["TriggerNames"]
     assert not client("events", cloud["url"]).list_rules(NamePrefix=f"{p}nightly_trips__on_new")["Rules"]
+    assert g.get_trigger(Name=f"{p}nightly_trips__nightly")["Trigger"]["Type"] == "SCHEDULED"
+    assert not client("scheduler", cloud["url"]).list_schedules(GroupName=f"{p}etl-nyc_trips-prod")["Schedules"]
     assert "nothing to change" in deploy(cloud).stderr
 
 
@@ -568,6 +612,10 @@ def _footprint(cloud: dict[str, Any], jobs: list[str], crawler: str, workflow: s
             out[f"{kind} {p}{n}"] = (get[kind](p + n), g.get_tags(ResourceArn=f"{arn}:{kind}/{p}{n}")["Tags"])
     for rule in ev.list_rules(NamePrefix=f"{p}{workflow}__")["Rules"]:
         out[f"rule {rule['Name']}"] = rule
+    sch, group = client("scheduler", cloud["url"]), f"{p}etl-{s3_root.split('/')[1]}-prod"
+    for x in sch.list_schedules(GroupName=group)["Schedules"]:  # the schedules beside the Glue start trigger
+        got = sch.get_schedule(Name=x["Name"], GroupName=group)
+        out[f"schedule {x['Name']}"] = {k: v for k, v in got.items() if k != "ResponseMetadata"}
     objs = cloud["s3"].list_objects_v2(Bucket=cloud["bucket"], Prefix=s3_root).get("Contents", [])
     out["s3"] = {o["Key"]: (o["ETag"], o["LastModified"]) for o in objs}
     return out
@@ -590,9 +638,12 @@ def test_prune_in_one_project_leaves_another_projects_resources_alone(cloud: dic
     fleet_of = ([FLEET["trips_clean"], FLEET["zones_load"], FLEET["trip_stats"]], FLEET["raw_trips"],
                 FLEET["nightly_trips"], "etl/fleet/prod/")
     before = _footprint(cloud, *fleet_of)
-    assert len([k for k in before if k.startswith("trigger ")]) == 5 and len(before["s3"]) >= 8
+    # 5 triggers in the YAML: the event start trigger and the 2 conditional ones are Glue triggers, the schedule
+    # an EventBridge Scheduler schedule, on demand is StartWorkflowRun
+    assert len([k for k in before if k.startswith("trigger ")]) == 3 and len(before["s3"]) >= 8
     assert {"crawler " + p + "raw_fleet", "workflow " + p + "fleet_nightly",
-            f"trigger {p}fleet_nightly__after_curated", f"rule {p}fleet_nightly__on_new_files"} <= set(before)
+            f"trigger {p}fleet_nightly__after_curated", f"rule {p}fleet_nightly__on_new_files",
+            f"schedule {p}fleet_nightly__nightly"} <= set(before)
     ours_of = (["trips_clean", "zones_load", "trip_stats"], "raw_trips", "nightly_trips", "etl/nyc_trips/prod/")
     mine = _footprint(cloud, *ours_of)
 
@@ -653,19 +704,20 @@ def test_missing_tags_are_added_by_the_next_deploy(cloud: dict[str, Any]) -> Non
     assert deploy(cloud).returncode == 0
     arn = f"arn:aws:glue:{REGION}:123456789012"
     g.untag_resource(ResourceArn=f"{arn}:job/{p}zones_load", TagsToRemove=["etl:project"])  # as deployed before
-    g.untag_resource(ResourceArn=f"{arn}:trigger/{p}nightly_trips__start", TagsToRemove=["etl:project", "etl:env"])
+    g.untag_resource(ResourceArn=f"{arn}:trigger/{p}nightly_trips__after_crawl",
+                     TagsToRemove=["etl:project", "etl:env"])
 
     r = deploy(cloud, "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
     changed = {c["name"]: c.get("fields") for c in json.loads(r.stdout)["changes"] if c["action"] != "unchanged"}
     assert changed == {p + "zones_load": {"Tags.etl:project": {"from": None, "to": "nyc_trips"}},
-                       f"{p}nightly_trips__start": {"Tags.etl:env": {"from": None, "to": "prod"},
-                                                    "Tags.etl:project": {"from": None, "to": "nyc_trips"}}}
+                       f"{p}nightly_trips__after_crawl": {"Tags.etl:env": {"from": None, "to": "prod"},
+                                                          "Tags.etl:project": {"from": None, "to": "nyc_trips"}}}
     cloud["rec"].start()
     r = deploy(cloud)
     assert r.returncode == 0, r.stderr
     assert cloud["rec"].writes() == ["Glue:TagResource", "Glue:TagResource"]  # tagged, not re-created
-    assert g.get_tags(ResourceArn=f"{arn}:trigger/{p}nightly_trips__start")["Tags"]["etl:project"] == "nyc_trips"
+    assert g.get_tags(ResourceArn=f"{arn}:trigger/{p}nightly_trips__after_crawl")["Tags"]["etl:project"] == "nyc_trips"
     assert "nothing to change" in deploy(cloud).stderr
 
 

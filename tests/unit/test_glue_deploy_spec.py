@@ -247,3 +247,54 @@ def test_init_names_the_project_in_its_cloud_env(tmp_path: Path) -> None:
     create_project(tmp_path / "sales_etl")
     deploy = Project(tmp_path / "sales_etl").env_config("dev").deploy
     assert deploy is not None and deploy.project == "sales_etl"
+
+
+def test_a_glue_workflow_gets_one_start_trigger_and_the_others_start_runs() -> None:
+    """AWS Glue: "each workflow has a start trigger". The event trigger is it (Glue batches its events); a second
+    schedule calls StartWorkflowRun through EventBridge Scheduler; on demand is StartWorkflowRun itself."""
+    from etl_framework.deploy.spec import start_run_schedule_spec
+    from etl_framework.workflow_graph import WorkflowGraph
+
+    starts = [{"name": "go", "type": "on_demand", "actions": [{"crawler": "raw"}]},
+              {"name": "nightly", "type": "scheduled", "schedule": "cron(0 2 * * ? *)", "actions": [{"crawler": "raw"}]},
+              {"name": "files", "type": "event", "watch": {"path": "s3://d/in/"}, "actions": [{"crawler": "raw"}]}]
+    wf = WorkflowConfig.model_validate({"workflow": "wf", "jobs": {"a": "a.yaml"},
+                                        "crawlers": {"raw": {"path": "s3://d/raw/", "database": "raw"}},
+                                        "triggers": starts})
+    primary, others = WorkflowGraph(wf).glue_start()
+    assert primary is not None and primary.name == "files" and [t.name for t in others] == ["go", "nightly"]
+    assert WorkflowGraph(wf).glue_problems() == []
+    no_event = wf.model_copy(update={"triggers": wf.triggers[:2]})
+    primary, others = WorkflowGraph(no_event).glue_start()
+    assert primary is not None and primary.name == "nightly" and [t.name for t in others] == ["go"]
+    spec = start_run_schedule_spec(wf, wf.triggers[1], D, "p_etl-proj-prod")
+    assert spec["Target"]["Arn"] == "arn:{partition}:scheduler:::aws-sdk:glue:startWorkflowRun"
+    assert spec["ScheduleExpression"] == "cron(0 2 * * ? *)" and spec["GroupName"] == "p_etl-proj-prod"
+
+    # start triggers that start different nodes cannot share one Glue workflow: said, naming the trigger
+    other = WorkflowConfig.model_validate({**wf.model_dump(exclude_none=True), "triggers": [
+        starts[0], {**starts[1], "actions": [{"job": "a"}]}, starts[2],
+        {**starts[2], "name": "more_files", "watch": {"path": "s3://d/more/"}}]})
+    problems = dict(WorkflowGraph(other).glue_problems())
+    assert set(problems) == {1, 3}
+    assert "trigger 'nightly' starts other nodes than 'files'" in problems[1]
+    assert "orchestrator: step_functions" in problems[1]
+    assert "one event trigger" in problems[3]
+
+
+def test_user_tags_reach_every_resource_and_ownership_tags_cannot_be_overridden() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from etl_framework.deploy.spec import DesiredState, Resource
+
+    d = DeployConfig(s3_prefix="s3://b/etl", role="r", tags={"team": "data", "cost-center": "42"})
+    state = DesiredState(env="prod", deploy=d, project="proj")
+    job = Resource("job", "p_a", {}, tags={"team": "trips", "tier": "gold"})
+    assert state.tags_for(job) == {"team": "trips", "cost-center": "42", "tier": "gold",
+                                   "etl:managed-by": "etl_framework", "etl:project": "proj", "etl:env": "prod"}
+    assert state.tags_for(Resource("crawler", "p_c", {}))["team"] == "data"
+    for bad in ({"etl:project": "x"}, {"aws:cloudformation": "x"}, {"k" * 129: "v"},
+                {f"t{i}": "v" for i in range(48)}):
+        with pytest.raises(ValidationError):
+            DeployConfig(s3_prefix="s3://b/etl", role="r", tags=bad)

@@ -62,6 +62,19 @@ def test_parallel_branches_and_the_and_join() -> None:
                                  {"Variable": "$.nodes.c.state", "StringEquals": "SUCCEEDED"}], "Next": "d <- join"}
 
 
+def test_max_concurrent_runs_counts_running_executions_and_fails_beyond_it() -> None:
+    m = state_machine(wf([START]).model_copy(update={"max_concurrent_runs": 2}))
+    count = m["States"]["Count running executions"]
+    assert count["Resource"] == "arn:aws:states:::aws-sdk:sfn:listExecutions"
+    assert count["Parameters"] == {"stateMachineArn.$": "$$.StateMachine.Id", "statusFilter": "RUNNING"}
+    assert count["Next"] == "Within max_concurrent_runs?"
+    [over] = m["States"]["Within max_concurrent_runs?"]["Choices"]
+    assert over == {"Variable": "$.running.count", "NumericGreaterThan": 2, "Next": "ConcurrentRunsExceeded"}
+    assert m["States"]["ConcurrentRunsExceeded"]["Type"] == "Fail"
+    assert m["States"]["ConcurrentRunsExceeded"]["Error"] == "ConcurrentRunsExceeded"
+    assert "Count running executions" not in state_machine(wf([START]))["States"]  # no limit: no count
+
+
 def test_any_join_has_a_slot_after_each_watched_node() -> None:
     m = state_machine(wf([START, cond("next", [("a", "SUCCEEDED")], ["b"]),
                           cond("either", [("a", "FAILED"), ("b", "SUCCEEDED")], ["c"], logical="any")]))
