@@ -824,11 +824,16 @@ def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project |
     def t_name(i: int) -> str:
         return loaded.config.triggers[i].name
 
-    def job_file(job: str) -> str:
-        from etl_framework.config.project import display_path
-
+    def job_file(job: str) -> str:  # as the project's own CLI is given it (relative to the project)
         path = loaded.job_paths.get(job)
-        return str(display_path(path)) if path is not None else f"<{job}'s job file>"
+        if path is None:
+            return f"<{job}'s job file>"
+        if project is not None:
+            try:
+                return Path(path).resolve().relative_to(Path(project.root).resolve()).as_posix()
+            except ValueError:
+                pass
+        return str(path)
 
     deploy = None
     if project is not None:
