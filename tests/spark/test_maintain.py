@@ -262,5 +262,6 @@ def test_maintain_node_fails_clearly_when_a_running_job_holds_the_lock(spark: An
     rec = json.loads(out)
     m = next(n for n in rec["nodes"] if n["node"] == "maintain:small_files")
     assert rc == 1 and m["state"] == "FAILED" and m["attempts"] == 1
+    assert "maintain maintain:small_files FAILED" in err and "is being written" in err
     assert "small_files target" in m["error"] and "is being written: run jr_writer of small_files" in m["error"]
     assert "run `etl maintain` again when that run has finished" in m["error"]

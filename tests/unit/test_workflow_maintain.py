@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,46 @@ def test_airflow_export_runs_etl_maintain_locally_and_refuses_a_cloud_env(projec
     compile(text, "dag.py", "exec")
     with pytest.raises(ExportError, match="a maintain action cannot be exported for a cloud env"):
         plan_dag(loaded, Project(project), "prod", mode="glue")
+
+
+def test_engine_maintain_node_options_result_timeout_and_resume(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the engine a maintain node is a node like the others: its action's options reach the executor, its result
+    is in the record, a timeout is TIMEOUT (not retried) and a condition can watch it; resume re-runs it."""
+    from etl_framework.engine.workflow import NodeOutcome
+    from etl_framework.state.workflows import WorkflowStore
+    from tests.unit.test_workflow_fakes import FakeExecutor, run_engine, workflow
+
+    monkeypatch.setenv("ETL_MINUTE_SECONDS", "0.3")
+    cfg = workflow([
+        {"name": "start", "type": "on_demand", "actions": [{"job": "a"}]},
+        {"name": "m", "type": "conditional", "conditions": [{"job": "a", "state": "SUCCEEDED"}],
+         "actions": [{"maintain": "a", "zorder": ["id"], "timeout_minutes": 1}]},
+        {"name": "late", "type": "conditional", "conditions": [{"maintain": "a", "state": "TIMEOUT"}],
+         "actions": [{"job": "b"}]},
+    ], ["a", "b"])
+    store = WorkflowStore(tmp_path / "state.db")
+    try:
+        ex = FakeExecutor({"maintain:a": [("hang",)]})
+        res = run_engine(cfg, store, ex).start()
+        assert res.nodes == {"a": "SUCCEEDED", "b": "SUCCEEDED", "maintain:a": "TIMEOUT"}
+        assert ex.attempts("maintain:a") == 1 and "maintain:a" in ex.cancelled
+        task = next(t for t in ex.tasks if t.node == "maintain:a")
+        assert task.kind == "maintain" and task.arguments == {"zorder": ["id"]}
+
+        class Done(FakeExecutor):
+            def run(self, task: Any) -> NodeOutcome:
+                out = super().run(task)
+                if task.kind == "maintain":
+                    return NodeOutcome("SUCCEEDED", result={"job": "a", "tables": [
+                        {"table": "a target", "files_before": 4, "files_after": 1, "rows": 8}]}, summary="4 -> 1")
+                return out
+
+        again = run_engine(cfg, store, Done()).resume(res.run_id)
+        rec = store.get_run(again.run_id)
+        m = next(n for n in rec["nodes"] if n["node"] == "maintain:a")
+        assert m["state"] == "SUCCEEDED" and m["copied_from"] is None
+        assert m["result"]["tables"][0]["files_after"] == 1 and m["arguments"] == {"zorder": ["id"]}
+        assert next(n for n in rec["nodes"] if n["node"] == "a")["copied_from"] == res.run_id
+    finally:
+        store.close()
