@@ -38,6 +38,16 @@ def _kind(workflow: WorkflowConfig, node: str) -> str:
     return WorkflowGraph(workflow).kind(node)
 
 
+def _show(workflow: WorkflowConfig, node: str) -> str:
+    """`job load`, `crawler raw`; a maintain node is its own name (`maintain:load`)."""
+    kind = _kind(workflow, node)
+    return node if kind == "maintain" else f"{kind} {node}"
+
+
+def _prefix(workflow: WorkflowConfig, node: str) -> str:
+    return {"crawler": "c", "maintain": "m"}.get(_kind(workflow, node), "j")
+
+
 def levels(workflow: WorkflowConfig) -> list[list[str]]:
     """Nodes in the order they can run (`WorkflowGraph.levels`)."""
     return WorkflowGraph(workflow).levels()
@@ -69,15 +79,15 @@ def render_text(workflow: WorkflowConfig, states: dict[str, str] | None = None,
         lines.append(f"  {t.name}{off}: {_describe_trigger(t, now)}")
         for a in t.actions:
             state = f"  [{states[a.node]}]" if a.node in states else ""
-            lines.append(f"    -> {_kind(workflow, a.node)} {a.node}{_args(a.arguments)}{state}")
+            lines.append(f"    -> {_show(workflow, a.node)}{_args(a.arguments or a.maintain_options())}{state}")
     lines.append("")
     lines.append("run order:")
     for i, group in enumerate(levels(workflow), start=1):
         nodes = ", ".join(
-            f"{_kind(workflow, n)} {n}" + (f" [{states[n]}]" if n in states else "") for n in group
+            _show(workflow, n) + (f" [{states[n]}]" if n in states else "") for n in group
         )
         lines.append(f"  {i}. {nodes}")
-    never = sorted((set(workflow.jobs) | set(workflow.crawlers)) - {n for g in levels(workflow) for n in g})
+    never = sorted(set(WorkflowGraph(workflow).nodes) - {n for g in levels(workflow) for n in g})
     if never:
         lines.append(f"  never started: {', '.join(never)}")
     return "\n".join(lines) + "\n"
@@ -97,23 +107,26 @@ def render_mermaid(workflow: WorkflowConfig, states: dict[str, str] | None = Non
     for name in workflow.jobs:
         label = name + (f"<br/>{states[name]}" if name in states else "")
         out.append(f'  {_mid(name, "j")}["job: {label}"]')
+    for name, job in graph.maintain_nodes().items():
+        label = job + (f"<br/>{states[name]}" if name in states else "")
+        out.append(f'  {_mid(name, "m")}[["maintain: {label}"]]')
     for t in workflow.triggers:
         tid = _mid(t.name, "t")
         desc = kind_of(t).label(t).replace('"', "'")
         out.append(f'  {tid}{{{{"{t.name}: {desc}"}}}}')
         for c in graph.node_conditions(t):
-            src = _mid(c.node, "c" if _kind(workflow, c.node) == "crawler" else "j")
+            src = _mid(c.node, _prefix(workflow, c.node))
             out.append(f"  {src} -- {c.state} --> {tid}")
         for a in t.actions:
-            dst = _mid(a.node, "c" if _kind(workflow, a.node) == "crawler" else "j")
-            label = _args(a.arguments).strip(" ()").replace('"', "'")
+            dst = _mid(a.node, _prefix(workflow, a.node))
+            label = _args(a.arguments or a.maintain_options()).strip(" ()").replace('"', "'")
             out.append(f'  {tid} -- "{label}" --> {dst}' if label else f"  {tid} --> {dst}")
     used = sorted({s for s in states.values() if s in STATE_COLORS})
     for s in used:
         out.append(f"  classDef {s.lower()} fill:{STATE_COLORS[s]}")
     for node, s in states.items():
-        if s in STATE_COLORS and (node in workflow.jobs or node in workflow.crawlers):
-            out.append(f"  class {_mid(node, 'c' if _kind(workflow, node) == 'crawler' else 'j')} {s.lower()}")
+        if s in STATE_COLORS and node in graph.nodes:
+            out.append(f"  class {_mid(node, _prefix(workflow, node))} {s.lower()}")
     return "\n".join(out) + "\n"
 
 
@@ -125,10 +138,11 @@ def render_dot(workflow: WorkflowConfig, states: dict[str, str] | None = None) -
     states = states or {}
     graph = WorkflowGraph(workflow)
     out = [f"digraph {_dq(workflow.workflow)} {{", "  rankdir=LR;", '  node [fontname="Helvetica"];']
-    for name in list(workflow.crawlers) + list(workflow.jobs):
+    for name in list(workflow.crawlers) + list(workflow.jobs) + list(graph.maintain_nodes()):
         kind = _kind(workflow, name)
-        attrs = [f"label={_dq(f'{kind}: {name}' + (chr(10) + states[name] if name in states else ''))}",
-                 "shape=" + ("cylinder" if kind == "crawler" else "box")]
+        shown = name if kind == "maintain" else f"{kind}: {name}"
+        attrs = [f"label={_dq(shown + (chr(10) + states[name] if name in states else ''))}",
+                 "shape=" + {"crawler": "cylinder", "maintain": "component"}.get(kind, "box")]
         if states.get(name) in STATE_COLORS:
             attrs += ["style=filled", f"fillcolor={_dq(STATE_COLORS[states[name]])}"]
         out.append(f"  {_dq(kind + ':' + name)} [{', '.join(attrs)}];")
@@ -140,7 +154,7 @@ def render_dot(workflow: WorkflowConfig, states: dict[str, str] | None = None) -
             out.append(f"  {_dq(_kind(workflow, c.node) + ':' + c.node)} -> {_dq('trigger:' + t.name)} "
                        f"[label={_dq(c.state)}];")
         for a in t.actions:
-            label = _args(a.arguments).strip(" ()")
+            label = _args(a.arguments or a.maintain_options()).strip(" ()")
             attr = f" [label={_dq(label)}]" if label else ""
             out.append(f"  {_dq('trigger:' + t.name)} -> {_dq(_kind(workflow, a.node) + ':' + a.node)}{attr};")
     out.append("}")

@@ -28,6 +28,17 @@ if TYPE_CHECKING:
 
 OPS = (">=", ">", "<=", "<", "==", "!=")
 NUMERIC_OPS = (">=", ">", "<=", "<")
+MAINTAIN_PREFIX = "maintain:"  # a maintain node's name: `maintain:JOB` (':' is in no job or crawler name)
+
+
+def maintain_node(job: str) -> str:
+    """The node of a `maintain: JOB` action (and of `{maintain: JOB, state: ...}` conditions)."""
+    return MAINTAIN_PREFIX + job
+
+
+def maintained_job(node: str) -> str | None:
+    """The job whose tables a maintain node maintains; None for a job or crawler node."""
+    return node[len(MAINTAIN_PREFIX):] if node.startswith(MAINTAIN_PREFIX) else None
 
 
 # ------------------------------------------------------------------------------------------------ trigger kinds
@@ -263,10 +274,23 @@ class WorkflowGraph:
         self.indexed: list[tuple[int, Trigger]] = [(i, t) for i, t in enumerate(config.triggers) if t is not None]
         self.triggers: list[Trigger] = [t for _, t in self.indexed]
         self.nodes: dict[str, str] = {**{n: "job" for n in config.jobs}, **{n: "crawler" for n in config.crawlers}}
+        # maintain nodes exist through the actions that start them (`maintain: JOB` -> node `maintain:JOB`)
+        self.nodes.update({a.node: "maintain" for t in self.triggers for a in t.actions if a.maintain})
 
     # -- nodes and triggers --------------------------------------------------------------------------------
     def kind(self, node: str) -> str:
-        return "crawler" if node in self.config.crawlers else "job"
+        """"job", "crawler" or "maintain" (the maintenance of a job's tables)."""
+        if node in self.config.crawlers:
+            return "crawler"
+        return "maintain" if maintained_job(node) is not None else "job"
+
+    def maintain_nodes(self) -> dict[str, str]:
+        """maintain node -> the job whose tables it maintains."""
+        return {n: maintained_job(n) or "" for n, k in self.nodes.items() if k == "maintain"}
+
+    def maintain_actions(self) -> list[tuple[int, int, Any]]:
+        """(trigger index, action index, action) of every maintain action."""
+        return [(i, j, a) for i, t in self.indexed for j, a in enumerate(t.actions) if a.maintain]
 
     def trigger(self, name: str) -> Trigger | None:
         return next((t for t in self.triggers if t.name == name), None)
@@ -619,6 +643,7 @@ def layered(nodes: list[str], edges: Iterable[tuple[str, str]]) -> list[list[str
 
 
 __all__ = [
-    "OPS", "TRIGGER_KINDS", "Cycle", "Edge", "Reach", "TriggerKind", "Verdict", "WorkflowGraph", "as_number",
-    "compare", "describe_condition", "is_property", "kind_of", "layered", "run_properties_of",
+    "MAINTAIN_PREFIX", "OPS", "TRIGGER_KINDS", "Cycle", "Edge", "Reach", "TriggerKind", "Verdict", "WorkflowGraph",
+    "as_number", "compare", "describe_condition", "is_property", "kind_of", "layered", "maintain_node",
+    "maintained_job", "run_properties_of",
 ]

@@ -198,6 +198,10 @@ def render_status(run: dict[str, Any]) -> str:
         note = n.get("job_run_id") or ""
         if n.get("copied_from"):
             note = (note + " " if note else "") + f"(copied from {n['copied_from']})"
+        if n.get("result"):  # a maintain node: what it did
+            from etl_framework.report.model import maintain_summary
+
+            note = (note + " " if note else "") + maintain_summary(n["result"])
         if n.get("error") and n["state"] not in ("SUCCEEDED", None):
             first = n["error"].strip().splitlines()[0]
             note = (note + " " if note else "") + first[:200]

@@ -816,10 +816,25 @@ def check_workflow(loaded: LoadedWorkflow, project: Project | None) -> list[Conf
 
 
 def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project | None) -> list[ConfigError]:
-    """What the env's orchestrator cannot run: Glue Workflows cannot test run properties (conditions on data) nor
-    start one workflow from different start triggers (`WorkflowGraph.glue_problems`); Step Functions cannot test a
-    trigger that watches no node (`WorkflowGraph.sfn_problems`)."""
+    """What the env's orchestrator cannot run: neither runs a `maintain:` action (table maintenance runs in the local
+    engine); Glue Workflows cannot test run properties (conditions on data) nor start one workflow from different
+    start triggers (`WorkflowGraph.glue_problems`); Step Functions cannot test a trigger that watches no node
+    (`WorkflowGraph.sfn_problems`)."""
     from etl_framework.workflow_graph import WorkflowGraph, is_property
+
+    def t_name(i: int) -> str:
+        return loaded.config.triggers[i].name
+
+    def job_file(job: str) -> str:  # as the project's own CLI is given it (relative to the project)
+        path = loaded.job_paths.get(job)
+        if path is None:
+            return f"<{job}'s job file>"
+        if project is not None:
+            try:
+                return Path(path).resolve().relative_to(Path(project.root).resolve()).as_posix()
+            except ValueError:
+                pass
+        return str(path)
 
     deploy = None
     if project is not None:
@@ -829,13 +844,20 @@ def _check_orchestrator(loaded: LoadedWorkflow, doc: YamlDoc, project: Project |
             deploy = None
     if deploy is None:
         return []
-    if deploy.orchestrator == "step_functions":
-        return [doc.error(("triggers", i, "name"), f"{msg} (env {loaded.env}: deploy.orchestrator step_functions)")
-                for i, msg in WorkflowGraph(loaded.config).sfn_problems()]
     graph = WorkflowGraph(loaded.config)
+    maintain = [doc.error(("triggers", i, "actions", j, "maintain"), f"trigger '{t_name(i)}': a maintain action "
+                          f"cannot be deployed (env {loaded.env}: deploy.orchestrator {deploy.orchestrator}): "
+                          "maintain actions run in the local engine and the scheduler (`etl workflow run`, "
+                          "`etl scheduler`); on AWS run `etl maintain "
+                          f"{job_file(a.maintain)} --env {loaded.env}` from a machine or scheduled task that reaches "
+                          "the tables, and drop the action from this workflow", at_key=True)
+                for i, j, a in graph.maintain_actions()]
+    if deploy.orchestrator == "step_functions":
+        return maintain + [doc.error(("triggers", i, "name"), f"{msg} (env {loaded.env}: deploy.orchestrator "
+                                     "step_functions)") for i, msg in graph.sfn_problems()]
     starts = [doc.error(("triggers", i, "name"), f"{msg} (env {loaded.env}: deploy.orchestrator glue_workflows)")
               for i, msg in graph.glue_problems()]
-    return starts + [
+    return maintain + starts + [
         doc.error(("triggers", i, "conditions", j, "property"), f"trigger '{t.name}': a condition on run property "
                   f"'{c.property}' cannot be deployed to Glue Workflows (env {loaded.env}: deploy.orchestrator "
                   "glue_workflows); it runs locally and on Step Functions: set deploy: {orchestrator: "
@@ -866,7 +888,20 @@ def _check_names(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
     return errors
 
 
-def _node_error(cfg: Any, doc: YamlDoc, path: tuple, job: str | None, crawler: str | None) -> ConfigError | None:
+def _node_error(cfg: Any, doc: YamlDoc, path: tuple, job: str | None, crawler: str | None,
+                maintain: str | None = None, maintained: set[str] | None = None) -> ConfigError | None:
+    if maintain:
+        if maintain in cfg.crawlers:
+            return doc.error(path + ("maintain",), f"'{maintain}' is a crawler: 'maintain' names a job of this "
+                             "workflow, whose tables it maintains")
+        if maintain not in cfg.jobs:
+            return doc.error(path + ("maintain",), f"unknown job '{maintain}': 'maintain' names a job under 'jobs:' "
+                             f"of this workflow (jobs: {', '.join(cfg.jobs) or 'none'})"
+                             + suggest(maintain, list(cfg.jobs)))
+        if maintained is not None and maintain not in maintained:
+            return doc.error(path + ("maintain",), f"no trigger maintains '{maintain}': a maintain condition watches "
+                             f"a `maintain: {maintain}` action of this workflow")
+        return None
     if job:
         if job in cfg.jobs:
             return None
@@ -891,6 +926,7 @@ def _check_triggers(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
     cfg = loaded.config
     errors: list[ConfigError] = []
     graph = WorkflowGraph(cfg)
+    maintained = {j for j in graph.maintain_nodes().values()}
     for i, t in graph.indexed:
         for where, msg, offset in kind_of(t).check(t):
             line, col = doc.scalar_pos(("triggers", i) + where, offset)
@@ -902,10 +938,13 @@ def _check_triggers(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
                 errors.append(doc.error(path + ("value",), f"trigger '{t.name}': '{c.op}' compares numbers, "
                                         f"but value {c.value!r} is not a number"))
             continue
-        err = _node_error(cfg, doc, path, c.job, c.crawler)
+        err = _node_error(cfg, doc, path, c.job, c.crawler, c.maintain, maintained)
         if err:
             errors.append(err)
             continue
+        if c.maintain and c.state not in JOB_STATES:
+            errors.append(doc.error(path + ("state",), f"a condition on maintain '{c.maintain}' cannot watch state "
+                                    f"{c.state}: a maintain node ends {', '.join(JOB_STATES)}, as a job"))
         if c.job and c.state not in JOB_STATES:
             errors.append(doc.error(path + ("state",), f"a condition on job '{c.job}' cannot watch state "
                                     f"{c.state}: Glue watches jobs for {', '.join(JOB_STATES)}"))
@@ -917,7 +956,7 @@ def _check_triggers(loaded: LoadedWorkflow, doc: YamlDoc) -> list[ConfigError]:
         seen_nodes: set[str] = set()
         for j, a in enumerate(t.actions):
             path = base + ("actions", j)
-            err = _node_error(cfg, doc, path, a.job, a.crawler)
+            err = _node_error(cfg, doc, path, a.job, a.crawler, a.maintain)
             if err:
                 errors.append(err)
                 continue

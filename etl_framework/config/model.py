@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from etl_framework.workflow_graph import maintain_node
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -29,6 +31,7 @@ SchemaChange = Literal["log", "update", "fail"]
 JobState = Literal["SUCCEEDED", "STOPPED", "FAILED", "TIMEOUT"]
 CrawlerState = Literal["SUCCEEDED", "FAILED", "CANCELLED"]
 NodeState = Literal["SUCCEEDED", "STOPPED", "FAILED", "TIMEOUT", "CANCELLED"]
+MIN_RETAIN_HOURS = 168  # tables.base.DEFAULT_RETAIN_HOURS: `etl maintain --retain-hours` and `maintain:` actions
 
 
 class Strict(BaseModel):
@@ -428,31 +431,67 @@ class WorkflowCrawler(Strict):
 
 
 class Action(Strict):
+    """What a trigger starts: a job, a crawler, or the maintenance of a job's tables (`maintain: JOB`, as
+    `etl maintain JOB`: its target, quarantine and bad-records tables; run by the local engine, node
+    `maintain:JOB`)."""
+
     job: str | None = None
     crawler: str | None = None
+    maintain: str | None = Field(None, description="a job of this workflow whose tables to compact and clean up "
+                                 "(target, quarantine, bad records), as `etl maintain`; local engine only")
     arguments: dict[str, Any] = Field(default_factory=dict, description="override job params")
     timeout_minutes: int | None = Field(None, ge=1)
+    zorder: list[str] = Field(default_factory=list, description="maintain actions: Z-order by these columns "
+                              "(Delta, Iceberg)")
+    retain_hours: float | None = Field(None, description="maintain actions: keep files replaced less than this "
+                                       "long ago (default and minimum 168; raised to cover the oldest running job)")
+
+    @field_validator("retain_hours")
+    @classmethod
+    def _retention(cls, v: float | None) -> float | None:
+        if v is not None and v < MIN_RETAIN_HOURS:
+            raise ValueError(f"retain_hours {v:g}: files replaced less than {MIN_RETAIN_HOURS} hours ago may still "
+                             f"be read (a reader of an older version, a job that began before); give "
+                             f"{MIN_RETAIN_HOURS} or more")
+        return v
 
     @model_validator(mode="after")
     def _one(self) -> Action:
-        if bool(self.job) == bool(self.crawler):
-            raise ValueError("an action names exactly one of 'job' or 'crawler'")
-        if self.crawler and self.arguments:
+        if sum(bool(x) for x in (self.job, self.crawler, self.maintain)) != 1:
+            raise ValueError("an action names exactly one of 'job', 'crawler' or 'maintain'")
+        if not self.job and self.arguments:
             raise ValueError("'arguments' are only for job actions")
+        if not self.maintain and (self.zorder or self.retain_hours is not None):
+            raise ValueError("'zorder' and 'retain_hours' are only for maintain actions")
         return self
 
     @property
     def node(self) -> str:
-        return self.job or self.crawler or ""
+        return maintain_node(self.maintain) if self.maintain else self.job or self.crawler or ""
+
+    @property
+    def kind(self) -> str:
+        return "maintain" if self.maintain else "crawler" if self.crawler else "job"
+
+    def maintain_options(self) -> dict[str, Any]:
+        """A maintain action's options as its node's arguments (what the run record shows)."""
+        out: dict[str, Any] = {}
+        if self.zorder:
+            out["zorder"] = list(self.zorder)
+        if self.retain_hours is not None:
+            out["retain_hours"] = self.retain_hours
+        return out
 
 
 class Condition(Strict):
-    """A node's end state (Glue's Condition: `{job: J, state: SUCCEEDED}`), or, beyond Glue, a run property a job
-    wrote (`{property: auc, op: ">=", value: 0.8}`; run locally and on Step Functions, refused for Glue Workflows)."""
+    """A node's end state (Glue's Condition: `{job: J, state: SUCCEEDED}`; `{maintain: J, state: SUCCEEDED}` watches
+    the maintenance of job J's tables), or, beyond Glue, a run property a job wrote (`{property: auc, op: ">=",
+    value: 0.8}`; run locally and on Step Functions, refused for Glue Workflows)."""
 
     job: str | None = None
     crawler: str | None = None
-    state: NodeState | None = Field(None, description="the node's end state (job and crawler conditions)")
+    maintain: str | None = Field(None, description="the maintenance of this job's tables (a `maintain:` action)")
+    state: NodeState | None = Field(None, description="the node's end state (job, crawler and maintain conditions)")
     property: str | None = Field(
         None, pattern=IDENT_PATTERN,
         description="a run property (written by a job of the run, or given at start), compared with 'value'")
@@ -462,24 +501,24 @@ class Condition(Strict):
 
     @model_validator(mode="after")
     def _one(self) -> Condition:
-        if sum(bool(x) for x in (self.job, self.crawler, self.property)) != 1:
-            raise ValueError("a condition names exactly one of 'job', 'crawler' or 'property'")
+        if sum(bool(x) for x in (self.job, self.crawler, self.maintain, self.property)) != 1:
+            raise ValueError("a condition names exactly one of 'job', 'crawler', 'maintain' or 'property'")
         if self.property:
             if self.state:
-                raise ValueError("'state' is for job and crawler conditions; a property condition has 'op' and "
-                                 "'value'")
+                raise ValueError("'state' is for job, crawler and maintain conditions; a property condition has "
+                                 "'op' and 'value'")
             if self.op is None or self.value is None:
                 raise ValueError("a property condition needs 'op' (>=, >, <=, <, ==, !=) and 'value'")
         else:
             if self.state is None:
-                raise ValueError("a job or crawler condition needs 'state'")
+                raise ValueError("a job, crawler or maintain condition needs 'state'")
             if self.op is not None or self.value is not None:
                 raise ValueError("'op' and 'value' are only for property conditions")
         return self
 
     @builtins.property  # the field `property` shadows the builtin in this class body
     def node(self) -> str:
-        return self.job or self.crawler or ""
+        return maintain_node(self.maintain) if self.maintain else self.job or self.crawler or ""
 
 
 class Watch(Strict):

@@ -245,6 +245,9 @@ def state_machine(workflow: Any, jobs: dict[str, Any] | None = None, *, prefix: 
     graph = WorkflowGraph(workflow)
     if graph.cycles():
         raise AslError(f"workflow {graph.name} has a cycle: a state machine (like a Glue workflow) is acyclic")
+    if graph.maintain_nodes():
+        raise AslError(f"workflow {graph.name}: {', '.join(graph.maintain_nodes())}: maintain actions run in the local "
+                       "engine and the scheduler, not in a state machine; on AWS run `etl maintain` on its own")
     problems = graph.sfn_problems()
     if problems:
         raise AslError(f"workflow {graph.name}: " + "; ".join(msg for _, msg in problems))

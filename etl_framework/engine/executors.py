@@ -7,7 +7,9 @@
   (`--JOB_NAME --JOB_RUN_ID --job_config --env --WORKFLOW_NAME --WORKFLOW_RUN_ID --<param> <value>`), isolated as
   on Glue; a timeout kills its process group. Its output goes to `<state dir>/logs/<run id>/<node>.<attempt>.log`.
 
-Crawlers run in-process in both (they are pure Python and light). Both load the job config at STARTING: a job
+Crawlers run in-process in both (they are pure Python and light); so do maintain nodes (`maintain: JOB`:
+`engine.maintain.maintain_tables` on the job's tables, with the inline executor's shared SparkSession, or one made in
+this process for the subprocess executor; a timeout cancels its Spark job group). Both load the job config at STARTING: a job
 whose config does not load at run time (a deleted file, a bad param, an unknown `${run.X}`) is ERROR, not FAILED.
 """
 
@@ -47,6 +49,62 @@ class _Base:
         self.project, self.env = project, env
         self.env_config = project.env_config(env)
         self.progress = progress or (lambda _m: None)
+        self._spark: Any = None
+        self._spark_lock = threading.Lock()
+
+    def spark(self) -> Any:
+        """This process's SparkSession, made on first use (a crawler-only run starts no JVM)."""
+        with self._spark_lock:
+            if self._spark is None:
+                from etl_framework.runtime.spark import get_spark
+
+                self._spark = get_spark(self.project.root, self.env_config.spark)
+            return self._spark
+
+    # -------------------------------------------------------------------------------------- maintain nodes
+
+    def run_maintain(self, task: NodeTask) -> NodeOutcome:
+        """`maintain: JOB`: the job's existing tables through `engine.maintain` (a table not written yet is nothing
+        to maintain); a held write lock or a Spark error is FAILED with the table named, not retried."""
+        from etl_framework.engine.maintain import job_targets, maintain_tables
+        from etl_framework.errors import JobFailed
+
+        path = task.spec.job_path
+        if path is None or not Path(path).is_file():
+            return NodeOutcome("ERROR", f"{task.node}: job file {path} does not exist", retryable=False)
+        task.on_running(None)
+        try:
+            job, targets = job_targets(Path(path), self.project, self.env)
+        except ConfigErrors as e:
+            return NodeOutcome("ERROR", f"{task.node} cannot start, the job's config is invalid:\n{e}",
+                               retryable=False)
+        if not targets:
+            note = f"nothing to maintain: no table of job {job} is written yet"
+            self.progress(f"{task.node}: {note}")
+            return NodeOutcome("SUCCEEDED", result={"job": job, "tables": [], "note": note}, summary=note)
+        try:
+            spark = self.spark()
+        except EtlError as e:
+            return NodeOutcome("ERROR", f"{task.node} cannot start: {e}", retryable=False)
+        sc = spark.sparkContext
+        sc.setJobGroup(task.group_id, f"workflow {task.workflow} run {task.run_id} {task.node}", True)
+        opts = task.arguments
+        try:
+            results = maintain_tables(targets, project=self.project, env=self.env, zorder=opts.get("zorder"),
+                                      retain_hours=opts.get("retain_hours"), spark=spark, log=self.progress, job=job)
+        except JobFailed as e:
+            if task.cancelled.is_set():
+                return NodeOutcome("STOPPED", str(e), retryable=False)
+            return NodeOutcome("FAILED", str(e), retryable=False)
+        finally:
+            try:
+                sc.setLocalProperty("spark.jobGroup.id", None)
+            except Exception:  # noqa: BLE001, S110 - the session may be gone at shutdown
+                pass
+        tables = [{"table": t.label, **r.metrics()} for t, r in zip(targets, results, strict=True)]
+        summary = "; ".join(f"{t['table']}: files {t.get('files_before')} -> {t.get('files_after')}"
+                            for t in tables)
+        return NodeOutcome("SUCCEEDED", result={"job": job, "tables": tables}, summary=summary)
 
     # -------------------------------------------------------------------------------------------- crawlers
 
@@ -95,6 +153,8 @@ class _Base:
     def run(self, task: NodeTask) -> NodeOutcome:
         if task.kind == "crawler":
             return self.run_crawler(task)
+        if task.kind == "maintain":
+            return self.run_maintain(task)
         bad = self.preload(task)
         if bad is not None:
             return bad
@@ -128,17 +188,7 @@ class InlineExecutor(_Base):
 
     def __init__(self, project: Any, env: str = "local", *, job_runner: Any = None, progress: Any = None) -> None:
         super().__init__(project, env, progress=progress)
-        self._spark: Any = None
-        self._lock = threading.Lock()
         self.job_runner = job_runner
-
-    def spark(self) -> Any:
-        with self._lock:
-            if self._spark is None:
-                from etl_framework.runtime.spark import get_spark
-
-                self._spark = get_spark(self.project.root, self.env_config.spark)
-            return self._spark
 
     def run_job(self, task: NodeTask) -> NodeOutcome:
         runner = self.job_runner
@@ -176,7 +226,7 @@ class InlineExecutor(_Base):
 
     def cancel(self, task: NodeTask) -> None:
         task.cancelled.set()
-        if task.kind == "job" and self._spark is not None:
+        if task.kind in ("job", "maintain") and self._spark is not None:
             self._spark.sparkContext.cancelJobGroup(task.group_id)
 
 
@@ -324,6 +374,10 @@ class SubprocessExecutor(_Base):
 
     def cancel(self, task: NodeTask) -> None:
         task.cancelled.set()
+        if task.kind == "maintain":  # in this process, as with the inline executor
+            if self._spark is not None:
+                self._spark.sparkContext.cancelJobGroup(task.group_id)
+            return
         with self._lock:
             proc = self.procs.get(task.group_id)
         if proc is None or proc.poll() is not None:

@@ -66,7 +66,7 @@ class NodeSpec:
     """What the engine needs to know about a node before running it."""
 
     name: str
-    kind: str  # "job" | "crawler"
+    kind: str  # "job" | "crawler" | "maintain" (the tables of the job at job_path)
     job_path: Path | None = None
     retries: Retries = field(default_factory=Retries)
     timeout_minutes: int | None = None
@@ -93,13 +93,17 @@ class NodeTask:
 
 @dataclass
 class NodeOutcome:
-    """How an attempt ended: SUCCEEDED, FAILED or ERROR (jobs); SUCCEEDED, FAILED or CANCELLED (crawlers)."""
+    """How an attempt ended: SUCCEEDED, FAILED or ERROR (jobs, maintain nodes); SUCCEEDED, FAILED or CANCELLED
+    (crawlers). `result`: what a maintain node did (stored in its node record, shown by status and the report);
+    `summary`: one line of it for the run's log."""
 
     state: str
     error: str | None = None
     job_run_id: str | None = None
     exit_code: int | None = None
     retryable: bool = True
+    result: dict[str, Any] | None = None
+    summary: str | None = None
 
 
 class Executor(Protocol):
@@ -127,6 +131,8 @@ def build_node_specs(config: WorkflowConfig, jobs: dict[str, Any], job_paths: di
         )
     for name, crawler in config.crawlers.items():
         specs[name] = NodeSpec(name=name, kind="crawler", crawler=crawler)
+    for name, job in WorkflowGraph(config).maintain_nodes().items():
+        specs[name] = NodeSpec(name=name, kind="maintain", job_path=job_paths.get(job))
     return specs
 
 
@@ -298,6 +304,7 @@ class WorkflowRun:
                     started_at=rec["started_at"], ended_at=rec["ended_at"], duration=rec["duration"],
                     attempts=rec["attempts"], job_run_id=rec["job_run_id"], job_run_ids=rec["job_run_ids"],
                     error=rec["error"], copied_from=previous_run_id,
+                    **({"result": rec["result"]} if rec.get("result") is not None else {}),
                 )
             for t in self.config.triggers:
                 if t.name in prev_fired and t.name not in reset:
@@ -311,8 +318,7 @@ class WorkflowRun:
                 orig = next((a for t in self.config.triggers if t.name == rec["trigger"] for a in t.actions
                              if a.node == name), None)
                 # the action's own arguments (the record holds a redacted copy of them)
-                action = orig if orig is not None else Action(**{self.specs[name].kind: name},
-                                                              arguments=rec["arguments"] or {})
+                action = orig if orig is not None else _action_of(self.specs[name], rec["arguments"] or {})
                 self._enqueue(action, rec["trigger"] or "resume")
             return self._loop()
         finally:
@@ -363,13 +369,15 @@ class WorkflowRun:
             how = "was copied from the resumed run" if node.copied else "already ran in this run"
             self._log(f"{node.spec.kind} {action.node} {how}; trigger {trigger} does not start it again")
             return
-        node.state, node.arguments, node.trigger = "WAITING", dict(action.arguments), trigger
+        args = action.maintain_options() if action.maintain else dict(action.arguments)
+        node.state, node.arguments, node.trigger = "WAITING", args, trigger
         node.timeout_minutes = action.timeout_minutes or node.spec.timeout_minutes
         node.attempts, node.not_before, node.job_run_ids, node.error, node.first_start = 0, 0.0, [], None, None
         self.waiting.append(action.node)
         self.store.update_node(
             self.run_id, action.node, state="WAITING", trigger=trigger, arguments=_redact(node.arguments), attempts=0,
             copied_from=None, started_at=None, ended_at=None, error=None, job_run_id=None, job_run_ids=[],
+            **({"result": None} if node.spec.kind == "maintain" else {}),
         )
 
     def _dispatch(self) -> None:
@@ -389,7 +397,7 @@ class WorkflowRun:
     def _start_attempt(self, name: str, node: _Node) -> None:
         node.attempts += 1
         node.attempt_start = self.now()
-        node.running_since = node.attempt_start if node.spec.kind == "crawler" else None
+        node.running_since = node.attempt_start if node.spec.kind != "job" else None
         if node.first_start is None:
             node.first_start = node.attempt_start
         timeout = node.timeout_minutes * minute_seconds() if node.timeout_minutes else None
@@ -517,9 +525,10 @@ class WorkflowRun:
             self._log(f"job {name} FAILED on attempt {node.attempts}/{retries.max_attempts} after {elapsed:.1f}s:"
                       f" {_first_line(outcome.error)}; retrying in {delay:g}s")
             return
-        self._final(name, node, outcome.state, outcome.error, outcome.job_run_id)
+        self._final(name, node, outcome.state, outcome.error, outcome.job_run_id, outcome)
 
-    def _final(self, name: str, node: _Node, state: str, error: str | None, job_run_id: str | None = None) -> None:
+    def _final(self, name: str, node: _Node, state: str, error: str | None, job_run_id: str | None = None,
+               outcome: NodeOutcome | None = None) -> None:
         node.state, node.error = state, error
         duration = self.now() - (node.first_start or node.attempt_start)
         fields: dict[str, Any] = {
@@ -528,12 +537,16 @@ class WorkflowRun:
         }
         if job_run_id or node.job_run_ids:
             fields["job_run_id"] = job_run_id or node.job_run_ids[-1]
+        if outcome is not None and outcome.result is not None:
+            fields["result"] = outcome.result
         self.store.update_node(self.run_id, name, **fields)
         msg = f"{node.spec.kind} {name} {state} in {duration:.1f}s"
         if node.attempts > 1:
             msg += f" after {node.attempts} attempts"
         if error and state != "SUCCEEDED":
             msg += f": {_first_line(error)}"
+        elif outcome is not None and outcome.summary:
+            msg += f": {outcome.summary}"
         self._log(msg)
         if self._stop_reason is None:
             self._evaluate()
@@ -567,7 +580,7 @@ class WorkflowRun:
             self._cancel(task)
             if node.thread is not None:
                 self.zombies.append((task, node.thread))
-            state = "TIMEOUT" if node.spec.kind == "job" else "CANCELLED"
+            state = "CANCELLED" if node.spec.kind == "crawler" else "TIMEOUT"
             self._final(name, node, state, f"timed out after {node.timeout_minutes} min (timeout_minutes)")
 
     def _stop_all(self, reason: str) -> None:
@@ -579,7 +592,7 @@ class WorkflowRun:
                 self._cancel(node.task)
                 if node.thread is not None:
                     self.zombies.append((node.task, node.thread))
-            self._final(name, node, "STOPPED" if node.spec.kind == "job" else "CANCELLED", f"stopped: {reason}")
+            self._final(name, node, _stopped(node.spec.kind), f"stopped: {reason}")
         while self.waiting:
             name = self.waiting.popleft()
             self.nodes[name].state = None
@@ -635,7 +648,7 @@ class WorkflowRun:
         for name, node in unfinished.items():
             if node.task is not None:
                 self._cancel(node.task)
-            node.state = "STOPPED" if node.spec.kind == "job" else "CANCELLED"
+            node.state = _stopped(node.spec.kind)
             self.store.update_node(self.run_id, name, state=node.state, ended_at=now_iso(), error=reason)
         self.running.clear()
         for name in self.waiting:
@@ -643,6 +656,21 @@ class WorkflowRun:
             self.store.update_node(self.run_id, name, state=None)
         stats = statistics_of([{"state": n.state, "copied_from": n.copied or None} for n in self.nodes.values()])
         self.store.finish_run(self.run_id, STOPPED if exc is not None else ERROR, stats, reason)
+
+
+def _stopped(kind: str) -> str:
+    """A stopped node's state: CANCELLED for a crawler (Glue's crawl states), STOPPED for a job or maintain node."""
+    return "CANCELLED" if kind == "crawler" else "STOPPED"
+
+
+def _action_of(spec: NodeSpec, arguments: dict[str, Any]) -> Action:
+    """The action that restarts a node on resume when no trigger of the workflow names it any more."""
+    if spec.kind == "maintain":
+        from etl_framework.workflow_graph import maintained_job
+
+        return Action(maintain=maintained_job(spec.name), zorder=list(arguments.get("zorder") or []),
+                      retain_hours=arguments.get("retain_hours"))
+    return Action(**{spec.kind: spec.name}, arguments=arguments)
 
 
 def _redact(value: Any) -> Any:

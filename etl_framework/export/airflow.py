@@ -8,7 +8,8 @@ committed file byte for byte.
 Translation (Glue Workflow semantics -> Airflow):
 - jobs -> `GlueJobOperator` on the Glue job `etl deploy` made (cloud env) or a `BashOperator` running `etl run`
   in the project (local env); crawlers -> `GlueCrawlerRunOperator` (Airflow 3; `GlueCrawlerOperator` for 2.10)
-  or `etl crawl`;
+  or `etl crawl`; a `maintain: JOB` action -> a `BashOperator` running `etl maintain <job file>` (local env only:
+  a cloud env refuses it, as `etl validate` does);
 - start triggers (on-demand, scheduled, event) -> the root tasks; on-demand is Airflow's manual trigger, the
   schedule is the DAG's `CronTriggerTimetable` in UTC, an event trigger is an Asset (Dataset on 2.10);
 - a conditional trigger -> trigger rules: `and` of SUCCEEDED -> all_success, `any` -> one_success, `and`/`any` of
@@ -33,7 +34,7 @@ from typing import Any
 
 from etl_framework.config.model import Retries, Trigger, WorkflowConfig
 from etl_framework.errors import UsageError
-from etl_framework.workflow_graph import WorkflowGraph, describe_condition, kind_of
+from etl_framework.workflow_graph import WorkflowGraph, describe_condition, kind_of, maintained_job
 
 VERSIONS = ("3", "2.10")
 FAILURE_STATES = ("FAILED", "TIMEOUT", "STOPPED", "CANCELLED")
@@ -46,7 +47,7 @@ class ExportError(UsageError):
 
 @dataclass
 class Task:
-    """One Airflow task: a workflow node (`job`, `crawler`) or a helper (`gate`, `failed`)."""
+    """One Airflow task: a workflow node (`job`, `crawler`, `maintain`) or a helper (`gate`, `failed`)."""
 
     task_id: str
     kind: str
@@ -89,8 +90,9 @@ class DagPlan:
 
 
 def task_id(kind: str, node: str) -> str:
-    """Node tasks end with the job or crawler name (what a user searches for in the Airflow UI)."""
-    return f"{kind}_{node}"
+    """Node tasks end with the job or crawler name (what a user searches for in the Airflow UI); a maintain node's
+    task is `maintain_<job>`."""
+    return f"{kind}_{maintained_job(node) or node}"
 
 
 def _var(tid: str) -> str:
@@ -132,7 +134,7 @@ def _walk(config: WorkflowConfig) -> tuple[list[str], list[str]]:
     """(nodes in run order, nodes never started) over the enabled triggers (`WorkflowGraph.levels`, as `etl plan`)."""
     enabled = config.model_copy(update={"triggers": [t for t in config.triggers if t.enabled]})
     order = [n for group in WorkflowGraph(enabled).levels() for n in group]
-    never = sorted((set(config.jobs) | set(config.crawlers)) - set(order))
+    never = sorted(set(WorkflowGraph(config).nodes) - set(order))
     return order, never
 
 
@@ -150,16 +152,26 @@ def plan_dag(loaded: Any, project: Any, env: str, *, mode: str) -> DagPlan:
                    source=_rel(loaded.path, project.root, display_path),
                    max_active_runs=wf.max_concurrent_runs, max_active_tasks=wf.concurrency,
                    params=dict(wf.run_properties), region=env_cfg.aws.region if mode == "glue" else None)
+    graph = WorkflowGraph(wf)
     kinds = {**dict.fromkeys(wf.jobs, "job"), **dict.fromkeys(wf.crawlers, "crawler")}
+    maintained = graph.maintain_nodes()
     if mode == "glue":
+        if maintained:
+            node = next(iter(maintained))
+            raise ExportError(
+                f"{node}: a maintain action cannot be exported for a cloud env (env {env}): maintain actions run in "
+                "the local engine and the scheduler, and the DAG's tasks run Glue jobs and crawlers\n  what to do: "
+                f"run `etl maintain {_rel(loaded.job_paths[maintained[node]], project.root, display_path)} --env "
+                f"{env}` from a machine or scheduled task that reaches the tables, or export for the local env")
         plan.glue_names = {n: env_cfg.deploy.name_prefix + n for n in kinds}
     else:
         plan.files = {n: _rel(loaded.job_paths[n], project.root, display_path) for n in wf.jobs}
         plan.files.update(dict.fromkeys(wf.crawlers, plan.source))
+        plan.files.update({n: plan.files[j] for n, j in maintained.items()})
+    kinds.update(dict.fromkeys(maintained, "maintain"))
     for t in wf.triggers:
         if not t.enabled:
             plan.warnings.append(f"trigger {t.name} is disabled: it is left out of the DAG, as Glue never fires it")
-    graph = WorkflowGraph(wf)
     starts = graph.starters(enabled_only=True)
     conditional = graph.in_run(enabled_only=True)
     _refuse_property_conditions(graph, conditional)
@@ -286,7 +298,10 @@ def _tasks(loaded: Any, graph: WorkflowGraph, kinds: dict[str, str], order: list
             lj = loaded.jobs.get(n)
             retries = lj.config.retries if lj else Retries()
             timeout = action.timeout_minutes or (lj.config.timeout_minutes if lj else None)
-        return Task(ids[n], kinds[n], n, rule, upstream, comment, dict(action.arguments), timeout, retries)
+        args = action.maintain_options() if kinds[n] == "maintain" else dict(action.arguments)
+        if kinds[n] == "maintain":
+            timeout = action.timeout_minutes
+        return Task(ids[n], kinds[n], n, rule, upstream, comment, args, timeout, retries)
 
     def failed_task(n: str) -> str:
         tid = f"{ids[n]}__failed"
@@ -474,6 +489,14 @@ def _node_kwargs(plan: DagPlan, t: Task, version: str) -> tuple[str, list[str]]:
                "waiter_delay=POLL_SECONDS", "stop_job_run_on_kill=True"]
         return "GlueJobOperator", kw
     rel = plan.files[t.node or ""]
+    if t.kind == "maintain":
+        opts = ""
+        if t.arguments.get("zorder"):
+            opts += " --zorder " + shlex.quote(",".join(t.arguments["zorder"]))
+        if t.arguments.get("retain_hours") is not None:
+            opts += f" --retain-hours {t.arguments['retain_hours']:g}"
+        cmd = f"ETL + {f' --env {plan.env} maintain {shlex.quote(rel)}{opts}'!r}"
+        return "BashOperator", [f"bash_command={cmd}", "cwd=str(PROJECT_DIR)"]
     if t.kind == "crawler":
         cmd = f"ETL + {f' --env {plan.env} crawl {shlex.quote(rel)} --name {t.node}'!r}"
         return "BashOperator", [f"bash_command={cmd}", "cwd=str(PROJECT_DIR)"]

@@ -172,6 +172,10 @@ def load_workflow_run(project: Any, env: str, view: StateView, run_id: str) -> t
             node = next((n for n in ordered if n.name == raw.get("node")), None)
             if node is not None:
                 node.detail = f"copied from {raw['copied_from']}"
+    for n in ordered:
+        summary = n.result_summary()
+        if summary:  # a maintain node: what it did, next to its state
+            n.detail = f"{n.detail}; {summary}" if n.detail else summary
     wf.nodes = ordered
     wf.edges = edges
 

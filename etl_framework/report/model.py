@@ -167,10 +167,33 @@ class Attempt:
     error: str | None = None
 
 
+def maintained_tables(result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    tables = (result or {}).get("tables")
+    return [t for t in tables if isinstance(t, dict)] if isinstance(tables, list) else []
+
+
+def maintain_summary(result: dict[str, Any] | None) -> str:
+    """One line of what a maintain node did (`etl workflow status`, the report): `load target: files 6 -> 1, 6 rows,
+    5 file(s) deleted; ...`, or its note (nothing to maintain)."""
+    if not result:
+        return ""
+    parts = []
+    for t in maintained_tables(result):
+        text = f"{t.get('table', '?')}: files {t.get('files_before', '?')} -> {t.get('files_after', '?')}"
+        if t.get("rows") is not None:
+            text += f", {t['rows']:,} rows"
+        if t.get("files_deleted"):
+            text += f", {t['files_deleted']} file(s) deleted"
+        if t.get("snapshots_expired"):
+            text += f", {t['snapshots_expired']} snapshot(s) expired"
+        parts.append(text)
+    return "; ".join(parts) or str(result.get("note") or "")
+
+
 @dataclass
 class Node:
     name: str
-    kind: str = "job"  # job | crawler | trigger
+    kind: str = "job"  # job | crawler | maintain | trigger
     state: str = "NOT_RUN"
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -179,6 +202,15 @@ class Node:
     error: str | None = None
     detail: str = ""  # triggers: "conditional (and)"; nodes: e.g. "copied from wr_..."
     key: str = ""  # id in edges, when it differs from the name (triggers: "trigger:NAME")
+    result: dict[str, Any] | None = None  # maintain nodes: {"job", "tables": [MaintainResult.metrics() + "table"]}
+
+    @property
+    def maintained(self) -> list[dict[str, Any]]:
+        """A maintain node's tables, each with files_before/files_after/rows/files_deleted/snapshots_expired."""
+        return maintained_tables(self.result)
+
+    def result_summary(self) -> str:
+        return maintain_summary(self.result)
 
     def __post_init__(self) -> None:
         self.key = self.key or self.name
@@ -583,6 +615,7 @@ def node_from_dict(name: str, d: dict[str, Any], kind: str | None = None) -> Nod
         attempts=attempts,
         job_run_ids=run_ids,
         error=_error_text(_get(d, "error", "error_message")),
+        result=_as_dict(_get(d, "result")) or None,
     )
 
 
@@ -658,7 +691,7 @@ def graph_from_config(cfg: Any) -> tuple[list[Node], list[Edge]]:
         detail = kind_of(t).detail(t) + ("" if t.enabled else ", disabled")
         nodes.append(Node(name=t.name, kind="trigger", state="NOT_FIRED", detail=detail, key=f"trigger:{t.name}"))
     edges = [Edge(src, dst, label) for src, dst, label in graph.display_edges()]
-    for name in list(cfg.crawlers) + [n for n in cfg.jobs if n not in cfg.crawlers]:
+    for name in list(cfg.crawlers) + [n for n in cfg.jobs if n not in cfg.crawlers] + list(graph.maintain_nodes()):
         nodes.append(Node(name=name, kind=graph.kind(name)))
     return nodes, edges
 

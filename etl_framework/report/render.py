@@ -282,12 +282,12 @@ def graph_svg(wf: WorkflowRun) -> str:
                 f"{esc(n.state.replace('_', ' '))}</text>"
             )
         else:
-            stroke = "#37474f" if n.kind == "job" else "#4e342e"
+            stroke = {"job": "#37474f", "maintain": "#1b5e20"}.get(n.kind, "#4e342e")
             parts.append(
                 f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{w}" height="{h}" rx="7" fill="{fill}" '
                 f'stroke="{stroke}" stroke-width="1.2"/>'
             )
-            kind = "crawler" if n.kind == "crawler" else "job"
+            kind = n.kind if n.kind in ("crawler", "maintain") else "job"
             parts.append(
                 f'<text x="{x0 + 8:.1f}" y="{y0 + 13:.1f}" font-size="9.5" fill="{text}" '
                 f'opacity="0.85">{kind}</text>'
@@ -725,6 +725,32 @@ def _change_text(c: Any) -> str:
     return f"<b>{esc(kind)}</b>" + (f" <span class=mono>{rest}</span>" if rest else "")
 
 
+def maintenance_table(wf: WorkflowRun) -> str:
+    """What each maintain node did, one row per table (`engine.maintain`'s MaintainResult metrics)."""
+    rows = []
+    for n in wf.nodes:
+        if n.kind != "maintain" or n.result is None:
+            continue
+        tables = n.maintained
+        if not tables:
+            rows.append([f"<b>{esc(n.name)}</b>", badge(n.state), "—", "", "", "", "", "",
+                         esc(str((n.result or {}).get("note") or ""))])
+        for t in tables:
+            rows.append([
+                f"<b>{esc(n.name)}</b>",
+                badge(n.state),
+                f"<code>{esc(t.get('table', '?'))}</code> <span class=meta>{esc(t.get('format', ''))}</span>",
+                f"{esc(fmt_number(t.get('files_before')))} → {esc(fmt_number(t.get('files_after')))}",
+                esc(fmt_number(t.get("rows"))) if t.get("rows") is not None else "—",
+                esc(fmt_number(t.get("files_deleted", 0))),
+                esc(fmt_number(t.get("snapshots_expired", 0))),
+                esc(f"{t['retain_hours']:g} h") if isinstance(t.get("retain_hours"), int | float) else "—",
+                esc("; ".join(str(o) for o in t.get("operations") or [])),
+            ])
+    return _table(["node", "state", "table", "files before → after", "rows", "files deleted", "snapshots expired",
+                   "retention", "operations"], rows, numeric={4, 5, 6}, cls="maintenance")
+
+
 def crawler_runs_table(wf: WorkflowRun) -> str:
     rows = []
     for c in wf.crawler_runs:
@@ -815,6 +841,8 @@ def render(report: Report) -> str:
         )
         if wf.crawler_runs:
             body.append("<h2>crawler runs</h2>" + crawler_runs_table(wf))
+        if any(n.kind == "maintain" and n.result is not None for n in wf.nodes):
+            body.append("<h2>table maintenance</h2>" + maintenance_table(wf))
         body.append("<h2>job runs</h2>")
         if not report.job_runs:
             body.append('<p class="empty">no job run of this workflow run was found in the state store</p>')

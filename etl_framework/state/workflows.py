@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS workflow_nodes (
     job_run_id TEXT,
     job_run_ids TEXT NOT NULL DEFAULT '[]',
     copied_from TEXT,
+    result TEXT,
     PRIMARY KEY (run_id, node)
 );
 CREATE TABLE IF NOT EXISTS workflow_triggers (
@@ -143,6 +144,9 @@ class SqliteWorkflowStore:
         self.lock = threading.RLock()
         with self.lock:
             self.conn.executescript(SCHEMA)
+            have = {r["name"] for r in self.conn.execute("PRAGMA table_info(workflow_nodes)")}
+            if "result" not in have:  # a state file of an older version: maintain nodes' results (JSON)
+                self.conn.execute("ALTER TABLE workflow_nodes ADD COLUMN result TEXT")
 
     def close(self) -> None:
         with self.lock:
@@ -218,11 +222,11 @@ class SqliteWorkflowStore:
             )
 
     def update_node(self, run_id: str, node: str, **fields: Any) -> None:
-        """Set columns of one node record (`arguments`/`job_run_ids` are stored as JSON)."""
+        """Set columns of one node record (`arguments`/`job_run_ids`/`result` are stored as JSON)."""
         if not fields:
             return
-        for key in ("arguments", "job_run_ids"):
-            if key in fields and not isinstance(fields[key], str):
+        for key in ("arguments", "job_run_ids", "result"):
+            if key in fields and fields[key] is not None and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key], default=str)
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self.tx() as c:
@@ -260,6 +264,7 @@ class SqliteWorkflowStore:
             d = dict(n)
             d["arguments"] = _loads(d["arguments"], {})
             d["job_run_ids"] = _loads(d["job_run_ids"], [])
+            d["result"] = _loads(d.get("result"), None)
             run["nodes"].append(d)
         run["triggers"] = [dict(t) for t in triggers]
         return run

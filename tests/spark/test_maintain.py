@@ -180,3 +180,88 @@ def test_iceberg_maintain_rewrites_data_files_and_keeps_bookmark_snapshots(spark
     assert (res["files_before"], res["files_after"], res["rows"]) == (2, 1, len(rows))
     assert sorted(fmt.arrow_dataset(target, storage).to_table().column("trip_id").to_pylist()) == rows
     assert fmt.bookmark_deltas(target, cfg.job, 0, storage) == deltas  # no snapshot of a bookmark expired
+
+
+# ---------------------------------------------------------------------------------- a workflow's maintain node
+
+WORKFLOW = """\
+workflow: load_then_maintain
+jobs: {small_files: small_files.yaml}
+triggers:
+  - {name: start, type: on_demand, actions: [{job: small_files}]}
+  - name: compact
+    type: conditional
+    conditions: [{job: small_files, state: SUCCEEDED}]
+    actions: [{maintain: small_files}]
+"""
+
+
+def _cli(root: Path, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = run_cli(cli, ["--project-dir", str(root), *args])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_workflow_load_then_maintain_fewer_files_same_rows_in_status_and_report(spark: Any, tmp_path: Path) -> None:
+    import pyarrow.fs as pafs
+    from deltalake import DeltaTable
+
+    root, _, _ = _small_files(spark, tmp_path, "delta", runs=2)
+    write_csv(tmp_path / "in", trips(range(50, 53)), "f_wf.csv")  # the workflow's load writes a third small file
+    wf = root / "jobs" / "load_then_maintain.yaml"
+    wf.write_text(WORKFLOW)
+    rc, out, err = _cli(root, "workflow", "run", str(wf), "--json")
+    assert rc == 0, err
+    rec = json.loads(out)
+    nodes = {n["node"]: n for n in rec["nodes"]}
+    m = nodes["maintain:small_files"]
+    assert nodes["small_files"]["state"] == "SUCCEEDED"
+    assert (m["kind"], m["state"], m["attempts"], m["trigger"]) == ("maintain", "SUCCEEDED", 1, "compact")
+    (t,) = m["result"]["tables"]
+    assert (t["table"], t["format"], t["files_before"], t["files_after"]) == ("small_files target", "delta", 3, 1)
+    assert "maintain maintain:small_files SUCCEEDED" in err and "small_files target: files 3 -> 1" in err
+    # delta-rs: one file now, the same rows as the load's commit just before the maintenance
+    target = tmp_path / "out"
+    dt = DeltaTable(str(target))
+    assert len(dt.file_uris()) == 1
+    fs = pafs.SubTreeFileSystem(str(target), pafs.LocalFileSystem())
+    loaded = DeltaTable(str(target), version=dt.version() - 1).to_pyarrow_table(filesystem=fs).to_pylist()
+    rows = delta_rows(target)
+    assert rows == sorted(loaded, key=lambda r: r["trip_id"]) and t["rows"] == len(rows) == 9
+    # the run store: `etl workflow status` (text and JSON)
+    rc, out, _ = _cli(root, "workflow", "status", rec["run_id"])
+    assert rc == 0 and "maintain:small_files" in out and "small_files target: files 3 -> 1, 9 rows" in out
+    rc, out, _ = _cli(root, "workflow", "status", rec["run_id"], "--json")
+    status = {n["node"]: n for n in json.loads(out)["nodes"]}
+    assert status["maintain:small_files"]["state"] == "SUCCEEDED"
+    assert status["maintain:small_files"]["result"]["tables"][0]["files_after"] == 1
+    # the HTML report: the node in the graph, the nodes table and the timeline, and what it did
+    html = Path(rec["report"]).read_text()
+    assert 'data-node="maintain:small_files" data-kind="maintain" data-state="SUCCEEDED"' in html
+    assert "<h2>table maintenance</h2>" in html and "3 → 1" in html
+    assert "small_files target: files 3 -&gt; 1" in html  # the node's detail
+
+
+def test_maintain_node_fails_clearly_when_a_running_job_holds_the_lock(spark: Any, tmp_path: Path) -> None:
+    from etl_framework.state import open_state
+    from etl_framework.tables.fs import target_key
+
+    root, _, _ = _small_files(spark, tmp_path, "delta", runs=1)
+    wf = root / "jobs" / "only_maintain.yaml"
+    wf.write_text("workflow: only_maintain\njobs: {small_files: small_files.yaml}\ntriggers:\n"
+                  "  - {name: start, type: on_demand, actions: [{maintain: small_files}]}\n")
+    state = open_state(Project(root).env_config("local"))
+    key = target_key(str(tmp_path / "out"))
+    state.runs.acquire_target_lock([key], "jr_writer", "small_files")
+    try:
+        rc, out, err = _cli(root, "workflow", "run", str(wf), "--json", "--no-report")
+    finally:
+        state.runs.release_target_lock([key], "jr_writer")
+        state.close()
+    rec = json.loads(out)
+    m = next(n for n in rec["nodes"] if n["node"] == "maintain:small_files")
+    assert rc == 1 and m["state"] == "FAILED" and m["attempts"] == 1
+    assert "maintain maintain:small_files FAILED" in err and "is being written" in err
+    assert "small_files target" in m["error"] and "is being written: run jr_writer of small_files" in m["error"]
+    assert "run `etl maintain` again when that run has finished" in m["error"]

@@ -10,6 +10,7 @@ from typing import Any
 from etl_framework.config.model import Retries, WorkflowConfig
 from etl_framework.engine.workflow import NodeOutcome, NodeSpec, NodeTask, WorkflowRun
 from etl_framework.state.workflows import WorkflowStore
+from etl_framework.workflow_graph import WorkflowGraph
 
 
 class FakeExecutor:
@@ -89,6 +90,8 @@ def specs(config: WorkflowConfig, retries: dict[str, Retries] | None = None,
                           timeout_minutes=(timeouts or {}).get(j))
     for c, cr in config.crawlers.items():
         out[c] = NodeSpec(c, "crawler", crawler=cr)
+    for m, j in WorkflowGraph(config).maintain_nodes().items():
+        out[m] = NodeSpec(m, "maintain", job_path=Path(f"{j}.yaml"), timeout_minutes=(timeouts or {}).get(m))
     return out
 
 
