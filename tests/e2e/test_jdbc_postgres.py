@@ -9,6 +9,7 @@ Rows are checked with delta-rs (independent of Spark) against what psql says the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -179,27 +180,66 @@ def test_rows_updated_while_the_job_reads_are_neither_lost_nor_doubled(
     assert 1000 not in ids
 
 
+def loud_run(spark: Any, cfg: JobConfig, state: Path) -> Any:
+    """A run that prints its progress to stderr (as `etl run` does) and keeps its own log file beside the state."""
+    store = SqliteRunStore(state)
+    try:
+        return run_loaded(cfg, spark=spark, store=store, env_config=env(state), quiet=False)
+    finally:
+        store.close()
+
+
+def run_record(state: Path, run_id: str) -> str:
+    """The run record as `etl show RUN_ID --json` gives it (the stored run, its stages and details)."""
+    store = SqliteRunStore(state)
+    try:
+        return json.dumps(store.get_run(run_id), default=str)
+    finally:
+        store.close()
+
+
 def test_database_down_or_wrong_password_fails_clearly_and_moves_no_bookmark(
-        spark: Any, pg: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        spark: Any, pg: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
     pg.psql("CREATE TABLE IF NOT EXISTS small (id int, updated_at timestamp);"
             "INSERT INTO small VALUES (1, '2024-01-01'), (2, NULL)")
-    target, state = tmp_path / "out", tmp_path / "state.db"
+    target, state = tmp_path / "out", tmp_path / ".etl" / "state.db"
+    state.parent.mkdir()
     inc = {"mode": "watermark", "column": "updated_at"}
-    ok = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state, env_config=env(state))
+    capfd.readouterr()
+    ok = loud_run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state)
     assert ok.ok, (ok.error, ok.hint)
-    assert [x["id"] for x in delta_rows(target, order="id")] == [1]  # the NULL row is skipped, and reported
+    assert [x["id"] for x in delta_rows(target, order="id")] == [1]  # the NULL row is skipped, and reported:
+    warning = "extract: warning: source 'src': 1 row(s) with NULL in watermark column(s) updated_at are skipped"
+    out, err = capfd.readouterr()
+    assert warning in err, err[-3000:]  # on the run's stderr
+    run_log = (state.parent / "logs" / "jobs" / f"{ok.run_id}.log").read_text()
+    assert warning in run_log, run_log  # and in the run's own log (`etl show RUN_ID --log`)
     bm = SqliteBookmarkStore(state).get("pg_small").to_json()
     pg.psql("INSERT INTO small VALUES (3, '2024-02-01')")
     monkeypatch.setenv(SECRET, "not-the-password")
-    bad = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state, env_config=env(state))
+    bad = loud_run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state)
     assert bad.exit_code == 1 and bad.error_stage == "extract"
     assert "127.0.0.1" in bad.error and f"user '{USER}'" in bad.error and "password authentication" in bad.error
-    assert "not-the-password" not in repr(bad.to_dict()) and PASSWORD not in repr(bad.to_dict())
     monkeypatch.setenv(SECRET, PASSWORD)
     down = jdbc_job(pg, target, "small", "pg_small", incremental=inc).model_copy(deep=True)
     down.sources["src"].url = f"jdbc:postgresql://127.0.0.1:{pg.port + 1 if pg.port < 65535 else 1}/shop"
-    r = run(spark, down, state, env_config=env(state))
-    assert r.exit_code == 1 and "cannot connect to the database at 127.0.0.1" in r.error, r.error
+    r = loud_run(spark, down, state)
+    assert r.exit_code == 1 and r.error_stage == "extract", r.error
+    assert "cannot connect to the database at 127.0.0.1" in r.error and f"user '{USER}'" in r.error, r.error
+    # neither password (the wrong one, the right one the "down" run held) in any byte the failures left: the
+    # state database and its WAL, the runs' logs, what they printed, their run records
+    out, err = capfd.readouterr()
+    files = {f: f.read_bytes() for f in tmp_path.rglob("*") if f.is_file()}  # before a store opens it again
+    assert state in files and any(f.name.endswith(".log") for f in files), sorted(files)
+    records = run_record(state, bad.run_id) + run_record(state, r.run_id)
+    assert bad.run_id in records and r.run_id in records and "cannot connect" in records
+    for secret in ("not-the-password", PASSWORD):
+        for f, data in files.items():
+            assert secret.encode() not in data, (secret, f)
+        assert secret not in out + err
+        assert secret not in records
+        assert secret not in repr(bad.to_dict()) + repr(r.to_dict())
     missing = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental={"mode": "watermark",
                                                                                  "column": "changed_at"}),
                   state, env_config=env(state))
