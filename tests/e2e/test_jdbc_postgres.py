@@ -9,9 +9,12 @@ Rows are checked with delta-rs (independent of Spark) against what psql says the
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,27 +182,66 @@ def test_rows_updated_while_the_job_reads_are_neither_lost_nor_doubled(
     assert 1000 not in ids
 
 
+def loud_run(spark: Any, cfg: JobConfig, state: Path) -> Any:
+    """A run that prints its progress to stderr (as `etl run` does) and keeps its own log file beside the state."""
+    store = SqliteRunStore(state)
+    try:
+        return run_loaded(cfg, spark=spark, store=store, env_config=env(state), quiet=False)
+    finally:
+        store.close()
+
+
+def run_record(state: Path, run_id: str) -> str:
+    """The run record as `etl show RUN_ID --json` gives it (the stored run, its stages and details)."""
+    store = SqliteRunStore(state)
+    try:
+        return json.dumps(store.get_run(run_id), default=str)
+    finally:
+        store.close()
+
+
 def test_database_down_or_wrong_password_fails_clearly_and_moves_no_bookmark(
-        spark: Any, pg: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        spark: Any, pg: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
     pg.psql("CREATE TABLE IF NOT EXISTS small (id int, updated_at timestamp);"
             "INSERT INTO small VALUES (1, '2024-01-01'), (2, NULL)")
-    target, state = tmp_path / "out", tmp_path / "state.db"
+    target, state = tmp_path / "out", tmp_path / ".etl" / "state.db"
+    state.parent.mkdir()
     inc = {"mode": "watermark", "column": "updated_at"}
-    ok = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state, env_config=env(state))
+    capfd.readouterr()
+    ok = loud_run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state)
     assert ok.ok, (ok.error, ok.hint)
-    assert [x["id"] for x in delta_rows(target, order="id")] == [1]  # the NULL row is skipped, and reported
+    assert [x["id"] for x in delta_rows(target, order="id")] == [1]  # the NULL row is skipped, and reported:
+    warning = "extract: warning: source 'src': 1 row(s) with NULL in watermark column(s) updated_at are skipped"
+    out, err = capfd.readouterr()
+    assert warning in err, err[-3000:]  # on the run's stderr
+    run_log = (state.parent / "logs" / "jobs" / f"{ok.run_id}.log").read_text()
+    assert warning in run_log, run_log  # and in the run's own log (`etl show RUN_ID --log`)
     bm = SqliteBookmarkStore(state).get("pg_small").to_json()
     pg.psql("INSERT INTO small VALUES (3, '2024-02-01')")
     monkeypatch.setenv(SECRET, "not-the-password")
-    bad = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state, env_config=env(state))
+    bad = loud_run(spark, jdbc_job(pg, target, "small", "pg_small", incremental=inc), state)
     assert bad.exit_code == 1 and bad.error_stage == "extract"
     assert "127.0.0.1" in bad.error and f"user '{USER}'" in bad.error and "password authentication" in bad.error
-    assert "not-the-password" not in repr(bad.to_dict()) and PASSWORD not in repr(bad.to_dict())
     monkeypatch.setenv(SECRET, PASSWORD)
     down = jdbc_job(pg, target, "small", "pg_small", incremental=inc).model_copy(deep=True)
     down.sources["src"].url = f"jdbc:postgresql://127.0.0.1:{pg.port + 1 if pg.port < 65535 else 1}/shop"
-    r = run(spark, down, state, env_config=env(state))
-    assert r.exit_code == 1 and "cannot connect to the database at 127.0.0.1" in r.error, r.error
+    r = loud_run(spark, down, state)
+    assert r.exit_code == 1 and r.error_stage == "extract", r.error
+    assert "cannot connect to the database at 127.0.0.1" in r.error and f"user '{USER}'" in r.error, r.error
+    # neither password (the wrong one, the right one the "down" run held) in any byte the failures left: the
+    # state database and its WAL, the runs' logs, what they printed, their run records
+    out, err = capfd.readouterr()
+    files = {f: f.read_bytes() for f in tmp_path.rglob("*") if f.is_file()}  # before a store opens it again
+    assert state in files and any(f.name.endswith(".log") for f in files), sorted(files)
+    records = run_record(state, bad.run_id) + run_record(state, r.run_id)
+    assert bad.run_id in records and r.run_id in records and "cannot connect" in records
+    for secret in ("not-the-password", PASSWORD):
+        for f, data in files.items():
+            assert secret.encode() not in data, (secret, f)
+        assert secret not in out + err
+        assert secret not in records
+        assert secret not in repr(bad.to_dict()) + repr(r.to_dict())
     missing = run(spark, jdbc_job(pg, target, "small", "pg_small", incremental={"mode": "watermark",
                                                                                  "column": "changed_at"}),
                   state, env_config=env(state))
@@ -212,33 +254,114 @@ def test_database_down_or_wrong_password_fails_clearly_and_moves_no_bookmark(
 ETL = str(Path(sys.executable).parent / "etl")
 
 
+def killed_run(pg: PgServer, root: Path, point: str) -> str:
+    """`etl run` killed with SIGKILL (its whole process group, the JVM too) at a fault point of faults.py, or, for
+    `extract`, while the extract's first query waits in the database for a lock this test holds on the table.
+    Returns what the database was running when the kill came (extract), else the point."""
+    env = {**os.environ, **({"ETL_FAULT_KILL_AT": point} if point != "extract" else {})}
+    locker = None
+    if point == "extract":
+        locker = subprocess.Popen([str(pg.bin / "psql"), "-h", str(pg.root), "-p", str(pg.port), "-U", "postgres",
+                                   "-d", "shop", "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        assert locker.stdin is not None
+        locker.stdin.write("BEGIN;\nLOCK TABLE killed IN ACCESS EXCLUSIVE MODE;\n")
+        locker.stdin.flush()
+        wait_for(lambda: pg.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                 "WHERE c.relname = 'killed' AND l.mode = 'AccessExclusiveLock' AND l.granted"
+                                 ) == [["1"]], "the test's lock on the table")
+    out, err = root / f"{point}.out", root / f"{point}.err"
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen([ETL, "run", "jobs/pg_kill.yaml", "--no-report"], cwd=root, stdout=o, stderr=e,
+                                env=env, start_new_session=True)
+    what = point
+    try:
+        if locker is not None:
+            blocked: list[list[str]] = []
+
+            def waiting() -> bool:
+                nonlocal blocked
+                assert proc.poll() is None, err.read_text()[-2000:]
+                blocked = pg.psql(f"SELECT query FROM pg_stat_activity WHERE usename = '{USER}' "
+                                  "AND wait_event_type = 'Lock'")
+                return bool(blocked)
+
+            wait_for(waiting, "the run's extract query blocked on the table")
+            what = f"extract, blocked in: {blocked[0][0]}"
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=300)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the JVM child of a driver that killed itself
+        except ProcessLookupError:
+            pass
+        if locker is not None and locker.stdin is not None:
+            locker.stdin.write("COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, err.read_text()[-2000:])
+    assert PASSWORD.encode() not in out.read_bytes() + err.read_bytes()
+    return what
+
+
+def wait_for(ready: Any, what: str, timeout: float = 240) -> None:
+    end = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_loses_and_doubles_nothing(spark: Any, pg: PgServer, tmp_path: Path) -> None:
-    """`etl run` killed with SIGKILL right after the target committed (the bookmark cache not yet updated, the
-    run record still RUNNING): the re-run reads only what is new, every row exactly once. (A kill before the
-    commit leaves nothing: tests/e2e/test_crash_exactly_once.py covers every point for file sources.)"""
+    """`etl run` killed with SIGKILL at several moments: while its extract waits in the database, once the bookmark
+    range is planned, as the write starts, and right after the target committed (the bookmark cache not yet
+    updated, the run record still RUNNING). Between each kill and its re-run rows are inserted (one tied with the
+    last watermark on updated_at, with a larger id) and existing rows updated. After every re-run the target holds
+    every row version that a committed run saw exactly once: a kill before the commit leaves the target as it
+    was, a kill after it leaves that run's rows, and the re-run adds only what is new since the last commit."""
     pg.psql("CREATE TABLE killed (id int PRIMARY KEY, v int, updated_at timestamp NOT NULL);"
-            "INSERT INTO killed SELECT g, g, timestamp '2024-01-01' + g * interval '1 hour' "
+            "INSERT INTO killed SELECT g, 0, timestamp '2024-01-01' + g * interval '1 hour' "
             "FROM generate_series(1, 20) g")
     root = tmp_path / "proj"
     (root / "conf").mkdir(parents=True)
     (root / "jobs").mkdir()
     (root / "conf" / "local.yaml").write_text(yaml.safe_dump({"state": {"path": "../.etl/state.db"},
                                                               "catalog": {"path": "../.etl/catalog.db"}}))
+    out = root / "out"
     spec = {"job": "pg_kill", "sources": {"src": {
         "format": "jdbc", "url": pg.url, "table": "killed", "user": USER, "password": "${secret:" + SECRET + "}",
         "incremental": {"mode": "watermark", "column": ["updated_at", "id"]}}},
-        "target": {"format": "delta", "path": str(root / "out"), "mode": "append"}}
+        "target": {"format": "delta", "path": str(out), "mode": "append"}}
     (root / "jobs" / "pg_kill.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     cfg = JobConfig.model_validate(spec)
     state = root / ".etl" / "state.db"
-    for point, more in (("write.committed", 21),):
-        proc = subprocess.run([ETL, "run", "jobs/pg_kill.yaml"], cwd=root, capture_output=True, timeout=300,
-                              env={**os.environ, "ETL_FAULT_KILL_AT": point}, check=False)
-        assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-        assert PASSWORD.encode() not in proc.stdout + proc.stderr
+
+    def held() -> list[tuple[int, str, int]]:
+        return target_versions(out) if (out / "_delta_log").is_dir() else []
+
+    seen: set[tuple[int, str, int]] = set()  # every row version a committed run saw
+    outcomes = []
+    for k, point in enumerate(["write.committed", "extract", "bookmark.planned", "write.start"]):
+        at_kill = versions(pg, "killed")
+        outcomes.append(killed_run(pg, root, point))
+        if point == "write.committed":
+            seen |= set(at_kill)
+        assert held() == sorted(seen), f"after the kill at {outcomes[-1]}"
+        # before the re-run: a row tied with the last watermark (larger id), new rows later, updates of old rows
+        day = f"timestamp '2024-02-01' + {k} * interval '1 day'"
+        pg.psql(f"INSERT INTO killed SELECT {1000 + k}, 0, max(updated_at) FROM killed;"
+                f"INSERT INTO killed SELECT 100 + 10 * {k} + g, 0, {day} + g * interval '1 minute' "
+                "FROM generate_series(1, 3) g;"
+                f"UPDATE killed SET v = v + 1, updated_at = {day} + interval '1 hour' "
+                f"WHERE id IN ({k + 1}, 10{f', {100 + 10 * (k - 1) + 1}' if k else ''})")
+        now = versions(pg, "killed")
+        assert len(set(now) - seen) >= 6, "rows changed between the kill and the re-run"
         r = run(spark, cfg, state, env_config=EnvConfig.model_validate({"state": {"path": str(state)}}))
-        assert r.ok, (r.error, r.hint)
-        got = sorted((x["id"], x["v"]) for x in delta_rows(root / "out", order="id"))
-        assert got == sorted((int(i), int(v)) for i, v in pg.psql("SELECT id, v FROM killed")), point
-        pg.psql(f"INSERT INTO killed VALUES ({more}, {more}, timestamp '2024-02-01' + {more} * interval '1 hour')")
+        assert r.ok, (outcomes[-1], r.error, r.hint)
+        seen |= set(now)
+        got = held()
+        assert len(got) == len(set(got)), f"a row version doubled after the kill at {outcomes[-1]}"
+        assert got == sorted(seen), (f"after the kill at {outcomes[-1]}: lost {sorted(seen - set(got))}, "
+                                     f"unexpected {sorted(set(got) - seen)}")
+    assert any(i >= 1000 for i, _, _ in seen) and max(v for _, _, v in seen) == 4  # id 10: four updates
+    print("\nkilled at: " + "; ".join(outcomes))
