@@ -14,6 +14,7 @@ from etl_framework.cli.common import run_cli
 COMMAND_MODULES = (
     "validate", "schema", "plan", "init", "run", "runs", "resume", "bookmarks", "crawl", "catalog", "query",
     "workflow", "scheduler", "deploy", "export", "report", "doctor", "stop", "maintain", "preview", "iam",
+    "daemon",
 )
 
 
@@ -37,4 +38,8 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(run_cli(cli, argv))
+    from etl_framework.runtime.daemon import maybe_delegate
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    code = maybe_delegate(args)  # a project's warm session (`etl daemon start`) runs it, when there is one
+    sys.exit(run_cli(cli, argv) if code is None else code)
