@@ -8,7 +8,9 @@ filter, columns and dedupe, the gate as a data engineer writes it: persist, chec
 quarantined ones). Both run in one Spark session, alternating, each after an untimed warm-up on one file, each
 round on a fresh target and state. Reported: wall times, rows per second, the ratio framework / hand-written
 (target <= 1.05), rows verified by delta-rs (both targets and quarantines hold the same counts), and the peaks of
-the Python driver's RSS, the JVM's RSS and its heap (local mode: the JVM is the driver and the executors).
+the Python driver's RSS, the JVM's RSS and its heap (local mode: the JVM is the driver and the executors), with the
+heap's cap: `scripts/bench scale --driver-memory 1g` runs both jobs in a JVM whose heap cannot pass 1 GiB, which
+shows nothing is collected to the driver (in local mode the executors' sort and shuffle memory share that heap).
 
 Standalone: python scripts/bench_scale.py [--rows N] [--rounds N]
 """
@@ -110,7 +112,9 @@ def jvm_peaks(spark: Any) -> dict[str, float]:
     for pool in jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans():
         if str(pool.getType().toString()) == "Heap memory":
             heap += int(pool.getPeakUsage().getUsed())
-    return {"jvm_peak_rss_mib": round(hwm), "jvm_peak_heap_used_mib": round(heap / 2**20)}
+    cap = int(jvm.java.lang.Runtime.getRuntime().maxMemory())
+    return {"jvm_peak_rss_mib": round(hwm), "jvm_peak_heap_used_mib": round(heap / 2**20),
+            "jvm_max_heap_mib": round(cap / 2**20)}
 
 
 def run_bench(spark: Any, work: Path, rows: int, rounds: int, log: Any) -> dict[str, Any]:
