@@ -83,16 +83,9 @@ def read_info(root: Path, env: str) -> dict[str, Any] | None:
 
 def alive(pid: int) -> bool:
     """Whether the process runs (a zombie, which an init that reaps nothing may keep, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    from etl_framework.state.db import pid_alive
+
+    return pid_alive(pid)
 
 
 # ------------------------------------------------------------------------------------------------ framing
