@@ -571,8 +571,9 @@ def build_desired(project: Any, env: str, env_cfg: EnvConfig, jobs: dict[str, An
                 spec = start_run_schedule_spec(wf, t, d, group)
                 resources.append(Resource("schedule", spec["Name"], spec, wfile, enabled=t.enabled))
             else:
+                what = kind_of(t).describe(t, with_next=False)
                 state.warnings.append(
-                    f"workflow {wname}: trigger {t.name} ({kind_of(t).describe(t, with_next=False)}) is not a Glue trigger: a Glue workflow has one "
+                    f"workflow {wname}: trigger {t.name} ({what}) is not a Glue trigger: a Glue workflow has one "
                     f"start trigger ({primary.name if primary else '-'}); start a run on demand with `aws glue "
                     f"start-workflow-run --name {d.name_prefix + wname}`")
         for t, spec in trigger_specs(wf, d):
