@@ -41,5 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     from etl_framework.runtime.daemon import maybe_delegate
 
     args = list(sys.argv[1:] if argv is None else argv)
-    code = maybe_delegate(args)  # a project's warm session (`etl daemon start`) runs it, when there is one
+    try:
+        code = maybe_delegate(args)  # a project's warm session (`etl daemon start`) runs it, when there is one
+    except KeyboardInterrupt:  # Ctrl-C before the daemon took the command: nothing ran
+        sys.exit(130)
     sys.exit(run_cli(cli, argv) if code is None else code)
