@@ -61,6 +61,11 @@ class _Base:
                 self._spark = get_spark(self.project.root, self.env_config.spark)
             return self._spark
 
+    def _cancel_spark(self, task: NodeTask) -> None:
+        """Cancel the Spark jobs a node runs in this process (an inline job, a maintain node)."""
+        if task.kind in ("job", "maintain") and self._spark is not None:
+            self._spark.sparkContext.cancelJobGroup(task.group_id)
+
     # -------------------------------------------------------------------------------------- maintain nodes
 
     def run_maintain(self, task: NodeTask) -> NodeOutcome:
@@ -226,8 +231,7 @@ class InlineExecutor(_Base):
 
     def cancel(self, task: NodeTask) -> None:
         task.cancelled.set()
-        if task.kind in ("job", "maintain") and self._spark is not None:
-            self._spark.sparkContext.cancelJobGroup(task.group_id)
+        self._cancel_spark(task)
 
 
 class SubprocessExecutor(_Base):
@@ -375,8 +379,7 @@ class SubprocessExecutor(_Base):
     def cancel(self, task: NodeTask) -> None:
         task.cancelled.set()
         if task.kind == "maintain":  # in this process, as with the inline executor
-            if self._spark is not None:
-                self._spark.sparkContext.cancelJobGroup(task.group_id)
+            self._cancel_spark(task)
             return
         with self._lock:
             proc = self.procs.get(task.group_id)
