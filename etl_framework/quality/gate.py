@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from etl_framework.errors import JobFailed
+from etl_framework.quality import native
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -402,7 +403,7 @@ class GatePlan:
     outcomes: list[RuleOutcome]
     gx_exps: list[Any]
     deps: dict[int, Any]
-    plan: dict[int, dict[str, tuple[str, str, Any]]]
+    plan: dict[int, dict[str, Any]]  # rule index -> its metrics: GX's metric name -> (kind, column, extra)
     fallback: list[RuleOutcome]
     tagged: DataFrame
     original: list[Column]
@@ -413,6 +414,7 @@ class GatePlan:
     validator: Any
     engine: Any
     windowed: bool = False  # a predicate needs a window over the whole data (e.g. uniqueness)
+    native: list[Expectation] | None = None  # every rule is checked without GX (`quality.native`)
 
     @property
     def row_level_exact(self) -> list[RuleOutcome]:
@@ -430,6 +432,8 @@ def plan_gate(df: DataFrame, expectations: list[Expectation], job_name: str, run
 
     names = _unique_names(expectations)
     check_columns(df.schema.names, expectations, job_name)
+    if native.covers(expectations):
+        return _plan_native(df, expectations, names, job_name, run_id, quarantined_at)
     gx_exps = build_expectations(expectations, job_name)
     outcomes = [
         RuleOutcome(i, names[i], e.expect, e.kwargs, e.on_fail, is_row_level(g)) for i, (e, g) in
@@ -517,14 +521,48 @@ def plan_gate(df: DataFrame, expectations: list[Expectation], job_name: str, run
                                 "use on_fail: fail or warn for this rule")
             fallback.append(o)
 
-    # 3. the data with every predicate column; the aggregation that counts them all in one pass (it reads only
-    #    the rules' columns and runs as generated code)
-    columns = {**pred_cols, **domain_cols, **row_count_cols}
-    tagged = df.select("*", *[c.alias(k) for k, c in columns.items()])
-    original = [F.col(f"`{c}`") for c in df.columns]
     for o in row_level:
         if o.index in plan:
             o.pred = plan[o.index][_main_metric(gx_exps[o.index])][1]
+    return _assemble(df, job_name, run_id, outcomes, {**pred_cols, **domain_cols, **row_count_cols}, quarantined_at,
+                     gx_exps=gx_exps, deps=deps, plan=plan, fallback=fallback, validator=validator, engine=engine,
+                     windowed=windowed)
+
+
+def _plan_native(df: DataFrame, expectations: list[Expectation], names: list[str], job_name: str, run_id: str,
+                 quarantined_at: datetime | None) -> GatePlan:
+    """The plan of a gate whose rules are all in `native.RULES`: the same predicate columns, built without GX."""
+    from pyspark.sql import functions as F
+
+    outcomes = [RuleOutcome(i, names[i], e.expect, e.kwargs, e.on_fail, True) for i, e in enumerate(expectations)]
+    columns: dict[str, Column] = {}
+    plan: dict[int, dict[str, Any]] = {}
+    null_keys: dict[str, str] = {}  # one null count per column, shared by its rules
+    for o, e in zip(outcomes, expectations, strict=True):
+        o.pred = f"{_PRED_PREFIX}_{len(columns)}"
+        columns[o.pred] = F.coalesce(native.unexpected(e), F.lit(False))
+        nulls = native.nulls(e)
+        key = None
+        if nulls is not None:
+            key = null_keys.get(e.kwargs["column"])
+            if key is None:
+                key = null_keys[e.kwargs["column"]] = f"{_PRED_PREFIX}_nulls_{len(null_keys)}"
+                columns[key] = nulls
+        plan[o.index] = {"unexpected": o.pred, "nulls": key}
+    return _assemble(df, job_name, run_id, outcomes, columns, quarantined_at, plan=plan, native=expectations)
+
+
+def _assemble(df: DataFrame, job_name: str, run_id: str, outcomes: list[RuleOutcome], columns: dict[str, Column],
+              quarantined_at: datetime | None, *, plan: dict[int, Any], native: list[Expectation] | None = None,
+              gx_exps: list[Any] | None = None, deps: dict[int, Any] | None = None,
+              fallback: list[RuleOutcome] | None = None, validator: Any = None, engine: Any = None,
+              windowed: bool = False) -> GatePlan:
+    """The data with every predicate column; the aggregation that counts them all in one pass (it reads only the
+    rules' columns and runs as generated code); what a quarantined row looks like."""
+    from pyspark.sql import functions as F
+
+    tagged = df.select("*", *[c.alias(k) for k, c in columns.items()])
+    original = [F.col(f"`{c}`") for c in df.columns]
     any_q = None
     for o in outcomes:
         if o.on_fail == "quarantine" and o.pred is not None:
@@ -547,8 +585,8 @@ def plan_gate(df: DataFrame, expectations: list[Expectation], job_name: str, run
             F.lit(run_id).alias("_run_id"),
             F.lit(q_constants["_quarantined_at"]).cast("timestamp").alias("_quarantined_at"),
         ]
-    return GatePlan(job_name, run_id, df, outcomes, gx_exps, deps, plan, fallback, tagged, original, any_q, aggs,
-                    q_select, q_constants, validator, engine, windowed)
+    return GatePlan(job_name, run_id, df, outcomes, gx_exps or [], deps or {}, plan, fallback or [], tagged, original,
+                    any_q, aggs, q_select, q_constants, validator, engine, windowed, native)
 
 
 SampleReader = Callable[[RuleOutcome, str, dict[str, Any], int], list[Any]]
@@ -564,6 +602,16 @@ def validate_plan(p: GatePlan, counts: dict[str, Any], samples: SampleReader | N
         return _unexpected_values(p.tagged.filter(F.col(key)), accessor, limit)
 
     read = samples or default_samples
+    if p.native is not None:
+        rows = int(counts["__rows"])
+        for o in p.outcomes:
+            e, keys = p.native[o.index], p.plan[o.index]
+            bad = int(counts[keys["unexpected"]])
+            sample = read(o, keys["unexpected"], {"column": e.kwargs["column"]},
+                          native.PARTIAL_UNEXPECTED_COUNT) if bad else []
+            o.gx = native.validate(e, rows, bad, None if keys["nulls"] is None else int(counts[keys["nulls"]]),
+                                   sample)
+        return
     for o in p.row_level_exact:
         exp = p.gx_exps[o.index]
         metrics: dict[Any, Any] = {}

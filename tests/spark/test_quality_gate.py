@@ -218,3 +218,70 @@ def test_persist_only_when_recomputing_costs_more(spark: Any, trips: Any, tmp_pa
     assert should_persist(trips.groupBy("zone").count())
     assert should_persist(trips.join(trips.select("trip_id"), "trip_id"))
     assert should_persist(trips.withColumn("r", F.rand()))
+
+
+NATIVE_CASES = [
+    {"expect": "expect_column_values_to_not_be_null", "column": "vendor"},
+    {"expect": "expect_column_values_to_not_be_null", "column": "trip_id", "mostly": 0.9},
+    {"expect": "expect_column_values_to_not_be_null", "column": "trip_id", "mostly": 0.95},
+    {"expect": "expect_column_values_to_be_between", "column": "fare", "min_value": 0, "max_value": 1000},
+    {"expect": "expect_column_values_to_be_between", "column": "fare", "min_value": 8, "strict_min": True},
+    {"expect": "expect_column_values_to_be_between", "column": "tip", "max_value": 1.0, "strict_max": True,
+     "mostly": 0.5},
+    {"expect": "expect_column_values_to_be_between", "column": "tip", "min_value": 1, "max_value": 2,
+     "strict_min": True, "strict_max": False},
+    {"expect": "expect_column_values_to_be_in_set", "column": "zone", "value_set": ["Z1", "Z2"]},
+    {"expect": "expect_column_values_to_be_in_set", "column": "vendor", "value_set": ["a"], "mostly": 0.6},
+    {"expect": "expect_column_values_to_not_be_in_set", "column": "trip_id", "value_set": [2, 3]},
+    {"expect": "expect_column_values_to_match_regex", "column": "zone", "regex": "^Z[0-9]$", "mostly": 0.85},
+    {"expect": "expect_column_values_to_not_match_regex", "column": "vendor", "regex": "b"},
+]
+
+
+@pytest.mark.parametrize("case", NATIVE_CASES, ids=lambda c: f"{c['expect'][21:]}-{c['column']}-{len(c)}")
+def test_rules_spark_checks_alone_give_great_expectations_own_results(trips: Any, spark: Any, case: dict,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The common row rules run without importing GX (`quality.native`): success and the stored result dict are
+    exactly those of GX validating the same data itself, and, on empty data too, those of the gate's GX path."""
+    from etl_framework.quality import native
+
+    exps = [Expectation.model_validate({**case, "on_fail": "warn"})]
+    assert native.covers(exps)
+    gate = evaluate_gate(trips, exps, "trips", "run1", persist=False)
+    own = gx_own(trips, exps[0])
+    assert (gate.results[0]["success"], gate.results[0]["gx_result"]) == (own.success, normalized(own.result))
+    empty = spark.createDataFrame([], SCHEMA)
+    mine = evaluate_gate(empty, exps, "trips", "run1", persist=False).results
+    monkeypatch.setenv(native.ENGINE_ENV, "gx")
+    assert not native.covers(exps)
+    assert mine == evaluate_gate(empty, exps, "trips", "run1", persist=False).results
+    assert mine[0]["element_count"] == 0 and mine[0]["success"]
+
+
+def test_a_gate_of_such_rules_never_imports_great_expectations(tmp_path: Path) -> None:
+    """In a fresh process: a gate of native rules runs, and great_expectations is never imported; a rule only GX
+    knows imports it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        from pyspark.sql import SparkSession
+        from etl_framework.config.model import Expectation
+        from etl_framework.quality.gate import evaluate_gate
+        spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+        df = spark.createDataFrame([(1, 5.0), (2, -1.0)], "id long, fare double")
+        rules = [Expectation.model_validate({"expect": "expect_column_values_to_be_between", "column": "fare",
+                                            "min_value": 0, "on_fail": "quarantine"})]
+        gate = evaluate_gate(df, rules, "j", "r", persist=False)
+        print(gate.quarantined_rows, "great_expectations" in sys.modules)
+        rules.append(Expectation.model_validate({"expect": "expect_column_values_to_be_unique", "column": "id",
+                                                "on_fail": "warn"}))
+        evaluate_gate(df, rules, "j", "r", persist=False)
+        print("great_expectations" in sys.modules)
+        spark.stop()
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True,
+                         cwd=tmp_path).stdout.split()
+    assert out == ["1", "False", "True"]
