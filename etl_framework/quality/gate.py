@@ -439,10 +439,7 @@ def plan_gate(df: DataFrame, expectations: list[Expectation], job_name: str, run
         RuleOutcome(i, names[i], e.expect, e.kwargs, e.on_fail, is_row_level(g)) for i, (e, g) in
         enumerate(zip(expectations, gx_exps, strict=True))
     ]
-    for o in outcomes:
-        if o.on_fail == "quarantine" and not o.row_level:
-            raise JobFailed(job_name, STAGE, f"rule '{o.rule}' ({o.expectation}) is table-level: it cannot quarantine "
-                            "rows", "use on_fail: fail or warn for it")
+    _refuse_table_quarantine(outcomes, job_name)
     validator, engine = _gx_batch(df)
     row_level = [o for o in outcomes if o.row_level]
     fallback: list[RuleOutcome] = [o for o in outcomes if not o.row_level]
@@ -534,11 +531,16 @@ def _plan_native(df: DataFrame, expectations: list[Expectation], names: list[str
     """The plan of a gate whose rules are all in `native.RULES`: the same predicate columns, built without GX."""
     from pyspark.sql import functions as F
 
-    outcomes = [RuleOutcome(i, names[i], e.expect, e.kwargs, e.on_fail, True) for i, e in enumerate(expectations)]
+    outcomes = [RuleOutcome(i, names[i], e.expect, e.kwargs, e.on_fail, not native.is_table(e))
+                for i, e in enumerate(expectations)]
+    _refuse_table_quarantine(outcomes, job_name)
     columns: dict[str, Column] = {}
     plan: dict[int, dict[str, Any]] = {}
     null_keys: dict[str, str] = {}  # one null count per column, shared by its rules
     for o, e in zip(outcomes, expectations, strict=True):
+        if not o.row_level:
+            plan[o.index] = {"table": True}  # the row count, counted with the predicates
+            continue
         o.pred = f"{_PRED_PREFIX}_{len(columns)}"
         columns[o.pred] = F.coalesce(native.unexpected(e), F.lit(False))
         nulls = native.nulls(e)
@@ -549,7 +551,16 @@ def _plan_native(df: DataFrame, expectations: list[Expectation], names: list[str
                 key = null_keys[e.kwargs["column"]] = f"{_PRED_PREFIX}_nulls_{len(null_keys)}"
                 columns[key] = nulls
         plan[o.index] = {"unexpected": o.pred, "nulls": key}
-    return _assemble(df, job_name, run_id, outcomes, columns, quarantined_at, plan=plan, native=expectations)
+    windowed = any(native.RULES[e.expect].window for e in expectations)
+    return _assemble(df, job_name, run_id, outcomes, columns, quarantined_at, plan=plan, native=expectations,
+                     windowed=windowed)
+
+
+def _refuse_table_quarantine(outcomes: list[RuleOutcome], job_name: str) -> None:
+    for o in outcomes:
+        if o.on_fail == "quarantine" and not o.row_level:
+            raise JobFailed(job_name, STAGE, f"rule '{o.rule}' ({o.expectation}) is table-level: it cannot quarantine "
+                            "rows", "use on_fail: fail or warn for it")
 
 
 def _assemble(df: DataFrame, job_name: str, run_id: str, outcomes: list[RuleOutcome], columns: dict[str, Column],
@@ -606,6 +617,9 @@ def validate_plan(p: GatePlan, counts: dict[str, Any], samples: SampleReader | N
         rows = int(counts["__rows"])
         for o in p.outcomes:
             e, keys = p.native[o.index], p.plan[o.index]
+            if not o.row_level:
+                o.gx = native.validate_table(e, rows)
+                continue
             bad = int(counts[keys["unexpected"]])
             sample = read(o, keys["unexpected"], {"column": e.kwargs["column"]},
                           native.PARTIAL_UNEXPECTED_COUNT) if bad else []

@@ -14,8 +14,9 @@ Counting first (`gate.evaluate_gate`) reads the data once to count and once more
 - after the target commit, the counts go to GX (success, `mostly` and the result dicts are GX's own) and the staged
   rows are committed to the quarantine table, exactly as in the counting-first mode.
 
-`blocker()` says why a job cannot use it, and the gate then counts first: a `fail` rule with `mostly` < 1 or a
-table-level / GX-validated rule (their verdict needs counts before the commit), a predicate that needs a window
+`blocker()` says why a job cannot use it, and the gate then counts first: a `fail` rule with `mostly` < 1, a
+table-level `fail` rule, or a rule GX validates itself (their verdict needs counts before the commit; the row
+count of a `warn` table rule is the write's own, `quality.native`), a predicate that needs a window
 over the whole data, a MERGE target (it reads its source more than once), or no helper JAR on the classpath.
 """
 
@@ -90,6 +91,10 @@ class InlineGate:
         if plan.fallback:
             o = plan.fallback[0]
             return None, f"rule '{o.rule}' ({o.expectation}) is validated by GX itself, over the whole data"
+        table_fail = [o for o in plan.outcomes if not o.row_level and o.on_fail == "fail"]
+        if table_fail:
+            o = table_fail[0]
+            return None, f"rule '{o.rule}' ({o.expectation}) is table-level with on_fail: fail: its count decides the commit"
         if plan.windowed:
             return None, "a rule's predicate needs a window over the whole data"
         if plan.any_q is not None:

@@ -37,8 +37,9 @@ class Rule:
     subject (the null rules) or left out of its domain (every other rule)."""
 
     keywords: frozenset[str]
-    expected: Condition
+    expected: Condition | None  # None: a table-level rule (its metric is the row count)
     nulls_are_subject: bool = False
+    window: bool = False  # the condition needs a window over the whole data
 
 
 def _number(v: Any) -> bool:
@@ -58,6 +59,15 @@ def _between(col: Column, kw: dict[str, Any]) -> Column:
     return parts[0] if len(parts) == 1 else parts[0] & parts[1]
 
 
+def _unique(col: Column, kw: dict[str, Any]) -> Column:
+    """GX's `ColumnValuesUnique._spark` (a window condition over the column's non-null rows: the null rows form
+    their own partition, so counting over all rows gives the same answer)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    return F.count(F.lit(1)).over(Window.partitionBy(col)) <= 1
+
+
 RULES: dict[str, Rule] = {
     "expect_column_values_to_not_be_null": Rule(frozenset(), lambda c, kw: c.isNotNull(), nulls_are_subject=True),
     "expect_column_values_to_be_between": Rule(frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
@@ -66,11 +76,30 @@ RULES: dict[str, Rule] = {
     "expect_column_values_to_not_be_in_set": Rule(frozenset({"value_set"}), lambda c, kw: ~c.isin(kw["value_set"])),
     "expect_column_values_to_match_regex": Rule(frozenset({"regex"}), lambda c, kw: c.rlike(kw["regex"])),
     "expect_column_values_to_not_match_regex": Rule(frozenset({"regex"}), lambda c, kw: ~c.rlike(kw["regex"])),
+    "expect_column_values_to_be_unique": Rule(frozenset(), _unique, window=True),
+    "expect_table_row_count_to_be_between": Rule(frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
+                                                 None),
 }
+TABLE_KEYWORDS = frozenset({"min_value", "max_value", "strict_min", "strict_max"})
+
+
+def is_table(e: Expectation) -> bool:
+    return RULES[e.expect].expected is None
+
+
+def _bounds(kw: dict[str, Any]) -> bool:
+    lo, hi = kw.get("min_value"), kw.get("max_value")
+    if not all(v is None or _number(v) for v in (lo, hi)) or (lo is None and hi is None):
+        return False
+    if lo is not None and hi is not None and lo > hi:
+        return False
+    return all(isinstance(kw.get(k, False), bool) for k in ("strict_min", "strict_max"))
 
 
 def _valid(expect: str, kw: dict[str, Any]) -> bool:
     """Whether the keywords are exactly of the shapes this module models (else GX validates and reports them)."""
+    if RULES[expect].expected is None:
+        return "column" not in kw and "mostly" not in kw and _bounds(kw)
     col = kw.get("column")
     if not isinstance(col, str) or not col or "." in col or "`" in col:
         return False
@@ -78,12 +107,7 @@ def _valid(expect: str, kw: dict[str, Any]) -> bool:
     if not _number(mostly) or not 0 <= mostly <= 1:
         return False
     if expect == "expect_column_values_to_be_between":
-        lo, hi = kw.get("min_value"), kw.get("max_value")
-        if not all(v is None or _number(v) for v in (lo, hi)) or (lo is None and hi is None):
-            return False
-        if lo is not None and hi is not None and lo > hi:
-            return False
-        return all(isinstance(kw.get(k, False), bool) for k in ("strict_min", "strict_max"))
+        return _bounds(kw)
     if "value_set" in RULES[expect].keywords:
         vs = kw.get("value_set")
         return (isinstance(vs, list) and bool(vs) and
@@ -111,6 +135,7 @@ def unexpected(e: Expectation) -> Column:
     from pyspark.sql import functions as F
 
     rule = RULES[e.expect]
+    assert rule.expected is not None, "a table-level rule has no row predicate"
     col = F.col(e.kwargs["column"])
     expected = rule.expected(col, e.kwargs)
     return ~expected if rule.nulls_are_subject else col.isNotNull() & ~expected
@@ -160,3 +185,12 @@ def validate(e: Expectation, rows: int, unexpected_count: int, null_count: int |
         result.update({"missing_count": missing, "missing_percent": missing_pct,
                        "unexpected_percent_total": pct_total, "unexpected_percent_nonmissing": pct_nonmissing})
     return Result(bool(success), result)
+
+
+def validate_table(e: Expectation, rows: int) -> Result:
+    """GX's `_validate_metric_value_between` for the row count."""
+    kw = e.kwargs
+    lo, hi = kw.get("min_value"), kw.get("max_value")
+    above = lo is None or (rows > lo if kw.get("strict_min") else rows >= lo)
+    below = hi is None or (rows < hi if kw.get("strict_max") else rows <= hi)
+    return Result(bool(above and below), {"observed_value": rows})

@@ -428,6 +428,7 @@ class Daemon:
         code = self.run(conn, request)
         with contextlib.suppress(OSError):
             send_frame(conn, b"x", json.dumps({"code": code}).encode())
+        self.reset()  # after the answer: the user does not wait for it, the next command finds it done
 
     def run(self, conn: socket.socket, request: dict[str, Any]) -> int:
         from etl_framework.cli import cli
@@ -457,7 +458,6 @@ class Daemon:
             os.environ.update(saved_env)
             with contextlib.suppress(OSError):
                 os.chdir(saved_cwd)
-            self.reset()
 
     def reset(self) -> None:
         """What one command leaves in the session or the interpreter that the next must not see."""

@@ -131,7 +131,9 @@ def schema_names(ddl: str) -> list[str]:
 @pytest.mark.parametrize(("extra", "blocked"), [
     ({"expect": "expect_column_values_to_not_be_null", "column": "zone", "mostly": 0.5, "on_fail": "fail"},
      "fails on a share of rows (mostly 0.5)"),
-    ({"expect": "expect_table_row_count_to_be_between", "min_value": 1, "on_fail": "warn"},
+    ({"expect": "expect_table_row_count_to_be_between", "min_value": 1, "on_fail": "fail"},
+     "is table-level with on_fail: fail: its count decides the commit"),
+    ({"expect": "expect_column_mean_to_be_between", "column": "fare", "min_value": 0, "on_fail": "warn"},
      "is validated by GX itself"),
     ({"expect": "expect_column_values_to_be_unique", "column": "trip_id", "on_fail": "warn"},
      "needs a window over the whole data"),
