@@ -12,7 +12,8 @@ daemon runs the command in its main thread exactly as the CLI would (`run_cli`),
 working directory, and its stdout/stderr sent to the client. Ctrl-C and SIGTERM in the client are forwarded to the
 daemon's process, where the run's own signal handling stops it (recorded STOPPED, exit 130).
 
-Isolation between commands: temp views dropped, SQL confs reset to the session's start values, cached tables
+At start it runs two throwaway jobs in a temporary project of its own (`runtime.warmup`), so that the user's first
+commands find the JVM's hot paths compiled. Isolation between commands: temp views dropped, SQL confs reset to the session's start values, cached tables
 cleared, the project's own Python modules (`python:` steps) unloaded so a changed step is imported anew. A daemon
 started by other framework code or other Spark settings is replaced; one busy with a command makes the next command
 run in its own process (said in one line). A daemon killed mid-run leaves what a killed `etl run` leaves: a RUNNING
@@ -358,18 +359,19 @@ class Daemon:
 
     def warm(self) -> None:
         from etl_framework.config.project import Project
+        from etl_framework.quality.gate import preload_gx, wait_gx
         from etl_framework.runtime.spark import get_spark
+        from etl_framework.runtime.warmup import warm_up
 
+        preload_gx()  # GX (for rules only GX checks) is imported while the JVM starts and warms up
         project = Project.discover(str(self.root))
         self.spark = get_spark(project.root, project.env_config(self.env).spark or None)
         import etl_framework.cli
         import etl_framework.engine.job
         import etl_framework.engine.workflow  # noqa: F401
-        from etl_framework.quality.gate import preload_gx, wait_gx
 
-        preload_gx()
+        warm_up(self.spark)  # the JIT compiles the paths every run takes before the user's first command
         wait_gx()
-        self.spark.range(1).count()
         self.baseline = {r[0]: r[1] for r in self.spark.sql("SET").collect()}
         self.package = Path(sys.modules["etl_framework"].__file__ or "").resolve().parent
 
