@@ -9,7 +9,7 @@ Counting first (`gate.evaluate_gate`) reads the data once to count and once more
   GX fails such a rule on its first unexpected row, so no count is needed to decide. The gate then counts, to
   report every failed rule with its observed value (`QualityGateFailed`, exit 3);
 - a row that breaks a `quarantine` rule goes to the framework's JVM side output (`etl_framework.spark.
-  QuarantineTee`, evaluated only for those rows), which stages it as a JSON line under
+  QuarantineTee`, evaluated only for those rows), which stages it with Spark's own Parquet writer under
   `<quarantine>/_etl_staging/<run_id>/`, and is dropped from the target write;
 - after the target commit, the counts go to GX (success, `mostly` and the result dicts are GX's own) and the staged
   rows are committed to the quarantine table, exactly as in the counting-first mode.
@@ -28,7 +28,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from etl_framework.quality.gate import GatePlan, GateResult, RuleOutcome, decide, plan_gate, validate_plan
-from etl_framework.quality.staging import JSON_OPTIONS, delete_staged, read_staged, write_schema
+from etl_framework.quality.staging import delete_staged, read_staged
 from etl_framework.tables import table_format
 
 if TYPE_CHECKING:
@@ -125,13 +125,10 @@ class InlineGate:
             assert self.staging_path is not None
             from etl_framework.tables.fs import delete_path
 
-            spark._jvm.etl_framework.spark.QuarantineTee.register(spark._jsparkSession, TEE_UDF)
-            delete_path(spark, self.staging_path)  # a retry of this run: rows staged by its failed attempt go
             schema = p.tagged.select(*p.q_select).schema
-            write_schema(spark, self.staging_path, schema, p.q_constants)
-            varying = [c for c, f in zip(p.q_select, schema.fields, strict=True) if f.name not in p.q_constants]
-            row = F.to_json(F.struct(*[c.alias(str(i)) for i, c in enumerate(varying)]), JSON_OPTIONS)
-            tee = F.call_udf(TEE_UDF, F.lit(self.staging_path), row)
+            spark._jvm.etl_framework.spark.QuarantineTee.register(spark._jsparkSession, TEE_UDF, schema.json())
+            delete_path(spark, self.staging_path)  # a retry of this run: rows staged by its failed attempt go
+            tee = F.call_udf(TEE_UDF, F.lit(self.staging_path), F.struct(*p.q_select))
             keep = F.when(p.any_q, tee) if keep is None else keep.when(p.any_q, tee)
         if keep is not None:
             df = df.filter(keep.otherwise(F.lit(True)))

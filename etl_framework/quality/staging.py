@@ -1,9 +1,10 @@
 """Quarantined rows staged (uncommitted) under `<quarantine>/_etl_staging/<run_id>/` until the target commits.
 
-Two layouts, one reader: the counting-first gate stages Parquet; the inline gate's JVM side output stages one JSON
-line per row (`part-NNNNN.jsonl`) beside `_schema.json`, the quarantine table's schema, written before the target
-write starts so that a resume in a new process can read them back. Names starting with `_` are invisible to
-Spark's readers and to Delta, so nothing staged is ever seen as data.
+Both gates stage Parquet: the counting-first gate with a Spark write, the inline gate's JVM side output with Spark's
+own Parquet writer, one file per task (`part-NNNNN.parquet`). A staging folder left by an earlier version holds one
+JSON line per row beside `_schema.json` (the quarantine table's schema); the reader still takes it, so a crash
+before an upgrade is recovered after it. Names starting with `_` are invisible to Spark's readers and to Delta, so
+nothing staged is ever seen as data.
 """
 
 from __future__ import annotations
@@ -26,16 +27,6 @@ def _fs(spark: Any, path: str) -> tuple[Any, Any]:
     return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
 
 
-def write_schema(spark: Any, path: str, schema: Any, constants: dict[str, str] | None = None) -> None:
-    """Put the staged rows' schema in the staging folder (a small file: one PUT on S3). The JSON lines carry the
-    other columns under their position ("0", "1", ...: a third of the bytes of the names); `constants` (the run id
-    and time) are the same on every row and are kept here instead."""
-    from etl_framework.tables.fs import filesystem
-
-    doc = {"schema": json.loads(schema.json()), "constants": constants or {}}
-    filesystem(spark, path).write_atomic(posixpath.join(path, SCHEMA_FILE), json.dumps(doc))
-
-
 def has_rows(spark: Any, path: str) -> bool:
     """Whether the staging folder holds any staged data file (not just its schema)."""
     fs, hpath = _fs(spark, path)
@@ -45,7 +36,8 @@ def has_rows(spark: Any, path: str) -> bool:
 
 
 def read_staged(spark: Any, path: str) -> Any:
-    """The staged rows of one run as a DataFrame (JSON with its schema, or Parquet), or None when there are none."""
+    """The staged rows of one run as a DataFrame (Parquet, or an earlier version's JSON lines with their schema), or
+    None when there are none."""
     from pyspark.sql.types import StructType
 
     if not has_rows(spark, path):

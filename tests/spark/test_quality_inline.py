@@ -1,5 +1,5 @@
 """The quality gate inside the target write's own pass (`quality.inline`): the same table, quarantine and GX
-results as counting first, a `fail` rule stopping the write before any commit, the staged JSON rows coming back
+results as counting first, a `fail` rule stopping the write before any commit, the staged rows coming back
 exactly, and the cases that must count first instead."""
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ def test_fail_rule_stops_the_inline_write_before_any_commit(spark: Any, tmp_path
 
 
 def test_staged_rows_come_back_exactly(spark: Any, tmp_path: Path) -> None:
-    """The side output stages rows as JSON lines: every type comes back to the quarantine table unchanged
-    (microsecond timestamps, decimals, NaN, nested values, unicode and newlines in strings)."""
+    """The side output stages rows with Spark's Parquet writer: every type comes back to the quarantine table
+    unchanged (microsecond timestamps, decimals, NaN, nested values, unicode and newlines in strings)."""
     rows = [
         (1, datetime(2024, 1, 2, 3, 4, 5, 123456), Decimal("12.345"), float("nan"), ["x", None], {"k": 1},
          "line1\nline2 ü \"q\"", -1.0),
@@ -165,3 +165,23 @@ def test_without_the_helper_jar_the_gate_counts_first(spark: Any, tmp_path: Path
     m = quality_metrics(tmp_path, res.run_id)
     assert m["mode"] == "count-first" and "helper JAR" in m["inline_blocked_by"]
     assert [r["trip_id"] for r in delta_rows(out)] == [1, 5, 6]
+
+
+def test_a_json_staging_left_by_an_earlier_version_is_still_read(spark: Any, tmp_path: Path) -> None:
+    """Before the side output wrote Parquet it staged JSON lines beside `_schema.json`: a crash left before an
+    upgrade is still committed after it, with every value and the run's constants."""
+    from etl_framework.quality.staging import read_staged
+
+    staged = tmp_path / "staging"
+    staged.mkdir()
+    schema = {"type": "struct", "fields": [
+        {"name": "id", "type": "long", "nullable": True, "metadata": {}},
+        {"name": "at", "type": "timestamp", "nullable": True, "metadata": {}},
+        {"name": "_failed_rules", "type": {"type": "array", "elementType": "string", "containsNull": True},
+         "nullable": True, "metadata": {}},
+        {"name": "_run_id", "type": "string", "nullable": True, "metadata": {}}]}
+    (staged / "_schema.json").write_text(json.dumps({"schema": schema, "constants": {"_run_id": "jr_1"}}))
+    (staged / "part-00000.jsonl").write_text('{"0":7,"1":"2024-01-02T03:04:05.123456Z","2":["fare_ok"]}\n')
+    rows = [r.asDict() for r in read_staged(spark, str(staged)).collect()]
+    assert rows == [{"id": 7, "at": datetime(2024, 1, 2, 3, 4, 5, 123456), "_failed_rules": ["fare_ok"],
+                     "_run_id": "jr_1"}]

@@ -1,21 +1,31 @@
 package etl_framework.spark;
 
 import java.io.IOException;
-import java.io.OutputStreamWriter;
-import java.io.Writer;
-import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.mapreduce.Job;
+import org.apache.hadoop.mapreduce.JobID;
+import org.apache.hadoop.mapreduce.TaskAttemptID;
+import org.apache.hadoop.mapreduce.TaskID;
+import org.apache.hadoop.mapreduce.TaskType;
+import org.apache.hadoop.mapreduce.task.TaskAttemptContextImpl;
 import org.apache.spark.TaskContext;
+import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.api.java.UDF2;
+import org.apache.spark.sql.catalyst.encoders.ExpressionEncoder;
+import org.apache.spark.sql.execution.datasources.OutputWriter;
+import org.apache.spark.sql.execution.datasources.OutputWriterFactory;
+import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat;
 import org.apache.spark.sql.expressions.UserDefinedFunction;
 import org.apache.spark.sql.functions;
+import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
 import org.apache.spark.util.SerializableConfiguration;
 import org.apache.spark.util.TaskCompletionListener;
 import org.apache.spark.util.TaskFailureListener;
@@ -24,34 +34,47 @@ import org.apache.spark.util.TaskFailureListener;
  * The quality gate's side output: lets the target write's single pass over the data also set aside the rows to
  * quarantine, instead of a second pass (or a cache) over the source.
  *
- * <p>{@code tee(dir, json)} appends {@code json} (one quarantined row) to this task's file under {@code dir} and
- * returns false, so the row is dropped from the target write. Each task attempt writes
- * {@code dir/_tmp/part-P-A.jsonl}; when the attempt succeeds the file is renamed to {@code dir/part-P.jsonl} (a
- * retried or speculative attempt of partition P replaces it with the same rows), when it fails the file is deleted.
- * Nothing here is committed: the quality stage commits the staged rows to the quarantine table after the target
- * commit, and deletes them when the target write fails.
+ * <p>{@code tee(dir, row)} writes {@code row} (one quarantined row, a struct of the quarantine table's columns) to
+ * this task's Parquet file under {@code dir} and returns false, so the row is dropped from the target write. The
+ * file is written by Spark's own Parquet writer (the factory {@code ParquetFileFormat.prepareWrite} makes for a
+ * write, shipped with the function), so every type comes back exactly and the quarantine commit reads columns
+ * instead of parsing text. Each task attempt writes {@code dir/_tmp/part-P-A.parquet}; when the attempt succeeds
+ * the file is renamed to {@code dir/part-P.parquet} (a retried or speculative attempt of partition P replaces it
+ * with the same rows), when it fails the file is deleted. Nothing here is committed: the quality stage commits the
+ * staged rows to the quarantine table after the target commit, and deletes them when the target write fails.
  */
-public final class QuarantineTee implements UDF2<String, String, Boolean> {
-  private static final long serialVersionUID = 1L;
+public final class QuarantineTee implements UDF2<String, Row, Boolean> {
+  private static final long serialVersionUID = 2L;
   private static final Map<String, Sink> SINKS = new ConcurrentHashMap<>();
 
-  /** The driver's Hadoop configuration (s3a endpoint and credentials included), shipped with the function. */
+  /** The write's Hadoop configuration (s3a endpoint and credentials, Parquet settings), shipped with the function. */
   private final SerializableConfiguration conf;
+  private final OutputWriterFactory factory;
+  private final StructType schema;
 
-  public QuarantineTee(SerializableConfiguration conf) {
+  public QuarantineTee(SerializableConfiguration conf, OutputWriterFactory factory, StructType schema) {
     this.conf = conf;
+    this.factory = factory;
+    this.schema = schema;
   }
 
-  /** Register the function as {@code name} in this session (non-deterministic: never reordered or dropped). */
-  public static void register(SparkSession spark, String name) {
-    SerializableConfiguration conf = new SerializableConfiguration(spark.sessionState().newHadoopConf());
-    UserDefinedFunction f = functions.udf(new QuarantineTee(conf), DataTypes.BooleanType).asNondeterministic();
+  /**
+   * Register the function as {@code name} in this session (non-deterministic: never reordered or dropped), for rows
+   * of the schema {@code schemaJson} (Spark's JSON form of a StructType).
+   */
+  public static void register(SparkSession spark, String name, String schemaJson) throws IOException {
+    StructType schema = (StructType) DataType.fromJson(schemaJson);
+    Job job = Job.getInstance(spark.sessionState().newHadoopConf());
+    OutputWriterFactory factory = new ParquetFileFormat().prepareWrite(
+        spark, job, new scala.collection.immutable.HashMap<String, String>(), schema);
+    QuarantineTee tee = new QuarantineTee(new SerializableConfiguration(job.getConfiguration()), factory, schema);
+    UserDefinedFunction f = functions.udf(tee, DataTypes.BooleanType).asNondeterministic();
     spark.udf().register(name, f);
   }
 
   @Override
-  public Boolean call(String dir, String json) throws Exception {
-    if (json == null) {
+  public Boolean call(String dir, Row row) throws Exception {
+    if (row == null) {
       return Boolean.TRUE;
     }
     TaskContext tc = TaskContext.get();
@@ -61,7 +84,7 @@ public final class QuarantineTee implements UDF2<String, String, Boolean> {
     String key = dir + "#" + tc.taskAttemptId();
     Sink sink = SINKS.get(key);
     if (sink == null) {
-      sink = new Sink(dir, tc, conf.value());
+      sink = new Sink(dir, tc, conf.value(), factory, schema);
       SINKS.put(key, sink);
       final Sink s = sink;
       tc.addTaskFailureListener(new TaskFailureListener() {
@@ -82,7 +105,7 @@ public final class QuarantineTee implements UDF2<String, String, Boolean> {
         }
       });
     }
-    sink.write(json);
+    sink.write(row);
     return Boolean.FALSE;
   }
 
@@ -92,22 +115,27 @@ public final class QuarantineTee implements UDF2<String, String, Boolean> {
     final FileSystem fs;
     final Path tmp;
     final Path dst;
-    final Writer out;
+    final OutputWriter out;
+    final ExpressionEncoder.Serializer<Row> toInternal;
     volatile boolean failed;
 
-    Sink(String dir, TaskContext tc, Configuration conf) throws IOException {
+    Sink(String dir, TaskContext tc, Configuration conf, OutputWriterFactory factory, StructType schema)
+        throws IOException {
       this.dir = dir;
       Path root = new Path(dir);
       this.fs = root.getFileSystem(conf);
       String part = String.format("part-%05d", tc.partitionId());
-      this.tmp = new Path(new Path(root, "_tmp"), part + "-" + tc.taskAttemptId() + ".jsonl");
-      this.dst = new Path(root, part + ".jsonl");
-      this.out = new OutputStreamWriter(fs.create(tmp, true), StandardCharsets.UTF_8);
+      this.tmp = new Path(new Path(root, "_tmp"), part + "-" + tc.taskAttemptId() + ".parquet");
+      this.dst = new Path(root, part + ".parquet");
+      TaskAttemptID id = new TaskAttemptID(
+          new TaskID(new JobID("etlquarantine", tc.stageId()), TaskType.MAP, tc.partitionId()), tc.attemptNumber());
+      this.out = factory.newInstance(tmp.toString(), schema, new TaskAttemptContextImpl(conf, id));
+      // lenient: java.time or java.sql values alike (spark.sql.datetime.java8API.enabled decides what a Row holds)
+      this.toInternal = ExpressionEncoder.apply(schema, true).createSerializer();
     }
 
-    void write(String json) throws IOException {
-      out.write(json);
-      out.write('\n');
+    void write(Row row) {
+      out.write(toInternal.apply(row));
     }
 
     void finish(boolean ok) throws IOException {
