@@ -10,8 +10,9 @@ and the result dict are GX's own. Table-level and aggregate expectations (row co
 GX itself in one bundled `graph_validate` on the same persisted data. The predicate columns then label the
 quarantined rows with the rules they broke; the transform runs once.
 
-Heavy libraries (pyspark, great_expectations) are imported inside functions: a job without `quality:` never
-pays GX's ~5 s import, and `preload_gx()` lets the engine overlap that import with Spark's start-up.
+Heavy libraries (pyspark, great_expectations) are imported inside functions: a job whose rules are all common ones
+(`quality.native`: the same predicates and verdicts, built without GX) never pays GX's ~4 s import, and for the
+others `preload_gx()` lets the engine overlap that import with Spark's start-up.
 """
 
 from __future__ import annotations
@@ -552,7 +553,7 @@ def _plan_native(df: DataFrame, expectations: list[Expectation], names: list[str
                 columns[key] = nulls
         plan[o.index] = {"unexpected": o.pred, "nulls": key}
     windowed = any(native.RULES[e.expect].window for e in expectations)
-    return _assemble(df, job_name, run_id, outcomes, columns, quarantined_at, plan=plan, native=expectations,
+    return _assemble(df, job_name, run_id, outcomes, columns, quarantined_at, plan=plan, native_rules=expectations,
                      windowed=windowed)
 
 
@@ -564,7 +565,7 @@ def _refuse_table_quarantine(outcomes: list[RuleOutcome], job_name: str) -> None
 
 
 def _assemble(df: DataFrame, job_name: str, run_id: str, outcomes: list[RuleOutcome], columns: dict[str, Column],
-              quarantined_at: datetime | None, *, plan: dict[int, Any], native: list[Expectation] | None = None,
+              quarantined_at: datetime | None, *, plan: dict[int, Any], native_rules: list[Expectation] | None = None,
               gx_exps: list[Any] | None = None, deps: dict[int, Any] | None = None,
               fallback: list[RuleOutcome] | None = None, validator: Any = None, engine: Any = None,
               windowed: bool = False) -> GatePlan:
@@ -597,7 +598,7 @@ def _assemble(df: DataFrame, job_name: str, run_id: str, outcomes: list[RuleOutc
             F.lit(q_constants["_quarantined_at"]).cast("timestamp").alias("_quarantined_at"),
         ]
     return GatePlan(job_name, run_id, df, outcomes, gx_exps or [], deps or {}, plan, fallback or [], tagged, original,
-                    any_q, aggs, q_select, q_constants, validator, engine, windowed, native)
+                    any_q, aggs, q_select, q_constants, validator, engine, windowed, native_rules)
 
 
 SampleReader = Callable[[RuleOutcome, str, dict[str, Any], int], list[Any]]
