@@ -68,19 +68,17 @@ def _unique(col: Column, kw: dict[str, Any]) -> Column:
     return F.count(F.lit(1)).over(Window.partitionBy(col)) <= 1
 
 
+BOUNDS = frozenset({"min_value", "max_value", "strict_min", "strict_max"})
 RULES: dict[str, Rule] = {
     "expect_column_values_to_not_be_null": Rule(frozenset(), lambda c, kw: c.isNotNull(), nulls_are_subject=True),
-    "expect_column_values_to_be_between": Rule(frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
-                                               _between),
+    "expect_column_values_to_be_between": Rule(BOUNDS, _between),
     "expect_column_values_to_be_in_set": Rule(frozenset({"value_set"}), lambda c, kw: c.isin(kw["value_set"])),
     "expect_column_values_to_not_be_in_set": Rule(frozenset({"value_set"}), lambda c, kw: ~c.isin(kw["value_set"])),
     "expect_column_values_to_match_regex": Rule(frozenset({"regex"}), lambda c, kw: c.rlike(kw["regex"])),
     "expect_column_values_to_not_match_regex": Rule(frozenset({"regex"}), lambda c, kw: ~c.rlike(kw["regex"])),
     "expect_column_values_to_be_unique": Rule(frozenset(), _unique, window=True),
-    "expect_table_row_count_to_be_between": Rule(frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
-                                                 None),
+    "expect_table_row_count_to_be_between": Rule(BOUNDS, None),
 }
-TABLE_KEYWORDS = frozenset({"min_value", "max_value", "strict_min", "strict_max"})
 
 
 def is_table(e: Expectation) -> bool:

@@ -13,7 +13,9 @@ working directory, and its stdout/stderr sent to the client. Ctrl-C and SIGTERM 
 daemon's process, where the run's own signal handling stops it (recorded STOPPED, exit 130).
 
 At start it runs two throwaway jobs in a temporary project of its own (`runtime.warmup`), so that the user's first
-commands find the JVM's hot paths compiled. Isolation between commands: temp views dropped, SQL confs reset to the session's start values, cached tables
+commands find the JVM's hot paths compiled.
+
+Isolation between commands: temp views dropped, SQL confs reset to the session's start values, cached tables
 cleared, the project's own Python modules (`python:` steps) unloaded so a changed step is imported anew. A daemon
 started by other framework code or other Spark settings is replaced; one busy with a command makes the next command
 run in its own process (said in one line). A daemon killed mid-run leaves what a killed `etl run` leaves: a RUNNING
