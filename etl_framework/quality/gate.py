@@ -411,7 +411,6 @@ class GatePlan:
     any_q: Column | None
     aggs: list[Column]
     q_select: list[Column]
-    q_constants: dict[str, str]  # quarantine columns that are the same on every row: name -> value (as text)
     validator: Any
     engine: Any
     windowed: bool = False  # a predicate needs a window over the whole data (e.g. uniqueness)
@@ -582,7 +581,6 @@ def _assemble(df: DataFrame, job_name: str, run_id: str, outcomes: list[RuleOutc
     aggs = [F.count(F.lit(1)).alias("__rows")]
     aggs += [F.count(F.when(F.col(k), True)).alias(k) for k in columns]
     q_select: list[Column] = []
-    q_constants: dict[str, str] = {}
     if any_q is not None:
         aggs.append(F.count(F.when(any_q, True)).alias("__quarantined"))
         failed_rules = F.filter(
@@ -590,15 +588,14 @@ def _assemble(df: DataFrame, job_name: str, run_id: str, outcomes: list[RuleOutc
             lambda x: x.isNotNull(),
         )
         at = (quarantined_at or datetime.now(UTC)).astimezone(UTC)  # the session time zone is UTC
-        q_constants = {"_run_id": run_id, "_quarantined_at": at.strftime("%Y-%m-%d %H:%M:%S.%f")}
         q_select = [
             *original,
             failed_rules.alias("_failed_rules"),
             F.lit(run_id).alias("_run_id"),
-            F.lit(q_constants["_quarantined_at"]).cast("timestamp").alias("_quarantined_at"),
+            F.lit(at.strftime("%Y-%m-%d %H:%M:%S.%f")).cast("timestamp").alias("_quarantined_at"),
         ]
     return GatePlan(job_name, run_id, df, outcomes, gx_exps or [], deps or {}, plan, fallback or [], tagged, original,
-                    any_q, aggs, q_select, q_constants, validator, engine, windowed, native_rules)
+                    any_q, aggs, q_select, validator, engine, windowed, native_rules)
 
 
 SampleReader = Callable[[RuleOutcome, str, dict[str, Any], int], list[Any]]

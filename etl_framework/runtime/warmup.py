@@ -54,8 +54,9 @@ def _project(root: Path) -> None:
     (root / "jobs" / "warm_stats.yaml").write_text(STATS)
 
 
-def warm_up(spark: Any) -> None:
-    """Run the throwaway jobs `ROUNDS` times on `spark` (quietly), then delete their project."""
+def warm_up(spark: Any) -> bool:
+    """Run the throwaway jobs `ROUNDS` times on `spark` (quietly), then delete their project. True when every run
+    succeeded."""
     from etl_framework.config.project import Project
     from etl_framework.engine.job import run_job
 
@@ -67,8 +68,9 @@ def warm_up(spark: Any) -> None:
             for name in ("warm_load", "warm_stats"):
                 result = run_job(root / "jobs" / f"{name}.yaml", project=project, spark=spark, quiet=True)
                 if not result.ok:
-                    return
-    except Exception:  # noqa: BLE001, S110 - warming is an optimisation: the daemon serves without it
-        pass
+                    return False
+    except Exception:  # noqa: BLE001 - warming is an optimisation: the daemon serves without it
+        return False
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    return True
