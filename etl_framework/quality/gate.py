@@ -417,6 +417,11 @@ class GatePlan:
     native: list[Expectation] | None = None  # every rule is checked without GX (`quality.native`)
 
     @property
+    def counted(self) -> list[str]:
+        """The predicate columns `aggs` counts (besides `__rows` and `__quarantined`), in `tagged`'s order."""
+        return self.tagged.columns[len(self.original):]
+
+    @property
     def row_level_exact(self) -> list[RuleOutcome]:
         return [o for o in self.outcomes if o.index in self.plan]
 

@@ -90,7 +90,11 @@ def run_write(state: JobRunState) -> None:
         raise JobFailed(state.job, STAGE, f"the data has no column {', '.join(missing)} named in target "
                         f"partition_by/merge_keys (columns: {', '.join(state.df.columns)})",
                         "produce that column in the transform, or fix target.partition_by / merge_keys")
-    if state.df is state.extras.get("transform_df") and "transform" in state.observations:
+    inline = state.extras.get("quality_inline")  # an inline quality gate counts the rows it lets through
+    obs: Observation | None = None
+    if inline is not None:
+        df = state.df
+    elif state.df is state.extras.get("transform_df") and "transform" in state.observations:
         obs, df = state.observations["transform"], state.df  # one count node fewer in the plan
     else:
         obs = Observation()
@@ -113,7 +117,10 @@ def run_write(state: JobRunState) -> None:
     fault("write.committed")
     from etl_framework.engine.job import observed
 
-    rows = observed(obs, wait=0.0 if t.mode == "merge" else 3.0)  # a merge reports its own source rows
+    if obs is None:
+        rows = inline.rows_written()
+    else:
+        rows = observed(obs, wait=0.0 if t.mode == "merge" else 3.0)  # a merge reports its own source rows
     result = committed.metrics()
     if t.mode == "merge" and committed.merge:
         m = committed.merge

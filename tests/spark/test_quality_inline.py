@@ -56,6 +56,8 @@ def test_inline_gate_equals_counting_first(spark: Any, tmp_path: Path, monkeypat
     for key in ("rows_in", "rows_out", "rows_quarantined", "passed", "failed", "warned", "reason"):
         assert mi[key] == mc[key], key
     assert mi["rows_in"] == 6 and mi["rows_quarantined"] == 3
+    # the inline write counts its rows with the gate's own counter, not an Observation of its own
+    assert inline.metrics["write"]["rows_written"] == counted.metrics["write"]["rows_written"] == 3
 
     assert delta_rows(tmp_path / "a") == delta_rows(tmp_path / "b")
     assert [r["trip_id"] for r in delta_rows(tmp_path / "a")] == [1, 5, 6]
