@@ -588,10 +588,11 @@ def _assemble(df: DataFrame, job_name: str, run_id: str, outcomes: list[RuleOutc
     q_select: list[Column] = []
     if any_q is not None:
         aggs.append(F.count(F.when(any_q, True)).alias("__quarantined"))
-        failed_rules = F.filter(
-            F.array(*[F.when(F.col(o.pred), F.lit(o.rule)) for o in outcomes if o.pred is not None]),
-            lambda x: x.isNotNull(),
-        )
+        # concat of one-element arrays, not filter(array, x -> x is not null): a lambda is interpreted only
+        # (CodegenFallback), which takes the inline gate's whole filter out of whole-stage code generation
+        none = F.array().cast("array<string>")
+        failed_rules = F.concat(*[F.when(F.col(o.pred), F.array(F.lit(o.rule))).otherwise(none)
+                                  for o in outcomes if o.pred is not None])
         at = (quarantined_at or datetime.now(UTC)).astimezone(UTC)  # the session time zone is UTC
         q_select = [
             *original,
