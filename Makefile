@@ -44,13 +44,15 @@ $(JARS): scripts/jars-pom.xml
 	mvn -q -B -f scripts/jars-pom.xml dependency:copy-dependencies -DexcludeTransitive=true -DoutputDirectory=$(CURDIR)/.jars
 	touch $(JARS)
 
-# The framework's own Spark helper (the quality gate's side output, Iceberg commits with snapshot properties),
-# compiled against the installed pyspark's JARs and the Iceberg Spark runtime.
+# The framework's own Spark helper (the quality gate's side output, counter and quarantine commit, Iceberg commits
+# with snapshot properties), compiled against the installed pyspark's JARs, Delta and the Iceberg Spark runtime.
 ICEBERG_RUNTIME_JAR := .jars/iceberg-spark-runtime-3.5_2.12-1.7.1.jar
-$(HELPER_JAR): $(HELPER_SRC) $(VENV)/.installed $(ICEBERG_RUNTIME_JAR)
+DELTA_JAR := .jars/delta-spark_2.12-3.3.0.jar
+DELTA_STORAGE_JAR := .jars/delta-storage-3.3.0.jar
+$(HELPER_JAR): $(HELPER_SRC) $(VENV)/.installed $(ICEBERG_RUNTIME_JAR) $(DELTA_JAR) $(DELTA_STORAGE_JAR)
 	@mkdir -p .jars && rm -rf .jars/.helper-classes
 	$(JAVA17)/bin/javac -nowarn --release 8 \
-	  -cp "$$($(BIN)/python -c 'import pyspark,os;print(os.path.dirname(pyspark.__file__))')/jars/*:$(ICEBERG_RUNTIME_JAR)" \
+	  -cp "$$($(BIN)/python -c 'import pyspark,os;print(os.path.dirname(pyspark.__file__))')/jars/*:$(ICEBERG_RUNTIME_JAR):$(DELTA_JAR):$(DELTA_STORAGE_JAR)" \
 	  -d .jars/.helper-classes $(HELPER_SRC)
 	$(JAVA17)/bin/jar cf $@ -C .jars/.helper-classes etl_framework
 	rm -rf .jars/.helper-classes

@@ -63,11 +63,9 @@ def config_blocker(config: JobConfig) -> str | None:
 
 
 def tee_available(spark: Any) -> bool:
-    try:
-        spark._jvm.java.lang.Class.forName(TEE_CLASS, False, spark._jvm.Thread.currentThread().getContextClassLoader())
-        return True
-    except Exception:  # noqa: BLE001 - py4j raises its own error for a missing class
-        return False
+    from etl_framework.runtime.spark import helper_available
+
+    return helper_available(spark, TEE_CLASS)
 
 
 class InlineGate:

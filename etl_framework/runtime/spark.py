@@ -24,6 +24,15 @@ QUICK_START_ENV = "ETL_SPARK_QUICK_START"  # "1": C1-only JIT on the driver (qui
 HELPER_JAR = "etl-framework-spark.jar"  # the framework's own Spark helper, compiled by `make` from java/
 
 
+def helper_available(spark: Any, name: str) -> bool:
+    """Whether a class of the framework's helper JAR (`java/`) is on Spark's classpath."""
+    try:
+        spark._jvm.java.lang.Class.forName(name, False, spark._jvm.Thread.currentThread().getContextClassLoader())
+        return True
+    except Exception:  # noqa: BLE001 - py4j raises its own error for a missing class
+        return False
+
+
 def packaged_conf_dir() -> Path:
     return Path(str(resources.files("etl_framework") / "resources" / "spark-conf"))
 

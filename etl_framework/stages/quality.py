@@ -194,24 +194,30 @@ def write_quarantine(state: JobRunState) -> dict[str, Any] | None:
 
 def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
     from etl_framework.quality.staging import delete_staged, read_staged
-    from etl_framework.stages.write import write_table
+    from etl_framework.stages.write import append_staged, write_table
     from etl_framework.tables import CommitRequest
 
     cfg, spark = state.config, state.spark
     path = quarantine_location(cfg)
     staging = staging_location(cfg, state.run_id)
     df = state.quarantine_df
-    if df is None:
-        if not any(r.on_fail == "quarantine" for r in cfg.quality):
-            return None
-        df = read_staged(spark, staging)  # a resume in a new process: the rows this run staged
+    if df is None and not any(r.on_fail == "quarantine" for r in cfg.quality):
+        return None
+    t0 = time.perf_counter()
+    commit = CommitRequest(state.run_id, txn=(quarantine_app_id(cfg.job, state.run_id), 0))
+    rows = gate.quarantined_rows if gate is not None else None
+    if rows is None:  # a resume in a new process: the rows this run staged
+        df = read_staged(spark, staging)
+        rows = df.count() if df is not None else 0
+    done = append_staged(state, path, staging, commit)  # the staged files themselves, when the format can
+    if done is None:
+        df = df if df is not None else read_staged(spark, staging)
         if df is None:
             delete_staged(spark, staging)  # nothing was quarantined (or only the schema was staged)
             return None
-    t0 = time.perf_counter()
-    rows = gate.quarantined_rows if gate is not None else df.count()
-    res = write_table(state, df, path, fmt=QUARANTINE_FORMAT, mode="append", partition_by=[], evolve=True,
-                      commit=CommitRequest(state.run_id, txn=(quarantine_app_id(cfg.job, state.run_id), 0))).metrics()
+        done = write_table(state, df, path, fmt=QUARANTINE_FORMAT, mode="append", partition_by=[], evolve=True,
+                           commit=commit)
+    res = done.metrics()
     delete_staged(spark, staging)
     res["rows_written"] = rows
     state.extras["quarantine_written"] = True
@@ -242,7 +248,7 @@ def recover_quarantines(state: JobRunState) -> list[str]:
     Returns the run ids whose quarantine was completed."""
     from etl_framework.engine.resume import target_has_run
     from etl_framework.quality.staging import delete_staged, read_staged
-    from etl_framework.stages.write import write_table
+    from etl_framework.stages.write import append_staged, write_table
     from etl_framework.tables import CommitRequest
 
     cfg, spark = state.config, state.spark
@@ -251,12 +257,17 @@ def recover_quarantines(state: JobRunState) -> list[str]:
         if run_id == state.run_id:
             continue  # this run's own staging (a retry): the gate rewrites it
         staging = staging_location(cfg, run_id)
-        staged = read_staged(spark, staging)
-        if staged is not None and target_has_run(cfg, run_id, state.storage):
+        if target_has_run(cfg, run_id, state.storage):
+            commit = CommitRequest(run_id, txn=(quarantine_app_id(cfg.job, run_id), 0))
             try:
-                write_table(state, staged, quarantine_location(cfg), fmt=QUARANTINE_FORMAT, mode="append",
-                            partition_by=[], evolve=True,
-                            commit=CommitRequest(run_id, txn=(quarantine_app_id(cfg.job, run_id), 0)))
+                done = append_staged(state, quarantine_location(cfg), staging, commit)
+                staged = read_staged(spark, staging) if done is None else None
+                if done is None and staged is None:
+                    delete_staged(spark, staging)
+                    continue
+                if done is None:
+                    write_table(state, staged, quarantine_location(cfg), fmt=QUARANTINE_FORMAT, mode="append",
+                                partition_by=[], evolve=True, commit=commit)
             except Exception as e:  # noqa: BLE001 - staged rows never block later runs: kept aside, never lost
                 aside = set_aside(spark, cfg, run_id)
                 state.log.warning(f"the quarantined rows of earlier run {run_id} cannot join the quarantine table "

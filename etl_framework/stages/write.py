@@ -76,6 +76,20 @@ def write_table(state: JobRunState, df: Any, path: str, *, fmt: str, mode: str, 
                                    job=state.job, storage=storage, evolve=evolve)
 
 
+def append_staged(state: JobRunState, path: str, staging: str, commit: CommitRequest) -> WriteResult | None:
+    """Commit staged Parquet files of this run to a table as they are (`TableFormat.append_staged`), or None when
+    its format cannot: the caller writes the rows with `write_table`."""
+    from etl_framework.config.model import QUARANTINE_FORMAT
+
+    lost = state.lock.check() if state.lock is not None else None
+    if lost:
+        raise JobFailed(state.job, STAGE, f"{lost}; nothing of this run was committed to {path}",
+                        f"run the job again: etl resume {state.run_id}")
+    fmt = table_format(QUARANTINE_FORMAT)
+    fmt.claim(state.spark, path)
+    return fmt.append_staged(state.spark, path, staging, commit)
+
+
 def run_write(state: JobRunState) -> None:
     from pyspark.sql import Observation
     from pyspark.sql import functions as F

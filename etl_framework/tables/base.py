@@ -199,6 +199,12 @@ class TableFormat(ABC):
 
     # ---------------------------------------------------------------------------------------------- writes
 
+    def append_staged(self, spark: Any, path: str, staging: str, commit: CommitRequest) -> WriteResult | None:
+        """Append a run's staged Parquet files (the quality gate's quarantined rows) to the table as they are,
+        exactly once per `commit.txn`, without reading them back. None when this format cannot, or when nothing
+        Parquet is staged or the columns differ: the caller then reads the rows and `write`s them."""
+        return None
+
     @abstractmethod
     def write(self, spark: Any, df: Any, path: str, *, mode: str, partition_by: list[str],
               merge_keys: list[str] | None, options: dict[str, Any], commit: CommitRequest | None,

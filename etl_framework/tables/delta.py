@@ -22,6 +22,9 @@ from etl_framework.tables.base import (
 )
 from etl_framework.tables.fs import Storage, is_local, s3_uri, strip_scheme
 
+APPEND_CLASS = "etl_framework.spark.DeltaAppendStaged"
+APPEND_NOTHING, APPEND_FALLBACK = -2, -3  # DeltaAppendStaged.NOTHING / FALLBACK: nothing committed, write instead
+
 
 def log_dir(path: str) -> str:
     return posixpath.join(strip_scheme(path.rstrip("/")), "_delta_log")
@@ -140,6 +143,24 @@ class DeltaFormat(TableFormat):
             out.files_written = int(om.get("numFiles", om.get("numTargetFilesAdded", 0)))
             out.bytes_written = int(om.get("numOutputBytes", om.get("numTargetBytesAdded", 0)))
             out.merge = _merge_stats(om)
+        return out
+
+    def append_staged(self, spark: Any, path: str, staging: str, commit: CommitRequest) -> WriteResult | None:
+        """The helper JAR's `DeltaAppendStaged` moves the staged files into the table's folder and adds them in one
+        commit with the run's SetTransaction (Delta's idempotent-write id), so a retry commits nothing twice."""
+        from etl_framework.runtime.spark import helper_available
+
+        if commit.txn is None or not helper_available(spark, APPEND_CLASS):
+            return None
+        root = path.rstrip("/")
+        meta = json.dumps(commit.properties(), sort_keys=True, default=str)
+        version, files, size = (int(v) for v in spark._jvm.etl_framework.spark.DeltaAppendStaged.commit(
+            spark._jsparkSession, root, staging.rstrip("/"), commit.run_id, commit.txn[0], commit.txn[1], meta))
+        if version in (APPEND_NOTHING, APPEND_FALLBACK):
+            return None
+        out = WriteResult(format=self.name, mode="append", path=root, operation="WRITE")
+        if version >= 0:
+            out.version, out.files_written, out.bytes_written = version, files, size
         return out
 
     def referenced_files(self, spark: Any, root: str) -> set[str]:

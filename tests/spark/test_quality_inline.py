@@ -211,3 +211,37 @@ def test_the_gated_write_runs_as_generated_code(spark: Any, tmp_path: Path) -> N
     assert "etl_quarantine_tee" in plan and "etl_gate_count" in plan
     gated = [generated for name, generated in ops if name in ("Filter", "Project")]
     assert len(gated) >= 2 and all(gated), plan
+
+
+def test_staged_files_join_the_quarantine_table_exactly_once(spark: Any, tmp_path: Path) -> None:
+    """The quarantine commit adds the staged Parquet files to the Delta log instead of writing the rows again. Files
+    an earlier attempt moved into the table's folder before stopping join the commit; a second commit of the run
+    adds nothing; a table with other columns is left to the usual write, with every staged file still staged."""
+    from deltalake import DeltaTable
+
+    from etl_framework.tables import CommitRequest, table_format
+
+    table, staging = tmp_path / "q", tmp_path / "q" / "_etl_staging" / "jr_1"
+    spark.createDataFrame([(1, "a"), (2, "b"), (3, "c")], "id long, s string").repartition(2) \
+        .write.parquet(str(staging))
+    files = sorted(staging.glob("*.parquet"))
+    assert len(files) == 2
+    files[0].rename(table / f"{files[0].stem}-jr_1.parquet")  # moved by an attempt that stopped before its commit
+    delta = table_format("delta")
+    commit = CommitRequest("jr_1", txn=("etl_framework:quarantine:t:jr_1", 0))
+    res = delta.append_staged(spark, str(table), str(staging), commit)
+    assert res is not None and res.version == 0 and res.files_written == 2
+    assert sorted(DeltaTable(str(table)).to_pyarrow_table().to_pylist(), key=lambda r: r["id"]) == \
+        [{"id": 1, "s": "a"}, {"id": 2, "s": "b"}, {"id": 3, "s": "c"}]
+    assert not list(staging.glob("*.parquet"))
+    assert json.loads(DeltaTable(str(table)).history(1)[0]["userMetadata"]) == {"etl_run_id": "jr_1"}
+
+    again = delta.append_staged(spark, str(table), str(staging), commit)  # a retry of the same run
+    assert again is not None and again.version is None and DeltaTable(str(table)).version() == 0
+
+    other = tmp_path / "q" / "_etl_staging" / "jr_2"
+    spark.createDataFrame([(4, "d", 1.5)], "id long, s string, x double").write.parquet(str(other))
+    staged = sorted(p.name for p in other.glob("*.parquet"))
+    assert delta.append_staged(spark, str(table), str(other),
+                               CommitRequest("jr_2", txn=("etl_framework:quarantine:t:jr_2", 0))) is None
+    assert sorted(p.name for p in other.glob("*.parquet")) == staged and DeltaTable(str(table)).version() == 0
