@@ -113,6 +113,7 @@ class InlineGate:
         from functools import reduce
 
         from pyspark.sql import functions as F
+        from pyspark.sql.types import DateType, TimestampType
 
         p = self.plan
         spark = p.data.sparkSession
@@ -136,9 +137,14 @@ class InlineGate:
             from etl_framework.tables.fs import delete_path
 
             schema = p.tagged.select(*p.q_select).schema
-            spark._jvm.etl_framework.spark.QuarantineTee.register(spark._jsparkSession, TEE_UDF, schema.json())
+            # timestamps and dates travel as the long and int Spark holds them as (no java.sql conversion per row)
+            passed = [F.unix_micros(c).alias(f.name) if isinstance(f.dataType, TimestampType)
+                      else F.unix_date(c).alias(f.name) if isinstance(f.dataType, DateType) else c
+                      for c, f in zip(p.q_select, schema.fields, strict=True)]
+            spark._jvm.etl_framework.spark.QuarantineTee.register(
+                spark._jsparkSession, TEE_UDF, schema.json(), p.tagged.select(*passed).schema.json())
             delete_path(spark, self.staging_path)  # a retry of this run: rows staged by its failed attempt go
-            tee = F.call_udf(TEE_UDF, F.lit(self.staging_path), F.struct(*p.q_select))
+            tee = F.call_udf(TEE_UDF, F.lit(self.staging_path), F.struct(*passed))
             is_q = (m.bitwiseAND(F.lit(qbits))) != 0
             keep = F.when(is_q, tee) if keep is None else keep.when(is_q, tee)
         # referencing the mask keeps the counting projection (an unused column would be pruned with its counter)

@@ -287,6 +287,11 @@ def test_cluster_run_equals_local_and_survives_a_lost_worker(proj: Path, cluster
     q, local_q = (quarantine(proj / f"lake_{e}" / "trips_quarantine") for e in ("cluster", "local"))
     assert len(q) == len({r["trip_id"] for r in q}) == 80 and q == local_q
     assert all(r["_failed_rules"] == ["fare_in_range"] for r in q)
+    # the gate's counts (an accumulator merged once per partition) ignore the lost worker's attempts
+    stages = {s["stage"]: s["metrics"] for s in second["stages"]}
+    mine = [r for r in delta_rows(proj / "lake_cluster" / "trips_quarantine") if r["_run_id"] == second["run_id"]]
+    assert stages["quality"]["rows_quarantined"] == len(mine) > 0, stages
+    assert stages["quality"]["rows_in"] == stages["write"]["rows_written"] + len(mine), stages
 
     shown = subprocess.run([ETL, "--project-dir", str(proj), "--env", "cluster", "bookmarks", "show", "scaled",
                             "--json"], capture_output=True, text=True, check=False)

@@ -44,30 +44,44 @@ import org.apache.spark.util.TaskFailureListener;
  * staged rows to the quarantine table after the target commit, and deletes them when the target write fails.
  */
 public final class QuarantineTee implements UDF2<String, Row, Boolean> {
-  private static final long serialVersionUID = 2L;
+  private static final long serialVersionUID = 3L;
   private static final Map<String, Sink> SINKS = new ConcurrentHashMap<>();
 
   /** The write's Hadoop configuration (s3a endpoint and credentials, Parquet settings), shipped with the function. */
   private final SerializableConfiguration conf;
   private final OutputWriterFactory factory;
   private final StructType schema;
+  private final StructType passed;
 
-  public QuarantineTee(SerializableConfiguration conf, OutputWriterFactory factory, StructType schema) {
+  public QuarantineTee(SerializableConfiguration conf, OutputWriterFactory factory, StructType schema,
+      StructType passed) {
     this.conf = conf;
     this.factory = factory;
     this.schema = schema;
+    this.passed = passed;
   }
 
   /**
    * Register the function as {@code name} in this session (non-deterministic: never reordered or dropped), for rows
-   * of the schema {@code schemaJson} (Spark's JSON form of a StructType).
+   * of the schema {@code schemaJson} (Spark's JSON form of a StructType) that arrive as rows of {@code passedJson}:
+   * the same columns, where the caller may pass a timestamp as its microseconds ({@code unix_micros}, a long) and a
+   * date as its days ({@code unix_date}, an int). Spark holds those types as exactly that long and int, so the rows
+   * are written as the real types without the per-row trip through {@code java.sql.Timestamp} and its calendar
+   * rebasing (half the side output's cost on 200,000 rows).
    */
-  public static void register(SparkSession spark, String name, String schemaJson) throws IOException {
+  public static void register(SparkSession spark, String name, String schemaJson, String passedJson)
+      throws IOException {
     StructType schema = (StructType) DataType.fromJson(schemaJson);
+    StructType passed = (StructType) DataType.fromJson(passedJson);
+    if (passed.fields().length != schema.fields().length) {
+      throw new IllegalArgumentException("the passed row has " + passed.fields().length + " columns, the staged "
+          + schema.fields().length);
+    }
     Job job = Job.getInstance(spark.sessionState().newHadoopConf());
     OutputWriterFactory factory = new ParquetFileFormat().prepareWrite(
         spark, job, new scala.collection.immutable.HashMap<String, String>(), schema);
-    QuarantineTee tee = new QuarantineTee(new SerializableConfiguration(job.getConfiguration()), factory, schema);
+    QuarantineTee tee = new QuarantineTee(new SerializableConfiguration(job.getConfiguration()), factory, schema,
+        passed);
     UserDefinedFunction f = functions.udf(tee, DataTypes.BooleanType).asNondeterministic();
     spark.udf().register(name, f);
   }
@@ -84,7 +98,7 @@ public final class QuarantineTee implements UDF2<String, Row, Boolean> {
     String key = dir + "#" + tc.taskAttemptId();
     Sink sink = SINKS.get(key);
     if (sink == null) {
-      sink = new Sink(dir, tc, conf.value(), factory, schema);
+      sink = new Sink(dir, tc, conf.value(), factory, schema, passed);
       SINKS.put(key, sink);
       final Sink s = sink;
       tc.addTaskFailureListener(new TaskFailureListener() {
@@ -119,8 +133,8 @@ public final class QuarantineTee implements UDF2<String, Row, Boolean> {
     final ExpressionEncoder.Serializer<Row> toInternal;
     volatile boolean failed;
 
-    Sink(String dir, TaskContext tc, Configuration conf, OutputWriterFactory factory, StructType schema)
-        throws IOException {
+    Sink(String dir, TaskContext tc, Configuration conf, OutputWriterFactory factory, StructType schema,
+        StructType passed) throws IOException {
       this.dir = dir;
       Path root = new Path(dir);
       this.fs = root.getFileSystem(conf);
@@ -130,8 +144,9 @@ public final class QuarantineTee implements UDF2<String, Row, Boolean> {
       TaskAttemptID id = new TaskAttemptID(
           new TaskID(new JobID("etlquarantine", tc.stageId()), TaskType.MAP, tc.partitionId()), tc.attemptNumber());
       this.out = factory.newInstance(tmp.toString(), schema, new TaskAttemptContextImpl(conf, id));
-      // lenient: java.time or java.sql values alike (spark.sql.datetime.java8API.enabled decides what a Row holds)
-      this.toInternal = ExpressionEncoder.apply(schema, true).createSerializer();
+      // lenient: java.time or java.sql values alike (spark.sql.datetime.java8API.enabled decides what a Row holds);
+      // a passed long or int lands where the staged schema's timestamp or date reads it
+      this.toInternal = ExpressionEncoder.apply(passed, true).createSerializer();
     }
 
     void write(Row row) {
