@@ -85,8 +85,15 @@ def append_staged(state: JobRunState, path: str, staging: str, commit: CommitReq
     if lost:
         raise JobFailed(state.job, STAGE, f"{lost}; nothing of this run was committed to {path}",
                         f"run the job again: etl resume {state.run_id}")
+    from etl_framework.quality.staging import has_rows
+    from etl_framework.tables.fs import path_exists
+
     fmt = table_format(QUARANTINE_FORMAT)
-    fmt.claim(state.spark, path)
+    if has_rows(state.spark, staging):
+        fmt.claim(state.spark, path)
+    elif not path_exists(state.spark, path):
+        return None  # nothing staged and no table: nothing to commit (and no folder made for nothing)
+    # an attempt that stopped after moving the staged files into the table's folder: they are found there
     return fmt.append_staged(state.spark, path, staging, commit)
 
 

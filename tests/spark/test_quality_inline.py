@@ -245,3 +245,15 @@ def test_staged_files_join_the_quarantine_table_exactly_once(spark: Any, tmp_pat
     assert delta.append_staged(spark, str(table), str(other),
                                CommitRequest("jr_2", txn=("etl_framework:quarantine:t:jr_2", 0))) is None
     assert sorted(p.name for p in other.glob("*.parquet")) == staged and DeltaTable(str(table)).version() == 0
+
+
+def test_nothing_quarantined_leaves_no_quarantine_folder(spark: Any, tmp_path: Path) -> None:
+    """Quarantine rules that no row breaks: the target commits, and no quarantine table (not even an empty folder
+    or its marker) appears beside it."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_csv(src, [r for r in GOOD if r.split(",")[2] and r.split(",")[3] == "Z1"])
+    res = run(spark, job(src, out), tmp_path)
+    assert res.ok, res.error
+    assert quality_metrics(tmp_path, res.run_id)["rows_quarantined"] == 0
+    assert [r["trip_id"] for r in delta_rows(out)] == [1, 6]
+    assert not Path(str(out) + "_quarantine").exists()
