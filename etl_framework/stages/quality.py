@@ -27,6 +27,7 @@ from etl_framework.quality.report import format_quality_table
 if TYPE_CHECKING:
     from etl_framework.config.model import JobConfig
     from etl_framework.engine.job import JobRunState
+    from etl_framework.tables import WriteResult
 
 __all__ = ["evaluate_gate", "format_quality_table", "quarantine_location", "run_quality", "staging_location",
            "write_quarantine"]
@@ -194,38 +195,49 @@ def write_quarantine(state: JobRunState) -> dict[str, Any] | None:
 
 def _commit_quarantine(state: JobRunState, gate: Any) -> dict[str, Any] | None:
     from etl_framework.quality.staging import delete_staged, read_staged
-    from etl_framework.stages.write import append_staged, write_table
-    from etl_framework.tables import CommitRequest
 
     cfg, spark = state.config, state.spark
-    path = quarantine_location(cfg)
     staging = staging_location(cfg, state.run_id)
-    df = state.quarantine_df
-    if df is None and not any(r.on_fail == "quarantine" for r in cfg.quality):
+    if state.quarantine_df is None and not any(r.on_fail == "quarantine" for r in cfg.quality):
         return None
     t0 = time.perf_counter()
-    commit = CommitRequest(state.run_id, txn=(quarantine_app_id(cfg.job, state.run_id), 0))
     rows = gate.quarantined_rows if gate is not None else None
     if rows is None:  # a resume in a new process: the rows this run staged
-        df = read_staged(spark, staging)
-        rows = df.count() if df is not None else 0
-    done = append_staged(state, path, staging, commit)  # the staged files themselves, when the format can
+        staged = read_staged(spark, staging)
+        rows = staged.count() if staged is not None else 0
+    done = _commit_staged(state, state.run_id, state.quarantine_df)
+    delete_staged(spark, staging)  # also when nothing was quarantined (or only the schema was staged)
     if done is None:
-        df = df if df is not None else read_staged(spark, staging)
-        if df is None:
-            delete_staged(spark, staging)  # nothing was quarantined (or only the schema was staged)
-            return None
-        done = write_table(state, df, path, fmt=QUARANTINE_FORMAT, mode="append", partition_by=[], evolve=True,
-                           commit=commit)
+        return None
     res = done.metrics()
-    delete_staged(spark, staging)
     res["rows_written"] = rows
     state.extras["quarantine_written"] = True
     m = state.metrics.setdefault("write", {})
     m["quarantined_rows"] = res["rows_written"]
-    m["quarantine_path"] = res.get("path", path)
+    m["quarantine_path"] = res.get("path", quarantine_location(cfg))
     m["quarantine_commit_s"] = round(time.perf_counter() - t0, 3)
     return res
+
+
+def _commit_staged(state: JobRunState, run_id: str, df: Any = None) -> WriteResult | None:
+    """Commit run `run_id`'s quarantined rows, exactly once (the run's Delta transaction id): the staged files
+    themselves when the format can add them as they are, else `df` (or the staged rows read back) written. None
+    when nothing was staged."""
+    from etl_framework.quality.staging import read_staged
+    from etl_framework.stages.write import append_staged, write_table
+    from etl_framework.tables import CommitRequest
+
+    cfg = state.config
+    path, staging = quarantine_location(cfg), staging_location(cfg, run_id)
+    commit = CommitRequest(run_id, txn=(quarantine_app_id(cfg.job, run_id), 0))
+    done = append_staged(state, path, staging, commit)
+    if done is not None:
+        return done
+    df = df if df is not None else read_staged(state.spark, staging)
+    if df is None:
+        return None
+    return write_table(state, df, path, fmt=QUARANTINE_FORMAT, mode="append", partition_by=[], evolve=True,
+                       commit=commit)
 
 
 def pending_quarantines(spark: Any, config: JobConfig) -> list[str]:
@@ -247,9 +259,7 @@ def recover_quarantines(state: JobRunState) -> list[str]:
     whose target never committed. Exactly once either way, thanks to the per-run Delta transaction id.
     Returns the run ids whose quarantine was completed."""
     from etl_framework.engine.resume import target_has_run
-    from etl_framework.quality.staging import delete_staged, read_staged
-    from etl_framework.stages.write import append_staged, write_table
-    from etl_framework.tables import CommitRequest
+    from etl_framework.quality.staging import delete_staged
 
     cfg, spark = state.config, state.spark
     recovered = []
@@ -258,16 +268,10 @@ def recover_quarantines(state: JobRunState) -> list[str]:
             continue  # this run's own staging (a retry): the gate rewrites it
         staging = staging_location(cfg, run_id)
         if target_has_run(cfg, run_id, state.storage):
-            commit = CommitRequest(run_id, txn=(quarantine_app_id(cfg.job, run_id), 0))
             try:
-                done = append_staged(state, quarantine_location(cfg), staging, commit)
-                staged = read_staged(spark, staging) if done is None else None
-                if done is None and staged is None:
+                if _commit_staged(state, run_id) is None:
                     delete_staged(spark, staging)
                     continue
-                if done is None:
-                    write_table(state, staged, quarantine_location(cfg), fmt=QUARANTINE_FORMAT, mode="append",
-                                partition_by=[], evolve=True, commit=commit)
             except Exception as e:  # noqa: BLE001 - staged rows never block later runs: kept aside, never lost
                 aside = set_aside(spark, cfg, run_id)
                 state.log.warning(f"the quarantined rows of earlier run {run_id} cannot join the quarantine table "

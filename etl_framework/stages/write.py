@@ -61,14 +61,19 @@ def commit_request(state: JobRunState) -> CommitRequest:
     return CommitRequest(run_id=state.run_id, metadata=dict(state.commit_metadata), txn=txn)
 
 
-def write_table(state: JobRunState, df: Any, path: str, *, fmt: str, mode: str, partition_by: list[str],
-                merge_keys: list[str] | None = None, options: dict[str, Any] | None = None,
-                commit: CommitRequest | None = None, evolve: bool = False) -> WriteResult:
-    """Write any DataFrame of this run to a table (the target, bad records, quarantine) through its format."""
+def _check_lock(state: JobRunState, path: str) -> None:
+    """Before any commit: this run still holds the target's lock (another run may have taken it over)."""
     lost = state.lock.check() if state.lock is not None else None
     if lost:
         raise JobFailed(state.job, STAGE, f"{lost}; nothing of this run was committed to {path}",
                         f"run the job again: etl resume {state.run_id}")
+
+
+def write_table(state: JobRunState, df: Any, path: str, *, fmt: str, mode: str, partition_by: list[str],
+                merge_keys: list[str] | None = None, options: dict[str, Any] | None = None,
+                commit: CommitRequest | None = None, evolve: bool = False) -> WriteResult:
+    """Write any DataFrame of this run to a table (the target, bad records, quarantine) through its format."""
+    _check_lock(state, path)
     storage = state.storage
     table_format(fmt).claim(state.spark, path)
     return table_format(fmt).write(state.spark, df, path, mode=mode, partition_by=partition_by,
@@ -80,14 +85,10 @@ def append_staged(state: JobRunState, path: str, staging: str, commit: CommitReq
     """Commit staged Parquet files of this run to a table as they are (`TableFormat.append_staged`), or None when
     its format cannot: the caller writes the rows with `write_table`."""
     from etl_framework.config.model import QUARANTINE_FORMAT
-
-    lost = state.lock.check() if state.lock is not None else None
-    if lost:
-        raise JobFailed(state.job, STAGE, f"{lost}; nothing of this run was committed to {path}",
-                        f"run the job again: etl resume {state.run_id}")
     from etl_framework.quality.staging import has_rows
     from etl_framework.tables.fs import path_exists
 
+    _check_lock(state, path)
     fmt = table_format(QUARANTINE_FORMAT)
     if has_rows(state.spark, staging):
         fmt.claim(state.spark, path)
