@@ -257,27 +257,3 @@ def test_nothing_quarantined_leaves_no_quarantine_folder(spark: Any, tmp_path: P
     assert quality_metrics(tmp_path, res.run_id)["rows_quarantined"] == 0
     assert [r["trip_id"] for r in delta_rows(out)] == [1, 6]
     assert not Path(str(out) + "_quarantine").exists()
-
-
-def test_the_next_run_commits_a_crashed_runs_quarantine_once(spark: Any, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run that stopped between its target and quarantine commits: the next run of the job commits the staged
-    rows of the stopped run (its files as they are), then its own, each exactly once."""
-    from etl_framework.stages import quality
-
-    src, out = tmp_path / "in", tmp_path / "out"
-    write_csv(src, GOOD + BAD)
-
-    def crash(state: Any) -> None:
-        raise RuntimeError("killed between the target and the quarantine commit")
-
-    monkeypatch.setattr(quality, "write_quarantine", crash)
-    first = run(spark, job(src, out), tmp_path)
-    monkeypatch.undo()
-    assert not first.ok and not (Path(str(out) + "_quarantine") / "_delta_log").exists()
-    second = run(spark, job(src, out), tmp_path)
-    assert second.ok, second.error
-    q = delta_rows(Path(str(out) + "_quarantine"))
-    assert sorted((r["_run_id"], r["trip_id"]) for r in q) == sorted(
-        (run_id, t) for run_id in (first.run_id, second.run_id) for t in BROKE)
-    assert not any((Path(str(out) + "_quarantine") / "_etl_staging").glob("*/*.parquet"))
