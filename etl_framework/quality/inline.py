@@ -10,8 +10,9 @@ Counting first (`gate.evaluate_gate`) reads the data once to count and once more
   GX fails such a rule on its first unexpected row, so no count is needed to decide. The gate then counts, to
   report every failed rule with its observed value (`QualityGateFailed`, exit 3);
 - a row that breaks a `quarantine` rule goes to the framework's JVM side output (`etl_framework.spark.
-  QuarantineTee`, evaluated only for those rows), which stages it with Spark's own Parquet writer under
-  `<quarantine>/_etl_staging/<run_id>/`, and is dropped from the target write;
+  QuarantineTee`: a Catalyst expression evaluated only for those rows, on Spark's own row, so nothing is
+  converted), which stages it with Spark's own Parquet writer under `<quarantine>/_etl_staging/<run_id>/`, and
+  is dropped from the target write;
 - after the target commit, the counts go to GX (success, `mostly` and the result dicts are GX's own) and the staged
   rows are committed to the quarantine table, exactly as in the counting-first mode.
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from etl_framework.config.model import Expectation, JobConfig
 
 TEE_CLASS = "etl_framework.spark.QuarantineTee"
-TEE_UDF = "etl_quarantine_tee"
 COUNTER_UDF = "etl_gate_count"
 MASK = "__etl_gate_mask"  # bit i: the row breaks the plan's i-th counted predicate
 MARKER = "etl-quality-gate:"  # in the raise_error message: tells a gate stop from any other write failure
@@ -113,7 +113,6 @@ class InlineGate:
         from functools import reduce
 
         from pyspark.sql import functions as F
-        from pyspark.sql.types import DateType, TimestampType
 
         p = self.plan
         spark = p.data.sparkSession
@@ -134,17 +133,14 @@ class InlineGate:
             keep = F.when((m.bitwiseAND(F.lit(hbits))) != 0, stop)
         if p.any_q is not None:
             assert self.staging_path is not None
+            from pyspark.sql.column import Column
+
             from etl_framework.tables.fs import delete_path
 
-            schema = p.tagged.select(*p.q_select).schema
-            # timestamps and dates travel as the long and int Spark holds them as (no java.sql conversion per row)
-            passed = [F.unix_micros(c).alias(f.name) if isinstance(f.dataType, TimestampType)
-                      else F.unix_date(c).alias(f.name) if isinstance(f.dataType, DateType) else c
-                      for c, f in zip(p.q_select, schema.fields, strict=True)]
-            spark._jvm.etl_framework.spark.QuarantineTee.register(
-                spark._jsparkSession, TEE_UDF, schema.json(), p.tagged.select(*passed).schema.json())
             delete_path(spark, self.staging_path)  # a retry of this run: rows staged by its failed attempt go
-            tee = F.call_udf(TEE_UDF, F.lit(self.staging_path), F.struct(*passed))
+            schema = p.tagged.select(*p.q_select).schema
+            tee = Column(spark._jvm.etl_framework.spark.QuarantineTee.column(
+                spark._jsparkSession, self.staging_path, schema.json(), F.struct(*p.q_select)._jc))
             is_q = (m.bitwiseAND(F.lit(qbits))) != 0
             keep = F.when(is_q, tee) if keep is None else keep.when(is_q, tee)
         # referencing the mask keeps the counting projection (an unused column would be pruned with its counter)

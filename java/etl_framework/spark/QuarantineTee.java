@@ -1,6 +1,7 @@
 package etl_framework.spark;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -14,15 +15,17 @@ import org.apache.hadoop.mapreduce.TaskID;
 import org.apache.hadoop.mapreduce.TaskType;
 import org.apache.hadoop.mapreduce.task.TaskAttemptContextImpl;
 import org.apache.spark.TaskContext;
-import org.apache.spark.sql.Row;
+import org.apache.spark.sql.Column;
 import org.apache.spark.sql.SparkSession;
-import org.apache.spark.sql.api.java.UDF2;
-import org.apache.spark.sql.catalyst.encoders.ExpressionEncoder;
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.catalyst.expressions.Expression;
+import org.apache.spark.sql.catalyst.expressions.codegen.CodeBlock;
+import org.apache.spark.sql.catalyst.expressions.codegen.CodegenContext;
+import org.apache.spark.sql.catalyst.expressions.codegen.ExprCode;
+import org.apache.spark.sql.catalyst.expressions.codegen.FalseLiteral$;
 import org.apache.spark.sql.execution.datasources.OutputWriter;
 import org.apache.spark.sql.execution.datasources.OutputWriterFactory;
 import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat;
-import org.apache.spark.sql.expressions.UserDefinedFunction;
-import org.apache.spark.sql.functions;
 import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
@@ -34,108 +37,198 @@ import org.apache.spark.util.TaskFailureListener;
  * The quality gate's side output: lets the target write's single pass over the data also set aside the rows to
  * quarantine, instead of a second pass (or a cache) over the source.
  *
- * <p>{@code tee(dir, row)} writes {@code row} (one quarantined row, a struct of the quarantine table's columns) to
- * this task's Parquet file under {@code dir} and returns false, so the row is dropped from the target write. The
- * file is written by Spark's own Parquet writer (the factory {@code ParquetFileFormat.prepareWrite} makes for a
- * write, shipped with the function), so every type comes back exactly and the quarantine commit reads columns
- * instead of parsing text. Each task attempt writes {@code dir/_tmp/part-P-A.parquet}; when the attempt succeeds
- * the file is renamed to {@code dir/part-P.parquet} (a retried or speculative attempt of partition P replaces it
- * with the same rows), when it fails the file is deleted. Nothing here is committed: the quality stage commits the
- * staged rows to the quarantine table after the target commit, and deletes them when the target write fails.
+ * <p>{@code tee(row)} writes {@code row} (one quarantined row, a struct of the quarantine table's columns) to this
+ * task's Parquet file under the staging folder and returns false, so the row is dropped from the target write. It is
+ * a Catalyst expression, not a UDF: it takes the row as Spark holds it ({@code InternalRow}) inside the write's
+ * generated code, and hands it as it is to Spark's own Parquet writer (the factory
+ * {@code ParquetFileFormat.prepareWrite} makes for a write, shipped with the expression). A UDF would convert each
+ * row to a {@code Row} of Java objects and the writer would convert it back, the largest part of the side output's
+ * cost. Every type comes back exactly and the quarantine commit reads columns instead of parsing text.
+ *
+ * <p>Each task attempt writes {@code dir/_tmp/part-P-A.parquet}; when the attempt succeeds the file is renamed to
+ * {@code dir/part-P.parquet} (a retried or speculative attempt of partition P replaces it with the same rows), when
+ * it fails the file is deleted. Nothing here is committed: the quality stage commits the staged rows to the
+ * quarantine table after the target commit, and deletes them when the target write fails.
+ *
+ * <p>Non-deterministic: never reordered, merged with another call or dropped by the optimizer.
  */
-public final class QuarantineTee implements UDF2<String, Row, Boolean> {
-  private static final long serialVersionUID = 3L;
-  private static final Map<String, Sink> SINKS = new ConcurrentHashMap<>();
+public final class QuarantineTee extends Expression implements java.io.Serializable {
+  private static final long serialVersionUID = 4L;
 
-  /** The write's Hadoop configuration (s3a endpoint and credentials, Parquet settings), shipped with the function. */
+  private final Expression child;
+  private final String dir;
+  /** The write's Hadoop configuration (s3a endpoint and credentials, Parquet settings), shipped with the plan. */
   private final SerializableConfiguration conf;
   private final OutputWriterFactory factory;
   private final StructType schema;
-  private final StructType passed;
+  /** The last task attempt's file: each task deserializes its own copy of the plan, so this is the usual hit. */
+  private transient Sink sink;
+  /** Every open attempt's file, for an instance shared by concurrent tasks. */
+  private static final Map<String, Sink> SINKS = new ConcurrentHashMap<>();
 
-  public QuarantineTee(SerializableConfiguration conf, OutputWriterFactory factory, StructType schema,
-      StructType passed) {
+  private QuarantineTee(Expression child, String dir, SerializableConfiguration conf, OutputWriterFactory factory,
+      StructType schema) {
+    this.child = child;
+    this.dir = dir;
     this.conf = conf;
     this.factory = factory;
     this.schema = schema;
-    this.passed = passed;
   }
 
   /**
-   * Register the function as {@code name} in this session (non-deterministic: never reordered or dropped), for rows
-   * of the schema {@code schemaJson} (Spark's JSON form of a StructType) that arrive as rows of {@code passedJson}:
-   * the same columns, where the caller may pass a timestamp as its microseconds ({@code unix_micros}, a long) and a
-   * date as its days ({@code unix_date}, an int). Spark holds those types as exactly that long and int, so the rows
-   * are written as the real types without the per-row trip through {@code java.sql.Timestamp} and its calendar
-   * rebasing (half the side output's cost on 200,000 rows).
+   * The side output for rows of the schema {@code schemaJson} (Spark's JSON form of a StructType), given as the
+   * struct column {@code row}, staged under {@code dir}. Returns the column that writes a row and is false.
    */
-  public static void register(SparkSession spark, String name, String schemaJson, String passedJson)
-      throws IOException {
+  public static Column column(SparkSession spark, String dir, String schemaJson, Column row) throws IOException {
     StructType schema = (StructType) DataType.fromJson(schemaJson);
-    StructType passed = (StructType) DataType.fromJson(passedJson);
-    if (passed.fields().length != schema.fields().length) {
-      throw new IllegalArgumentException("the passed row has " + passed.fields().length + " columns, the staged "
-          + schema.fields().length);
-    }
     Job job = Job.getInstance(spark.sessionState().newHadoopConf());
     OutputWriterFactory factory = new ParquetFileFormat().prepareWrite(
         spark, job, new scala.collection.immutable.HashMap<String, String>(), schema);
-    QuarantineTee tee = new QuarantineTee(new SerializableConfiguration(job.getConfiguration()), factory, schema,
-        passed);
-    UserDefinedFunction f = functions.udf(tee, DataTypes.BooleanType).asNondeterministic();
-    spark.udf().register(name, f);
+    return new Column(new QuarantineTee(row.expr(), dir, new SerializableConfiguration(job.getConfiguration()),
+        factory, schema));
   }
 
-  @Override
-  public Boolean call(String dir, Row row) throws Exception {
-    if (row == null) {
-      return Boolean.TRUE;
-    }
+  /** Stage one row (called from the generated code); false: the row leaves the target write. */
+  public boolean write(InternalRow row) throws IOException {
     TaskContext tc = TaskContext.get();
     if (tc == null) {
       throw new IllegalStateException("etl quarantine tee called outside a Spark task");
     }
-    String key = dir + "#" + tc.taskAttemptId();
-    Sink sink = SINKS.get(key);
-    if (sink == null) {
-      sink = new Sink(dir, tc, conf.value(), factory, schema, passed);
-      SINKS.put(key, sink);
-      final Sink s = sink;
-      tc.addTaskFailureListener(new TaskFailureListener() {
-        @Override
-        public void onTaskFailure(TaskContext context, Throwable error) {
-          s.failed = true;
-        }
-      });
-      tc.addTaskCompletionListener(new TaskCompletionListener() {
-        @Override
-        public void onTaskCompletion(TaskContext context) {
-          SINKS.remove(key);
-          try {
-            s.finish(!s.failed && !context.isInterrupted());
-          } catch (IOException e) {
-            throw new RuntimeException("could not stage quarantined rows in " + s.dir + ": " + e, e);
-          }
-        }
-      });
+    Sink s = sink;
+    if (s == null || s.attempt != tc.taskAttemptId()) {
+      s = SINKS.computeIfAbsent(dir + "#" + tc.taskAttemptId(), key -> open(tc, key));
+      sink = s;
     }
-    sink.write(row);
-    return Boolean.FALSE;
+    s.out.write(row);
+    return false;
+  }
+
+  private Sink open(TaskContext tc, String key) {
+    final Sink s;
+    try {
+      s = new Sink(dir, tc, conf.value(), factory, schema);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    tc.addTaskFailureListener(new TaskFailureListener() {
+      @Override
+      public void onTaskFailure(TaskContext context, Throwable error) {
+        s.failed = true;
+      }
+    });
+    tc.addTaskCompletionListener(new TaskCompletionListener() {
+      @Override
+      public void onTaskCompletion(TaskContext context) {
+        SINKS.remove(key);
+        try {
+          s.finish(!s.failed && !context.isInterrupted());
+        } catch (IOException e) {
+          throw new RuntimeException("could not stage quarantined rows in " + s.dir + ": " + e, e);
+        }
+      }
+    });
+    return s;
+  }
+
+  @Override
+  public Object eval(InternalRow input) {
+    Object row = child.eval(input);
+    if (row == null) {
+      return Boolean.TRUE;
+    }
+    try {
+      return write((InternalRow) row);
+    } catch (IOException e) {
+      throw new UncheckedIOException("could not stage a quarantined row in " + dir, e);
+    }
+  }
+
+  /** {@code value = row == null || tee.write(row)}, written out: Spark's code-building helpers are Scala only. */
+  @Override
+  public ExprCode doGenCode(CodegenContext ctx, ExprCode ev) {
+    String tee = ctx.addReferenceObj("etlQuarantineTee", this, QuarantineTee.class.getName());
+    ExprCode row = child.genCode(ctx);
+    String code = row.code() + "\nboolean " + ev.value() + " = " + row.isNull() + " || " + tee + ".write("
+        + row.value() + ");\n";
+    return new ExprCode(new CodeBlock(seq(code), seq()), FalseLiteral$.MODULE$, ev.value());
+  }
+
+  @SafeVarargs
+  private static <T> scala.collection.Seq<T> seq(T... items) {
+    return scala.collection.JavaConverters.asScalaBuffer(java.util.Arrays.asList(items)).toList();
+  }
+
+  @Override
+  public scala.collection.Seq<Expression> children() {
+    return seq(child);
+  }
+
+  @Override
+  public Expression withNewChildrenInternal(scala.collection.IndexedSeq<Expression> newChildren) {
+    return new QuarantineTee(newChildren.apply(0), dir, conf, factory, schema);
+  }
+
+  @Override
+  public boolean nullable() {
+    return false;
+  }
+
+  @Override
+  public DataType dataType() {
+    return DataTypes.BooleanType;
+  }
+
+  @Override
+  public boolean deterministic() {
+    return false;
+  }
+
+  @Override
+  public boolean foldable() {
+    return false;
+  }
+
+  @Override
+  public String prettyName() {
+    return "etl_quarantine_tee";
+  }
+
+  @Override
+  public int productArity() {
+    return 2;
+  }
+
+  @Override
+  public Object productElement(int n) {
+    switch (n) {
+      case 0:
+        return child;
+      case 1:
+        return dir;
+      default:
+        throw new IndexOutOfBoundsException(String.valueOf(n));
+    }
+  }
+
+  @Override
+  public boolean canEqual(Object other) {
+    return other instanceof QuarantineTee;
   }
 
   /** One task attempt's file. */
   static final class Sink {
     final String dir;
+    final long attempt;
     final FileSystem fs;
     final Path tmp;
     final Path dst;
     final OutputWriter out;
-    final ExpressionEncoder.Serializer<Row> toInternal;
     volatile boolean failed;
 
-    Sink(String dir, TaskContext tc, Configuration conf, OutputWriterFactory factory, StructType schema,
-        StructType passed) throws IOException {
+    Sink(String dir, TaskContext tc, Configuration conf, OutputWriterFactory factory, StructType schema)
+        throws IOException {
       this.dir = dir;
+      this.attempt = tc.taskAttemptId();
       Path root = new Path(dir);
       this.fs = root.getFileSystem(conf);
       String part = String.format("part-%05d", tc.partitionId());
@@ -144,13 +237,6 @@ public final class QuarantineTee implements UDF2<String, Row, Boolean> {
       TaskAttemptID id = new TaskAttemptID(
           new TaskID(new JobID("etlquarantine", tc.stageId()), TaskType.MAP, tc.partitionId()), tc.attemptNumber());
       this.out = factory.newInstance(tmp.toString(), schema, new TaskAttemptContextImpl(conf, id));
-      // lenient: java.time or java.sql values alike (spark.sql.datetime.java8API.enabled decides what a Row holds);
-      // a passed long or int lands where the staged schema's timestamp or date reads it
-      this.toInternal = ExpressionEncoder.apply(passed, true).createSerializer();
-    }
-
-    void write(Row row) {
-      out.write(toInternal.apply(row));
     }
 
     void finish(boolean ok) throws IOException {
