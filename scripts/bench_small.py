@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,7 +72,14 @@ spark.stop()
 
 
 def build(root: Path, jobs: int) -> list[str]:
-    """A throwaway project: the input, `jobs` copies of the job and a workflow chaining them."""
+    """A throwaway project: the input, `jobs` copies of the job and a workflow chaining them. Starts empty every
+    time: tables, run records and catalog left by an earlier bench would give the two sides logs of different
+    lengths (a Delta checkpoint every 10 commits landed in one side's measured run)."""
+    if (root / ".etl").exists():  # a daemon an interrupted bench left running holds its files
+        subprocess.run([str(Path(sys.executable).parent / "etl"), "--project-dir", str(root), "daemon", "stop"],
+                       capture_output=True, check=False)
+    for leftover in (root / "data" / "out", root / "hand", root / ".etl", root / "spark-warehouse"):
+        shutil.rmtree(leftover, ignore_errors=True)
     (root / "conf").mkdir(parents=True, exist_ok=True)
     (root / "conf" / "local.yaml").write_text("state: {path: ../.etl/state.db}\ncatalog: {path: ../.etl/catalog.db}\n")
     (root / "data" / "in").mkdir(parents=True, exist_ok=True)
