@@ -4,19 +4,24 @@ import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 
+import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.parquet.hadoop.ParquetFileReader;
+import org.apache.parquet.hadoop.util.HadoopInputFile;
 import org.apache.spark.sql.SaveMode;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.delta.DeltaLog;
 import org.apache.spark.sql.delta.DeltaOperations;
 import org.apache.spark.sql.delta.OptimisticTransaction;
+import org.apache.spark.sql.delta.VersionChecksum;
 import org.apache.spark.sql.delta.actions.Action;
 import org.apache.spark.sql.delta.actions.AddFile;
 import org.apache.spark.sql.delta.actions.Metadata;
 import org.apache.spark.sql.delta.actions.Metadata$;
 import org.apache.spark.sql.delta.actions.SetTransaction;
+import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 
@@ -48,6 +53,9 @@ public final class DeltaAppendStaged {
   public static final long NOTHING = -2L;
   public static final long FALLBACK = -3L;
 
+  /** Where Spark's Parquet writer stores the Spark schema in a file's footer. */
+  private static final String SPARK_SCHEMA_KEY = "org.apache.spark.sql.parquet.row.metadata";
+
   private DeltaAppendStaged() {}
 
   public static long[] commit(SparkSession spark, String table, String staging, String runId, String appId,
@@ -56,7 +64,7 @@ public final class DeltaAppendStaged {
     Path stage = new Path(staging);
     FileSystem fs = root.getFileSystem(spark.sessionState().newHadoopConf());
     OptimisticTransaction txn = DeltaLog.forTable(spark, root).startTransaction();
-    if (txn.txnVersion(appId) >= txnVersion) {
+    if (committedVersion(txn, appId) >= txnVersion) {
       return new long[] {ALREADY, 0L, 0L};
     }
     String suffix = "-" + runId + ".parquet";
@@ -66,7 +74,7 @@ public final class DeltaAppendStaged {
       return new long[] {NOTHING, 0L, 0L};
     }
     Path any = (staged.isEmpty() ? moved : staged).get(0).getPath();
-    StructType schema = spark.read().parquet(any.toString()).schema();
+    StructType schema = schemaOf(fs.getConf(), any, spark);
     boolean exists = txn.readVersion() >= 0;
     if (exists && !sameColumns(txn.metadata().schema(), schema)) {
       for (FileStatus f : moved) {
@@ -112,6 +120,42 @@ public final class DeltaAppendStaged {
     long version = txn.commit(JavaConverters.asScalaBuffer(actions).toSeq(),
         new DeltaOperations.Write(SaveMode.Append, Option.empty(), Option.empty(), Option.apply(userMetadata)));
     return new long[] {version, files.size(), bytes};
+  }
+
+  /**
+   * The table's transaction version for {@code appId}, from the snapshot's checksum file when it carries the
+   * table's SetTransactions (Delta 3.3 writes them there on each commit, below a threshold, but reads them only
+   * from the table's state). {@code txn.txnVersion} rebuilds that whole state for it: three Spark jobs on every
+   * run, as each run's commit makes a new snapshot. The id is recorded as read either way, as {@code txnVersion}
+   * does, so a concurrent commit of the same id still conflicts.
+   */
+  static long committedVersion(OptimisticTransaction txn, String appId) {
+    Option<VersionChecksum> crc = txn.snapshot().checksumOpt();
+    if (!crc.isDefined() || !crc.get().setTransactions().isDefined()) {
+      return txn.txnVersion(appId);
+    }
+    txn.readTxn().$plus$eq(appId);
+    for (SetTransaction t : JavaConverters.seqAsJavaList(crc.get().setTransactions().get())) {
+      if (t.appId().equals(appId)) {
+        return t.version();
+      }
+    }
+    return -1L;
+  }
+
+  /**
+   * The staged rows' columns, from the file's footer, where Spark's Parquet writer keeps its own schema (no Spark
+   * job); read through Spark for a file without it. Nullable, as a Parquet read gives them.
+   */
+  private static StructType schemaOf(Configuration conf, Path file, SparkSession spark) throws IOException {
+    String json;
+    try (ParquetFileReader reader = ParquetFileReader.open(HadoopInputFile.fromPath(file, conf))) {
+      json = reader.getFooter().getFileMetaData().getKeyValueMetaData().get(SPARK_SCHEMA_KEY);
+    }
+    if (json == null) {
+      return spark.read().parquet(file.toString()).schema();
+    }
+    return ((StructType) DataType.fromJson(json)).asNullable();
   }
 
   /** Data files in {@code dir}: every visible {@code .parquet} file, or those ending with {@code suffix}. */
