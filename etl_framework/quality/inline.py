@@ -79,6 +79,7 @@ class InlineGate:
         # what the target held before: a stopped write removes exactly the files it left (tables.abort_write)
         self.write_token = table_format(target_format).begin_write(plan.data.sparkSession, target_path)
         self.counts: Any = None  # the JVM counter's accumulator, once write_df built the write
+        self.staged_schema: Any = None  # the columns the side output stages
         self.timings: dict[str, float] = {}
 
     @classmethod
@@ -138,7 +139,7 @@ class InlineGate:
             from etl_framework.tables.fs import delete_path
 
             delete_path(spark, self.staging_path)  # a retry of this run: rows staged by its failed attempt go
-            schema = p.tagged.select(*p.q_select).schema
+            schema = self.staged_schema = p.tagged.select(*p.q_select).schema
             tee = Column(spark._jvm.etl_framework.spark.QuarantineTee.column(
                 spark._jsparkSession, self.staging_path, schema.json(), F.struct(*p.q_select)._jc))
             is_q = (m.bitwiseAND(F.lit(qbits))) != 0
@@ -173,7 +174,7 @@ class InlineGate:
         p = self.plan
         values = list(self.counts.value())
         counts = {"__rows": values[0], "__quarantined": values[1], **dict(zip(self.plan.counted, values[2:], strict=True))}
-        staged = read_staged(p.data.sparkSession, self.staging_path) if self.staging_path else None
+        staged = read_staged(p.data.sparkSession, self.staging_path, self.staged_schema) if self.staging_path else None
 
         def samples(o: RuleOutcome, key: str, accessor: dict[str, Any], limit: int) -> list[Any]:
             from etl_framework.quality.gate import _unexpected_values

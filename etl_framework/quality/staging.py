@@ -35,9 +35,10 @@ def has_rows(spark: Any, path: str) -> bool:
     return any(not st.getPath().getName().startswith(("_", ".")) for st in fs.listStatus(hpath))
 
 
-def read_staged(spark: Any, path: str) -> Any:
+def read_staged(spark: Any, path: str, schema: Any = None) -> Any:
     """The staged rows of one run as a DataFrame (Parquet, or an earlier version's JSON lines with their schema), or
-    None when there are none."""
+    None when there are none. `schema`, when the caller knows what was staged, spares Spark's schema inference (a
+    Spark job that reads a footer)."""
     from pyspark.sql.types import StructType
 
     if not has_rows(spark, path):
@@ -46,7 +47,7 @@ def read_staged(spark: Any, path: str) -> Any:
 
     text = filesystem(spark, path).read_text(posixpath.join(path, SCHEMA_FILE))
     if text is None:
-        return spark.read.parquet(path)
+        return (spark.read.schema(schema) if schema is not None else spark.read).parquet(path)
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField
 
