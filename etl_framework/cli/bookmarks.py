@@ -33,8 +33,8 @@ def _job_file(project: object, job: str) -> Path:
 
 
 def _context(ctx: click.Context, job: str) -> tuple:
-    from etl_framework.config.load import load_job, project_for
-    from etl_framework.config.project import Project
+    from etl_framework.config.load import load_job
+    from etl_framework.config.project import Project, project_for
     from etl_framework.state.bookmarks import open_bookmark_store
 
     project = Project.discover(ctx.obj.get("project_dir"))

@@ -34,9 +34,9 @@ def register(group: click.Group) -> None:
     def airflow_cmd(ctx: click.Context, workflows: tuple[Path, ...], env_opt: str | None, out_dir: Path,
                     version: str, check: bool, strict: bool) -> None:
         """Write one Airflow DAG file per workflow (default: every workflow file in jobs/)."""
-        from etl_framework.config.load import file_kind, project_for
+        from etl_framework.config.load import file_kind
         from etl_framework.config.loader import load_yaml
-        from etl_framework.config.project import Project
+        from etl_framework.config.project import Project, project_for
         from etl_framework.errors import EtlError, UsageError
         from etl_framework.export.airflow import ExportError, export, stale
 

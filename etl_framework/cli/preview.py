@@ -26,7 +26,7 @@ def register(group: click.Group) -> None:
         """Run extract and transform on a sample; print rows and the quality verdict. Writes nothing."""
         from etl_framework.cli.query import _jsonable, print_table
         from etl_framework.cli.run import parse_params
-        from etl_framework.config.load import project_for
+        from etl_framework.config.project import project_for
         from etl_framework.engine.preview import preview_job
         from etl_framework.errors import UsageError
 

@@ -68,6 +68,37 @@ def suggest_job(job_file: Path, project_dir: str | None) -> str:
     return f"give the path of one of the project's job files: {listed}"
 
 
+def prestart_spark(job_file: Path, project_dir: str | None, env: str) -> None:
+    """Start Spark's JVM while the job's configs are still read (`runtime.spark.prestart`), guessing the session
+    from spark-defaults.conf and the env file's `spark:` block. A job that names its own driver `jars:` waits for
+    its config instead; ETL_SPARK_PRESTART=0 turns the guess off."""
+    import os
+    import re
+
+    if os.environ.get("ETL_SPARK_PRESTART") == "0":
+        return
+    from etl_framework.config.project import project_for
+    from etl_framework.runtime.spark import prestart
+
+    try:
+        project = project_for(job_file, project_dir)
+        if re.search(r"\bjars\s*:", job_file.read_text(encoding="utf-8")):
+            return
+        overrides = None
+        path = project.env_file(env)
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if re.search(r"^spark\s*:", text, re.MULTILINE):
+            from ruamel.yaml import YAML
+
+            data = YAML(typ="safe", pure=True).load(text)
+            overrides = data.get("spark") if isinstance(data, dict) else None
+            if overrides is not None and not isinstance(overrides, dict):
+                return
+    except Exception:  # noqa: BLE001 - a guess only: the run reads the configs and reports their problems
+        return
+    prestart(project.root, overrides or None)
+
+
 @click.command()
 @click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="override a job param (repeatable)")
@@ -83,15 +114,17 @@ def suggest_job(job_file: Path, project_dir: str | None) -> str:
 def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bool, no_report: bool,
         env_name: str | None, workflow_run_id: str | None, run_props: str | None) -> None:
     """Run the job JOB_FILE: crawl, extract, transform, quality gate, write, register."""
-    from etl_framework.config.load import project_for
-    from etl_framework.engine.job import RunStopped, run_job
     from etl_framework.errors import Stopped, UsageError
-    from etl_framework.state.runs import open_run_store
 
     env = env_name or (ctx.obj.get("env", "local") if ctx.obj else "local")
     project_dir = ctx.obj.get("project_dir") if ctx.obj else None
     if not job_file.exists():
         raise UsageError(f"job file {job_file} does not exist\n  what to do: {suggest_job(job_file, project_dir)}")
+    prestart_spark(job_file, project_dir, env)
+    from etl_framework.config.project import project_for
+    from etl_framework.engine.job import RunStopped, run_job
+    from etl_framework.state.runs import open_run_store
+
     project = project_for(job_file, project_dir)
     props = None
     if run_props:

@@ -58,8 +58,7 @@ def workflow_file(project: Any, ref: str) -> Path:
 
 
 def _project(ctx: click.Context, start: Path | None = None) -> Any:
-    from etl_framework.config.load import project_for
-    from etl_framework.config.project import Project
+    from etl_framework.config.project import Project, project_for
 
     if start is not None:
         return project_for(start, ctx.obj.get("project_dir"))

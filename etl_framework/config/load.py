@@ -3,7 +3,6 @@ absolute -> semantic checks. Every problem of a file is collected and raised at 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,13 +251,6 @@ def load_workflow(path: str | Path, project: Project, env: str = "local", check:
     if errors:
         raise ConfigErrors(errors)
     return loaded
-
-
-def project_for(path: str | Path, project_dir: str | Path | None = None) -> Project:
-    """The project of a file: explicit, else the nearest parent of the file holding conf/."""
-    if project_dir or os.environ.get("ETL_PROJECT_DIR"):
-        return Project.discover(project_dir)
-    return Project.discover(start=path)
 
 
 def partial_workflow(data: Any) -> Any:

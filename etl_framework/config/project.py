@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etl_framework.config.errors import ConfigError, ConfigErrors
-from etl_framework.config.model import EnvConfig
 from etl_framework.errors import UsageError
+
+if TYPE_CHECKING:  # the model is imported when an env is loaded: `etl run` finds its project before that
+    from etl_framework.config.model import EnvConfig
 
 
 def is_remote(path: str) -> bool:
@@ -91,6 +93,7 @@ class Project:
 
     def _load_env(self, env: str) -> EnvConfig:
         from etl_framework.config.loader import load_yaml, validate_model
+        from etl_framework.config.model import EnvConfig
 
         path = self.env_file(env)
         if not path.is_file():
@@ -124,3 +127,10 @@ def display_path(path: Path) -> str:
         return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
     except ValueError:
         return str(path)
+
+
+def project_for(path: str | Path, project_dir: str | Path | None = None) -> Project:
+    """The project of a file: explicit, else the nearest parent of the file holding conf/."""
+    if project_dir or os.environ.get("ETL_PROJECT_DIR"):
+        return Project.discover(project_dir)
+    return Project.discover(start=path)

@@ -146,15 +146,12 @@ def session_conf(conf: dict[str, str], master: str) -> dict[str, str]:
     return out
 
 
-def get_spark(
-    project_root: Path | None = None, overrides: dict[str, Any] | None = None, app_name: str = "etl",
+def builder_options(
+    project_root: Path | None, overrides: dict[str, Any] | None = None, app_name: str = "etl",
     extra_jars: list[Path] | None = None,
-) -> SparkSession:
-    """Create (once per process) or return the shared local SparkSession. `extra_jars` (a jdbc source's own
-    driver JARs) join spark.jars when this call creates the session."""
-    global _SESSION
-    if _SESSION is not None:
-        return _SESSION
+) -> dict[str, str]:
+    """What the session builder gets — which is also the JVM's spark-submit command line — with the environment
+    the JVM inherits (JAVA_HOME, PYSPARK_PYTHON) set in this process."""
     home = java_home()
     if home:
         os.environ["JAVA_HOME"] = home
@@ -172,19 +169,122 @@ def get_spark(
                            "  what to do: fix the path (relative to the project directory)")
         conf["spark.jars"] = ",".join([*filter(None, conf.get("spark.jars", "").split(",")),
                                        *(str(j) for j in extra_jars)])
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:  # spark-submit or Glue already made one
-        _SESSION = active
-        return active
     from etl_framework.runtime.cluster import master_of
 
-    builder = SparkSession.builder.appName(app_name)
+    options = {"spark.app.name": app_name}
     if not (conf.get("spark.master") or os.environ.get("SPARK_MASTER")):
-        builder = builder.master(master_of(conf))
-    conf = session_conf(conf, master_of(conf))
-    for k, v in conf.items():
+        options["spark.master"] = master_of(conf)
+    options.update(session_conf(conf, master_of(conf)))
+    return options
+
+
+class _EarlyJvm:
+    """A JVM launched for the session `get_spark` is expected to ask for (see `prestart`)."""
+
+    def __init__(self, options: dict[str, str]) -> None:
+        import threading
+
+        from pyspark.conf import SparkConf
+        from pyspark.java_gateway import launch_gateway
+
+        self.options = options
+        self.environ = dict(os.environ)
+        self.gateway: Any = None
+        conf = SparkConf()  # exactly the SparkConf SparkSession.Builder.getOrCreate hands to launch_gateway
+        for k, v in options.items():
+            conf.set(k, v)
+
+        def launch() -> None:
+            try:
+                self.gateway = launch_gateway(conf)
+            except BaseException:  # noqa: BLE001 - get_spark launches again and reports what fails
+                self.gateway = None
+
+        # imports done above, in the caller's thread: two threads importing at once can deadlock the import lock
+        self.thread = threading.Thread(target=launch, name="etl-spark-prestart", daemon=True)
+        self.thread.start()
+
+    def take(self, options: dict[str, str]) -> Any:
+        """The gateway when the session asked for is the one guessed, in the same environment; else None (the
+        guessed JVM is stopped first, so two JVMs never compete for the cores)."""
+        self.thread.join()
+        if self.gateway is None:
+            return None
+        if options == self.options and dict(os.environ) == self.environ:
+            return self.gateway
+        self.discard()
+        return None
+
+    def discard(self) -> None:
+        import contextlib
+
+        gateway, self.gateway = self.gateway, None
+        if gateway is None:
+            return
+        with contextlib.suppress(Exception):
+            gateway.shutdown()
+        proc = getattr(gateway, "proc", None)
+        if proc is not None:  # the gateway server exits when its stdin closes (the way it ends with its parent)
+            with contextlib.suppress(Exception):
+                proc.stdin.close()
+                proc.wait(timeout=30)
+
+
+_EARLY: _EarlyJvm | None = None
+
+
+def prestart(project_root: Path | None, overrides: dict[str, Any] | None = None) -> None:
+    """Launch the JVM of the session a run is about to ask for, while it still reads its configs: the JVM's start
+    then overlaps the Python work before the first `get_spark`. Only a guess: `get_spark` uses it when it asks
+    for exactly these options in exactly this process environment, else stops it and launches its own — a guess
+    never changes a session. Nothing happens when this process has a session, or Spark Connect is asked for."""
+    global _EARLY
+    if _SESSION is not None or _EARLY is not None or any(
+            k in os.environ for k in ("PYSPARK_GATEWAY_PORT", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")):
+        return
+    try:
+        options = builder_options(project_root, overrides)
+    except Exception:  # noqa: BLE001 - get_spark meets the same problem and reports it
+        return
+    if "spark.remote" in options:
+        return
+    from pyspark import SparkContext
+
+    if SparkContext._gateway is not None:
+        return
+    _EARLY = _EarlyJvm(options)
+
+
+def get_spark(
+    project_root: Path | None = None, overrides: dict[str, Any] | None = None, app_name: str = "etl",
+    extra_jars: list[Path] | None = None,
+) -> SparkSession:
+    """Create (once per process) or return the shared local SparkSession. `extra_jars` (a jdbc source's own
+    driver JARs) join spark.jars when this call creates the session."""
+    global _SESSION, _EARLY
+    if _SESSION is not None:
+        return _SESSION
+    options = builder_options(project_root, overrides, app_name, extra_jars)
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    early, _EARLY = _EARLY, None
+    active = SparkSession.getActiveSession()
+    if active is not None:  # spark-submit or Glue already made one
+        if early is not None:
+            early.discard()
+        _SESSION = active
+        return active
+    gateway = early.take(options) if early is not None else None
+    if gateway is not None:
+        with SparkContext._lock:
+            if SparkContext._gateway is None:
+                SparkContext._gateway = gateway
+                SparkContext._jvm = gateway.jvm
+            else:
+                early.discard()  # type: ignore[union-attr]
+    builder = SparkSession.builder
+    for k, v in options.items():
         builder = builder.config(k, v)
     _SESSION = builder.getOrCreate()
     _SESSION.sparkContext.setLogLevel("ERROR")

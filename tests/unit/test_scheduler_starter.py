@@ -48,7 +48,7 @@ def test_limit_counts_live_runs_of_any_process(tmp_path: Path) -> None:
     store = WorkflowStore(state)
     store.begin_run("wf", max_concurrent_runs=None, nodes={"c": "crawler"}, properties={}, run_id="wr_manual")
     starter = ScriptStarter(tmp_path, "local", state)
-    starter.script = "pass"
+    starter.script = "import time; time.sleep(3)"  # alive through the next start, however loaded the machine
     assert starter.start(entry(tmp_path, limit=1), "t", {}, "wr_1") is None
     assert starter.start(entry(tmp_path, limit=2), "t", {}, "wr_2") == "wr_2"
     assert starter.start(entry(tmp_path, limit=2), "t", {}, "wr_3") is None  # wr_2 has not registered yet
