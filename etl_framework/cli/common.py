@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -100,3 +101,34 @@ def _run_cli(group: click.Group, argv: list[str] | None = None) -> int:
             raise
         click.echo(f"internal error: {type(e).__name__}: {e}\n  (set ETL_DEBUG=1 for the traceback)", err=True)
         return 1
+
+
+def prestart_spark(start: Path, project_dir: str | None, env: str, veto: str) -> None:
+    """Start Spark's JVM while a command still reads its configs (`runtime.spark.prestart`), guessing the session
+    from spark-defaults.conf and the env file's `spark:` block. No guess when `start` (the job or workflow file) or
+    the env file matches `veto`: settings that give the command another session, or none in this process.
+    ETL_SPARK_PRESTART=0 turns the guess off."""
+    import re
+
+    if os.environ.get("ETL_SPARK_PRESTART") == "0":
+        return
+    from etl_framework.config.project import project_for
+    from etl_framework.runtime.spark import prestart
+
+    try:
+        project = project_for(start, project_dir)
+        path = project.env_file(env)
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if re.search(veto, start.read_text(encoding="utf-8")) or re.search(veto, text):
+            return
+        overrides = None
+        if re.search(r"^spark\s*:", text, re.MULTILINE):
+            from ruamel.yaml import YAML
+
+            data = YAML(typ="safe", pure=True).load(text)
+            overrides = data.get("spark") if isinstance(data, dict) else None
+            if overrides is not None and not isinstance(overrides, dict):
+                return
+    except Exception:  # noqa: BLE001 - a guess only: the command reads the configs and reports their problems
+        return
+    prestart(project.root, overrides or None)

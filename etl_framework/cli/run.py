@@ -11,7 +11,10 @@ from typing import Any
 
 import click
 
-from etl_framework.cli.common import err, print_json
+from etl_framework.cli.common import err, prestart_spark, print_json
+
+# a job naming its own driver `jars:` waits for its config before Spark starts: they join the JVM's class path
+PRESTART_VETO = r"\bjars\s*:"
 
 
 def register(group: click.Group) -> None:
@@ -68,37 +71,6 @@ def suggest_job(job_file: Path, project_dir: str | None) -> str:
     return f"give the path of one of the project's job files: {listed}"
 
 
-def prestart_spark(job_file: Path, project_dir: str | None, env: str) -> None:
-    """Start Spark's JVM while the job's configs are still read (`runtime.spark.prestart`), guessing the session
-    from spark-defaults.conf and the env file's `spark:` block. A job that names its own driver `jars:` waits for
-    its config instead; ETL_SPARK_PRESTART=0 turns the guess off."""
-    import os
-    import re
-
-    if os.environ.get("ETL_SPARK_PRESTART") == "0":
-        return
-    from etl_framework.config.project import project_for
-    from etl_framework.runtime.spark import prestart
-
-    try:
-        project = project_for(job_file, project_dir)
-        if re.search(r"\bjars\s*:", job_file.read_text(encoding="utf-8")):
-            return
-        overrides = None
-        path = project.env_file(env)
-        text = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if re.search(r"^spark\s*:", text, re.MULTILINE):
-            from ruamel.yaml import YAML
-
-            data = YAML(typ="safe", pure=True).load(text)
-            overrides = data.get("spark") if isinstance(data, dict) else None
-            if overrides is not None and not isinstance(overrides, dict):
-                return
-    except Exception:  # noqa: BLE001 - a guess only: the run reads the configs and reports their problems
-        return
-    prestart(project.root, overrides or None)
-
-
 @click.command()
 @click.argument("job_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="override a job param (repeatable)")
@@ -120,7 +92,7 @@ def run(ctx: click.Context, job_file: Path, params: tuple[str, ...], as_json: bo
     project_dir = ctx.obj.get("project_dir") if ctx.obj else None
     if not job_file.exists():
         raise UsageError(f"job file {job_file} does not exist\n  what to do: {suggest_job(job_file, project_dir)}")
-    prestart_spark(job_file, project_dir, env)
+    prestart_spark(job_file, project_dir, env, veto=PRESTART_VETO)
     from etl_framework.config.project import project_for
     from etl_framework.engine.job import RunStopped, run_job
     from etl_framework.state.runs import open_run_store

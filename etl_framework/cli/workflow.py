@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from etl_framework.cli.common import err, print_json
+from etl_framework.cli.common import err, prestart_spark, print_json
 from etl_framework.errors import EtlError, UsageError
 
 
@@ -55,6 +55,10 @@ def workflow_file(project: Any, ref: str) -> Path:
                 return f
     raise UsageError(f"no workflow named {ref!r} in {project.jobs_dir}" + (f" (workflows: {', '.join(names)})"
                                                                            if names else ""))
+
+
+# a workflow (or env) naming the subprocess executor starts no Spark session in this process
+PRESTART_VETO = r"\bexecutor\s*:\s*['\"]?subprocess"
 
 
 def _project(ctx: click.Context, start: Path | None = None) -> Any:
@@ -100,11 +104,13 @@ def stop_on_signals(run: Any) -> Iterator[None]:
 def _execute(ctx: click.Context, wf_path: Path, *, properties: dict[str, Any], executor_opt: str | None,
              triggers: tuple[str, ...] = (), run_id: str | None = None, resume_of: str | None = None,
              resume_nodes: list[str] | None = None, as_json: bool = False, no_report: bool = False) -> None:
+    env = ctx.obj.get("env", "local")
+    if executor_opt != "subprocess":  # the inline executor's one session; a subprocess one has none here
+        prestart_spark(wf_path, ctx.obj.get("project_dir"), env, veto=PRESTART_VETO)
     from etl_framework.config.load import load_workflow
     from etl_framework.engine.executors import make_executor
     from etl_framework.engine.workflow import WorkflowRun, build_node_specs
 
-    env = ctx.obj.get("env", "local")
     project = _project(ctx, wf_path)
     loaded = load_workflow(wf_path, project, env)
     cfg = loaded.config

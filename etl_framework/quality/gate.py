@@ -802,15 +802,27 @@ def _main_metric(exp: Any) -> str:
     return f"{type(exp).map_metric}.unexpected_count"
 
 
+def sample_columns(accessor: dict[str, Any]) -> list[str]:
+    """The columns GX samples for a rule: its column, its pair, or its column list."""
+    if "column" in accessor:
+        return [accessor["column"]]
+    if "column_A" in accessor:
+        return [accessor["column_A"], accessor["column_B"]]
+    return list(accessor["column_list"])
+
+
+def shape_sample(accessor: dict[str, Any], rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Rows of `sample_columns` in GX's form: a column's values, a pair's tuples, a column list's dicts."""
+    if "column" in accessor:
+        return [r[0] for r in rows]
+    if "column_A" in accessor:
+        return [(r[0], r[1]) for r in rows]
+    return [dict(zip(accessor["column_list"], r, strict=True)) for r in rows]
+
+
 def _unexpected_values(rows: DataFrame, accessor: dict[str, Any], limit: int) -> list[Any]:
     """GX's sample of unexpected values, read the way GX reads it (filter + limit) from the unexpected `rows`."""
     from pyspark.sql import functions as F
 
-    if "column" in accessor:
-        c = accessor["column"]
-        return [r[0] for r in rows.select(F.col(f"`{c}`")).limit(limit).collect()]
-    if "column_A" in accessor:
-        a, b = accessor["column_A"], accessor["column_B"]
-        return [(r[0], r[1]) for r in rows.select(F.col(f"`{a}`"), F.col(f"`{b}`")).limit(limit).collect()]
-    cols = list(accessor["column_list"])
-    return [r.asDict() for r in rows.select(*[F.col(f"`{c}`").alias(c) for c in cols]).limit(limit).collect()]
+    got = rows.select(*[F.col(f"`{c}`") for c in sample_columns(accessor)]).limit(limit).collect()
+    return shape_sample(accessor, [tuple(r) for r in got])

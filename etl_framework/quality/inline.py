@@ -30,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from etl_framework.quality.gate import GatePlan, GateResult, RuleOutcome, decide, plan_gate, validate_plan
-from etl_framework.quality.staging import delete_staged, read_staged
+from etl_framework.quality.staging import delete_staged, local_sample, read_staged
 from etl_framework.tables import table_format
 
 if TYPE_CHECKING:
@@ -177,9 +177,13 @@ class InlineGate:
         staged = read_staged(p.data.sparkSession, self.staging_path, self.staged_schema) if self.staging_path else None
 
         def samples(o: RuleOutcome, key: str, accessor: dict[str, Any], limit: int) -> list[Any]:
-            from etl_framework.quality.gate import _unexpected_values
+            from etl_framework.quality.gate import _unexpected_values, sample_columns, shape_sample
 
             if staged is not None and o.on_fail == "quarantine" and key == o.pred:
+                assert self.staging_path is not None
+                local = local_sample(self.staging_path, self.staged_schema, o.rule, sample_columns(accessor), limit)
+                if local is not None:
+                    return shape_sample(accessor, local)
                 rows = staged.filter(F.array_contains("_failed_rules", o.rule))  # small: read the staged rows
             else:
                 rows = p.tagged.filter(F.col(key))  # filter + limit: stops at the first rows found

@@ -62,6 +62,50 @@ def read_staged(spark: Any, path: str, schema: Any = None) -> Any:
                          .alias(f.name) for f in schema.fields])
 
 
+# Spark types whose values pyarrow hands to Python exactly as Spark's collect() does (a timestamp's time zone, a
+# binary's type, a struct's Row would differ: those are read by Spark)
+_ARROW_SAME_AS_SPARK = {"string", "integer", "long", "short", "byte", "double", "float", "boolean", "date"}
+
+
+def local_sample(path: str, schema: Any, rule: str, columns: list[str], limit: int) -> list[tuple[Any, ...]] | None:
+    """The first `limit` staged rows that `rule` quarantined, as tuples of `columns`, read with pyarrow from the
+    task files in task order — when the staging folder is on this machine's disk: a Spark job for a handful of
+    rows is ~0.3 s of a small run. None when Spark must read them: a remote folder, an earlier version's JSON
+    lines, no known schema, or a column whose Python value could differ from Spark's collect()."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    if schema is None:
+        return None
+    url = urlparse(path)
+    if url.scheme not in ("", "file"):
+        return None
+    folder = Path(url.path if url.scheme else path)
+    types = {f.name: f.dataType.typeName() for f in schema.fields}
+    wanted = list(dict.fromkeys(columns))
+    if any(types.get(c) not in _ARROW_SAME_AS_SPARK for c in wanted) or "_failed_rules" not in types:
+        return None
+    try:
+        names = sorted(n for n in (p.name for p in folder.iterdir()) if not n.startswith(("_", ".")))
+    except OSError:
+        return None
+    if not names or (folder / SCHEMA_FILE).exists() or not all(n.endswith(".parquet") for n in names):
+        return None
+    import pyarrow.parquet as pq
+
+    out: list[tuple[Any, ...]] = []
+    for name in names:
+        for batch in pq.ParquetFile(folder / name).iter_batches(batch_size=4096, columns=["_failed_rules", *wanted]):
+            failed = batch.column(0).to_pylist()
+            for i, rules in enumerate(failed):
+                if rules and rule in rules:
+                    values = {c: batch.column(j + 1)[i].as_py() for j, c in enumerate(wanted)}
+                    out.append(tuple(values[c] for c in columns))
+                    if len(out) >= limit:
+                        return out
+    return out
+
+
 def delete_staged(spark: Any, path: str) -> None:
     """Delete one run's staging folder, then its parents (`_etl_staging`, the quarantine folder) if that left them
     empty: a gate that failed leaves no trace, not even an empty quarantine folder."""

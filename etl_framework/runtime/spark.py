@@ -6,6 +6,7 @@ Reading the same file that `spark-submit --properties-file` reads keeps `etl run
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -101,26 +102,28 @@ def resolve_conf(project_root: Path | None, overrides: dict[str, Any] | None = N
     return conf
 
 
+@functools.cache
+def _java_major(java: str) -> int | None:
+    """The major version of a `java` binary (a process start: asked once per binary and process)."""
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20, check=False).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for token in out.replace('"', " ").split():
+        if token[:1].isdigit():
+            head = token.split(".")[0]
+            return int(token.split(".")[1]) if head == "1" else int(head)
+    return None
+
+
 def java_home() -> str | None:
     """A Java 17 home (Spark 3.5 does not run on 21+); None when the default `java` is fine."""
-    def version(java: str) -> int | None:
-        try:
-            out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20, check=False).stderr
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        for token in out.replace('"', " ").split():
-            if token[:1].isdigit():
-                head = token.split(".")[0]
-                major = int(token.split(".")[1]) if head == "1" else int(head)
-                return major
-        return None
-
     current = os.environ.get("JAVA_HOME")
     java = str(Path(current) / "bin" / "java") if current else shutil.which("java")
-    if java and version(java) in (8, 11, 17):
+    if java and _java_major(java) in (8, 11, 17):
         return current
     for cand in sorted(Path("/usr/lib/jvm").glob("*17*")):
-        if (cand / "bin" / "java").exists() and version(str(cand / "bin" / "java")) == 17:
+        if (cand / "bin" / "java").exists() and _java_major(str(cand / "bin" / "java")) == 17:
             return str(cand)
     raise EtlError(
         "no Java 17 found (Spark 3.5 runs on Java 8, 11 or 17, not 21+).\n"

@@ -64,9 +64,11 @@ GUESS = """
 import json, sys
 from pathlib import Path
 import etl_framework.runtime.spark as rs
-from etl_framework.cli.run import prestart_spark
+from etl_framework.cli import run, workflow
+from etl_framework.cli.common import prestart_spark
 
-prestart_spark(Path(sys.argv[1]), None, sys.argv[2])
+veto = (workflow if sys.argv[1].endswith("wf.yaml") else run).PRESTART_VETO
+prestart_spark(Path(sys.argv[1]), None, sys.argv[2], veto)
 early = rs._EARLY
 print(json.dumps(None if early is None else early.options))
 if early is not None:
@@ -100,3 +102,16 @@ def test_etl_run_guesses_from_the_env_file_and_leaves_jdbc_jobs_to_their_config(
     assert guess(tmp_path, "jobs/db.yaml", "dev") is None  # its driver JARs join the JVM's class path
     plain = guess(tmp_path, "jobs/csv.yaml", "local")  # no conf/local.yaml: the defaults
     assert plain is not None and plain["spark.sql.shuffle.partitions"] != "3"
+
+
+def test_etl_workflow_run_guesses_only_for_the_inline_executor(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "conf" / "local.yaml").write_text("spark: {spark.sql.shuffle.partitions: 3}\n")
+    (tmp_path / "conf" / "sub.yaml").write_text("executor: subprocess\n")
+    (tmp_path / "jobs" / "wf.yaml").write_text("workflow: wf\n")
+    options = guess(tmp_path, "jobs/wf.yaml", "local")
+    assert options is not None and options["spark.sql.shuffle.partitions"] == "3"
+    assert guess(tmp_path, "jobs/wf.yaml", "sub") is None  # the env runs each job in its own spark-submit
+    (tmp_path / "jobs" / "wf.yaml").write_text("workflow: wf\nexecutor: 'subprocess'\n")
+    assert guess(tmp_path, "jobs/wf.yaml", "local") is None

@@ -126,6 +126,46 @@ def test_staged_rows_come_back_exactly(spark: Any, tmp_path: Path) -> None:
     assert [r["id"] for r in spark.read.format("delta").load(str(tmp_path / "out")).collect()] == [3]
 
 
+def test_samples_of_locally_staged_rows_are_read_by_pyarrow_as_spark_reads_them(spark: Any, tmp_path: Path) -> None:
+    """A quarantine rule's unexpected values come from the staged files through pyarrow when they are on this
+    machine's disk (a Spark job is ~0.3 s of a small run), equal to Spark's filter + limit on the same files;
+    a column whose Python value could differ (a timestamp) or a remote folder goes to Spark."""
+    from datetime import date
+
+    from pyspark.sql import functions as F
+
+    from etl_framework.quality.gate import _unexpected_values, sample_columns, shape_sample
+    from etl_framework.quality.staging import local_sample, read_staged
+
+    schema = ("id long, fare double, day date, ts timestamp, zone string, even boolean, small float, "
+              "_failed_rules array<string>")
+    rows = [(i, i - 5.5, date(2024, 1, 1 + i % 3), datetime(2024, 1, 1, i), None if i == 4 else f"z{i}",
+             i % 2 == 0, i / 3, ["r1"] if i % 3 else ["r1", "r2"]) for i in range(12)]
+    folder = tmp_path / "staged"
+    spark.createDataFrame(rows[:7], schema).coalesce(1).write.parquet(str(folder))
+    spark.createDataFrame(rows[7:], schema).coalesce(1).write.mode("append").parquet(str(folder))
+    staged_df = read_staged(spark, str(folder))
+    staged_schema = staged_df.schema
+    for accessor in ({"column": "fare"}, {"column": "small"}, {"column_A": "id", "column_B": "zone"},
+                     {"column_list": ["id", "day", "even", "zone"]}):
+        cols = sample_columns(accessor)
+        for rule, limit in (("r1", 100), ("r2", 100), ("r1", 3)):
+            local = local_sample(str(folder), staged_schema, rule, cols, limit)
+            assert local is not None, accessor
+            by_spark = _unexpected_values(staged_df.filter(F.array_contains("_failed_rules", rule)), accessor, 100)
+            mine = shape_sample(accessor, local)
+            assert len(mine) == min(limit, len(by_spark))
+            key = repr
+            assert sorted(map(key, mine)) == sorted(map(key, by_spark)) if limit == 100 else \
+                set(map(key, mine)) <= set(map(key, by_spark))
+    assert sorted(shape_sample({"column": "id"}, local_sample(str(folder), staged_schema, "r2", ["id"], 10) or [])) \
+        == [0, 3, 6, 9]
+    assert local_sample(str(folder), staged_schema, "r1", ["ts"], 10) is None  # Spark: a naive local datetime
+    assert local_sample(f"s3a://bucket{folder}", staged_schema, "r1", ["id"], 10) is None
+    via_uri = local_sample(f"file://{folder}", staged_schema, "r1", ["id"], 2)
+    assert via_uri is not None and len(via_uri) == 2
+
+
 def schema_names(ddl: str) -> list[str]:
     return [part.strip().split(" ")[0] for part in ddl.split(", ")]
 
