@@ -181,56 +181,94 @@ def builder_options(
     return options
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants: spark-submit's shell, Spark's launcher and the JVM it execs."""
+    import signal
+
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").glob("[0-9]*"):  # Linux; elsewhere only `pid` itself is killed
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    tree = [pid]
+    for p in tree:
+        tree.extend(children.get(p, []))
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 class _EarlyJvm:
-    """A JVM launched for the session `get_spark` is expected to ask for (see `prestart`)."""
+    """A JVM launched for the session `get_spark` is expected to ask for (see `prestart`). Not taken by the time
+    the process exits (a config error, nothing new to read), it is killed at once: a JVM still starting would hold
+    the command's stdout and stderr open for seconds after it ended."""
 
     def __init__(self, options: dict[str, str]) -> None:
+        import atexit
+        import subprocess
         import threading
 
+        from pyspark import java_gateway
         from pyspark.conf import SparkConf
-        from pyspark.java_gateway import launch_gateway
 
         self.options = options
         self.environ = dict(os.environ)
         self.gateway: Any = None
+        self.proc: Any = None
+        self.taken = False
         conf = SparkConf()  # exactly the SparkConf SparkSession.Builder.getOrCreate hands to launch_gateway
         for k, v in options.items():
             conf.set(k, v)
 
+        def popen(*args: Any, **kwargs: Any) -> Any:  # launch_gateway keeps its Popen to itself until it returns
+            self.proc = subprocess.Popen(*args, **kwargs)
+            return self.proc
+
         def launch() -> None:
             try:
-                self.gateway = launch_gateway(conf)
+                self.gateway = java_gateway.launch_gateway(conf)
             except BaseException:  # noqa: BLE001 - get_spark launches again and reports what fails
                 self.gateway = None
+            finally:
+                java_gateway.Popen = subprocess.Popen
 
-        # imports done above, in the caller's thread: two threads importing at once can deadlock the import lock
+        # imports done above, in the caller's thread: two threads importing at once can deadlock the import lock;
+        # nothing else launches a gateway meanwhile (get_spark waits for this one first)
+        java_gateway.Popen = popen
         self.thread = threading.Thread(target=launch, name="etl-spark-prestart", daemon=True)
         self.thread.start()
+        atexit.register(self._at_exit)
 
     def take(self, options: dict[str, str]) -> Any:
         """The gateway when the session asked for is the one guessed, in the same environment; else None (the
-        guessed JVM is stopped first, so two JVMs never compete for the cores)."""
-        self.thread.join()
-        if self.gateway is None:
+        guessed JVM is killed first, so two JVMs never compete for the cores)."""
+        if options != self.options or dict(os.environ) != self.environ:
+            self.discard()
             return None
-        if options == self.options and dict(os.environ) == self.environ:
-            return self.gateway
-        self.discard()
-        return None
+        self.thread.join()
+        self.taken = self.gateway is not None
+        return self.gateway
 
     def discard(self) -> None:
         import contextlib
 
-        gateway, self.gateway = self.gateway, None
-        if gateway is None:
-            return
-        with contextlib.suppress(Exception):
-            gateway.shutdown()
-        proc = getattr(gateway, "proc", None)
-        if proc is not None:  # the gateway server exits when its stdin closes (the way it ends with its parent)
+        if not self.thread.is_alive() and self.gateway is not None:
             with contextlib.suppress(Exception):
-                proc.stdin.close()
-                proc.wait(timeout=30)
+                self.gateway.shutdown()
+        if self.proc is not None:
+            _kill_tree(self.proc.pid)
+            with contextlib.suppress(Exception):
+                self.proc.wait(timeout=10)
+        self.thread.join(timeout=10)
+        self.gateway = None
+
+    def _at_exit(self) -> None:
+        if not self.taken:
+            self.discard()
 
 
 _EARLY: _EarlyJvm | None = None

@@ -23,13 +23,13 @@ guess, asked = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 rs.prestart(root, guess or None)
 early = rs._EARLY
 rs._EARLY.thread.join()
-early_pid = early.gateway.proc.pid
+early_pid = early.proc.pid
 spark = rs.get_spark(root, asked or None)
 jvm = spark.sparkContext._jvm
 print(json.dumps({
     "early_pid": early_pid,
     "session_pid": jvm.java.lang.ProcessHandle.current().pid(),
-    "early_alive": early.gateway is not None and early.gateway.proc.poll() is None,
+    "early_alive": early.proc.poll() is None,
     "memory": spark.sparkContext.getConf().get("spark.driver.memory"),
     "max_heap_mb": jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20,
     "rows": spark.range(5).count(),
@@ -75,6 +75,34 @@ if early is not None:
     early.thread.join()
     early.discard()
 """
+
+
+def test_a_guess_the_command_never_took_ends_with_it(tmp_path: Path) -> None:
+    """A config error ends `etl run` before Spark is asked for: the JVM started for it dies with the command, so
+    the command's pipes close when it exits (a JVM still starting held them for seconds)."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "bad.yaml").write_text(
+        "job: bad\nsources: {t: {format: csv, path: x}}\ntarget: {format: delta, path: out, mode: nope}\n")
+    script = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([{str(Path(sys.executable).parent / 'etl')!r}, 'run', 'jobs/bad.yaml'], "
+        "stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)\n"
+        "p.wait()\nt = time.monotonic()\nerr = p.stderr.read()\n"
+        "print(round(time.monotonic() - t, 2), p.returncode, repr(err))\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
+                       cwd=tmp_path, env={**os.environ, "ETL_PROJECT_DIR": str(tmp_path)})
+    waited, code, err = p.stdout.split(" ", 2)
+    assert code == "2" and "target.mode" in err and "Traceback" not in err
+    assert float(waited) < 1.0  # the pipe closed with the process, not when a JVM noticed it was alone
+    assert not [d.name for d in Path("/proc").glob("[0-9]*") if _cwd(d) == str(tmp_path)]  # no JVM left
+
+
+def _cwd(proc: Path) -> str:
+    try:
+        return os.readlink(proc / "cwd")
+    except OSError:
+        return ""
 
 
 def guess(project: Path, job: str, env: str = "local") -> dict | None:
