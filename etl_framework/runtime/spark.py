@@ -253,7 +253,8 @@ class _EarlyJvm:
         self.taken = self.gateway is not None
         return self.gateway
 
-    def discard(self) -> None:
+    def discard(self, wait: bool = True) -> None:
+        """Kill the guessed JVM; `wait`: until it is gone and the launch thread has given up (not at exit)."""
         import contextlib
 
         if not self.thread.is_alive() and self.gateway is not None:
@@ -261,14 +262,16 @@ class _EarlyJvm:
                 self.gateway.shutdown()
         if self.proc is not None:
             _kill_tree(self.proc.pid)
-            with contextlib.suppress(Exception):
-                self.proc.wait(timeout=10)
-        self.thread.join(timeout=10)
+            if wait:
+                with contextlib.suppress(Exception):
+                    self.proc.wait(timeout=10)
+        if wait:
+            self.thread.join(timeout=10)
         self.gateway = None
 
     def _at_exit(self) -> None:
         if not self.taken:
-            self.discard()
+            self.discard(wait=False)
 
 
 _EARLY: _EarlyJvm | None = None
